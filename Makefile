@@ -1,0 +1,35 @@
+# Two commands on a fresh machine with Python 3.11: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test test-all install install-test bench bench-smoke clean
+
+# The venv is remade when pyproject.toml changes; a Python older than 3.11 is refused.
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "protocol-gateway needs Python 3.11 or newer; found " + sys.version.split()[0] + " (set PYTHON=python3.11)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(BIN)/.installed
+install-test: $(BIN)/.installed-test
+
+run: $(BIN)/.installed
+	$(BIN)/protocol-gateway run
+
+# A throwaway PostgreSQL (free port, removed on exit) unless GATEWAY_TEST_DATABASE_URL is set.
+test: $(BIN)/.installed-test
+	scripts/with-postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(BIN)/.installed-test
+	scripts/with-postgres.sh $(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

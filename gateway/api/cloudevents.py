@@ -1,0 +1,108 @@
+"""CloudEvents 1.0 over HTTP: structured, batch and binary modes, into `IncomingEvent`s.
+
+Order of refusals follows DESIGN.md: 413 (body too large), 415 (content type), 400
+(malformed body), 422 (invalid fields). In batch mode each event stands alone: a bad one
+becomes a problem in its slot and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.api.problems import Problem
+from gateway.api.schemas import EVENT_DATA, CloudEventIn
+from gateway.errors import FieldProblem, InvalidFields
+from gateway.service import IncomingEvent
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+BINARY = "application/json"
+ACCEPTED = (STRUCTURED, BATCH, BINARY)
+CE_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject", "dataschema")
+
+
+def field_problems(error: ValidationError, prefix: str = "") -> list[FieldProblem]:
+    problems = []
+    for e in error.errors(include_url=False):
+        path = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "not a known field"
+        problems.append(FieldProblem(prefix + path if path else prefix.rstrip("."), message))
+    return problems
+
+
+def decode_json(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Problem(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise Problem(400, "the body is empty")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+
+
+def validate_data(event_type: str, data: Any, prefix: str = "data.") -> BaseModel:
+    model = EVENT_DATA[event_type]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFields(field_problems(exc, prefix)) from None
+
+
+def to_incoming(envelope: Any, *, field_prefix: str = "") -> IncomingEvent:
+    """One structured event (a dict) into an IncomingEvent, or InvalidFields / Problem(400)."""
+    if not isinstance(envelope, dict):
+        raise Problem(400, "an event must be a JSON object")
+    try:
+        ce = CloudEventIn.model_validate(envelope)
+    except ValidationError as exc:
+        raise InvalidFields(field_problems(exc, field_prefix)) from None
+    content_type = (ce.datacontenttype or BINARY).split(";")[0].strip().lower()
+    if content_type != BINARY:
+        raise InvalidFields([FieldProblem(f"{field_prefix}datacontenttype", "expected 'application/json'")])
+    data = validate_data(ce.type, ce.data, f"{field_prefix}data.")
+    return IncomingEvent(source=ce.source, id=ce.id, type=ce.type, time=ce.time, data=data,
+                         field_prefix=f"{field_prefix}data.")
+
+
+def binary_envelope(request: web.Request, body: Any) -> dict[str, Any]:
+    envelope: dict[str, Any] = {
+        name: request.headers[f"ce-{name}"] for name in CE_ATTRIBUTES if f"ce-{name}" in request.headers
+    }
+    envelope["datacontenttype"] = BINARY
+    envelope["data"] = body
+    return envelope
+
+
+async def parse(request: web.Request) -> tuple[str, list[IncomingEvent | Exception]]:
+    """('single' | 'batch', events or the error each one met)."""
+    raw = await request.read()
+    content_type = request.content_type.lower()
+    if content_type not in ACCEPTED:
+        raise Problem(415, f"expected Content-Type {STRUCTURED}, {BATCH}, or {BINARY} with ce-* headers "
+                           f"(got {content_type or 'none'})")
+    body = decode_json(raw)
+    if content_type == BATCH:
+        if not isinstance(body, list):
+            raise Problem(400, "a batch must be a JSON array of events")
+        results: list[IncomingEvent | Exception] = []
+        for event in body:
+            try:
+                results.append(to_incoming(event))
+            except (Problem, InvalidFields) as exc:
+                results.append(exc)
+        return "batch", results
+    if content_type == BINARY and "ce-specversion" in request.headers:
+        return "single", [to_incoming(binary_envelope(request, body))]
+    if content_type == BINARY and not (isinstance(body, dict) and "specversion" in body):
+        raise Problem(400, "binary mode needs the headers ce-specversion, ce-id, ce-source and ce-type; "
+                           f"or send a structured event as {STRUCTURED}")
+    return "single", [to_incoming(body)]

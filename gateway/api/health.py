@@ -1,0 +1,51 @@
+"""/healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+
+from gateway.api.runtime_keys import DB, METRICS, READINESS
+from gateway.store.models import ACTIVE_STATUSES, Notification
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    for name, check in request.app[READINESS].items():
+        try:
+            reason = await check()
+        except Exception as exc:  # a readiness probe reports, it never raises
+            reason = f"{type(exc).__name__}"
+        checks[name] = "ok" if reason is None else reason
+    ready = all(v == "ok" for v in checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    if ready:
+        return web.json_response(body)
+    return web.json_response({"type": "/problems/unavailable", "title": "Service Unavailable", "status": 503,
+                              "detail": "not ready: " + ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+                              "checks": checks}, status=503, content_type="application/problem+json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[METRICS]
+    try:
+        async with request.app[DB].read() as session:
+            rows = (await session.execute(
+                select(Notification.status, func.count()).group_by(Notification.status))).all()
+            oldest = await session.scalar(
+                select(func.min(Notification.next_attempt_at)).where(
+                    Notification.status.in_(ACTIVE_STATUSES), Notification.status != "sending"))
+    except Exception:  # metrics stay up when the database is down; the depth gauges go stale
+        rows, oldest = [], None
+    for status, count in rows:
+        m.outbox_depth.labels(status).set(count)
+    if oldest is not None:
+        m.outbox_oldest_due_seconds.set(max(0.0, (datetime.now(timezone.utc) - oldest).total_seconds()))
+    return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,92 @@
+"""GET /v1/protocols/{number} and POST /v1/protocols/{number}/resend."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from gateway.api import cloudevents
+from gateway.api.auth import current_key, requires
+from gateway.api.problems import Problem
+from gateway.api.runtime_keys import DB, SERVICE
+from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
+from gateway.errors import InvalidFields, NotFound
+from gateway.service import IncomingEvent, iso
+from gateway.store.models import Event, Notification, Protocol
+
+
+def _number(request: web.Request) -> str:
+    number = request.match_info["number"]
+    if not re.match(NUMBER_PATTERN, number):
+        raise NotFound(f"no protocol {number[:40]!r}: numbers are 6 to 30 digits")
+    return number
+
+
+@requires("protocols:read")
+async def get_protocol(request: web.Request) -> web.Response:
+    number = _number(request)
+    async with request.app[DB].read() as session:
+        protocol = await session.scalar(select(Protocol).where(Protocol.number == number))
+        if protocol is None:
+            raise NotFound(f"no protocol {number}")
+        events = (await session.scalars(
+            select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id))).all()
+        notifications = (await session.scalars(
+            select(Notification).where(Notification.protocol_id == protocol.id).order_by(Notification.id))).all()
+    return web.json_response(protocol_document(protocol, events, notifications))
+
+
+def protocol_document(protocol: Protocol, events: Any, notifications: Any) -> dict[str, Any]:
+    return {
+        "number": protocol.number,
+        "status": protocol.status,
+        "subject": protocol.subject,
+        "category": protocol.category,
+        "profile": protocol.profile,
+        "opened_at": iso(protocol.opened_at),
+        "deadline_at": iso(protocol.deadline_at),
+        "resolved_at": iso(protocol.resolved_at),
+        "retention_until": iso(protocol.retention_until),
+        "legal_hold": protocol.legal_hold,
+        "events": [
+            {"type": e.type, "occurred_at": iso(e.occurred_at), "received_at": iso(e.received_at), "data": e.data}
+            for e in events
+        ],
+        "notifications": [
+            {
+                "id": n.id, "channel": n.channel, "template": n.template, "status": n.status,
+                "attempts": n.attempts, "last_error": n.last_error, "provider_id": n.provider_id,
+                "created_at": iso(n.created_at), "sent_at": iso(n.sent_at), "delivered_at": iso(n.delivered_at),
+            }
+            for n in notifications
+        ],
+    }
+
+
+@requires("protocols:write")
+async def post_resend(request: web.Request) -> web.Response:
+    number = _number(request)
+    raw = await request.read()
+    if request.content_type != "application/json":
+        raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
+    body = cloudevents.decode_json(raw)
+    if not isinstance(body, dict):
+        raise Problem(400, "the body must be a JSON object")
+    try:
+        ResendRequest.model_validate(body)
+        data = ResendData.model_validate({**body, "number": number})
+    except ValidationError as exc:
+        raise InvalidFields(cloudevents.field_problems(exc)) from None
+    # The REST form of protocol.resend_requested: an Idempotency-Key header makes retries safe.
+    key = current_key(request)
+    event_id = request.headers.get("Idempotency-Key") or f"resend-{uuid.uuid4()}"
+    event = IncomingEvent(source=f"urn:protocol-gateway:api-key:{key.name}", id=event_id,
+                          type="protocol.resend_requested", time=None, data=data, field_prefix="")
+    outcome = await request.app[SERVICE].handle(event, received_at=datetime.now(timezone.utc))
+    return web.json_response(outcome.body, status=200 if outcome.duplicate else 202)

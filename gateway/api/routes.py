@@ -1,0 +1,37 @@
+"""The aiohttp application: middlewares and routes."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+
+from gateway.api import events, health, protocols
+from gateway.api.auth import auth_middleware
+from gateway.api.openapi import build_spec
+from gateway.api.problems import problem_middleware
+
+
+def _version() -> str:
+    try:
+        return version("protocol-gateway")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_web_app(max_body: int) -> web.Application:
+    # problem_middleware is outermost so that auth refusals and aiohttp's own errors become problems.
+    app = web.Application(middlewares=[problem_middleware, auth_middleware], client_max_size=max_body)
+    spec = build_spec(_version())
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    app.router.add_post("/v1/events", events.post_events)
+    app.router.add_get("/v1/protocols/{number}", protocols.get_protocol)
+    app.router.add_post("/v1/protocols/{number}/resend", protocols.post_resend)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    app.router.add_get("/openapi.json", openapi)
+    return app

@@ -1,0 +1,19 @@
+"""Typed keys under which the web app holds what app.py built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.config import Settings
+from gateway.observability import Metrics
+from gateway.service import ProtocolService
+from gateway.store.database import Database
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+DB: web.AppKey[Database] = web.AppKey("db", Database)
+SERVICE: web.AppKey[ProtocolService] = web.AppKey("service", ProtocolService)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+# Readiness checks: name -> async callable returning None when fine, or a reason.
+READINESS: web.AppKey[dict[str, Any]] = web.AppKey("readiness", dict)

@@ -1,0 +1,188 @@
+"""Request and response shapes. The handlers validate with these and /openapi.json is
+generated from them, so the published contract cannot fall behind the code."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+NotificationStatus = Literal[
+    "queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled"
+]
+ProtocolStatus = Literal["open", "resolved", "reopened", "anonymized"]
+ContactChannel = Literal["phone", "chat", "email", "whatsapp", "web", "in_person"]
+
+NUMBER_PATTERN = r"^[0-9]{6,30}$"
+
+
+def _no_line_breaks(value: str | None) -> str | None:
+    # Subjects end up in email headers: CR/LF there would inject headers.
+    if value is not None and ("\r" in value or "\n" in value):
+        raise ValueError("must be a single line")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Consumer(_Strict):
+    name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=40)
+    region: str | None = Field(None, min_length=2, max_length=2, description="ISO 3166 region for a national phone number")
+    locale: str | None = Field(None, max_length=35)
+    timezone: str | None = Field(None, max_length=64)
+
+    _single_line = field_validator("name", "email", "phone")(_no_line_breaks)
+
+
+class OpenedData(_Strict):
+    subject: str = Field(min_length=1, max_length=500)
+    consumer: Consumer
+    number: str | None = Field(None, pattern=NUMBER_PATTERN, description="upstream-issued, kept as given")
+    notify: list[Literal["email", "sms"]] | None = Field(None, description="default: every contact given")
+    channel: ContactChannel | None = None
+    category: str | None = Field(None, max_length=200)
+    opened_at: AwareDatetime | None = None
+    profile: str | None = Field(None, max_length=32)
+    metadata: dict[str, Any] | None = None
+
+    _single_line = field_validator("subject")(_no_line_breaks)
+
+
+class UpdatedData(_Strict):
+    number: str = Field(pattern=NUMBER_PATTERN)
+    message: str = Field(min_length=1, max_length=5000)
+
+
+class ResolvedData(_Strict):
+    number: str = Field(pattern=NUMBER_PATTERN)
+    resolution: str = Field(min_length=1, max_length=5000)
+    resolved_at: AwareDatetime | None = None
+
+
+class ReopenedData(_Strict):
+    number: str = Field(pattern=NUMBER_PATTERN)
+    reason: str = Field(min_length=1, max_length=5000)
+
+
+class ResendRequest(_Strict):
+    channel: Literal["email", "sms", "mail"]
+    to: str | None = Field(None, max_length=500, description="an address the consumer gives now")
+    history: bool = False
+
+    _single_line = field_validator("to")(_no_line_breaks)
+
+
+class ResendData(ResendRequest):
+    number: str = Field(pattern=NUMBER_PATTERN)
+
+
+EVENT_DATA: dict[str, type[_Strict]] = {
+    "protocol.opened": OpenedData,
+    "protocol.updated": UpdatedData,
+    "protocol.resolved": ResolvedData,
+    "protocol.reopened": ReopenedData,
+    "protocol.resend_requested": ResendData,
+}
+
+
+class CloudEventIn(BaseModel):
+    """A CloudEvents 1.0 event in structured mode (the same attributes come as ce-* headers in binary mode)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=500)
+    source: str = Field(min_length=1, max_length=500)
+    type: Literal[
+        "protocol.opened", "protocol.updated", "protocol.resolved", "protocol.reopened", "protocol.resend_requested"
+    ]
+    time: AwareDatetime | None = None
+    datacontenttype: str | None = None
+    subject: str | None = None
+    data: dict[str, Any]
+
+
+# Answers
+
+
+class ProtocolRef(BaseModel):
+    number: str
+    status: ProtocolStatus
+    opened_at: datetime
+    deadline_at: datetime | None
+
+
+class NotificationRef(BaseModel):
+    id: int
+    channel: str
+    status: NotificationStatus
+
+
+class EventAnswer(BaseModel):
+    protocol: ProtocolRef
+    notifications: list[NotificationRef]
+    duplicate: bool
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class BatchAnswer(BaseModel):
+    results: list[EventAnswer | Problem]
+
+
+class EventOut(BaseModel):
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    data: dict[str, Any]
+
+
+class NotificationOut(BaseModel):
+    id: int
+    channel: str
+    template: str
+    status: NotificationStatus
+    attempts: int
+    last_error: str | None
+    provider_id: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+
+
+class ProtocolOut(BaseModel):
+    number: str
+    status: ProtocolStatus
+    subject: str
+    category: str | None
+    profile: str
+    opened_at: datetime
+    deadline_at: datetime | None
+    resolved_at: datetime | None
+    retention_until: datetime | None
+    legal_hold: bool
+    events: list[EventOut]
+    notifications: list[NotificationOut]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] | None = None

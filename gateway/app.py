@@ -1,0 +1,158 @@
+"""Builds the runtime from the settings: the one place where parts are made and wired.
+
+Everything else receives its dependencies through its constructor. Tests build a
+runtime with their own transports (a recording double, a real SMTP sink) passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy import text
+
+from gateway import keys
+from gateway.api.routes import build_web_app
+from gateway.api.runtime_keys import DB, METRICS, READINESS, SERVICE, SETTINGS
+from gateway.channels.base import Transport
+from gateway.channels.factory import build_email_transport, build_sms_transport
+from gateway.config import Settings
+from gateway.dispatch import Dispatcher, utcnow
+from gateway.numbering import NumberFormat
+from gateway.observability import Metrics
+from gateway.service import ProtocolService
+from gateway.store.database import Database
+from gateway.store.migrate import migrate
+from gateway.templating import Templates
+
+log = logging.getLogger("gateway.app")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    templates: Templates
+    transports: dict[str, Transport]
+    metrics: Metrics
+    dispatcher: Dispatcher
+    service: ProtocolService
+
+    async def aclose(self) -> None:
+        for transport in self.transports.values():
+            try:
+                await transport.aclose()
+            except Exception:  # closing is best effort; the process is ending
+                log.warning("transport close failed", extra={"action": "transport_close_failed"})
+        await self.db.dispose()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    transports: dict[str, Transport] | None = None,
+    db: Database | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Runtime:
+    db = db or Database(settings.database_url, sqlite_synchronous=settings.database.sqlite_synchronous,
+                        pool_size=max(10, settings.dispatch.workers + 2))
+    templates = Templates(settings.templates_dir, settings.gateway.default_locale)
+    transports = transports or {"email": build_email_transport(settings), "sms": build_sms_transport(settings)}
+    metrics = Metrics()
+    dispatcher = Dispatcher(
+        db, transports, settings.dispatch,
+        sender=settings.email.sender, reply_to=settings.email.reply_to, public_url=settings.http.public_url,
+        metrics=metrics, clock=clock,
+    )
+    numbers = NumberFormat(settings.gateway.number_format, settings.gateway.timezone, settings.gateway.check_digit)
+    service = ProtocolService(db, templates, numbers, settings, on_enqueued=dispatcher.wake)
+    return Runtime(settings, db, templates, transports, metrics, dispatcher, service)
+
+
+async def bootstrap_admin_key(runtime: Runtime) -> None:
+    """First start with no key: create an admin key and write it to the configured file (mode 600)."""
+    target = runtime.settings.auth.bootstrap_key_file
+    if target is None or await keys.count_keys(runtime.db) > 0:
+        return
+    path = runtime.settings.path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = await keys.create_key(runtime.db, "admin", ["admin"], now=datetime.now(timezone.utc))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    os.chmod(path, 0o600)  # also when the file existed with looser bits
+    log.info("admin key created", extra={"action": "admin_key_created", "path": str(path)})
+
+
+async def prepare(runtime: Runtime) -> None:
+    """Migrate, create the first key: what must be true before serving."""
+    await migrate(runtime.db)
+    await bootstrap_admin_key(runtime)
+
+
+def web_app(runtime: Runtime) -> web.Application:
+    app = build_web_app(runtime.settings.http.max_body)
+    app[SETTINGS] = runtime.settings
+    app[DB] = runtime.db
+    app[SERVICE] = runtime.service
+    app[METRICS] = runtime.metrics
+    dispatcher_task: dict[str, asyncio.Task[None]] = {}
+
+    async def database_ready() -> str | None:
+        async with runtime.db.read() as session:
+            await session.execute(text("SELECT 1"))
+        return None
+
+    async def dispatcher_ready() -> str | None:
+        task = dispatcher_task.get("task")
+        return None if task is not None and not task.done() else "not running"
+
+    async def transports_ready() -> str | None:
+        missing = [c for c in ("email", "sms") if c not in runtime.transports]
+        return f"missing {', '.join(missing)}" if missing else None
+
+    app[READINESS] = {"database": database_ready, "transports": transports_ready, "dispatcher": dispatcher_ready}
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        dispatcher_task["task"] = asyncio.create_task(runtime.dispatcher.run(), name="dispatcher")
+        yield
+        runtime.dispatcher.stop()
+        await dispatcher_task["task"]
+        await runtime.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def start(runtime: Runtime, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve in the running loop (for the demo and tests); returns the runner and the bound port."""
+    await prepare(runtime)
+    runner = web.AppRunner(web_app(runtime), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, bound
+
+
+def serve(settings: Settings) -> None:
+    """`protocol-gateway run`: serve until SIGINT or SIGTERM (aiohttp's run_app owns the signals)."""
+
+    async def make_app() -> web.Application:
+        runtime = build_runtime(settings)
+        await prepare(runtime)
+        log.info("serving", extra={"action": "http_started",
+                                   "url": f"http://{settings.http.host}:{settings.http.port}",
+                                   "email": settings.email.transport, "sms": settings.sms.transport,
+                                   "database": "sqlite" if runtime.db.is_sqlite else "postgresql",
+                                   "templates": str(Path(settings.templates_dir))})
+        return web_app(runtime)
+
+    web.run_app(make_app(), host=settings.http.host, port=settings.http.port, print=None, access_log=None,
+                shutdown_timeout=settings.dispatch.shutdown_timeout)

@@ -1,0 +1,46 @@
+"""Consumer contacts: phone numbers to E.164, email addresses checked, CR/LF refused."""
+
+from __future__ import annotations
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneNumberType
+
+_SMS_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
+class ContactError(ValueError):
+    pass
+
+
+def normalize_phone(raw: str, region: str | None, *, for_sms: bool, allowed_regions: list[str]) -> str:
+    """E.164 form of `raw`, or ContactError saying why not.
+
+    `is_valid_number` and the number type, not `is_possible_number`: the latter accepts
+    numbers no carrier will route. Letters are refused here, since phonenumbers would
+    silently turn "ramal 2" into digits.
+    """
+    if any(c.isalpha() for c in raw):
+        raise ContactError("expected a phone number, got letters")
+    try:
+        number = phonenumbers.parse(raw, (region or (allowed_regions[0] if allowed_regions else "BR")).upper())
+    except phonenumbers.NumberParseException:
+        raise ContactError("expected a phone number in E.164 (+5511987654321) or national form with consumer.region") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ContactError("not a valid phone number")
+    if for_sms:
+        found = phonenumbers.region_code_for_number(number)
+        if allowed_regions and found not in allowed_regions:
+            raise ContactError(f"SMS to {found or 'this region'} is not allowed (sms.allowed_countries)")
+        if phonenumbers.number_type(number) not in _SMS_TYPES:
+            raise ContactError("not a mobile number: it cannot receive SMS")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_email(raw: str) -> str:
+    if "\r" in raw or "\n" in raw:
+        raise ContactError("an email address cannot contain line breaks")
+    try:
+        return validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ContactError(str(exc)) from None

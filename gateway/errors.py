@@ -1,0 +1,39 @@
+"""What the service can refuse, in its own words; the API turns each into problem+json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str    # a dotted path from the request body's root: "data.consumer.phone"
+    message: str
+
+
+class ServiceError(Exception):
+    status = 500
+    title = "Error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidFields(ServiceError):
+    status = 422
+    title = "Invalid fields"
+
+    def __init__(self, problems: list[FieldProblem], detail: str | None = None) -> None:
+        super().__init__(detail or "; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+class NotFound(ServiceError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    title = "Conflict"

@@ -1,0 +1,369 @@
+"""What happens to a protocol: open, update, resolve, reopen, resend.
+
+Every change is one transaction holding the protocol, the event and the notifications
+it causes (the transactional outbox): an event is acknowledged only once all three are
+committed, so nothing acknowledged is lost. Messages are rendered here, when enqueued,
+and stored as rendered: the record shows what was sent even after a template changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import outbox
+from gateway.api.schemas import OpenedData, ReopenedData, ResendData, ResolvedData, UpdatedData
+from gateway.config import Settings
+from gateway.contacts import ContactError, normalize_email, normalize_phone
+from gateway.errors import Conflict, FieldProblem, InvalidFields, NotFound
+from gateway.numbering import NumberFormat, next_sequence
+from gateway.policy import Profile, UnknownProfile, get_profile
+from gateway.store.database import Database
+from gateway.store.models import Event, Notification, Protocol
+from gateway.templating import Templates
+
+log = logging.getLogger("gateway.service")
+
+CONFIRMATION_TEMPLATE = "protocol_opened"
+# A repeat racing its original on PostgreSQL meets the unique key; look again this often.
+IDEMPOTENCY_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    source: str
+    id: str
+    type: str
+    time: datetime | None
+    data: BaseModel
+    field_prefix: str = "data."  # where `data` sits in the request body, for error paths
+
+
+@dataclass
+class Outcome:
+    body: dict[str, Any]
+    duplicate: bool
+    enqueued: int = 0
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC, as every time in the API is."""
+    return None if value is None else value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def fingerprint(event_type: str, data: BaseModel) -> str:
+    canonical = json.dumps(
+        {"type": event_type, "data": data.model_dump(mode="json", exclude_none=True)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class _Change:
+    """What one event did: the protocol it touched and the notifications it queued."""
+
+    protocol: Protocol
+    notifications: list[Notification] = field(default_factory=list)
+    occurred_at: datetime | None = None
+
+
+class ProtocolService:
+    def __init__(
+        self,
+        db: Database,
+        templates: Templates,
+        numbers: NumberFormat,
+        settings: Settings,
+        on_enqueued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.templates = templates
+        self.numbers = numbers
+        self.settings = settings
+        self.on_enqueued = on_enqueued
+        self._handlers = {
+            "protocol.opened": self._opened,
+            "protocol.updated": self._updated,
+            "protocol.resolved": self._resolved,
+            "protocol.reopened": self._reopened,
+            "protocol.resend_requested": self._resend,
+        }
+
+    async def handle(self, event: IncomingEvent, *, received_at: datetime) -> Outcome:
+        """Apply one event exactly once per (source, id); a repeat gets the first answer."""
+        digest = fingerprint(event.type, event.data)
+        for _ in range(IDEMPOTENCY_RETRIES):
+            try:
+                outcome = await self._apply(event, digest, received_at)
+            except IntegrityError as exc:
+                if "number" in str(exc.orig) and "event_id" not in str(exc.orig):
+                    raise Conflict("a protocol with this number already exists") from None
+                continue  # the same (source, id) committed meanwhile: answer as a repeat
+            if outcome.enqueued:
+                self.on_enqueued()
+            return outcome
+        raise Conflict("this event id is being processed concurrently; retry")
+
+    async def _apply(self, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
+        async with self.db.write() as session:
+            previous = await session.scalar(
+                select(Event).where(Event.source == event.source, Event.event_id == event.id)
+            )
+            if previous is not None:
+                if previous.fingerprint != digest:
+                    raise Conflict(f"event id {event.id!r} from this source was already used with different data")
+                return Outcome(body={**previous.answer, "duplicate": True}, duplicate=True)
+
+            change = await self._handlers[event.type](session, event, received_at)
+            row = Event(
+                protocol_id=change.protocol.id,
+                source=event.source,
+                event_id=event.id,
+                type=event.type,
+                occurred_at=change.occurred_at or event.time or received_at,
+                received_at=received_at,
+                data=event.data.model_dump(mode="json", exclude_none=True),
+                fingerprint=digest,
+                answer={},
+            )
+            session.add(row)
+            await session.flush()
+            for notification in change.notifications:
+                notification.event_id = row.id
+            await outbox.enqueue(session, change.notifications)
+            row.answer = self._answer(change)
+            log.info(
+                "event accepted",
+                extra={"action": "event_accepted", "event_type": event.type, "protocol": change.protocol.number,
+                       "notifications": len(change.notifications)},
+            )
+            return Outcome(body={**row.answer, "duplicate": False}, duplicate=False, enqueued=len(change.notifications))
+
+    @staticmethod
+    def _answer(change: _Change) -> dict[str, Any]:
+        p = change.protocol
+        return {
+            "protocol": {
+                "number": p.number,
+                "status": p.status,
+                "opened_at": iso(p.opened_at),
+                "deadline_at": iso(p.deadline_at),
+            },
+            "notifications": [{"id": n.id, "channel": n.channel, "status": n.status} for n in change.notifications],
+        }
+
+    # Event types
+
+    async def _opened(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: OpenedData = event.data  # type: ignore[assignment]
+        prefix = event.field_prefix
+        problems: list[FieldProblem] = []
+        profile = self._profile(data.profile, prefix, problems)
+        zone = self._zone(data.consumer.timezone, profile, prefix, problems)
+        notify = data.notify if data.notify is not None else [
+            c for c, given in (("email", data.consumer.email), ("sms", data.consumer.phone)) if given
+        ]
+        email = phone = None
+        if data.consumer.email:
+            email = self._contact(normalize_email, data.consumer.email, f"{prefix}consumer.email", problems)
+        if data.consumer.phone:
+            phone = self._contact(
+                lambda raw: normalize_phone(raw, data.consumer.region, for_sms="sms" in notify,
+                                            allowed_regions=self.settings.sms.allowed_countries),
+                data.consumer.phone, f"{prefix}consumer.phone", problems,
+            )
+        for channel, contact, name in (("email", data.consumer.email, "email"), ("sms", data.consumer.phone, "phone")):
+            if channel in notify and not contact:
+                problems.append(FieldProblem(f"{prefix}consumer.{name}", f"required to notify by {channel}"))
+        if problems:
+            raise InvalidFields(problems)
+        assert profile is not None
+
+        if data.number is not None:
+            if await session.scalar(select(Protocol.id).where(Protocol.number == data.number)) is not None:
+                raise Conflict(f"a protocol with number {data.number} already exists")
+            number, issued_by = data.number, "upstream"
+        else:
+            number, issued_by = self.numbers.number(await next_sequence(session), received_at), "gateway"
+
+        opened_at = data.opened_at or event.time or received_at
+        protocol = Protocol(
+            number=number,
+            issued_by=issued_by,
+            status="open",
+            subject=data.subject,
+            category=data.category,
+            profile=profile.name,
+            channel=data.channel,
+            consumer_name=data.consumer.name,
+            consumer_email=email,
+            consumer_phone=phone,
+            consumer_locale=data.consumer.locale or self.settings.gateway.default_locale,
+            consumer_timezone=zone,
+            extra=data.metadata,
+            opened_at=opened_at,
+            received_at=received_at,
+            deadline_at=profile.deadline(opened_at),
+            legal_hold=False,
+            updated_at=received_at,
+        )
+        session.add(protocol)
+        await session.flush()
+        targets = {"email": email, "sms": phone}
+        notifications = [self._render(protocol, CONFIRMATION_TEMPLATE, ch, targets[ch], received_at) for ch in notify]
+        return _Change(protocol, notifications, occurred_at=opened_at)
+
+    async def _updated(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: UpdatedData = event.data  # type: ignore[assignment]
+        protocol = await self._find(session, data.number)
+        protocol.updated_at = received_at
+        return _Change(protocol)
+
+    async def _resolved(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: ResolvedData = event.data  # type: ignore[assignment]
+        protocol = await self._find(session, data.number)
+        resolved_at = data.resolved_at or event.time or received_at
+        protocol.status = "resolved"
+        protocol.resolved_at = resolved_at
+        protocol.retention_until = retention_end(get_profile(protocol.profile), resolved_at)
+        protocol.updated_at = received_at
+        return _Change(protocol, occurred_at=resolved_at)
+
+    async def _reopened(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: ReopenedData = event.data  # type: ignore[assignment]
+        protocol = await self._find(session, data.number)
+        reopened_at = event.time or received_at
+        protocol.status = "reopened"
+        protocol.resolved_at = None
+        protocol.retention_until = None
+        protocol.deadline_at = get_profile(protocol.profile).deadline(reopened_at)  # the clock restarts
+        protocol.updated_at = received_at
+        return _Change(protocol, occurred_at=reopened_at)
+
+    async def _resend(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: ResendData = event.data  # type: ignore[assignment]
+        prefix = event.field_prefix
+        protocol = await self._find(session, data.number)
+        protocol.updated_at = received_at
+        if data.channel == "mail":
+            # Postal mail is fulfilled by operations; the event itself is the request on record.
+            return _Change(protocol)
+        problems: list[FieldProblem] = []
+        if data.to:
+            if data.channel == "email":
+                target = self._contact(normalize_email, data.to, f"{prefix}to", problems)
+            else:
+                target = self._contact(
+                    lambda raw: normalize_phone(raw, None, for_sms=True,
+                                                allowed_regions=self.settings.sms.allowed_countries),
+                    data.to, f"{prefix}to", problems,
+                )
+        else:
+            target = protocol.consumer_email if data.channel == "email" else protocol.consumer_phone
+            if not target:
+                problems.append(FieldProblem(f"{prefix}to", f"the protocol has no {data.channel} contact: give one in 'to'"))
+        if problems:
+            raise InvalidFields(problems)
+        assert target is not None
+        return _Change(protocol, [self._render(protocol, CONFIRMATION_TEMPLATE, data.channel, target, received_at)])
+
+    # Helpers
+
+    async def _find(self, session: AsyncSession, number: str) -> Protocol:
+        protocol = await session.scalar(select(Protocol).where(Protocol.number == number))
+        if protocol is None:
+            raise NotFound(f"no protocol {number}")
+        return protocol
+
+    def _profile(self, name: str | None, prefix: str, problems: list[FieldProblem]) -> Profile | None:
+        try:
+            return get_profile(name or self.settings.gateway.default_profile)
+        except UnknownProfile:
+            problems.append(FieldProblem(f"{prefix}profile", f"unknown profile {name!r}"))
+            return None
+
+    @staticmethod
+    def _zone(name: str | None, profile: Profile | None, prefix: str, problems: list[FieldProblem]) -> str:
+        if name is None:
+            return profile.timezone if profile else "UTC"
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(FieldProblem(f"{prefix}consumer.timezone", f"unknown time zone {name!r}"))
+        return name
+
+    @staticmethod
+    def _contact(check: Callable[[str], str], raw: str, path: str, problems: list[FieldProblem]) -> str | None:
+        try:
+            return check(raw)
+        except ContactError as exc:
+            problems.append(FieldProblem(path, str(exc)))
+            return None
+
+    def _context(self, protocol: Protocol) -> dict[str, Any]:
+        return {
+            "locale": protocol.consumer_locale,
+            "timezone": protocol.consumer_timezone,
+            "protocol": {
+                "number": protocol.number,
+                "subject": protocol.subject,
+                "category": protocol.category,
+                "status": protocol.status,
+                "opened_at": protocol.opened_at,
+                "deadline_at": protocol.deadline_at,
+                "channel": protocol.channel,
+            },
+            "consumer": {"name": protocol.consumer_name},
+            "company": {
+                "name": self.settings.gateway.company_name,
+                "reply_to": self.settings.email.reply_to,
+                "sms_keyword": "PROTOCOLO",
+            },
+        }
+
+    def _render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime) -> Notification:
+        rendered = self.templates.render(template, channel, protocol.consumer_locale, self._context(protocol))
+        return Notification(
+            protocol_id=protocol.id,
+            channel=channel,
+            recipient=recipient,
+            template=template,
+            template_hash=rendered.hash,
+            locale=rendered.locale,
+            subject=rendered.subject,
+            body_text=rendered.text,
+            body_html=rendered.html,
+            segments=rendered.sms.segments if rendered.sms else None,
+            status="queued",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            duplicate_possible=False,
+        )
+
+
+RETENTION_YEARS = {"br-sac": 2, "br-sac-2008": 2}  # Decreto 11.034 art. 12 §5; others need a setting
+
+
+def retention_end(profile: Profile, resolved_at: datetime) -> datetime | None:
+    years = RETENTION_YEARS.get(profile.name)
+    if years is None:
+        return None
+    try:
+        return resolved_at.replace(year=resolved_at.year + years)
+    except ValueError:  # 29 February
+        return resolved_at.replace(year=resolved_at.year + years, day=28) + timedelta(days=1)

@@ -1,0 +1,14 @@
+"""Alembic environment: always handed a live connection by gateway.store.migrate."""
+
+from alembic import context
+
+from gateway.store.models import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise SystemExit("run migrations with `protocol-gateway migrate`")
+
+# Batch mode from the first migration: SQLite cannot ALTER most things in place.
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,161 @@
+"""The tables. Events and sent messages are append-only: the record must be trustworthy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gateway.store.types import JSONDoc, UTCDateTime
+
+# Named constraints, so migrations can alter them on SQLite's batch mode and PostgreSQL alike.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BigInteger ids on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+# Statuses in which a notification still needs the dispatcher: `next_attempt_at` then says
+# when (a retry's time, a lease's expiry, or when an unknown outcome is sent again).
+ACTIVE_STATUSES = ("queued", "sending", "unknown")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Protocol(Base):
+    __tablename__ = "protocols"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(30), unique=True)
+    issued_by: Mapped[str] = mapped_column(String(16))  # "gateway" or "upstream"
+    status: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(200))
+    profile: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    consumer_name: Mapped[str | None] = mapped_column(Text)
+    consumer_email: Mapped[str | None] = mapped_column(String(320))
+    consumer_phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    consumer_locale: Mapped[str] = mapped_column(String(35))
+    consumer_timezone: Mapped[str] = mapped_column(String(64))
+    extra: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONDoc)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"), index=True)
+    source: Mapped[str] = mapped_column(String(500))
+    event_id: Mapped[str] = mapped_column(String(500))
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    # What makes a repeat "the same event": a digest of its type and data.
+    fingerprint: Mapped[str] = mapped_column(String(80))
+    # The first answer, returned again (with "duplicate": true) to a repeat.
+    answer: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (
+        # The dispatcher's one query: due rows that still need work, oldest first.
+        Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status IN ('queued', 'sending', 'unknown')"),
+            sqlite_where=text("status IN ('queued', 'sending', 'unknown')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(320))
+    template: Mapped[str] = mapped_column(String(100))
+    template_hash: Mapped[str] = mapped_column(String(80))
+    locale: Mapped[str] = mapped_column(String(35))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    segments: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # Set when a send's outcome was unknown and it was sent again: the consumer may have two.
+    duplicate_possible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+
+class Attempt(Base):
+    """One try at sending one notification: the evidence of what the provider said, and when."""
+
+    __tablename__ = "notification_attempts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    provider_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Counter(Base):
+    """SQLite's stand-in for a sequence: one row per counter, bumped under the write lock."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

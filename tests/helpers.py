@@ -1,0 +1,53 @@
+"""Plain helpers for tests: settings, keys, sample events."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gateway import keys
+from gateway.app import Runtime
+from gateway.config import Settings, load_settings
+
+_names = itertools.count()
+
+
+def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Settings:
+    """Settings for a test: its own folder, its database, no environment leaking in."""
+    base: dict[str, Any] = {
+        "database": {"url": db_url},
+        "email": {"maildir": str(tmp_path / "mail"), "from": "Atendimento <atendimento@example.com>",
+                  "reply_to": "sac@example.com"},
+        "sms": {"file": str(tmp_path / "sms.jsonl")},
+        "dispatch": {"poll_interval": "50ms"},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return load_settings(environ={}, discover=False, overrides=base)
+
+
+async def admin_key(runtime: Runtime, scopes: list[str] | None = None, name: str | None = None) -> str:
+    return await keys.create_key(runtime.db, name or f"test-{next(_names)}", scopes or ["admin"],
+                                 now=datetime.now(timezone.utc))
+
+
+def opened_event(event_id: str = "evt-1", **data: Any) -> dict[str, Any]:
+    """A valid protocol.opened in structured mode; `data` keys override the sample's."""
+    body: dict[str, Any] = {
+        "subject": "Cobrança indevida na fatura de outubro",
+        "channel": "phone",
+        "consumer": {"name": "Maria Silva", "email": "maria@example.com", "phone": "+5511987654321"},
+    }
+    body.update(data)
+    return {"specversion": "1.0", "id": event_id, "source": "urn:test:crm", "type": "protocol.opened",
+            "time": "2026-11-22T14:43:00Z", "data": body}
+
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,189 @@
+"""TwilioTransport: the real Twilio SDK against a fake Twilio API on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from gateway.channels.base import (
+    Message,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnknownOutcomeError,
+)
+from gateway.channels.twilio import TwilioTransport
+from gateway.config import TwilioSettings
+from tests.fakes.smtp_sink import free_port
+from tests.fakes.twilio_api import FakeTwilio
+
+FROM = "+15005550006"
+SERVICE = "MG" + "1" * 32
+
+
+def sms(n: int = 1, **fields: object) -> Message:
+    values: dict = {
+        "notification_id": n,
+        "channel": "sms",
+        "to": f"+55119876543{n:02d}",
+        "text": f"Protocolo 20260312000000017: recebido ({n})",
+        "status_callback": f"http://127.0.0.1:8080/twilio/status/{n}",
+    }
+    values.update(fields)
+    return Message(**values)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def make_transport(fake: FakeTwilio) -> AsyncIterator[Callable[..., TwilioTransport]]:
+    """Transports aimed at the fake, closed after the test; keyword arguments override settings."""
+    made: list[TwilioTransport] = []
+
+    def make(**overrides: object) -> TwilioTransport:
+        fields: dict = {
+            "account_sid": fake.account_sid,
+            "auth_token": fake.auth_token,
+            "from_": FROM,
+            "api_base_url": fake.base_url,
+            "timeout": 5,
+            **overrides,
+        }
+        made.append(TwilioTransport(TwilioSettings(**fields)))
+        return made[-1]
+
+    yield make
+    for transport in made:
+        await transport.aclose()
+
+
+async def test_sends_to_body_from_and_status_callback(fake: FakeTwilio, make_transport) -> None:
+    receipt = await make_transport().send(sms(7))
+
+    [posted] = fake.messages
+    assert posted.form == {
+        "To": "+5511987654307",
+        "Body": "Protocolo 20260312000000017: recebido (7)",
+        "From": FROM,
+        "StatusCallback": "http://127.0.0.1:8080/twilio/status/7",
+    }
+    assert posted.auth == (fake.account_sid, fake.auth_token)
+    assert receipt.provider_id == posted.sid and receipt.provider_id.startswith("SM")
+    assert receipt.status == "sent"
+    assert receipt.segments == 1
+
+
+async def test_messaging_service_instead_of_from(fake: FakeTwilio, make_transport) -> None:
+    await make_transport(from_=None, messaging_service_sid=SERVICE).send(sms(status_callback=None))
+
+    assert fake.messages[0].form == {"To": "+5511987654301", "Body": sms().text, "MessagingServiceSid": SERVICE}
+
+
+async def test_429_is_transient_with_retry_after(fake: FakeTwilio, make_transport) -> None:
+    fake.script(status=429, code=20429, retry_after=7)
+
+    with pytest.raises(TransientDeliveryError) as caught:
+        await make_transport().send(sms())
+
+    assert caught.value.retry_after == 7
+    assert caught.value.code == "20429"
+
+
+async def test_concurrent_sends_each_see_their_own_retry_after(fake: FakeTwilio, make_transport) -> None:
+    # Scripts are taken in arrival order and answered after different delays, so the
+    # responses come back interleaved; each error must carry its own response's header.
+    for n in range(10):
+        fake.script(status=429, code=20429, retry_after=n + 1, delay=(n % 4) * 0.01)
+    transport = make_transport()
+
+    results = await asyncio.gather(*(transport.send(sms(n)) for n in range(10)), return_exceptions=True)
+
+    answered = {p.form["To"]: p.answer.retry_after for p in fake.messages}
+    seen = {sms(n).to: error.retry_after for n, error in enumerate(results)}
+    assert all(isinstance(error, TransientDeliveryError) for error in results)
+    assert seen == answered
+    assert sorted(seen.values()) == list(range(1, 11))
+
+
+async def test_500_is_transient_and_posted_once(fake: FakeTwilio, make_transport) -> None:
+    fake.script(status=500, code=20500)
+
+    with pytest.raises(TransientDeliveryError) as caught:
+        await make_transport().send(sms())
+
+    assert caught.value.code == "20500"
+    assert caught.value.retry_after is None
+    assert len(fake.messages) == 1  # the SDK did not retry (that could send the SMS twice)
+
+
+async def test_invalid_number_is_permanent(fake: FakeTwilio, make_transport) -> None:
+    fake.invalid_numbers.add("01")
+
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await make_transport().send(sms(1))
+    await make_transport().send(sms(2))
+
+    assert caught.value.code == "21211"
+    assert len(fake.messages) == 2
+
+
+async def test_scripted_400_is_permanent(fake: FakeTwilio, make_transport) -> None:
+    fake.script(status=400, code=21211)
+
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await make_transport().send(sms())
+
+    assert caught.value.code == "21211"
+
+
+async def test_recipient_who_replied_stop_is_permanent(fake: FakeTwilio, make_transport) -> None:
+    fake.stopped_numbers.add("01")
+
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await make_transport().send(sms(1))
+
+    assert caught.value.code == "21610"
+
+
+async def test_wrong_credentials_are_refused(fake: FakeTwilio, make_transport) -> None:
+    with pytest.raises(PermanentDeliveryError) as caught:
+        await make_transport(auth_token="wrong").send(sms())
+
+    assert caught.value.code == "20003"
+
+
+async def test_refused_connection_is_transient(make_transport) -> None:
+    transport = make_transport(api_base_url=f"http://127.0.0.1:{free_port()}")
+
+    with pytest.raises(TransientDeliveryError):
+        await transport.send(sms())
+
+
+async def test_no_answer_within_the_timeout_is_an_unknown_outcome(fake: FakeTwilio, make_transport) -> None:
+    fake.script(delay=5)
+
+    with pytest.raises(UnknownOutcomeError):
+        await make_transport(timeout=0.2).send(sms())
+
+    assert len(fake.messages) == 1  # Twilio got it: the SMS may well go out
+
+
+async def test_twilio_edge_and_region_from_the_environment_are_ignored(
+    fake: FakeTwilio, make_transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TWILIO_EDGE", "sydney")
+    monkeypatch.setenv("TWILIO_REGION", "au1")
+
+    await make_transport().send(sms())
+
+    assert len(fake.messages) == 1
+
+
+def test_can_be_built_outside_a_running_loop() -> None:
+    # The SDK's HTTP client needs a running loop; the transport builds it on first send.
+    TwilioTransport(TwilioSettings(account_sid="AC1", auth_token="t", from_=FROM))

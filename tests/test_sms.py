@@ -1,0 +1,110 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.sms import GSM7_BASIC, GSM7_EXTENSION, SmsInfo, is_gsm7, sms_info, transliterate_gsm7
+
+
+
+def _texts(alphabet: st.SearchStrategy[str] | list[str]) -> st.SearchStrategy[str]:
+    # Draw the length first, so messages past one segment are as likely as short ones.
+    return st.integers(0, 500).flatmap(lambda n: st.text(alphabet=alphabet, min_size=n, max_size=n))
+
+
+GSM_BASIC_TEXT = _texts(sorted(GSM7_BASIC))
+GSM_TEXT = _texts(sorted(GSM7_BASIC | GSM7_EXTENSION))
+UCS2_TEXT = _texts(st.characters(exclude_categories=("Cs",))).map(lambda s: "ç" + s)
+
+
+def test_gsm7_single_and_concatenated_boundaries() -> None:
+    assert sms_info("a" * 160) == SmsInfo("GSM-7", 160, 1)
+    assert sms_info("a" * 161) == SmsInfo("GSM-7", 161, 2)
+    assert sms_info("a" * 306) == SmsInfo("GSM-7", 306, 2)
+    assert sms_info("a" * 307) == SmsInfo("GSM-7", 307, 3)
+
+
+def test_ucs2_single_and_concatenated_boundaries() -> None:
+    assert sms_info("ç" * 70) == SmsInfo("UCS-2", 70, 1)
+    assert sms_info("ç" * 71) == SmsInfo("UCS-2", 71, 2)
+    assert sms_info("ç" * 134) == SmsInfo("UCS-2", 134, 2)
+    assert sms_info("ç" * 135) == SmsInfo("UCS-2", 135, 3)
+
+
+def test_extension_characters_cost_two_septets() -> None:
+    assert sms_info("€" * 80) == SmsInfo("GSM-7", 160, 1)
+    assert sms_info("€" * 81) == SmsInfo("GSM-7", 162, 2)
+    for char in "^{}\\[~]|€\f":
+        assert sms_info(char).units == 2
+
+
+def test_escape_pair_is_never_split_between_parts() -> None:
+    # 152 septets then "€": the pair cannot end part one, so it starts part two.
+    assert sms_info("a" * 152 + "€" + "a" * 152).segments == 3
+    assert sms_info("a" * 151 + "€" + "a" * 153).segments == 2
+
+
+def test_emoji_counts_two_units_and_is_not_split() -> None:
+    assert sms_info("😀") == SmsInfo("UCS-2", 2, 1)
+    assert sms_info("😀" * 35) == SmsInfo("UCS-2", 70, 1)
+    assert sms_info("a" * 66 + "😀" + "a" * 66) == SmsInfo("UCS-2", 134, 3)
+
+
+def test_empty_message_is_billed_as_one_segment() -> None:
+    assert sms_info("") == SmsInfo("GSM-7", 0, 1)
+
+
+def test_lower_c_cedilla_forces_ucs2_but_capital_does_not() -> None:
+    assert sms_info("ç").encoding == "UCS-2"
+    assert sms_info("Ç").encoding == "GSM-7"
+    assert sms_info("Cobrança").encoding == "UCS-2"
+
+
+def test_transliteration_makes_portuguese_gsm7() -> None:
+    assert transliterate_gsm7("Cobrança não paga") == "Cobranca nao paga"
+    assert sms_info(transliterate_gsm7("Cobrança não paga")).encoding == "GSM-7"
+    assert transliterate_gsm7("Ação, ônibus, você, lâmpada, índice, único, água") == (
+        "Acao, onibus, voce, lampada, indice, unico, agua"
+    )
+
+
+def test_transliteration_keeps_letters_the_gsm_table_has() -> None:
+    kept = "éèùìòÇàñüöäÑÜÖÄÅåÆæßÉØø"
+    assert transliterate_gsm7(kept) == kept
+
+
+def test_transliteration_of_typography_and_decomposed_text() -> None:
+    assert transliterate_gsm7("“Olá” — ‘sim’… 1º\u00a0lugar") == "\"Ola\" - 'sim'... 1o lugar"
+    assert transliterate_gsm7("cafe\u0301 ac\u0327u\u0301car") == "café acucar"  # NFD input
+    assert transliterate_gsm7("11:43\u202fAM") == "11:43 AM"  # Babel's narrow no-break space
+
+
+def test_transliteration_leaves_what_has_no_latin_fallback() -> None:
+    assert transliterate_gsm7("ok 😀 東京") == "ok 😀 東京"
+    assert sms_info(transliterate_gsm7("ok 😀")).encoding == "UCS-2"
+
+
+@given(GSM_TEXT)
+def test_transliteration_is_identity_on_gsm7(text: str) -> None:
+    assert transliterate_gsm7(text) == text
+
+
+@given(st.text())
+def test_transliteration_is_idempotent(text: str) -> None:
+    once = transliterate_gsm7(text)
+    assert transliterate_gsm7(once) == once
+
+
+@given(GSM_TEXT, GSM_TEXT)
+def test_gsm7_segments_monotonic_in_length(text: str, more: str) -> None:
+    assert sms_info(text).segments <= sms_info(text + more).segments
+
+
+@given(UCS2_TEXT, st.text())
+def test_ucs2_segments_monotonic_in_length(text: str, more: str) -> None:
+    assert sms_info(text).segments <= sms_info(text + more).segments
+
+
+@given(GSM_BASIC_TEXT)
+def test_basic_gsm7_segments_follow_the_formula(text: str) -> None:
+    info = sms_info(text)
+    assert is_gsm7(text) and info.units == len(text)
+    assert info.segments == (1 if len(text) <= 160 else -(-len(text) // 153))

@@ -1,0 +1,262 @@
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jinja2.exceptions import SecurityError
+
+import gateway
+from gateway.templating import Templates, TemplateError, TemplateNotFoundError, content_hash
+
+SHIPPED = Path(gateway.__file__).parent / "templates"
+NUMBER = "2026112200000017"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Templates:
+    return Templates(SHIPPED, "pt-BR")
+
+
+@pytest.fixture(scope="module")
+def sample(shipped: Templates) -> dict[str, Any]:
+    return dict(shipped.manifest("protocol_opened").sample)
+
+
+def write(folder: Path, files: dict[str, str]) -> Templates:
+    """A templates folder with the given files (paths relative to it)."""
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for manifest in {Path(name).parts[0] for name in files if not name.startswith("_")}:
+        (folder / manifest / "template.toml").write_text('audience = "consumer"\n')
+    return Templates(folder, "pt-BR")
+
+
+def with_subject(sample: dict[str, Any], subject: str) -> dict[str, Any]:
+    return {**sample, "protocol": {**sample["protocol"], "subject": subject}}
+
+
+def touch(path: Path, text: str) -> None:
+    """Rewrite a file and move its mtime on: some file systems keep one-second mtimes."""
+    mtime = path.stat().st_mtime_ns
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(mtime + 2_000_000_000, mtime + 2_000_000_000))
+
+
+# What each shipped locale must show: opened (date, time, zone) and the deadline.
+EXPECTED = {
+    "pt-BR": ("22/11/2026 11:43 (BRT)", "29/11/2026 23:59 (BRT)", "29/11/2026", "Olá, Maria Silva", "PROTOCOLO"),
+    "es": ("22/11/2026, 11:43 (GMT-03:00)", "29/11/2026, 23:59 (GMT-03:00)", "29/11/2026", "Hola, Maria Silva", "PROTOCOLO"),
+    "en": ("Nov 22, 2026, 11:43\u202fAM (GMT-03:00)", "Nov 29, 2026, 11:59\u202fPM (GMT-03:00)", "Nov 29, 2026", "Hello, Maria Silva", "PROTOCOL"),
+}
+
+
+def test_manifest_of_the_shipped_template(shipped: Templates) -> None:
+    manifest = shipped.manifest("protocol_opened")
+    assert shipped.names() == ["protocol_opened"]
+    assert shipped.locales("protocol_opened") == ["en", "es", "pt-BR"]
+    assert manifest.audience == "consumer"
+    assert manifest.sample["protocol"]["opened_at"] == datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
+    assert "protocol.deadline_at" in manifest.required_fields["email"]
+
+
+@pytest.mark.parametrize("locale", EXPECTED)
+def test_email_shows_number_opening_subject_deadline_and_history(shipped: Templates, sample: dict[str, Any], locale: str) -> None:
+    opened, deadline, _, greeting, keyword = EXPECTED[locale]
+    email = shipped.render("protocol_opened", "email", locale, sample)
+    assert email.locale == locale and email.channel == "email" and email.sms is None
+    assert email.subject is not None and NUMBER in email.subject
+    assert email.html is not None
+    for body in (email.text, email.html):
+        for shown in (NUMBER, opened, "Cobrança indevida na fatura de outubro", deadline, greeting, keyword, "Acme Telecom"):
+            assert shown in body, (locale, shown)
+    assert f"\n{NUMBER}\n" in email.text  # alone on its line: never wrapped, easy to copy
+    assert "white-space:nowrap" in email.html
+
+
+@pytest.mark.parametrize("locale", EXPECTED)
+def test_sms_shows_number_opening_and_subject_in_two_gsm7_segments(shipped: Templates, sample: dict[str, Any], locale: str) -> None:
+    opened, _, deadline_day, _, keyword = EXPECTED[locale]
+    sms = shipped.render("protocol_opened", "sms", locale, sample)
+    assert sms.subject is None and sms.html is None and sms.sms is not None
+    for shown in (NUMBER, opened.replace("\u202f", " "), "Cobranca indevida na fatura de outubro", deadline_day, keyword):
+        assert shown in sms.text, (locale, shown)
+    assert "\n" not in sms.text
+    assert (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 2)
+
+
+def test_greeting_without_a_name(shipped: Templates, sample: dict[str, Any]) -> None:
+    email = shipped.render("protocol_opened", "email", "pt-BR", {**sample, "consumer": {"name": None}})
+    assert email.text.startswith("Olá.\n")
+    assert "None" not in email.text and "None" not in (email.html or "")
+
+
+def test_long_subject_is_truncated_in_sms_but_not_the_number_or_date(shipped: Templates, sample: dict[str, Any]) -> None:
+    sms = shipped.render("protocol_opened", "sms", "pt-BR", with_subject(sample, "Cobrança " * 60))
+    assert NUMBER in sms.text and "22/11/2026 11:43 (BRT)" in sms.text
+    assert "..." in sms.text
+    assert sms.sms is not None and sms.sms.segments == 2
+
+
+@pytest.mark.parametrize(
+    ("asked", "resolved"),
+    [("pt-BR", "pt-BR"), ("es-ES", "es"), ("es_MX", "es"), ("fr", "pt-BR"), ("pt-br", "pt-BR"), ("EN", "en"), ("en-GB", "en"), ("pt-PT", "pt-BR"), ("pt", "pt-BR")],
+)
+def test_locale_fallback(shipped: Templates, asked: str, resolved: str) -> None:
+    assert shipped.resolve_locale("protocol_opened", asked) == resolved
+
+
+def test_dates_follow_the_requested_locale_when_the_text_is_in_its_language(shipped: Templates, sample: dict[str, Any]) -> None:
+    mexico = shipped.render("protocol_opened", "email", "es-MX", sample)
+    assert mexico.locale == "es" and "11:43\u202fa.m." in mexico.text
+    french = shipped.render("protocol_opened", "email", "fr", sample)
+    assert french.locale == "pt-BR" and "22/11/2026 11:43 (BRT)" in french.text
+
+
+@pytest.mark.parametrize(
+    ("locale", "zone", "shown"),
+    [
+        ("pt-BR", "America/Sao_Paulo", "22/11/2026 11:43 (BRT)"),
+        ("en", "America/New_York", "Nov 22, 2026, 9:43\u202fAM (EST)"),
+        ("es", "Europe/Madrid", "22/11/2026, 15:43 (CET)"),
+        ("pt-BR", "America/Bogota", "22/11/2026 09:43 (GMT-05:00)"),
+    ],
+)
+def test_datetime_filter_always_shows_the_zone(tmp_path: Path, locale: str, zone: str, shown: str) -> None:
+    templates = write(tmp_path, {f"t/{locale}/sms.j2": "{{ protocol.opened_at|datetime }}|{{ protocol.opened_at|time }}"})
+    context = {"timezone": zone, "protocol": {"opened_at": datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)}}
+    both, time = templates.render("t", "sms", locale, context).text.split("|")
+    assert both == shown
+    assert time.endswith(shown[-6:]) and time in shown.replace(", ", " ")  # the same time, with its zone
+
+
+def test_naive_datetime_is_an_error(tmp_path: Path) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "Prazo:\n{{ at|date }}"})
+    with pytest.raises(TemplateError, match="naive") as caught:
+        templates.render("t", "sms", "pt-BR", {"timezone": "UTC", "at": datetime(2026, 11, 22)})
+    assert (caught.value.file, caught.value.line) == ("t/pt-BR/sms.j2", 2)
+
+
+def test_unknown_template_or_missing_file(tmp_path: Path, shipped: Templates) -> None:
+    with pytest.raises(TemplateNotFoundError):
+        shipped.resolve_locale("no_such_template", "pt-BR")
+    with pytest.raises(TemplateNotFoundError):
+        shipped.render("../templates", "sms", "pt-BR", {})
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "only sms"})
+    with pytest.raises(TemplateNotFoundError, match="t/pt-BR/email.subject.j2"):
+        templates.render("t", "email", "pt-BR", {})
+
+
+def test_undefined_variable_names_file_line_and_dotted_variable(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"broken/pt-BR/sms.j2": "Protocolo\n{{ protocol.number }}\naberto {{ protocol.numbr }}\n"})
+    with pytest.raises(TemplateError) as caught:
+        templates.render("broken", "sms", "pt-BR", sample)
+    error = caught.value
+    assert (error.file, error.line, error.variable) == ("broken/pt-BR/sms.j2", 3, "protocol.numbr")
+    assert str(error) == "broken/pt-BR/sms.j2:3: undefined variable 'protocol.numbr'"
+
+
+def test_undefined_top_level_variable(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"broken/pt-BR/sms.j2": "{% if consumer.name %}\n{{ costumer.name }}\n{% endif %}"})
+    with pytest.raises(TemplateError) as caught:
+        templates.render("broken", "sms", "pt-BR", sample)
+    assert (caught.value.line, caught.value.variable) == (2, "costumer")
+
+
+def test_undefined_variable_in_an_included_file_points_at_that_file(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(
+        tmp_path,
+        {"broken/pt-BR/sms.j2": "{% include '_parts/footer.j2' %}", "_parts/footer.j2": "\n\n{{ company['nome'] }}"},
+    )
+    with pytest.raises(TemplateError) as caught:
+        templates.render("broken", "sms", "pt-BR", sample)
+    assert (caught.value.file, caught.value.line, caught.value.variable) == ("_parts/footer.j2", 3, "company.nome")
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"broken/pt-BR/sms.j2": "Protocolo\n{{ protocol.number }\n"})
+    with pytest.raises(TemplateError) as caught:
+        templates.render("broken", "sms", "pt-BR", sample)
+    error = caught.value
+    assert (error.file, error.line, error.variable) == ("broken/pt-BR/sms.j2", 2, None)
+    assert str(error).startswith("broken/pt-BR/sms.j2:2: ") and "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["''.__class__.__mro__", "protocol.__class__.__subclasses__()", "protocol.update({'number': 1})", "(1).__class__.__base__"],
+)
+def test_sandbox_refuses_unsafe_access(tmp_path: Path, sample: dict[str, Any], expression: str) -> None:
+    templates = write(tmp_path, {"evil/pt-BR/sms.j2": f"{{{{ {expression} }}}}"})
+    with pytest.raises(TemplateError) as caught:
+        templates.render("evil", "sms", "pt-BR", sample)
+    assert isinstance(caught.value.__cause__, SecurityError)
+    assert (caught.value.file, caught.value.line) == ("evil/pt-BR/sms.j2", 1)
+
+
+def test_consumer_text_is_data_escaped_in_html_only(shipped: Templates, sample: dict[str, Any]) -> None:
+    hostile = with_subject(sample, "{{ 7*7 }} <script>alert(1)</script>")
+    hostile["consumer"] = {"name": "<b>Maria</b>"}
+    email = shipped.render("protocol_opened", "email", "pt-BR", hostile)
+    assert email.html is not None
+    assert "{{ 7*7 }} &lt;script&gt;alert(1)&lt;/script&gt;" in email.html
+    assert "&lt;b&gt;Maria&lt;/b&gt;" in email.html
+    assert "<script>" not in email.html and "49" not in email.html
+    assert "{{ 7*7 }} <script>alert(1)</script>" in email.text  # plain text is not HTML
+
+
+def test_email_subject_is_one_header_line(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(
+        tmp_path,
+        {
+            "t/pt-BR/email.subject.j2": "\n  Protocolo {{ protocol.number }}:\r\n{{ protocol.subject }}\n",
+            "t/pt-BR/email.txt.j2": "texto",
+            "t/pt-BR/email.html.j2": "<p>html</p>",
+        },
+    )
+    email = templates.render("t", "email", "pt-BR", with_subject(sample, "a\r\nBcc: x@example.com"))
+    assert email.subject == f"Protocolo {NUMBER}: a Bcc: x@example.com"
+
+
+def test_hash_proves_the_files_used(shipped: Templates, sample: dict[str, Any]) -> None:
+    email = shipped.render("protocol_opened", "email", "pt-BR", sample)
+    sms = shipped.render("protocol_opened", "sms", "pt-BR", sample)
+    assert email.hash.startswith("sha256:") and email.hash != sms.hash
+    files = ("email.subject.j2", "email.txt.j2", "email.html.j2")
+    on_disk = {f"protocol_opened/pt-BR/{f}": (SHIPPED / "protocol_opened" / "pt-BR" / f).read_bytes() for f in files}
+    assert email.hash == content_hash(on_disk)
+    assert shipped.render("protocol_opened", "email", "es-ES", sample).hash == shipped.render("protocol_opened", "email", "es", sample).hash
+    assert shipped.render("protocol_opened", "email", "es", sample).hash != email.hash
+
+
+def test_hash_changes_with_any_file_used_including_includes(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "{{ protocol.number }}{% include '_parts/end.j2' %}", "_parts/end.j2": "."})
+    first = templates.render("t", "sms", "pt-BR", sample).hash
+    assert first == content_hash({"t/pt-BR/sms.j2": b"{{ protocol.number }}{% include '_parts/end.j2' %}", "_parts/end.j2": b"."})
+    touch(tmp_path / "_parts" / "end.j2", "!")
+    assert templates.render("t", "sms", "pt-BR", sample).hash != first
+
+
+def test_edits_are_picked_up_by_the_next_render(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "antes {{ protocol.number }}"})
+    before = templates.render("t", "sms", "pt-BR", sample)
+    touch(tmp_path / "t" / "pt-BR" / "sms.j2", "depois {{ protocol.number }}")
+    after = templates.render("t", "sms", "pt-BR", sample)
+    assert (before.text, after.text) == (f"antes {NUMBER}", f"depois {NUMBER}")
+    assert before.hash != after.hash
+
+
+def test_dynamic_include_is_refused_because_the_hash_could_not_cover_it(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "{% include protocol.number %}"})
+    with pytest.raises(TemplateError, match="fixed template"):
+        templates.render("t", "sms", "pt-BR", sample)
+
+
+def test_a_file_that_is_not_utf8_is_reported_with_its_line(tmp_path: Path) -> None:
+    write(tmp_path, {"t/pt-BR/sms.j2": ""})
+    (tmp_path / "t" / "pt-BR" / "sms.j2").write_bytes("linha 1\nCobran\u00e7a".encode("latin-1"))
+    with pytest.raises(TemplateError) as caught:
+        Templates(tmp_path, "pt-BR").render("t", "sms", "pt-BR", {})
+    assert str(caught.value) == "t/pt-BR/sms.j2:2: the file is not UTF-8"
