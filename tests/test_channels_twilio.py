@@ -150,8 +150,9 @@ async def test_recipient_who_replied_stop_is_permanent(fake: FakeTwilio, make_tr
     assert caught.value.code == "21610"
 
 
-async def test_wrong_credentials_are_refused(fake: FakeTwilio, make_transport) -> None:
-    with pytest.raises(PermanentDeliveryError) as caught:
+async def test_wrong_credentials_are_retried_not_failed_for_good(fake: FakeTwilio, make_transport) -> None:
+    # A wrong token is the operator's to fix; the messages must still go once it is fixed.
+    with pytest.raises(TransientDeliveryError) as caught:
         await make_transport(auth_token="wrong").send(sms())
 
     assert caught.value.code == "20003"

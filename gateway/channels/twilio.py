@@ -123,6 +123,10 @@ def _refusal(exc: TwilioRestException | TwilioServiceException, headers: Mapping
     text = f"Twilio refused the SMS: HTTP {exc.status}, error {code}"
     if exc.status == 429 or exc.status >= 500:
         return TransientDeliveryError(text, code=code, retry_after=_retry_after(headers))
+    if exc.status in (401, 403):
+        # Our credentials, not this message: once an operator fixes them the SMS can go,
+        # so retry until give_up_after instead of failing every message for good.
+        return TransientDeliveryError(text, code=code)
     if 400 <= exc.status < 500:  # 21211 invalid number, 21610 recipient replied STOP, ...
         return PermanentDeliveryError(text, code=code)
     return TransientDeliveryError(text, code=code)  # a 3xx: a wrong api_base_url, nothing was sent

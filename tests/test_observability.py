@@ -1,0 +1,30 @@
+"""Logs are JSON lines with an action, and personal data is masked."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from gateway.observability import JSONFormatter, mask, scrub
+
+
+def test_mask_examples():
+    assert mask("+5511987654321") == "+55119****4321"
+    assert mask("maria@example.com") == "m***@example.com"
+
+
+def test_scrub_masks_contacts_in_free_text_but_not_numbers_or_dates():
+    text = scrub("to maria.silva@example.com / +55 11 98765-4321 on 2026-11-22 14:51, protocol 20261122000000011")
+    assert "maria.silva" not in text and "98765" not in text
+    assert "2026-11-22 14:51" in text and "20261122000000011" in text
+
+
+def test_formatter_masks_extra_fields_and_keeps_the_action():
+    record = logging.makeLogRecord({"msg": "sent to %s", "args": ("joao@example.com",), "levelno": 20,
+                                    "levelname": "INFO", "name": "t"})
+    record.action = "outbox_sent"
+    record.to = "+5511912345678"
+    record.protocol = "20261122000000011"
+    line = json.loads(JSONFormatter().format(record))
+    assert line["action"] == "outbox_sent" and line["protocol"] == "20261122000000011"
+    assert "joao@" not in line["message"] and "12345678" not in line["to"]
