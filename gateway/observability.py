@@ -84,7 +84,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "sqlalchemy.engine", "apscheduler", "aiosqlite", "asyncio"):
+    for noisy in ("aiohttp.access", "sqlalchemy.engine", "apscheduler", "aiosqlite", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

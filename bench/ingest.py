@@ -1,0 +1,190 @@
+"""Scenario 1, ingest: POST /v1/events against a gateway served in this process.
+
+The gateway runs from `gateway.app.start` on 127.0.0.1, port 0, SQLite (or PostgreSQL)
+in a temporary folder. The load generator is a child process (bench/loadgen.py): it has
+the other core, as a real client would, instead of sharing this process's GIL.
+
+The dispatcher is parked by default: its transports do nothing, its poll interval is an
+hour and the service no longer wakes it, so the figure is the API and the database
+alone and the 2N notifications stay queued. `--ingest-dispatcher running` lets it claim
+and record those rows with the same do-nothing transports while events arrive.
+
+Baseline, same run, same database kind: N tasks each doing one INSERT of an event row
+(the same JSON payload, a comparable answer) and one COMMIT through `Database.write()`:
+what the database allows with one commit per event. The gateway's own transaction per
+event is heavier (a counter, a protocol, the event, two rendered notifications).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from gateway import keys
+from gateway.app import build_runtime, start
+from gateway.channels.base import Message, Receipt
+from gateway.config import DispatchSettings
+from gateway.store.database import Database
+from gateway.store.models import Event, Protocol
+
+from bench.databases import PostgresStore, SQLiteStore
+from bench.loadgen import opened_event
+from bench.progress import Ticker, say
+from bench.settings import bench_settings
+from bench.stats import latency_summary
+
+Store = SQLiteStore | PostgresStore
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+PARK = "1h"  # poll interval that keeps a parked dispatcher asleep for the whole run
+CHILD_OUTPUT_LIMIT = 2**26  # bytes: the child's result line holds every latency
+CHILD_TIMEOUT = 600.0  # seconds for one load-generator round
+
+
+class NullTransport:
+    """Accepts every message at once: the dispatcher's cost without a provider's."""
+
+    async def send(self, message: Message) -> Receipt:
+        return Receipt(provider_id=f"null-{message.notification_id}")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def figures(database: str, what: str, clients: int, count: int, elapsed: float, latencies: list[float],
+            errors: int, **extra: Any) -> dict[str, Any]:
+    return {"scenario": "ingest", "database": database, "what": what, "clients": clients, "count": count,
+            "elapsed_s": elapsed, "rate": count / elapsed, "errors": errors, **latency_summary(latencies), **extra}
+
+
+async def _load(url: str, key: str, *, clients: int, events: int, label: str) -> dict[str, Any]:
+    spec = {"url": url, "key": key, "events": events, "clients": clients, "prefix": label, "label": label}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.loadgen", json.dumps(spec), cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=CHILD_OUTPUT_LIMIT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        ready = await asyncio.wait_for(proc.stdout.readline(), CHILD_TIMEOUT)
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"load generator did not start: {ready[:200]!r}")
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        line = await asyncio.wait_for(proc.stdout.readline(), CHILD_TIMEOUT)
+        await proc.wait()
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"load generator failed (exit {proc.returncode})")
+    return json.loads(line)
+
+
+async def gateway_round(store: Store, template: str, folder: Path, *, clients: int, events: int, label: str,
+                        dispatcher: str) -> dict[str, Any]:
+    url = await store.clone(template)
+    parked = dispatcher == "parked"
+    settings = bench_settings(folder, url, dispatch={"poll_interval": PARK} if parked else {})
+    runtime = build_runtime(settings, transports={"email": NullTransport(), "sms": NullTransport()})
+    if parked:
+        runtime.service.on_enqueued = lambda: None
+    runner, port = await start(runtime, HOST, 0)
+    try:
+        key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
+        result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label=label)
+    finally:
+        await runner.cleanup()  # stops the dispatcher and closes the runtime
+        await store.drop(url)
+    accepted = result["statuses"].get("202", 0)
+    if result["errors"]:
+        say(f"{label}: {events - accepted} requests not accepted, e.g. {result['errors'][0]}")
+    return figures(store.name, "gateway", clients, events, result["elapsed"], result["latencies"],
+                   events - accepted, dispatcher=dispatcher, statuses=result["statuses"])
+
+
+def _event_row(protocol_id: int, event_id: str, n: int, now: datetime) -> dict[str, Any]:
+    data = opened_event(event_id, n)["data"]
+    answer = {
+        "protocol": {"number": f"20261122{n:08d}0", "status": "open", "opened_at": "2026-11-22T14:43:00Z",
+                     "deadline_at": "2026-11-30T02:59:59Z"},
+        "notifications": [{"id": 2 * n + 1, "channel": "email", "status": "queued"},
+                          {"id": 2 * n + 2, "channel": "sms", "status": "queued"}],
+    }
+    return {"protocol_id": protocol_id, "source": "urn:bench:crm", "event_id": event_id, "type": "protocol.opened",
+            "occurred_at": now, "received_at": now, "data": data,
+            "fingerprint": "sha256:" + hashlib.sha256(json.dumps(data).encode()).hexdigest(), "answer": answer}
+
+
+async def _seed_protocol(db: Database, now: datetime) -> int:
+    async with db.write() as session:
+        protocol = Protocol(number="000000000001", issued_by="upstream", status="open", subject="bench",
+                            profile="br-sac", consumer_locale="pt-BR", consumer_timezone="America/Sao_Paulo",
+                            opened_at=now, received_at=now, deadline_at=now + timedelta(days=7),
+                            legal_hold=False, updated_at=now)
+        session.add(protocol)
+        await session.flush()
+        return protocol.id
+
+
+async def baseline_round(store: Store, template: str, *, clients: int, events: int, label: str) -> dict[str, Any]:
+    url = await store.clone(template)
+    # Built as build_runtime builds the gateway's, so both meet the same pools.
+    db = Database(url, pool_size=max(10, DispatchSettings().workers + 2))
+    try:
+        now = datetime.now(timezone.utc)
+        protocol_id = await _seed_protocol(db, now)
+        rows = [_event_row(protocol_id, f"{label}-{n}", n, now) for n in range(events)]
+        latencies: list[float] = []
+        ticker = Ticker(label, events)
+        queue = iter(rows)
+
+        async def worker() -> None:
+            for row in queue:
+                started = time.perf_counter()
+                async with db.write() as session:
+                    await session.execute(insert(Event), row)
+                latencies.append(time.perf_counter() - started)
+                ticker.add()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await db.dispose()
+        await store.drop(url)
+    return figures(store.name, "baseline: 1 INSERT + COMMIT per event", clients, events, elapsed, latencies, 0)
+
+
+async def run_ingest(stores: list[Store], folder: Path, *, clients: list[int], events: int, rounds: int,
+                     dispatcher: str) -> list[dict[str, Any]]:
+    """Every (database, clients) pair: baseline and gateway alternately, `rounds` times each."""
+    results = []
+    for store in stores:
+        template = await store.template("ingest")
+        for n in clients:
+            for r in range(1, rounds + 1):
+                order = ("baseline", "gateway") if r % 2 else ("gateway", "baseline")
+                for what in order:
+                    label = f"ingest-{store.name}-c{n}-r{r}-{what}"
+                    say(f"{label}: {events} events")
+                    if what == "gateway":
+                        row = await gateway_round(store, template, folder, clients=n, events=events,
+                                                  label=label, dispatcher=dispatcher)
+                    else:
+                        row = await baseline_round(store, template, clients=n, events=events, label=label)
+                    row["round"] = r
+                    say(f"{label}: {row['rate']:.0f} events/s, p50 {row['p50_ms']:.1f} ms, "
+                        f"p99 {row['p99_ms']:.1f} ms")
+                    results.append(row)
+    return results
+
