@@ -206,3 +206,19 @@ def test_the_demo_prints_what_the_consumer_received(tmp_path: Path):
     assert "=== email" in result.stdout and "=== SMS" in result.stdout
     assert result.stdout.count(number) >= 3  # the answer, the email, the SMS
     assert "notification 1 (email): sent" in result.stdout
+
+
+def test_a_non_editable_install_runs_from_another_folder(tmp_path: Path):
+    """`pip install .` ships the templates and migrations inside the package."""
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["PYTHONPATH"] = str(site)  # ahead of the editable install in the venv
+    where = subprocess.run([sys.executable, "-c", "import gateway; print(gateway.__file__)"], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(site))
+    result = subprocess.run([*CLI, "demo"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "=== email" in result.stdout and "=== SMS" in result.stdout
