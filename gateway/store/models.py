@@ -65,6 +65,9 @@ class Protocol(Base):
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The last event about this protocol: a protocol silent for long counts as abandoned for retention.
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Event(Base):
@@ -99,9 +102,17 @@ class Notification(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"), index=True)
+    # None for messages about no single protocol (an operations digest).
+    protocol_id: Mapped[int | None] = mapped_column(ForeignKey("protocols.id"), index=True)
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
-    channel: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))  # email, sms, webhook
+    audience: Mapped[str] = mapped_column(String(16), default="consumer", server_default=text("'consumer'"))
+    # A unique key for messages that must exist at most once (a reminder per protocol,
+    # schedule and offset; a fallback per failed SMS): a second insert is a no-op.
+    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Why this message exists when it is not the event's own ("fallback: sms undelivered (30006)").
+    reason: Mapped[str | None] = mapped_column(Text)
+    fallback_of: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
     recipient: Mapped[str] = mapped_column(String(320))
     template: Mapped[str] = mapped_column(String(100))
     template_hash: Mapped[str] = mapped_column(String(80))
@@ -150,6 +161,73 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where delivery statuses of this key's events are posted (outbound webhooks), and the
+    # HMAC secret that signs them (kept in clear: it must sign, not just verify).
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+
+
+class ConsumerRequest(Base):
+    """Something the consumer asked for with a legal clock: the history, a postal copy."""
+
+    __tablename__ = "consumer_requests"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    kind: Mapped[str] = mapped_column(String(16))      # history, confirmation
+    channel: Mapped[str] = mapped_column(String(16))   # email, sms, mail
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    address: Mapped[str | None] = mapped_column(Text)  # a `to` the consumer gave for this request
+
+
+class OptOut(Base):
+    """A phone that texted STOP: no proactive SMS (reminders) until it texts START."""
+
+    __tablename__ = "opt_outs"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    keyword: Mapped[str] = mapped_column(String(20))
+
+
+class RateLimit(Base):
+    """Hits per key and fixed window, counted in the database so limits hold across processes."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+
+
+class InboundMessage(Base):
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(String(64), unique=True)  # Twilio's MessageSid: retries are no-ops
+    from_phone: Mapped[str] = mapped_column(String(20), index=True)
+    to_phone: Mapped[str | None] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reply_notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+
+
+class ProviderCallback(Base):
+    """A delivery receipt as the provider sent it: the evidence behind a status change."""
+
+    __tablename__ = "provider_callbacks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), index=True)
+    provider_id: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Counter(Base):
