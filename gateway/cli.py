@@ -7,6 +7,7 @@ A wrong setting stops the command with one line naming the key, exit status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import asyncio
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from gateway.config import ConfigError, Settings, load_settings
 from gateway.observability import configure_logging
 
 EXIT_USAGE = 2
+# Command groups in modules of their own; each module has register(commands, common).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -114,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", parents=[common], help="revoke a key by name")
     revoke.add_argument("name")
     revoke.set_defaults(func=cmd_keys_revoke)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands, common)
     return parser
 
 

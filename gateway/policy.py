@@ -71,3 +71,17 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise UnknownProfile(name) from None
+
+
+RETENTION_YEARS = {"br-sac": 2, "br-sac-2008": 2}  # Decreto 11.034 art. 12 §5; others need a setting
+
+
+def retention_end(profile: Profile, resolved_at: datetime) -> datetime | None:
+    """The end of the record's minimum retention, or None where the law sets none we could verify."""
+    years = RETENTION_YEARS.get(profile.name)
+    if years is None:
+        return None
+    try:
+        return resolved_at.replace(year=resolved_at.year + years)
+    except ValueError:  # 29 February
+        return resolved_at.replace(year=resolved_at.year + years, day=28) + timedelta(days=1)

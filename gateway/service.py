@@ -28,7 +28,7 @@ from gateway.config import Settings
 from gateway.contacts import ContactError, normalize_email, normalize_phone
 from gateway.errors import Conflict, FieldProblem, InvalidFields, NotFound
 from gateway.numbering import NumberFormat, next_sequence
-from gateway.policy import Profile, UnknownProfile, get_profile
+from gateway.policy import Profile, UnknownProfile, get_profile, retention_end
 from gateway.store.database import Database
 from gateway.store.models import Event, Notification, Protocol
 from gateway.templating import Templates
@@ -129,6 +129,7 @@ class ProtocolService:
                 return Outcome(body={**previous.answer, "duplicate": True}, duplicate=True)
 
             change = await self._handlers[event.type](session, event, received_at)
+            change.protocol.last_event_at = received_at
             row = Event(
                 protocol_id=change.protocol.id,
                 source=event.source,
@@ -354,16 +355,3 @@ class ProtocolService:
             created_at=now,
             duplicate_possible=False,
         )
-
-
-RETENTION_YEARS = {"br-sac": 2, "br-sac-2008": 2}  # Decreto 11.034 art. 12 §5; others need a setting
-
-
-def retention_end(profile: Profile, resolved_at: datetime) -> datetime | None:
-    years = RETENTION_YEARS.get(profile.name)
-    if years is None:
-        return None
-    try:
-        return resolved_at.replace(year=resolved_at.year + years)
-    except ValueError:  # 29 February
-        return resolved_at.replace(year=resolved_at.year + years, day=28) + timedelta(days=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
@@ -19,6 +20,10 @@ def _version() -> str:
         return "0.0.0"
 
 
+# API modules beyond the core ones; each has add_routes(router).
+ROUTE_MODULES: tuple[str, ...] = ()
+
+
 def build_web_app(max_body: int) -> web.Application:
     # problem_middleware is outermost so that auth refusals and aiohttp's own errors become problems.
     app = web.Application(middlewares=[problem_middleware, auth_middleware], client_max_size=max_body)
@@ -34,4 +39,6 @@ def build_web_app(max_body: int) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/openapi.json", openapi)
+    for name in ROUTE_MODULES:
+        importlib.import_module(name).add_routes(app.router)
     return app
