@@ -19,14 +19,19 @@ from sqlalchemy import text
 
 from gateway import keys
 from gateway.api.routes import build_web_app
-from gateway.api.runtime_keys import DB, METRICS, READINESS, SERVICE, SETTINGS
+from gateway.api.runtime_keys import DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS
 from gateway.channels.base import Transport
 from gateway.channels.factory import build_email_transport, build_sms_transport
+from gateway.channels.webhook import WebhookTransport
 from gateway.config import Settings
 from gateway.dispatch import Dispatcher, utcnow
+from gateway.fallback import Fallback
+from gateway.inbound import InboundSMS
+from gateway.messages import MessageBuilder
 from gateway.numbering import NumberFormat
 from gateway.observability import Metrics
 from gateway.service import ProtocolService
+from gateway.status_hooks import StatusHooks
 from gateway.store.database import Database
 from gateway.store.migrate import migrate
 from gateway.templating import Templates
@@ -43,6 +48,9 @@ class Runtime:
     metrics: Metrics
     dispatcher: Dispatcher
     service: ProtocolService
+    messages: MessageBuilder
+    hooks: StatusHooks
+    inbound: InboundSMS
 
     async def aclose(self) -> None:
         for transport in self.transports.values():
@@ -64,15 +72,22 @@ def build_runtime(
                         pool_size=max(10, settings.dispatch.workers + 2))
     templates = Templates(settings.templates_dir, settings.gateway.default_locale)
     transports = transports or {"email": build_email_transport(settings), "sms": build_sms_transport(settings)}
+    if settings.webhooks.url and "webhook" not in transports:
+        assert settings.webhooks.secret is not None  # the settings refuse a url without one
+        transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
     metrics = Metrics()
+    messages = MessageBuilder(templates, settings)
+    hooks = StatusHooks(Fallback(messages, settings.fallback), settings.webhooks)
     dispatcher = Dispatcher(
         db, transports, settings.dispatch,
         sender=settings.email.sender, reply_to=settings.email.reply_to, public_url=settings.http.public_url,
-        metrics=metrics, clock=clock,
+        metrics=metrics, clock=clock, hooks=hooks,
+        fallback_every=settings.fallback.check_interval if settings.fallback.enabled else None,
     )
     numbers = NumberFormat(settings.gateway.number_format, settings.gateway.timezone, settings.gateway.check_digit)
-    service = ProtocolService(db, templates, numbers, settings, on_enqueued=dispatcher.wake)
-    return Runtime(settings, db, templates, transports, metrics, dispatcher, service)
+    service = ProtocolService(db, messages, numbers, settings, on_enqueued=dispatcher.wake)
+    inbound = InboundSMS(db, messages, settings, wake=dispatcher.wake)
+    return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound)
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
@@ -102,6 +117,8 @@ def web_app(runtime: Runtime) -> web.Application:
     app[DB] = runtime.db
     app[SERVICE] = runtime.service
     app[METRICS] = runtime.metrics
+    app[INBOUND] = runtime.inbound
+    app[STATUS_HOOKS] = runtime.hooks
     dispatcher_task: dict[str, asyncio.Task[None]] = {}
 
     async def database_ready() -> str | None:

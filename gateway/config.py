@@ -233,6 +233,64 @@ class DispatchSettings(_Section):
     shutdown_timeout: Duration = 10.0
 
 
+def parse_rate(value: Any) -> tuple[int, float]:
+    """'5/1h' -> (5, 3600.0): at most 5 in each window of an hour."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), parse_duration(value[1])
+    count, sep, window = str(value).partition("/")
+    if not sep or not count.strip().isdigit():
+        raise ValueError(f"expected a rate such as '5/1h' (5 per hour), got {value!r}")
+    seconds = parse_duration(window)
+    if seconds <= 0:
+        raise ValueError("expected a window longer than zero")
+    return int(count), seconds
+
+
+Rate = Annotated[tuple[int, float], BeforeValidator(parse_rate)]
+
+
+class LimitsSettings(_Section):
+    """Against abuse: counted in the database, so they hold across processes."""
+
+    resend_per_protocol: Rate = (5, 3600.0)
+    resend_per_contact: Rate = (10, 86400.0)
+    inbound_per_phone: Rate = (10, 3600.0)
+
+
+class InboundSettings(_Section):
+    # Brazilian mobile numbers are recycled: only protocols this recent are shown to a phone.
+    window: Duration = 90 * 86400.0
+    max_listed: int = Field(5, ge=1, le=20)
+
+
+class FallbackSettings(_Section):
+    """An SMS that failed, or got no delivery receipt in time, goes again by email when there is one."""
+
+    enabled: bool = True
+    no_receipt_after: Duration = 1800.0
+    check_interval: Duration = 60.0
+    # SMS longer than this many segments go as a short SMS plus the full text by email.
+    max_sms_segments: int = Field(4, ge=1, le=10)
+    # Templates whose SMS must not fall back to email (configurable per template).
+    disabled_templates: list[str] = []
+
+
+class WebhooksSettings(_Section):
+    """Delivery statuses posted to upstream as signed CloudEvents."""
+
+    url: str | None = None
+    secret: SecretStr | None = None
+    events: list[Literal["notification.sent", "notification.delivered", "notification.failed"]] = [
+        "notification.sent", "notification.delivered", "notification.failed"]
+    timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> WebhooksSettings:
+        if self.url and not self.secret:
+            raise ValueError("secret: required when url is set (the HMAC key that signs each post)")
+        return self
+
+
 class AuthSettings(_Section):
     bootstrap_key_file: Path | None = None
 
@@ -249,6 +307,10 @@ class Settings(_Section):
     sms: SMSSettings = SMSSettings()
     dispatch: DispatchSettings = DispatchSettings()
     auth: AuthSettings = AuthSettings()
+    limits: LimitsSettings = LimitsSettings()
+    inbound: InboundSettings = InboundSettings()
+    fallback: FallbackSettings = FallbackSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
     templates: DirSettings = DirSettings(dir=Path("templates"))
     schedules: DirSettings = DirSettings(dir=Path("schedules"))
     # Where relative paths are read from: the settings file's folder, else the working directory.

@@ -23,6 +23,7 @@ from gateway.config import DispatchSettings
 from gateway.observability import Metrics, mask
 from gateway.outbox import Claimed, Result
 from gateway.retry import RetryPolicy
+from gateway.status_hooks import StatusHooks
 from gateway.store.database import Database
 
 log = logging.getLogger("gateway.dispatch")
@@ -43,8 +44,10 @@ def message_id_for(notification_id: int, sender: str) -> str:
 class GroupCommit:
     """Collects results and writes all that are waiting in one transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, hooks: StatusHooks | None = None, wake: Callable[[], None] = lambda: None) -> None:
         self.db = db
+        self.hooks = hooks
+        self.wake = wake
         self._pending: list[tuple[Result, asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
@@ -58,9 +61,13 @@ class GroupCommit:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            queued = 0
             try:
                 async with self.db.write() as session:
-                    await outbox.record(session, [r for r, _ in batch])
+                    results = [r for r, _ in batch]
+                    await outbox.record(session, results)
+                    if self.hooks is not None:
+                        queued = await self.hooks.after_send(session, results)
             except Exception as exc:  # the database is down: the leases will bring these rows back
                 for _, future in batch:
                     if not future.done():
@@ -69,6 +76,8 @@ class GroupCommit:
                 for _, future in batch:
                     if not future.done():
                         future.set_result(None)
+                if queued:
+                    self.wake()
 
 
 class Dispatcher:
@@ -84,6 +93,8 @@ class Dispatcher:
         metrics: Metrics,
         policy: RetryPolicy | None = None,
         clock: Callable[[], datetime] = utcnow,
+        hooks: StatusHooks | None = None,
+        fallback_every: float | None = None,
     ) -> None:
         self.db = db
         self.transports = transports
@@ -102,7 +113,11 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
-        self._recorder = GroupCommit(db)
+        self.hooks = hooks
+        self._recorder = GroupCommit(db, hooks, self.wake)
+        # The no-receipt fallback check runs from this loop every `fallback_every` seconds.
+        self.fallback_every = fallback_every
+        self._fallback_checked: datetime | None = None
 
     def wake(self) -> None:
         """Something was enqueued: look for due rows now rather than at the next poll."""
@@ -116,6 +131,7 @@ class Dispatcher:
         log.info("dispatcher started", extra={"action": "dispatcher_started", "workers": self.settings.workers})
         try:
             while not self._stop.is_set():
+                await self._check_fallbacks()
                 free = self.settings.workers - len(self._inflight)
                 claimed = await self._claim(free) if free > 0 else []
                 for row in claimed:
@@ -140,6 +156,23 @@ class Dispatcher:
                 return
             if not claimed or free == 0:
                 await asyncio.wait(list(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _check_fallbacks(self) -> None:
+        """SMS with no delivery receipt in time go by email (at most once per `fallback_every`)."""
+        now = self.clock()
+        if self.hooks is None or not self.fallback_every:
+            return
+        if self._fallback_checked is not None and (now - self._fallback_checked).total_seconds() < self.fallback_every:
+            return
+        self._fallback_checked = now
+        try:
+            async with self.db.write() as session:
+                queued = await self.hooks.fallback.sweep(session, at=now)
+        except Exception as exc:  # the next check will catch up: the query selects all overdue
+            log.warning("fallback check failed", extra={"action": "fallback_check_failed", "error": type(exc).__name__})
+            return
+        if queued:
+            self.wake()
 
     async def _claim(self, limit: int) -> list[Claimed]:
         try:
@@ -167,10 +200,12 @@ class Dispatcher:
                 subject=row.subject, html=row.body_html, message_id=message_id_for(row.id, self.sender),
                 reply_to=self.reply_to,
             )
-        return Message(
-            notification_id=row.id, channel=row.channel, to=row.recipient, text=row.body_text,
-            status_callback=f"{self.public_url}/v1/webhooks/twilio/status?notification={row.id}",
-        )
+        if row.channel == "sms":
+            return Message(
+                notification_id=row.id, channel="sms", to=row.recipient, text=row.body_text,
+                status_callback=f"{self.public_url}/v1/webhooks/twilio/status?notification={row.id}",
+            )
+        return Message(notification_id=row.id, channel=row.channel, to=row.recipient, text=row.body_text)
 
     async def _deliver(self, row: Claimed) -> None:
         started = self.clock()

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.store.models import ACTIVE_STATUSES, Attempt, Notification
+from gateway.store.models import ACTIVE_STATUSES, Attempt, ConsumerRequest, Notification
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,21 @@ async def record(session: AsyncSession, results: list[Result]) -> int:
             )
         )
         owned += result.rowcount
+    # What the consumer asked for is fulfilled once its message has left.
+    # One query per batch finds the few that answer a request; each gets its own send time.
+    done = {r.claimed.id: r.finished_at for r in results if r.status in ("sent", "delivered")}
+    if done:
+        waiting = (await session.scalars(
+            select(ConsumerRequest.notification_id).where(
+                ConsumerRequest.notification_id.in_(done), ConsumerRequest.fulfilled_at.is_(None))
+        )).all()
+        for notification_id in waiting:
+            await session.execute(
+                update(ConsumerRequest)
+                .where(ConsumerRequest.notification_id == notification_id, ConsumerRequest.fulfilled_at.is_(None))
+                .values(fulfilled_at=done[notification_id])
+                .execution_options(synchronize_session=False)
+            )
     return owned
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway import outbox
+from gateway import outbox, ratelimit
 from gateway.api.schemas import OpenedData, ReopenedData, ResendData, ResolvedData, UpdatedData
 from gateway.config import Settings
 from gateway.contacts import ContactError, normalize_email, normalize_phone
@@ -30,12 +30,16 @@ from gateway.errors import Conflict, FieldProblem, InvalidFields, NotFound
 from gateway.numbering import NumberFormat, next_sequence
 from gateway.policy import Profile, UnknownProfile, get_profile, retention_end
 from gateway.store.database import Database
-from gateway.store.models import Event, Notification, Protocol
-from gateway.templating import Templates
+from gateway.messages import MessageBuilder, history_entries
+from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
 
 log = logging.getLogger("gateway.service")
 
 CONFIRMATION_TEMPLATE = "protocol_opened"
+# How long the company has to send what the consumer asked for, per profile (Decreto 11.034
+# art. 12 §2: 5 calendar days; Decreto 6.523 art. 15 §2: 72 hours); others default to 5 days.
+HISTORY_WITHIN = {"br-sac-2008": timedelta(hours=72)}
+DEFAULT_HISTORY_WITHIN = timedelta(days=5)
 # A repeat racing its original on PostgreSQL meets the unique key; look again this often.
 IDEMPOTENCY_RETRIES = 3
 
@@ -79,19 +83,20 @@ class _Change:
     protocol: Protocol
     notifications: list[Notification] = field(default_factory=list)
     occurred_at: datetime | None = None
+    request: ConsumerRequest | None = None  # what the consumer asked for, with its legal clock
 
 
 class ProtocolService:
     def __init__(
         self,
         db: Database,
-        templates: Templates,
+        messages: MessageBuilder,
         numbers: NumberFormat,
         settings: Settings,
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
-        self.templates = templates
+        self.messages = messages
         self.numbers = numbers
         self.settings = settings
         self.on_enqueued = on_enqueued
@@ -146,6 +151,10 @@ class ProtocolService:
             for notification in change.notifications:
                 notification.event_id = row.id
             await outbox.enqueue(session, change.notifications)
+            if change.request is not None:
+                change.request.event_id = row.id
+                change.request.notification_id = change.notifications[-1].id if change.notifications else None
+                session.add(change.request)
             row.answer = self._answer(change)
             log.info(
                 "event accepted",
@@ -221,18 +230,22 @@ class ProtocolService:
             deadline_at=profile.deadline(opened_at),
             legal_hold=False,
             updated_at=received_at,
+            notify=",".join(notify),
         )
         session.add(protocol)
         await session.flush()
         targets = {"email": email, "sms": phone}
-        notifications = [self._render(protocol, CONFIRMATION_TEMPLATE, ch, targets[ch], received_at) for ch in notify]
+        notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, ch, targets[ch], received_at)
+                         for ch in notify]
         return _Change(protocol, notifications, occurred_at=opened_at)
 
     async def _updated(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
         data: UpdatedData = event.data  # type: ignore[assignment]
         protocol = await self._find(session, data.number)
         protocol.updated_at = received_at
-        return _Change(protocol)
+        occurred_at = event.time or received_at
+        return _Change(protocol, self._tell(protocol, "protocol_updated", received_at, event={
+            "type": event.type, "occurred_at": occurred_at, "message": data.message}), occurred_at=occurred_at)
 
     async def _resolved(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ResolvedData = event.data  # type: ignore[assignment]
@@ -242,7 +255,8 @@ class ProtocolService:
         protocol.resolved_at = resolved_at
         protocol.retention_until = retention_end(get_profile(protocol.profile), resolved_at)
         protocol.updated_at = received_at
-        return _Change(protocol, occurred_at=resolved_at)
+        return _Change(protocol, self._tell(protocol, "protocol_resolved", received_at, event={
+            "type": event.type, "occurred_at": resolved_at, "resolution": data.resolution}), occurred_at=resolved_at)
 
     async def _reopened(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ReopenedData = event.data  # type: ignore[assignment]
@@ -253,16 +267,36 @@ class ProtocolService:
         protocol.retention_until = None
         protocol.deadline_at = get_profile(protocol.profile).deadline(reopened_at)  # the clock restarts
         protocol.updated_at = received_at
-        return _Change(protocol, occurred_at=reopened_at)
+        return _Change(protocol, self._tell(protocol, "protocol_reopened", received_at, event={
+            "type": event.type, "occurred_at": reopened_at, "reason": data.reason}), occurred_at=reopened_at)
 
     async def _resend(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ResendData = event.data  # type: ignore[assignment]
         prefix = event.field_prefix
         protocol = await self._find(session, data.number)
         protocol.updated_at = received_at
+        request = ConsumerRequest(
+            protocol_id=protocol.id, kind="history" if data.history else "confirmation", channel=data.channel,
+            requested_at=received_at, due_at=received_at + HISTORY_WITHIN.get(protocol.profile, DEFAULT_HISTORY_WITHIN),
+            address=data.to,
+        )
         if data.channel == "mail":
-            # Postal mail is fulfilled by operations; the event itself is the request on record.
-            return _Change(protocol)
+            # Postal mail is fulfilled by operations; the request with its clock is the record.
+            await self._limit_resends(session, protocol, None, received_at)
+            return _Change(protocol, request=request)
+        target = self._resend_target(protocol, data, prefix)
+        await self._limit_resends(session, protocol, target, received_at)
+        if data.history:
+            events = (await session.scalars(
+                select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id))).all()
+            notifications = self.messages.history(protocol, data.channel, target, history_entries(events), received_at)
+        else:
+            notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, data.channel, target, received_at,
+                                                  reason="resend requested")]
+        return _Change(protocol, notifications, request=request)
+
+    def _resend_target(self, protocol: Protocol, data: ResendData, prefix: str) -> str:
+        """The address the consumer gave now, validated, or the one on record."""
         problems: list[FieldProblem] = []
         if data.to:
             if data.channel == "email":
@@ -280,7 +314,24 @@ class ProtocolService:
         if problems:
             raise InvalidFields(problems)
         assert target is not None
-        return _Change(protocol, [self._render(protocol, CONFIRMATION_TEMPLATE, data.channel, target, received_at)])
+        return target
+
+    async def _limit_resends(self, session: AsyncSession, protocol: Protocol, target: str | None,
+                             now: datetime) -> None:
+        limits = self.settings.limits
+        count, window = limits.resend_per_protocol
+        await ratelimit.hit(session, f"resend:protocol:{protocol.id}", limit=count, window=window, now=now,
+                            what="resends of this protocol")
+        if target:
+            count, window = limits.resend_per_contact
+            await ratelimit.hit(session, f"resend:contact:{target}", limit=count, window=window, now=now,
+                                what="resends to this address")
+
+    def _tell(self, protocol: Protocol, template: str, now: datetime, **extra: Any) -> list[Notification]:
+        """The consumer hears of a change by the channels chosen at the opening."""
+        contacts = {"email": protocol.consumer_email, "sms": protocol.consumer_phone}
+        return [self.messages.render(protocol, template, channel, contacts[channel], now, **extra)
+                for channel in filter(None, protocol.notify.split(",")) if contacts.get(channel)]
 
     # Helpers
 
@@ -314,44 +365,3 @@ class ProtocolService:
         except ContactError as exc:
             problems.append(FieldProblem(path, str(exc)))
             return None
-
-    def _context(self, protocol: Protocol) -> dict[str, Any]:
-        return {
-            "locale": protocol.consumer_locale,
-            "timezone": protocol.consumer_timezone,
-            "protocol": {
-                "number": protocol.number,
-                "subject": protocol.subject,
-                "category": protocol.category,
-                "status": protocol.status,
-                "opened_at": protocol.opened_at,
-                "deadline_at": protocol.deadline_at,
-                "channel": protocol.channel,
-            },
-            "consumer": {"name": protocol.consumer_name},
-            "company": {
-                "name": self.settings.gateway.company_name,
-                "reply_to": self.settings.email.reply_to,
-                "sms_keyword": "PROTOCOLO",
-            },
-        }
-
-    def _render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime) -> Notification:
-        rendered = self.templates.render(template, channel, protocol.consumer_locale, self._context(protocol))
-        return Notification(
-            protocol_id=protocol.id,
-            channel=channel,
-            recipient=recipient,
-            template=template,
-            template_hash=rendered.hash,
-            locale=rendered.locale,
-            subject=rendered.subject,
-            body_text=rendered.text,
-            body_html=rendered.html,
-            segments=rendered.sms.segments if rendered.sms else None,
-            status="queued",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            duplicate_possible=False,
-        )

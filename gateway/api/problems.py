@@ -12,7 +12,7 @@ from aiohttp import web
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from gateway.errors import FieldProblem, InvalidFields, ServiceError
+from gateway.errors import FieldProblem, InvalidFields, RateLimited, ServiceError
 from gateway.store.database import DatabaseUnavailable
 
 log = logging.getLogger("gateway.api")
@@ -61,7 +61,10 @@ class Problem(Exception):
 
 def problem_from_service(exc: ServiceError) -> dict[str, Any]:
     errors = exc.problems if isinstance(exc, InvalidFields) else None
-    return problem_body(exc.status, exc.detail, errors=errors)
+    body = problem_body(exc.status, exc.detail, errors=errors)
+    if isinstance(exc, RateLimited):
+        body["retry_after"] = exc.retry_after  # a batch entry has no header of its own
+    return body
 
 
 DB_DOWN = (DatabaseUnavailable, OperationalError, InterfaceError, PoolTimeout, ConnectionError, OSError)
@@ -82,7 +85,8 @@ async def problem_middleware(request: web.Request, handler: Callable[[web.Reques
         return exc.response()
     except ServiceError as exc:
         errors = exc.problems if isinstance(exc, InvalidFields) else None
-        return problem(exc.status, exc.detail, errors=errors)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return problem(exc.status, exc.detail, errors=errors, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

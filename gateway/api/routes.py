@@ -21,7 +21,7 @@ def _version() -> str:
 
 
 # API modules beyond the core ones; each has add_routes(router).
-ROUTE_MODULES: tuple[str, ...] = ()
+ROUTE_MODULES: tuple[str, ...] = ("gateway.api.webhooks",)
 
 
 def build_web_app(max_body: int) -> web.Application:

@@ -7,13 +7,17 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import Settings
+from gateway.inbound import InboundSMS
 from gateway.observability import Metrics
 from gateway.service import ProtocolService
+from gateway.status_hooks import StatusHooks
 from gateway.store.database import Database
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 DB: web.AppKey[Database] = web.AppKey("db", Database)
 SERVICE: web.AppKey[ProtocolService] = web.AppKey("service", ProtocolService)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+INBOUND: web.AppKey[InboundSMS] = web.AppKey("inbound", InboundSMS)
+STATUS_HOOKS: web.AppKey[StatusHooks] = web.AppKey("status_hooks", StatusHooks)
 # Readiness checks: name -> async callable returning None when fine, or a reason.
 READINESS: web.AppKey[dict[str, Any]] = web.AppKey("readiness", dict)

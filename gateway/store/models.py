@@ -57,6 +57,7 @@ class Protocol(Base):
     consumer_phone: Mapped[str | None] = mapped_column(String(20), index=True)
     consumer_locale: Mapped[str] = mapped_column(String(35))
     consumer_timezone: Mapped[str] = mapped_column(String(64))
+    notify: Mapped[str] = mapped_column(String(32), default="", server_default=text("''"))  # "email,sms"
     extra: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONDoc)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -99,6 +100,13 @@ class Notification(Base):
             postgresql_where=text("status IN ('queued', 'sending', 'unknown')"),
             sqlite_where=text("status IN ('queued', 'sending', 'unknown')"),
         ),
+        # SMS still waiting for a delivery receipt: the fallback check's query.
+        Index(
+            "ix_notifications_awaiting_receipt",
+            "sent_at",
+            postgresql_where=text("channel = 'sms' AND status = 'sent'"),
+            sqlite_where=text("channel = 'sms' AND status = 'sent'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -112,7 +120,7 @@ class Notification(Base):
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     # Why this message exists when it is not the event's own ("fallback: sms undelivered (30006)").
     reason: Mapped[str | None] = mapped_column(Text)
-    fallback_of: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    fallback_of: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), index=True)
     recipient: Mapped[str] = mapped_column(String(320))
     template: Mapped[str] = mapped_column(String(100))
     template_hash: Mapped[str] = mapped_column(String(80))
@@ -180,7 +188,7 @@ class ConsumerRequest(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), index=True)
     address: Mapped[str | None] = mapped_column(Text)  # a `to` the consumer gave for this request
 
 
