@@ -34,7 +34,7 @@ from gateway.service import ProtocolService
 from gateway.status_hooks import StatusHooks
 from gateway.store.database import Database
 from gateway.store.migrate import migrate
-from gateway.templating import Templates
+from gateway.templating import Templates, warm_templates
 
 log = logging.getLogger("gateway.app")
 
@@ -70,7 +70,8 @@ def build_runtime(
 ) -> Runtime:
     db = db or Database(settings.database_url, sqlite_synchronous=settings.database.sqlite_synchronous,
                         pool_size=max(10, settings.dispatch.workers + 2))
-    templates = Templates(settings.templates_dir, settings.gateway.default_locale)
+    templates = Templates(settings.templates_dir, settings.gateway.default_locale,
+                          sms_transliterate=settings.sms.transliterate, auto_reload=settings.templates.reload)
     transports = transports or {"email": build_email_transport(settings), "sms": build_sms_transport(settings)}
     if settings.webhooks.url and "webhook" not in transports:
         assert settings.webhooks.secret is not None  # the settings refuse a url without one
@@ -109,9 +110,12 @@ async def prepare(runtime: Runtime) -> None:
     """Migrate, create the first key: what must be true before serving."""
     await migrate(runtime.db)
     await bootstrap_admin_key(runtime)
+    warm_templates(runtime.templates)
 
 
-def web_app(runtime: Runtime) -> web.Application:
+def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application:
+    """The HTTP side; with `run_dispatcher` (the daemon) it also runs the dispatcher loop.
+    Tests that drive delivery step by step leave it off and call run_until_idle()."""
     app = build_web_app(runtime.settings.http.max_body)
     app[SETTINGS] = runtime.settings
     app[DB] = runtime.db
@@ -137,10 +141,12 @@ def web_app(runtime: Runtime) -> web.Application:
     app[READINESS] = {"database": database_ready, "transports": transports_ready, "dispatcher": dispatcher_ready}
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
-        dispatcher_task["task"] = asyncio.create_task(runtime.dispatcher.run(), name="dispatcher")
+        if run_dispatcher:
+            dispatcher_task["task"] = asyncio.create_task(runtime.dispatcher.run(), name="dispatcher")
         yield
         runtime.dispatcher.stop()
-        await dispatcher_task["task"]
+        if run_dispatcher:
+            await dispatcher_task["task"]
         await runtime.aclose()
 
     app.cleanup_ctx.append(lifecycle)
