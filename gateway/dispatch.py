@@ -1,11 +1,14 @@
 """The worker loop: claim due notifications, send them, record what happened.
 
 Shaped like procrastinate's worker: a stop event, a wake-up event (set when something
-is enqueued in this process, or a send finishes and frees a slot), a poll interval as
-the fallback, at most `workers` sends in flight, and on stop a graceful wait for the
-sends in flight, then cancellation. Outcomes are written in group commits: concurrent
-sends that finish together share one transaction, which keeps SQLite's single writer
-from capping the drain rate.
+is enqueued, or a send finishes), a poll interval as the fallback, at most `workers`
+sends in flight, and on stop a graceful wait for the sends in flight, then cancellation.
+
+Sends never write. Each turn of the loop is one transaction that records every send that
+finished since the last turn and claims rows for the slots that freed: on SQLite's single
+writer, two transactions per message (claim, record) would queue behind each other and cap
+the drain rate. A slot stays taken until its outcome is committed, so a crash between the
+send and the record leaves the row leased, to be sent again when the lease expires.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from gateway.store.database import Database
 
 log = logging.getLogger("gateway.dispatch")
 
-DB_RETRY_DELAY = 1.0  # seconds to wait after the database failed a claim before trying again
+DB_RETRY_DELAY = 1.0  # seconds to wait after the database failed a turn before trying again
 
 
 def utcnow() -> datetime:
@@ -39,45 +42,6 @@ def message_id_for(notification_id: int, sender: str) -> str:
     """Deterministic Message-ID: a resend of the same notification is recognisable as one."""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "protocol-gateway.invalid"
     return f"<notification-{notification_id}@{domain}>"
-
-
-class GroupCommit:
-    """Collects results and writes all that are waiting in one transaction."""
-
-    def __init__(self, db: Database, hooks: StatusHooks | None = None, wake: Callable[[], None] = lambda: None) -> None:
-        self.db = db
-        self.hooks = hooks
-        self.wake = wake
-        self._pending: list[tuple[Result, asyncio.Future[None]]] = []
-        self._flushing: asyncio.Task[None] | None = None
-
-    async def write(self, result: Result) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((result, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
-        await future
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            queued = 0
-            try:
-                async with self.db.write() as session:
-                    results = [r for r, _ in batch]
-                    await outbox.record(session, results)
-                    if self.hooks is not None:
-                        queued = await self.hooks.after_send(session, results)
-            except Exception as exc:  # the database is down: the leases will bring these rows back
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
-                if queued:
-                    self.wake()
 
 
 class Dispatcher:
@@ -110,11 +74,11 @@ class Dispatcher:
             unknown_retry_after=settings.unknown_retry_after,
         )
         self.clock = clock
+        self.hooks = hooks
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
-        self._inflight: dict[asyncio.Task[None], Claimed] = {}
-        self.hooks = hooks
-        self._recorder = GroupCommit(db, hooks, self.wake)
+        self._sending: dict[asyncio.Task[Result], Claimed] = {}
+        self._finished: list[Result] = []  # sent, not yet recorded: their slots are still taken
         # The no-receipt fallback check runs from this loop every `fallback_every` seconds.
         self.fallback_every = fallback_every
         self._fallback_checked: datetime | None = None
@@ -132,13 +96,10 @@ class Dispatcher:
         try:
             while not self._stop.is_set():
                 await self._check_fallbacks()
-                free = self.settings.workers - len(self._inflight)
-                claimed = await self._claim(free) if free > 0 else []
-                for row in claimed:
-                    self._start(row)
+                self._wakeup.clear()
+                free, claimed = await self._turn()
                 if free > 0 and len(claimed) == free:
                     continue  # a full batch: more may be due at once
-                self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self.settings.poll_interval)
         finally:
@@ -146,16 +107,50 @@ class Dispatcher:
             log.info("dispatcher stopped", extra={"action": "dispatcher_stopped"})
 
     async def run_until_idle(self) -> None:
-        """Send everything due now and wait for it (for the CLI, tests and benchmarks)."""
+        """Send everything due now and record it (for the CLI, tests and benchmarks)."""
         while True:
-            free = self.settings.workers - len(self._inflight)
-            claimed = await self._claim(free) if free > 0 else []
-            for row in claimed:
-                self._start(row)
-            if not self._inflight:
+            free, claimed = await self._turn()
+            if not self._sending and not self._finished and not claimed:
                 return
-            if not claimed or free == 0:
-                await asyncio.wait(list(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+            if self._sending and (not claimed or free == len(claimed)):
+                await asyncio.wait(list(self._sending), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _turn(self, *, claim: bool = True) -> tuple[int, list[Claimed]]:
+        """One transaction: record what finished, follow it up, claim for the free slots."""
+        results, self._finished = self._finished, []
+        free = self.settings.workers - len(self._sending) if claim else 0
+        if not results and free <= 0:
+            return 0, []
+        queued = 0
+        try:
+            async with self.db.write() as session:
+                if results:
+                    await outbox.record(session, results)
+                    if self.hooks is not None:
+                        queued = await self.hooks.after_send(session, results)
+                claimed = (await outbox.claim(session, now=self.clock(), limit=free, lease=self.settings.lease)
+                           if free > 0 else [])
+        except Exception as exc:  # the database is away: keep the outcomes, try again shortly
+            self._finished = results + self._finished
+            log.warning("dispatcher turn failed", extra={"action": "outbox_turn_failed", "error": type(exc).__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=DB_RETRY_DELAY)
+            return 0, []
+        for result in results:
+            self._observe(result)
+        for row in claimed:
+            task = asyncio.create_task(self._deliver(row), name=f"send-{row.id}")
+            self._sending[task] = row
+            task.add_done_callback(self._sent)
+        if queued:
+            self._wakeup.set()
+        return free, claimed
+
+    def _sent(self, task: asyncio.Task[Result]) -> None:
+        self._sending.pop(task, None)
+        if not task.cancelled():
+            self._finished.append(task.result())
+        self._wakeup.set()
 
     async def _check_fallbacks(self) -> None:
         """SMS with no delivery receipt in time go by email (at most once per `fallback_every`)."""
@@ -172,26 +167,7 @@ class Dispatcher:
             log.warning("fallback check failed", extra={"action": "fallback_check_failed", "error": type(exc).__name__})
             return
         if queued:
-            self.wake()
-
-    async def _claim(self, limit: int) -> list[Claimed]:
-        try:
-            async with self.db.write() as session:
-                return await outbox.claim(session, now=self.clock(), limit=limit, lease=self.settings.lease)
-        except Exception as exc:
-            log.warning("claim failed", extra={"action": "outbox_claim_failed", "error": type(exc).__name__})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=DB_RETRY_DELAY)
-            return []
-
-    def _start(self, row: Claimed) -> None:
-        task = asyncio.create_task(self._deliver(row), name=f"send-{row.id}")
-        self._inflight[task] = row
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
-        self._wakeup.set()  # a slot is free
+            self._wakeup.set()
 
     def _message(self, row: Claimed) -> Message:
         if row.channel == "email":
@@ -207,37 +183,28 @@ class Dispatcher:
             )
         return Message(notification_id=row.id, channel=row.channel, to=row.recipient, text=row.body_text)
 
-    async def _deliver(self, row: Claimed) -> None:
+    async def _deliver(self, row: Claimed) -> Result:
+        """Send one claimed row and say what came of it; never raises, never writes."""
         started = self.clock()
         try:
             receipt = await self.transports[row.channel].send(self._message(row))
         except DeliveryError as exc:
             now = self.clock()
             decision = self.policy.decide(exc, attempts=row.attempts, created_at=row.created_at, now=now)
-            result = Result(row, started, now, decision.status, decision.next_attempt_at,
-                            error=str(exc)[:1000], error_code=exc.code)
-            if isinstance(exc, UnknownOutcomeError):
-                self.metrics.provider_errors.labels(row.channel, exc.code or "timeout").inc()
-            else:
-                self.metrics.provider_errors.labels(row.channel, exc.code or type(exc).__name__).inc()
+            code = exc.code or ("timeout" if isinstance(exc, UnknownOutcomeError) else type(exc).__name__)
+            self.metrics.provider_errors.labels(row.channel, code).inc()
+            return Result(row, started, now, decision.status, decision.next_attempt_at,
+                          error=str(exc)[:1000], error_code=exc.code)
         except Exception as exc:  # a bug in a transport must not kill the loop; treat as unknown
             log.exception("transport crashed", extra={"action": "outbox_transport_error", "notification": row.id})
             now = self.clock()
             decision = self.policy.decide(UnknownOutcomeError(repr(exc)), attempts=row.attempts,
                                           created_at=row.created_at, now=now)
-            result = Result(row, started, now, decision.status, decision.next_attempt_at, error=repr(exc)[:1000])
-        else:
-            now = self.clock()
-            result = Result(row, started, now, receipt.status, provider_id=receipt.provider_id)
-        try:
-            await self._recorder.write(result)
-        except Exception as exc:
-            log.warning("outcome not recorded", extra={"action": "outbox_record_failed", "notification": row.id,
-                                                       "error": type(exc).__name__})
-            return
-        self._observe(row, result)
+            return Result(row, started, now, decision.status, decision.next_attempt_at, error=repr(exc)[:1000])
+        return Result(row, started, self.clock(), receipt.status, provider_id=receipt.provider_id)
 
-    def _observe(self, row: Claimed, result: Result) -> None:
+    def _observe(self, result: Result) -> None:
+        row = result.claimed
         self.metrics.notifications.labels(row.channel, row.template, result.status).inc()
         self.metrics.send_seconds.labels(row.channel).observe((result.finished_at - result.started_at).total_seconds())
         if result.status in ("sent", "delivered"):
@@ -255,17 +222,17 @@ class Dispatcher:
         )
 
     async def _drain(self) -> None:
-        """Let sends in flight finish within the shutdown timeout, then cancel and release the rest."""
-        if not self._inflight:
-            return
-        _, pending = await asyncio.wait(list(self._inflight), timeout=self.settings.shutdown_timeout)
-        if not pending:
-            return
-        interrupted = [self._inflight[t] for t in pending if t in self._inflight]
-        for task in pending:
+        """Let sends in flight finish within the shutdown timeout and record them; release the rest."""
+        if self._sending:
+            await asyncio.wait(list(self._sending), timeout=self.settings.shutdown_timeout)
+        interrupted = list(self._sending.values())
+        for task in list(self._sending):
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            async with self.db.write() as session:
-                await outbox.release(session, interrupted, now=self.clock())
-        log.warning("sends interrupted at shutdown", extra={"action": "outbox_released", "count": len(interrupted)})
+        await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._finished:
+            await self._turn(claim=False)
+        if interrupted:
+            with contextlib.suppress(Exception):
+                async with self.db.write() as session:
+                    await outbox.release(session, interrupted, now=self.clock())
+            log.warning("sends interrupted at shutdown", extra={"action": "outbox_released", "count": len(interrupted)})

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.store.models import ACTIVE_STATUSES, Attempt, ConsumerRequest, Notification
+from gateway.store.types import UTCDateTime
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ async def enqueue(session: AsyncSession, notifications: list[Notification]) -> N
         return  # an empty insert would add one default row
     session.add_all(notifications)
     await session.flush()
+    await notify(session)
+
+
+async def notify(session: AsyncSession) -> None:
+    """On PostgreSQL, wake the other gateways' dispatchers when this transaction commits."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify('gateway_outbox', '')"))
 
 
 async def claim(session: AsyncSession, *, now: datetime, limit: int, lease: float) -> list[Claimed]:
@@ -89,54 +97,55 @@ async def claim(session: AsyncSession, *, now: datetime, limit: int, lease: floa
 
 
 async def record(session: AsyncSession, results: list[Result]) -> int:
-    """Write outcomes and their evidence rows; returns how many rows this worker still owned."""
-    owned = 0
+    """Write outcomes and their evidence rows; returns how many rows this worker still owned.
+
+    Two statements for the whole batch (an UPDATE and an INSERT, each executed many): every
+    statement is a round trip to the database thread, and the batch is the hot path.
+    """
+    if not results:
+        return 0
+    n = Notification.__table__.c
+    fenced = (
+        update(Notification.__table__)
+        .where(n.id == bindparam("b_id"), n.status == "sending", n.attempts == bindparam("b_attempts"))
+        .values(
+            status=bindparam("b_status"),
+            last_error=bindparam("b_error"),
+            error_code=bindparam("b_code"),
+            next_attempt_at=func.coalesce(bindparam("b_next", type_=UTCDateTime), n.next_attempt_at),
+            sent_at=func.coalesce(bindparam("b_sent", type_=UTCDateTime), n.sent_at),
+            delivered_at=func.coalesce(bindparam("b_delivered", type_=UTCDateTime), n.delivered_at),
+            provider_id=func.coalesce(bindparam("b_provider"), n.provider_id),
+        )
+    )
+    rows = []
     for r in results:
-        values: dict[str, object] = {"status": r.status, "last_error": r.error, "error_code": r.error_code}
-        if r.status in ("sent", "delivered"):
-            values.update(sent_at=r.finished_at, provider_id=r.provider_id, last_error=None, error_code=None)
-            if r.status == "delivered":
-                values["delivered_at"] = r.finished_at
-        if r.next_attempt_at is not None:
-            values["next_attempt_at"] = r.next_attempt_at
-        result = await session.execute(
-            update(Notification)
-            .where(
-                Notification.id == r.claimed.id,
-                Notification.status == "sending",
-                Notification.attempts == r.claimed.attempts,
-            )
-            .values(**values)
+        sent = r.status in ("sent", "delivered")
+        rows.append({
+            "b_id": r.claimed.id, "b_attempts": r.claimed.attempts, "b_status": r.status,
+            "b_error": None if sent else r.error, "b_code": None if sent else r.error_code,
+            "b_next": r.next_attempt_at, "b_sent": r.finished_at if sent else None,
+            "b_delivered": r.finished_at if r.status == "delivered" else None, "b_provider": r.provider_id,
+        })
+    owned = (await session.execute(fenced, rows)).rowcount
+    await session.execute(insert(Attempt.__table__), [
+        {"notification_id": r.claimed.id, "attempt": r.claimed.attempts, "started_at": r.started_at,
+         "finished_at": r.finished_at, "outcome": r.status, "error": r.error, "error_code": r.error_code,
+         "provider_id": r.provider_id}
+        for r in results
+    ])
+    # What the consumer asked for is fulfilled when its message left: one statement, each
+    # request taking its own message's send time (written just above).
+    done = [r.claimed.id for r in results if r.status in ("sent", "delivered")]
+    if done:
+        sent_at = (select(Notification.sent_at).where(Notification.id == ConsumerRequest.notification_id)
+                   .scalar_subquery())
+        await session.execute(
+            update(ConsumerRequest)
+            .where(ConsumerRequest.notification_id.in_(done), ConsumerRequest.fulfilled_at.is_(None))
+            .values(fulfilled_at=sent_at)
             .execution_options(synchronize_session=False)
         )
-        session.add(
-            Attempt(
-                notification_id=r.claimed.id,
-                attempt=r.claimed.attempts,
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                outcome=r.status,
-                error=r.error,
-                error_code=r.error_code,
-                provider_id=r.provider_id,
-            )
-        )
-        owned += result.rowcount
-    # What the consumer asked for is fulfilled once its message has left.
-    # One query per batch finds the few that answer a request; each gets its own send time.
-    done = {r.claimed.id: r.finished_at for r in results if r.status in ("sent", "delivered")}
-    if done:
-        waiting = (await session.scalars(
-            select(ConsumerRequest.notification_id).where(
-                ConsumerRequest.notification_id.in_(done), ConsumerRequest.fulfilled_at.is_(None))
-        )).all()
-        for notification_id in waiting:
-            await session.execute(
-                update(ConsumerRequest)
-                .where(ConsumerRequest.notification_id == notification_id, ConsumerRequest.fulfilled_at.is_(None))
-                .values(fulfilled_at=done[notification_id])
-                .execution_options(synchronize_session=False)
-            )
     return owned
 
 
