@@ -208,3 +208,54 @@ async def test_aclose_quits_and_a_later_send_reconnects(sink: SMTPSink, transpor
     await transport.send(email(2))
 
     assert sink.connections == 2
+
+
+# The fast writer must say exactly what the email package would.
+
+FAST_CASES = [
+    Message(notification_id=1, channel="email", to="maria@example.com", subject="Protocolo 2026 — cobrança indevida",
+            text="Olá, Maria.\nLinha com = e acentuação\n.\nfim", html="<p>Olá &amp; até</p>",
+            message_id="<notification-1@example.com>", reply_to="sac@example.com"),
+    Message(notification_id=2, channel="email", to="joao@example.com", subject="plain ascii", text="x" * 3000,
+            message_id="<notification-2@example.com>"),
+    Message(notification_id=3, channel="email", to="ana@example.com", subject="Ação " * 40, text="\r\nCRLF\rCR\n",
+            message_id="<notification-3@example.com>"),
+]
+
+
+@pytest.mark.parametrize("message", FAST_CASES, ids=["html", "long-line", "long-subject"])
+def test_fast_writer_matches_the_email_package(message: Message) -> None:
+    import email as email_lib
+    import email.policy
+
+    from gateway.channels.email_message import build_email, email_bytes
+
+    sender = "Atendimento São Paulo <atendimento@example.com>"
+    fast = email_bytes(message, sender)
+    assert fast is not None
+    data, message_id = fast
+    assert data.isascii() and max(len(line) for line in data.split(b"\r\n")) <= 998
+    parsed = email_lib.message_from_bytes(data, policy=email.policy.default)
+    reference = build_email(message, sender)
+    for name in ("From", "To", "Subject", "Message-ID", "Reply-To"):
+        assert str(parsed[name]) == str(reference[name]), name
+    assert message_id == reference["Message-ID"]
+
+    def body(m, kind):
+        part = m.get_body(preferencelist=(kind,))
+        return None if part is None else part.get_content().replace("\r\n", "\n")
+
+    assert body(parsed, "plain") == body(reference, "plain")
+    assert body(parsed, "html") == body(reference, "html")
+
+
+def test_fast_writer_leaves_unusual_addresses_to_the_email_package() -> None:
+    from gateway.channels.email_message import email_bytes
+
+    message = Message(notification_id=1, channel="email", to="joão@exemplo.com.br", text="x", subject="s")
+    assert email_bytes(message, "a@example.com") is None
+
+
+async def test_a_lone_dot_line_arrives_whole(sink: SMTPSink, transport: SMTPTransport) -> None:
+    await transport.send(FAST_CASES[0])
+    assert "\n.\n" in sink.messages[0].get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")

@@ -25,7 +25,7 @@ from .base import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
-from .email_message import build_email
+from .email_message import build_email, email_bytes
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,16 @@ class SMTPTransport:
         )
 
     async def send(self, message: Message) -> Receipt:
-        email = build_email(message, self._sender)
         try:
             recipient = parse_address(message.to)
         except ValueError as exc:
             raise PermanentDeliveryError(f"cannot send to {message.to!r}: {exc}") from exc
+        fast = email_bytes(message, self._sender)
+        payload, message_id = fast if fast is not None else (None, None)
+        email = build_email(message, self._sender) if fast is None else None
         client = await self._idle.get()
         try:
-            await self._deliver(client, email, recipient)
+            await self._deliver(client, payload, email, recipient)
         except DeliveryError:
             raise
         except BaseException:
@@ -77,21 +79,22 @@ class SMTPTransport:
             raise
         finally:
             self._idle.put_nowait(client)
-        return Receipt(provider_id=str(email["Message-ID"]), status="sent")
+        return Receipt(provider_id=message_id if email is None else str(email["Message-ID"]), status="sent")
 
-    async def _deliver(self, client: aiosmtplib.SMTP, email: EmailMessage, recipient: str) -> None:
+    async def _deliver(self, client: aiosmtplib.SMTP, payload: bytes | None, email: EmailMessage | None,
+                       recipient: str) -> None:
         reused = client.is_connected
         if not reused:
             await self._connect(client)
         try:
-            await self._transact(client, email, recipient)
+            await self._transact(client, payload, email, recipient)
         except _DroppedBeforeData:
             if not reused:
                 raise
             # A server that closed an idle connection is often only noticed on its next use.
             log.info("smtp connection was closed by the server; reconnecting", extra={"action": "smtp_reconnect"})
             await self._connect(client)
-            await self._transact(client, email, recipient)
+            await self._transact(client, payload, email, recipient)
 
     async def _connect(self, client: aiosmtplib.SMTP) -> None:
         try:
@@ -107,13 +110,19 @@ class SMTPTransport:
                 f"cannot open an SMTP session with {self._settings.host}:{self._settings.port}: {exc}", code=code
             ) from exc
 
-    async def _transact(self, client: aiosmtplib.SMTP, email: EmailMessage, recipient: str) -> None:
+    async def _transact(self, client: aiosmtplib.SMTP, payload: bytes | None, email: EmailMessage | None,
+                        recipient: str) -> None:
         utf8 = not (self._envelope_sender + recipient).isascii()
         if utf8 and not client.supports_extension("smtputf8"):
             raise PermanentDeliveryError(f"{recipient!r} needs SMTPUTF8, which the server does not offer")
-        eight_bit = client.supports_extension("8bitmime")
-        options = (["BODY=8BITMIME"] if eight_bit else []) + (["SMTPUTF8"] if utf8 else [])
-        data = flatten_message(email, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
+        if payload is not None:  # already 7-bit clean: no body options needed
+            options: list[str] = ["SMTPUTF8"] if utf8 else []
+            data = payload
+        else:
+            assert email is not None
+            eight_bit = client.supports_extension("8bitmime")
+            options = (["BODY=8BITMIME"] if eight_bit else []) + (["SMTPUTF8"] if utf8 else [])
+            data = flatten_message(email, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
         encoding = "utf-8" if utf8 else "ascii"
 
         data_began = False
