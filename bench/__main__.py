@@ -6,7 +6,7 @@
     python -m bench --pg postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
 Progress goes to stderr; the tables go to stdout and to bench/results/<stem>.md, the raw
-figures to <stem>.json next to it.
+figures to <stem>.json next to it (smoke runs write to the temporary folder instead).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from bench.ingest import run_ingest
 from bench.progress import say
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Smoke figures measure nothing: they stay out of bench/results/.
+SMOKE_RESULTS = Path(tempfile.gettempdir()) / "gateway-bench-smoke"
 SMOKE = {"events": 50, "notifications": 50, "rounds": 1, "clients": [1, 10]}
 
 
@@ -67,9 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also measure on this PostgreSQL server, creating and dropping databases on it "
                         "(default: $GATEWAY_TEST_DATABASE_URL)")
     p.add_argument("--no-pg", action="store_true", help="SQLite only, even if GATEWAY_TEST_DATABASE_URL is set")
+    p.add_argument("--note", default="", help="a line for the report: what code was measured, what else ran")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes (50 events, clients 1,10, 50 emails, 1 round): checks the bench runs, measures nothing")
-    p.add_argument("--out", type=Path, default=RESULTS, help=f"where tables and JSON go (default {RESULTS})")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"where tables and JSON go (default {RESULTS}; with --smoke, {SMOKE_RESULTS})")
     args = p.parse_args(argv)
     unknown = set(args.scenarios) - {"ingest", "drain"}
     if unknown:
@@ -77,15 +82,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         for name, value in SMOKE.items():
             setattr(args, name, value)
+    if args.out is None:
+        args.out = SMOKE_RESULTS if args.smoke else RESULTS
     if args.no_pg:
         args.pg = None
     return args
 
 
-async def measure(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
+async def measure(args: argparse.Namespace, folder: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
     stores: list[SQLiteStore | PostgresStore] = [SQLiteStore(folder)]
     if args.pg:
         stores.append(PostgresStore(args.pg))
+    run["databases"] = {store.name: await store.describe() for store in stores}
     results: list[dict[str, Any]] = []
     try:
         if "ingest" in args.scenarios:
@@ -105,15 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     run: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
-        "command": shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
+        # A password in --pg stays out of the report.
+        "command": re.sub(r"(://[^:/@\s]+):[^@\s]*@", r"\1:***@",
+                          shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])),
         "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "pg"},
-        "postgresql": bool(args.pg),
         "machine": machine.describe(),
     }
     say(f"nproc {run['machine']['nproc']}, Python {run['machine']['python']}; "
         f"databases: sqlite{', postgresql' if args.pg else ''}")
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
-        run["rounds"] = asyncio.run(measure(args, Path(tmp)))
+        run["rounds"] = asyncio.run(measure(args, Path(tmp), run))
     run["machine"]["load_average_at_end"] = machine.load_average()
     run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run["summary"] = report.summarize(run["rounds"])

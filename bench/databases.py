@@ -34,6 +34,9 @@ async def _migrated(url: str, fill: Fill | None) -> None:
 class SQLiteStore:
     name = "sqlite"
 
+    async def describe(self) -> dict[str, str]:
+        return {"journal_mode": "WAL", "synchronous": "NORMAL (the gateway's default)"}
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._n = itertools.count()
@@ -85,6 +88,15 @@ class PostgresStore:
         conn = await asyncpg.connect(_plain(self.server_url))
         try:
             await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def describe(self) -> dict[str, str]:
+        """The server settings that decide what a commit costs: they belong beside the figures."""
+        conn = await asyncpg.connect(_plain(self.server_url))
+        try:
+            return {name: await conn.fetchval(f"SHOW {name}")
+                    for name in ("server_version", "fsync", "synchronous_commit", "max_connections")}
         finally:
             await conn.close()
 

@@ -144,6 +144,9 @@ async def baseline_round(store: Store, template: str, *, clients: int, events: i
         now = datetime.now(timezone.utc)
         protocol_id = await _seed_protocol(db, now)
         rows = [_event_row(protocol_id, f"{label}-{n}", n, now) for n in range(events)]
+        for n in range(clients):  # warm-up, untimed, as the load generator does for the gateway
+            async with db.write() as session:
+                await session.execute(insert(Event), _event_row(protocol_id, f"{label}-warm-{n}", events + n, now))
         latencies: list[float] = []
         ticker = Ticker(label, events)
         queue = iter(rows)
@@ -183,6 +186,7 @@ async def run_ingest(stores: list[Store], folder: Path, *, clients: list[int], e
                     else:
                         row = await baseline_round(store, template, clients=n, events=events, label=label)
                     row["round"] = r
+                    row["role"] = "gateway" if what == "gateway" else "baseline"
                     say(f"{label}: {row['rate']:.0f} events/s, p50 {row['p50_ms']:.1f} ms, "
                         f"p99 {row['p99_ms']:.1f} ms")
                     results.append(row)

@@ -40,7 +40,7 @@ def _commit() -> str:
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return "unknown (not a git checkout)"
 
 
 def load_average() -> list[float]:

@@ -23,6 +23,7 @@ def summarize(rounds: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for (scenario, database, concurrency, what), rows in groups.items():
         entry: dict[str, Any] = {
             "scenario": scenario, "database": database, "concurrency": concurrency, "what": what,
+            "role": rows[0]["role"],
             "rounds": len(rows), "rate": median([r["rate"] for r in rows]),
             "rates": [round(r["rate"], 1) for r in rows],
         }
@@ -33,11 +34,21 @@ def summarize(rounds: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["bytes_per_message"] = median([r["bytes_per_message"] for r in rows])
         summary.append(entry)
     for entry in summary:
-        base = next((b for b in summary if b is not entry and b["what"] != "gateway"
-                     and (b["scenario"], b["database"], b["concurrency"])
-                     == (entry["scenario"], entry["database"], entry["concurrency"])), None)
-        entry["ratio"] = entry["rate"] / base["rate"] if entry["what"] == "gateway" and base else None
+        entry["ratio"] = None
+        if entry["role"] == "gateway":
+            base = _peer(summary, entry, "baseline")
+            entry["ratio"] = entry["rate"] / base["rate"] if base else None
+            reference = _peer(summary, entry, "reference")
+            if reference:
+                entry["ratio_to_reference"] = entry["rate"] / reference["rate"]
     return summary
+
+
+def _peer(summary: list[dict[str, Any]], entry: dict[str, Any], role: str) -> dict[str, Any] | None:
+    """The row of that role measured with the same scenario, database and concurrency."""
+    key = (entry["scenario"], entry["database"], entry["concurrency"])
+    return next((e for e in summary if e["role"] == role and (e["scenario"], e["database"], e["concurrency"]) == key),
+                None)
 
 
 def _ratio(value: float | None) -> str:
@@ -69,6 +80,9 @@ def drain_table(summary: list[dict[str, Any]]) -> list[str]:
                 met = "met" if e["ratio"] >= DRAIN_TARGET else "NOT met"
                 verdicts.append(f"- {e['database']}: gateway drains at {_ratio(e['ratio'])} of raw aiosmtplib "
                                 f"(target ≥ {DRAIN_TARGET:.0%}): **{met}**")
+            if e.get("ratio_to_reference") is not None:
+                verdicts.append(f"- {e['database']}: and at {_ratio(e['ratio_to_reference'])} of raw aiosmtplib "
+                                f"that builds each email as it goes")
     return lines + [""] + verdicts
 
 
@@ -90,7 +104,11 @@ def markdown(run: dict[str, Any]) -> str:
     a = run["arguments"]
     summary = run["summary"]
     lines = [f"# Benchmark {run['started_at']}", "", f"Command: `{run['command']}`", ""]
-    lines += machine_lines(run["machine"]) + [""]
+    if a.get("note"):
+        lines += [f"Note: {a['note']}", ""]
+    lines += machine_lines(run["machine"])
+    lines += [f"- {name}: " + ", ".join(f"{k} {v}" for k, v in info.items())
+              for name, info in run.get("databases", {}).items()] + [""]
     if any(e["scenario"] == "ingest" for e in summary):
         lines += [f"## Ingest: POST /v1/events ({a['events']} events a round, median of {a['rounds']} rounds, "
                   f"dispatcher {a['ingest_dispatcher']})", ""]
