@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from gateway import keys
 from gateway.api.routes import build_web_app
-from gateway.api.runtime_keys import DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS
+from gateway.api.runtime_keys import DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES
 from gateway.channels.base import Transport
 from gateway.channels.factory import build_email_transport, build_sms_transport
 from gateway.channels.webhook import WebhookTransport
@@ -30,9 +30,13 @@ from gateway.inbound import InboundSMS
 from gateway.messages import MessageBuilder
 from gateway.numbering import NumberFormat
 from gateway.observability import Metrics
+from gateway.scheduler import SweepScheduler
+from gateway.schedules import load_schedules
 from gateway.service import ProtocolService
 from gateway.status_hooks import StatusHooks
+from gateway.sweeps import SweepRunner
 from gateway.store.database import Database
+from gateway.store.listen import OutboxListener
 from gateway.store.migrate import migrate
 from gateway.templating import Templates, warm_templates
 
@@ -51,6 +55,8 @@ class Runtime:
     messages: MessageBuilder
     hooks: StatusHooks
     inbound: InboundSMS
+    sweeps: SweepRunner | None = None
+    scheduler: SweepScheduler | None = None
 
     async def aclose(self) -> None:
         for transport in self.transports.values():
@@ -88,7 +94,13 @@ def build_runtime(
     numbers = NumberFormat(settings.gateway.number_format, settings.gateway.timezone, settings.gateway.check_digit)
     service = ProtocolService(db, messages, numbers, settings, on_enqueued=dispatcher.wake)
     inbound = InboundSMS(db, messages, settings, wake=dispatcher.wake)
-    return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound)
+    # A bad schedule file stops start-up here, naming the file and the key (a ConfigError).
+    schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
+                               default_locale=settings.gateway.default_locale)
+    sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock)
+    scheduler = SweepScheduler(sweeps, schedules, run_at_start=settings.sweeps.run_at_start, clock=clock)
+    return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound,
+                   sweeps=sweeps, scheduler=scheduler)
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
@@ -110,7 +122,6 @@ async def prepare(runtime: Runtime) -> None:
     """Migrate, create the first key: what must be true before serving."""
     await migrate(runtime.db)
     await bootstrap_admin_key(runtime)
-    warm_templates(runtime.templates)
 
 
 def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application:
@@ -120,6 +131,7 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     app[SETTINGS] = runtime.settings
     app[DB] = runtime.db
     app[SERVICE] = runtime.service
+    app[TEMPLATES] = runtime.templates
     app[METRICS] = runtime.metrics
     app[INBOUND] = runtime.inbound
     app[STATUS_HOOKS] = runtime.hooks
@@ -138,15 +150,32 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
         missing = [c for c in ("email", "sms") if c not in runtime.transports]
         return f"missing {', '.join(missing)}" if missing else None
 
-    app[READINESS] = {"database": database_ready, "transports": transports_ready, "dispatcher": dispatcher_ready}
+    async def scheduler_ready() -> str | None:
+        if not runtime.settings.sweeps.enabled:
+            return None  # turned off on purpose ([sweeps] enabled = false)
+        return runtime.scheduler.not_ready() if runtime.scheduler else "not built"
+
+    app[READINESS] = {"database": database_ready, "transports": transports_ready, "dispatcher": dispatcher_ready,
+                      "scheduler": scheduler_ready}
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        listener_stop = asyncio.Event()
         if run_dispatcher:
             dispatcher_task["task"] = asyncio.create_task(runtime.dispatcher.run(), name="dispatcher")
+            if not runtime.db.is_sqlite:  # other processes' enqueues wake this one at once
+                listener = OutboxListener(runtime.db.url, runtime.dispatcher.wake)
+                dispatcher_task["listener"] = asyncio.create_task(listener.run(listener_stop), name="listener")
+            if runtime.scheduler and runtime.settings.sweeps.enabled:
+                await runtime.scheduler.start()
         yield
+        if runtime.scheduler:
+            await runtime.scheduler.stop()
+        listener_stop.set()
         runtime.dispatcher.stop()
         if run_dispatcher:
             await dispatcher_task["task"]
+            if "listener" in dispatcher_task:
+                await dispatcher_task["listener"]
         await runtime.aclose()
 
     app.cleanup_ctx.append(lifecycle)
@@ -170,6 +199,7 @@ def serve(settings: Settings) -> None:
     async def make_app() -> web.Application:
         runtime = build_runtime(settings)
         await prepare(runtime)
+        warm_templates(runtime.templates)  # what is on disk now is what a broken edit falls back to
         log.info("serving", extra={"action": "http_started",
                                    "url": f"http://{settings.http.host}:{settings.http.port}",
                                    "email": settings.email.transport, "sms": settings.sms.transport,

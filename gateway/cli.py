@@ -19,7 +19,8 @@ from gateway.observability import configure_logging
 
 EXIT_USAGE = 2
 # Command groups in modules of their own; each module has register(commands, common).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("gateway.commands.templates", "gateway.commands.outbox", "gateway.commands.protocols",
+                                    "gateway.commands.schedules", "gateway.commands.protocols_hold")
 
 
 def _settings(args: argparse.Namespace) -> Settings:

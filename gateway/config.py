@@ -14,6 +14,7 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -201,6 +202,11 @@ class SMSSettings(_Section):
     file: Path = Path("var/sms.jsonl")
     allowed_countries: list[str] = ["BR"]
     twilio: TwilioSettings = TwilioSettings()
+    # Write what GSM-7 lacks without it (ç->c, ã->a): about half the segments for Portuguese,
+    # for operators who prefer cost to accents. Applied when a message is rendered.
+    transliterate: bool = False
+    # `templates check` warns when a template's longest sample SMS takes more segments.
+    max_segments: int = Field(3, ge=1, le=10)
 
     @field_validator("allowed_countries", mode="before")
     @classmethod
@@ -291,12 +297,105 @@ class WebhooksSettings(_Section):
         return self
 
 
+class ProfileSettings(_Section):
+    """`[profiles.<name>]`: overrides of one jurisdiction profile (see gateway/policy.py)."""
+
+    answer_days: int | None = Field(None, ge=1, le=365)
+    business_days: bool | None = None
+    timezone: str | None = None
+    subdiv: str | None = None
+    extra_holidays: list[date | str] = []
+    history_days: int | None = Field(None, ge=0, le=365)
+    history_hours: int | None = Field(None, ge=1, le=24 * 365)
+    retention_years: int | None = Field(None, ge=0, le=100)
+    retention_days: int | None = Field(None, ge=0, le=36500)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str | None) -> str | None:
+        return None if name is None else GatewaySettings._zone(name)
+
+
+class PolicySettings(_Section):
+    # Protocols opened before this date (São Paulo) default to br-sac-2008 when the default is br-sac.
+    br_sac_from: date = date(2022, 10, 3)
+
+
+class RetentionSettings(_Section):
+    action: Literal["notify", "anonymize"] = "notify"
+    grace: Duration = 30 * 86400.0          # after the retention ends, before anonymizing
+    abandoned_after: Duration = 365 * 86400.0  # an unresolved protocol this long without events
+    vacuum: bool = True                      # SQLite: VACUUM after anonymizing
+
+
+class QuietHoursSettings(_Section):
+    """Proactive consumer reminders go only between these local times."""
+
+    enabled: bool = True
+    send_after: time = time(8, 0)
+    send_before: time = time(20, 0)
+
+    @model_validator(mode="after")
+    def _window(self) -> QuietHoursSettings:
+        if self.send_after == self.send_before:
+            raise ValueError("send_before: must differ from send_after")
+        return self
+
+
+class SweepsSettings(_Section):
+    """The scheduled sweeps (files in `schedules.dir`): off on a replica that should not run them."""
+
+    enabled: bool = True
+    run_at_start: bool = True   # each sweep once at start-up: catches up after downtime
+
+
+class OperationsSettings(_Section):
+    """Who gets operations messages (alerts, digests, retention notices), in which language and zone."""
+
+    emails: list[str] = []
+    locale: str | None = None
+    timezone: str | None = None
+
+    @field_validator("emails", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("emails")
+    @classmethod
+    def _addresses(cls, emails: list[str]) -> list[str]:
+        from gateway.contacts import ContactError, normalize_email
+
+        try:
+            return [normalize_email(e.strip()) for e in emails]
+        except ContactError as exc:
+            raise ValueError(f"expected email addresses: {exc}") from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str | None) -> str | None:
+        return None if name is None else GatewaySettings._zone(name)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, name: str | None) -> str | None:
+        return None if name is None else GatewaySettings._locale(name)
+
+
 class AuthSettings(_Section):
     bootstrap_key_file: Path | None = None
 
 
 class DirSettings(_Section):
     dir: Path
+
+
+class TemplatesSettings(DirSettings):
+    # Files are looked at on each render and reloaded when they change (a broken edit is not
+    # served: the last good version is); false reads each file once per process.
+    reload: bool = True
 
 
 class Settings(_Section):
@@ -307,14 +406,34 @@ class Settings(_Section):
     sms: SMSSettings = SMSSettings()
     dispatch: DispatchSettings = DispatchSettings()
     auth: AuthSettings = AuthSettings()
+    profiles: dict[str, ProfileSettings] = {}
+    policy: PolicySettings = PolicySettings()
+    retention: RetentionSettings = RetentionSettings()
+    quiet_hours: QuietHoursSettings = QuietHoursSettings()
+    operations: OperationsSettings = OperationsSettings()
+    sweeps: SweepsSettings = SweepsSettings()
     limits: LimitsSettings = LimitsSettings()
     inbound: InboundSettings = InboundSettings()
     fallback: FallbackSettings = FallbackSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
-    templates: DirSettings = DirSettings(dir=Path("templates"))
+    templates: TemplatesSettings = TemplatesSettings(dir=Path("templates"))
     schedules: DirSettings = DirSettings(dir=Path("schedules"))
     # Where relative paths are read from: the settings file's folder, else the working directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("profiles")
+    @classmethod
+    def _known_profiles(cls, profiles: dict[str, ProfileSettings]) -> dict[str, ProfileSettings]:
+        from gateway.policy import PROFILES, apply_overrides
+
+        for name, section in profiles.items():
+            if name not in PROFILES:
+                raise ValueError(f"{name}: unknown profile; known: {', '.join(PROFILES)}")
+            try:
+                apply_overrides(PROFILES[name], section.model_dump())
+            except ValueError as exc:
+                raise ValueError(f"{name}.{exc}") from None
+        return profiles
 
     def path(self, value: Path) -> Path:
         """A path from the settings, made absolute against `base_dir`."""
@@ -377,7 +496,7 @@ def _describe(error: dict[str, Any], origins: dict[tuple[str, ...], str], source
     loc = tuple(str(p) for p in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     # A section's own check names its key first ("from: required ..."): fold it into the path.
-    inner = re.match(r"^([a-z_][a-z_.]*): (.*)$", message)
+    inner = re.match(r"^([a-z_][a-z0-9_.-]*): (.*)$", message)
     if inner:
         loc, message = loc + tuple(inner.group(1).split(".")), inner.group(2)
     key = ".".join(loc)
@@ -387,6 +506,8 @@ def _describe(error: dict[str, Any], origins: dict[tuple[str, ...], str], source
         message = "required"
     elif "input" in error and not isinstance(error["input"], dict) and "got " not in message:
         shown = "***" if any(s in key for s in ("password", "token", "secret")) else error["input"]
+        if isinstance(shown, str):  # a URL may carry a password: postgresql+asyncpg://user:PASSWORD@host/db
+            shown = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", shown)
         message = f"{message} (got {shown!r})"
     where = next((name for parts, name in origins.items() if parts[: len(loc)] == loc), source)
     return f"settings: {key}: {message} [{where}]"

@@ -36,7 +36,7 @@ def damm_digit(digits: str) -> str:
 
 
 def damm_valid(number: str) -> bool:
-    return number.isdigit() and damm_digit(number) == "0"
+    return number.isascii() and number.isdigit() and damm_digit(number) == "0"
 
 
 def luhn_digit(digits: str) -> str:
@@ -50,7 +50,7 @@ def luhn_digit(digits: str) -> str:
 
 
 def luhn_valid(number: str) -> bool:
-    return number.isdigit() and luhn_digit(number[:-1]) == number[-1]
+    return number.isascii() and number.isdigit() and luhn_digit(number[:-1]) == number[-1]
 
 
 CHECK_DIGITS = {"damm": (damm_digit, damm_valid), "luhn": (luhn_digit, luhn_valid)}

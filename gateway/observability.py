@@ -12,7 +12,11 @@ import json
 import logging
 import re
 import sys
+import time
 import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,7 +25,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # A phone has at most 15 digits (E.164); protocol numbers are longer or sit in fields named
 # for them, which are not scrubbed (SAFE_FIELDS), so operators can still search logs by number.
-_PHONE = re.compile(r"(?<![\d])\+?\d[\d\s().-]{6,18}\d(?![\d])")
+# Not after "12:" or "." either: the seconds and fractions of a time ("15:22:08.294123") are no phone.
+_PHONE = re.compile(r"(?<![\d.])(?<!\d:)\+?\d[\d\s().-]{6,18}\d(?![\d])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 SAFE_FIELDS = frozenset({"action", "protocol", "number", "notification", "event_type", "logger", "level", "time"})
 
@@ -32,10 +37,12 @@ def mask_email(value: str) -> str:
 
 
 def mask_phone(value: str) -> str:
+    """'+5511987654321' -> '+55119****4321': at least four digits hidden, whatever the length
+    ('11987654321' -> '119****4321')."""
     digits = value.strip()
     if len(digits) <= 8:
         return "****"
-    return f"{digits[:6]}****{digits[-4:]}"
+    return f"{digits[:min(6, len(digits) - 8)]}****{digits[-4:]}"
 
 
 def mask(value: str | None) -> str | None:
@@ -77,9 +84,22 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of writing, not the one at set-up: a
+    command run in-process (tests, the demo) may have swapped or closed the earlier one."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines to stderr: stdout is kept for a command's result."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JSONFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -112,5 +132,60 @@ class Metrics:
         self.events = Counter("gateway_events", "Events accepted by type", ["type", "outcome"], registry=r)
         self.outbox_depth = Gauge("gateway_outbox_depth", "Notifications by status", ["status"], registry=r)
         self.outbox_oldest_due_seconds = Gauge(
-            "gateway_outbox_oldest_due_seconds", "Age of the oldest due notification", registry=r
+            "gateway_outbox_oldest_due_seconds",
+            "How long the oldest due notification has waited past its time (0 when none is due)", registry=r
         )
+        self.outbox_dead = Gauge(
+            "gateway_outbox_dead", "Notifications that gave up (dead), waiting for operations", registry=r
+        )
+        # Sweeps (deadline reminders, retention...) report each run through observe_sweep().
+        self.sweep_runs = Counter(
+            "gateway_sweep_runs", "Sweep runs by sweep and outcome (ok, error)", ["sweep", "outcome"], registry=r
+        )
+        self.sweep_seconds = Histogram(
+            "gateway_sweep_seconds", "Duration of one sweep run", ["sweep"], registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300),
+        )
+        self.sweep_items = Counter(
+            "gateway_sweep_items", "What sweep runs did (notifications queued, records anonymized...)",
+            ["sweep"], registry=r,
+        )
+        self.sweep_last_success = Gauge(
+            "gateway_sweep_last_success_timestamp_seconds", "When each sweep last finished well (Unix time)",
+            ["sweep"], registry=r,
+        )
+
+    def observe_sweep(self, sweep: str, *, seconds: float, ok: bool = True, items: int = 0,
+                      finished_at: datetime | None = None) -> None:
+        """The hook a sweep calls after each run: its duration, outcome and how much it did."""
+        self.sweep_runs.labels(sweep, "ok" if ok else "error").inc()
+        self.sweep_seconds.labels(sweep).observe(seconds)
+        if items:
+            self.sweep_items.labels(sweep).inc(items)
+        if ok:
+            self.sweep_last_success.labels(sweep).set((finished_at or datetime.now(timezone.utc)).timestamp())
+
+    @contextmanager
+    def time_sweep(self, sweep: str) -> Iterator[SweepRun]:
+        """`with metrics.time_sweep("deadline_reminders") as run: run.items = queued`; an
+        exception counts the run as an error and goes on up."""
+        run = SweepRun()
+        started = time.perf_counter()
+        try:
+            yield run
+        except BaseException:
+            self.observe_sweep(sweep, seconds=time.perf_counter() - started, ok=False)
+            raise
+        self.observe_sweep(sweep, seconds=time.perf_counter() - started, items=run.items)
+
+    def set_outbox(self, depth: Mapping[str, int], *, oldest_due_seconds: float, dead: int) -> None:
+        """The outbox as a scrape finds it: every status is set, zero included, so none goes stale."""
+        for status, count in depth.items():
+            self.outbox_depth.labels(status).set(count)
+        self.outbox_oldest_due_seconds.set(oldest_due_seconds)
+        self.outbox_dead.set(dead)
+
+
+@dataclass
+class SweepRun:
+    items: int = 0

@@ -28,7 +28,7 @@ from gateway.config import Settings
 from gateway.contacts import ContactError, normalize_email, normalize_phone
 from gateway.errors import Conflict, FieldProblem, InvalidFields, NotFound
 from gateway.numbering import NumberFormat, next_sequence
-from gateway.policy import Profile, UnknownProfile, get_profile, retention_end
+from gateway.policy import Profile, UnknownProfile, get_profile, opening_profile, retention_end
 from gateway.store.database import Database
 from gateway.messages import MessageBuilder, history_entries
 from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
@@ -36,10 +36,6 @@ from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
 log = logging.getLogger("gateway.service")
 
 CONFIRMATION_TEMPLATE = "protocol_opened"
-# How long the company has to send what the consumer asked for, per profile (Decreto 11.034
-# art. 12 §2: 5 calendar days; Decreto 6.523 art. 15 §2: 72 hours); others default to 5 days.
-HISTORY_WITHIN = {"br-sac-2008": timedelta(hours=72)}
-DEFAULT_HISTORY_WITHIN = timedelta(days=5)
 # A repeat racing its original on PostgreSQL meets the unique key; look again this often.
 IDEMPOTENCY_RETRIES = 3
 
@@ -211,6 +207,7 @@ class ProtocolService:
             number, issued_by = self.numbers.number(await next_sequence(session), received_at), "gateway"
 
         opened_at = data.opened_at or event.time or received_at
+        profile = opening_profile(self.settings, data.profile, opened_at)  # overrides; br-sac-2008 before 2022-10-03
         protocol = Protocol(
             number=number,
             issued_by=issued_by,
@@ -230,6 +227,7 @@ class ProtocolService:
             deadline_at=profile.deadline(opened_at),
             legal_hold=False,
             updated_at=received_at,
+            last_event_at=received_at,  # set now, so the insert carries it (no second UPDATE)
             notify=",".join(notify),
         )
         session.add(protocol)
@@ -253,7 +251,7 @@ class ProtocolService:
         resolved_at = data.resolved_at or event.time or received_at
         protocol.status = "resolved"
         protocol.resolved_at = resolved_at
-        protocol.retention_until = retention_end(get_profile(protocol.profile), resolved_at)
+        protocol.retention_until = retention_end(get_profile(protocol.profile, self.settings), resolved_at)
         protocol.updated_at = received_at
         return _Change(protocol, self._tell(protocol, "protocol_resolved", received_at, event={
             "type": event.type, "occurred_at": resolved_at, "resolution": data.resolution}), occurred_at=resolved_at)
@@ -265,7 +263,7 @@ class ProtocolService:
         protocol.status = "reopened"
         protocol.resolved_at = None
         protocol.retention_until = None
-        protocol.deadline_at = get_profile(protocol.profile).deadline(reopened_at)  # the clock restarts
+        protocol.deadline_at = get_profile(protocol.profile, self.settings).deadline(reopened_at)  # the clock restarts
         protocol.updated_at = received_at
         return _Change(protocol, self._tell(protocol, "protocol_reopened", received_at, event={
             "type": event.type, "occurred_at": reopened_at, "reason": data.reason}), occurred_at=reopened_at)
@@ -277,7 +275,8 @@ class ProtocolService:
         protocol.updated_at = received_at
         request = ConsumerRequest(
             protocol_id=protocol.id, kind="history" if data.history else "confirmation", channel=data.channel,
-            requested_at=received_at, due_at=received_at + HISTORY_WITHIN.get(protocol.profile, DEFAULT_HISTORY_WITHIN),
+            # The profile's clock for what the consumer asks for (art. 12 §2), with the settings' overrides.
+            requested_at=received_at, due_at=get_profile(protocol.profile, self.settings).history_due(received_at),
             address=data.to,
         )
         if data.channel == "mail":
@@ -343,7 +342,7 @@ class ProtocolService:
 
     def _profile(self, name: str | None, prefix: str, problems: list[FieldProblem]) -> Profile | None:
         try:
-            return get_profile(name or self.settings.gateway.default_profile)
+            return get_profile(name or self.settings.gateway.default_profile, self.settings)
         except UnknownProfile:
             problems.append(FieldProblem(f"{prefix}profile", f"unknown profile {name!r}"))
             return None

@@ -71,6 +71,22 @@ _ASCII = {
 }
 
 
+# Spaces that look like a space but are not GSM-7 (Babel puts U+202F in "11:43 AM"):
+# one of them would send the whole message as UCS-2, at twice the segments.
+_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"}
+
+
+def clean_spaces(text: str) -> str:
+    """Plain spaces for every kind of space, no zero-width characters; letters untouched.
+
+    Applied to every SMS, transliterated or not: it changes nothing a reader can see.
+    """
+    return "".join(
+        "" if c in _INVISIBLE else " " if c == "\t" or (c != " " and unicodedata.category(c) == "Zs") else c
+        for c in text
+    )
+
+
 def transliterate_gsm7(text: str) -> str:
     """Replace what GSM-7 lacks by its nearest GSM-7 spelling: ç->c, ã->a, “”->\"\", –->-.
 

@@ -3,19 +3,26 @@ consumer's locale and time zone, and a hash that proves which files produced a m
 
 Layout: `<folder>/<name>/template.toml` and `<folder>/<name>/<locale>/` holding
 `email.subject.j2`, `email.txt.j2`, `email.html.j2` and `sms.j2`. Template names in
-include/extends/import are relative to `<folder>`. Files are reloaded when they change.
+include/extends/import are relative to `<folder>`.
+
+Files are reloaded when they change (an mtime check on each render). An edit that breaks
+a template is not served: the last version that rendered well for the same template,
+locale and channel keeps serving, with a `template_fallback` warning naming the file and
+line, until the file is fixed. `protocol-gateway templates check` reports the error.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import logging
 import os
 import re
 import tomllib
 import traceback
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime as DateTime
 from functools import lru_cache
 from pathlib import Path
@@ -41,7 +48,9 @@ from jinja2.loaders import split_template_path
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from gateway.sms import SmsInfo, sms_info, transliterate_gsm7
+from gateway.sms import SmsInfo, clean_spaces, sms_info, transliterate_gsm7
+
+log = logging.getLogger("gateway.templating")
 
 Channel = Literal["email", "sms"]
 CHANNEL_FILES: dict[str, tuple[str, ...]] = {
@@ -75,15 +84,27 @@ class Rendered:
     subject: str | None  # email: one line, fit for a header
     text: str  # the plain-text email body, or the SMS body
     html: str | None  # email
-    sms: SmsInfo | None  # sms
+    sms: SmsInfo | None  # sms: how `text` goes over the air
     hash: str  # "sha256:<hex>", see content_hash()
+    transliterated: bool = False  # sms: `text` was transliterated to GSM-7 (sms.transliterate)
+    sms_written: SmsInfo | None = None  # sms: the counts of the text as the template wrote it
+    sms_transliterated: SmsInfo | None = None  # sms: the counts had it been transliterated
+    fallback: bool = False  # the files on disk are broken: this is the last good version
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
     audience: Literal["consumer", "operations"]
     sample: Mapping[str, Any]  # a realistic context for previews and checks
-    required_fields: Mapping[str, tuple[str, ...]]  # per channel, dotted context paths
+    required_fields: Mapping[str, tuple[str, ...]]  # per channel, "path" or "path|filter"
+    # Other samples (`[samples.<name>]`), each already merged over `sample`: the check renders
+    # them all and counts SMS segments for the longest.
+    samples: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Fields the audience would require that this template does not show, each with why.
+    waived: Mapping[str, str] = field(default_factory=dict)
+
+    def all_samples(self) -> dict[str, Mapping[str, Any]]:
+        return {"sample": self.sample, **self.samples}
 
 
 def content_hash(files: Mapping[str, bytes]) -> str:
@@ -95,19 +116,36 @@ def content_hash(files: Mapping[str, bytes]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """The compiled files one render uses (its roots and everything they include) and their hash."""
+
+    roots: tuple[_Template, ...]
+    files: Mapping[str, _Template]
+    hash: str
+
+
+# The files a render is pinned to: includes resolve to the same compiled version the hash covers.
+_PINNED: contextvars.ContextVar[Mapping[str, _Template] | None] = contextvars.ContextVar("pinned", default=None)
+
+
 class Templates:
-    def __init__(self, folder: Path, default_locale: str) -> None:
+    def __init__(self, folder: Path, default_locale: str, *, sms_transliterate: bool = False,
+                 auto_reload: bool = True) -> None:
         self.folder = Path(folder).resolve()
         self.default_locale = default_locale
-        self._env = ImmutableSandboxedEnvironment(  # immutable: a template cannot alter the context it is given
+        self.sms_transliterate = sms_transliterate
+        self._env = _Environment(  # immutable: a template cannot alter the context it is given
             loader=_Loader(self.folder),
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
-            auto_reload=True,
+            auto_reload=auto_reload,
             trim_blocks=True,
             lstrip_blocks=True,
         )
         self._env.template_class = _Template
+        self._last_good: dict[tuple[str, str, str], _Version] = {}
+        self._broken: dict[tuple[str, str, str], str] = {}  # what was last logged, so it is logged once
         self._env.filters.update(datetime=format_datetime, date=format_date, time=format_time, gsm7=transliterate_gsm7)
 
     def names(self) -> list[str]:
@@ -129,7 +167,15 @@ class Templates:
         if audience not in ("consumer", "operations"):
             raise TemplateError(f"audience must be 'consumer' or 'operations', not {audience!r}", file=file)
         fields = {channel: tuple(paths) for channel, paths in data.get("required_fields", {}).items()}
-        return Manifest(audience, data.get("sample", {}), fields)
+        sample = data.get("sample", {})
+        samples = data.get("samples", {})
+        waived = data.get("waive", {})
+        if not isinstance(samples, dict) or not all(isinstance(v, dict) for v in samples.values()):
+            raise TemplateError("[samples.<name>] must be tables of sample data", file=file)
+        if not isinstance(waived, dict) or not all(isinstance(v, str) and v.strip() for v in waived.values()):
+            raise TemplateError('[waive] must map a field to the reason it is not shown: "path" = "why"', file=file)
+        merged = {name: _deep_merge(sample, extra) for name, extra in samples.items()}
+        return Manifest(audience, sample, fields, merged, waived)
 
     def resolve_locale(self, name: str, locale: str) -> str:
         """The exact locale, else the same one in other case, else its language ("es-ES" ->
@@ -150,24 +196,105 @@ class Templates:
             return self.default_locale
         raise TemplateNotFoundError(f"no locale {locale!r} nor the default {self.default_locale!r}", file=name)
 
-    def render(self, name: str, channel: Channel, locale: str, context: Mapping[str, Any]) -> Rendered:
+    def render(self, name: str, channel: Channel, locale: str, context: Mapping[str, Any], *,
+               fallback: bool = True) -> Rendered:
         """Render one channel. `context["locale"]` is replaced by the locale the dates are
-        formatted in: the requested one when the text is in its language, else the text's."""
+        formatted in: the requested one when the text is in its language, else the text's.
+
+        With `fallback`, a template whose files are broken now renders with the last
+        version that rendered well (and says so in `Rendered.fallback`); previews and
+        checks pass `fallback=False` to see the error.
+        """
         if channel not in CHANNEL_FILES:
             raise ValueError(f"channel must be 'email' or 'sms', not {channel!r}")
         resolved = self.resolve_locale(name, locale)
-        files = [f"{name}/{resolved}/{file}" for file in CHANNEL_FILES[channel]]
+        key = (name, resolved, channel)
         context = {**context, "locale": _formatting_locale(locale, resolved)}
+        try:
+            version = self._compile(name, resolved, channel)
+            out = self._run(version, context)
+        except TemplateError as error:
+            good = self._last_good.get(key) if fallback else None
+            if good is None:
+                raise
+            out = self._run_or_none(good, context)
+            if out is None:
+                raise  # the data, not the edit, is at fault: say what the files on disk say
+            self._report_broken(key, error)
+            return self._rendered(name, resolved, channel, good, out, fallback=True)
+        self._last_good[key] = version
+        if self._broken.pop(key, None) is not None:
+            log.info("template fixed", extra={"action": "template_recovered", "template": name, "locale": resolved,
+                                              "channel": channel})
+        return self._rendered(name, resolved, channel, version, out, fallback=False)
+
+    def warm(self, names: list[str] | None = None) -> list[TemplateError]:
+        """Render every template, locale and channel with its sample data, so that an edit
+        made after start-up that breaks one falls back to what was on disk at start.
+        Returns the errors found (the daemon logs them; `templates check` reports them)."""
+        errors: list[TemplateError] = []
+        for name in names if names is not None else self.names():
+            try:
+                sample = self.manifest(name).sample
+                for locale in self.locales(name):
+                    for channel in self.channels(name, locale):
+                        try:
+                            self.render(name, channel, locale, sample, fallback=False)  # type: ignore[arg-type]
+                        except TemplateError as exc:
+                            errors.append(exc)
+            except TemplateError as exc:
+                errors.append(exc)
+        return errors
+
+    def channels(self, name: str, locale: str) -> list[str]:
+        """The channels a locale has at least one file of (a partial channel is an error to render)."""
+        folder = self._template_dir(name) / locale
+        return [c for c, files in CHANNEL_FILES.items() if any((folder / f).is_file() for f in files)]
+
+    def _compile(self, name: str, resolved: str, channel: str) -> _Version:
+        files = [f"{name}/{resolved}/{file}" for file in CHANNEL_FILES[channel]]
         with self._reported(files[0]):
-            templates = [self._get(file) for file in files]
-            digest = self._hash(templates)
-            out = [template.render(context) for template in templates]
+            roots = tuple(self._get(file) for file in files)
+            used = self._closure(roots)
+        return _Version(roots, used, content_hash({n: t.data for n, t in used.items()}))
+
+    def _run(self, version: _Version, context: Mapping[str, Any]) -> list[str]:
+        token = _PINNED.set(version.files)
+        try:
+            assert version.roots[0].name is not None
+            with self._reported(version.roots[0].name):
+                return [template.render(context) for template in version.roots]
+        finally:
+            _PINNED.reset(token)
+
+    def _run_or_none(self, version: _Version, context: Mapping[str, Any]) -> list[str] | None:
+        try:
+            return self._run(version, context)
+        except TemplateError:
+            return None
+
+    def _rendered(self, name: str, resolved: str, channel: Channel, version: _Version, out: list[str], *,
+                  fallback: bool) -> Rendered:
         if channel == "sms":
-            text = out[0].strip()
-            return Rendered(name, resolved, channel, None, text, None, sms_info(text), digest)
+            written = clean_spaces(out[0]).strip()
+            transliterated = transliterate_gsm7(written)
+            text = transliterated if self.sms_transliterate else written
+            return Rendered(name, resolved, channel, None, text, None, sms_info(text), version.hash,
+                            transliterated=self.sms_transliterate, sms_written=sms_info(written),
+                            sms_transliterated=sms_info(transliterated), fallback=fallback)
         subject, text, html = out
         subject = " ".join(subject.split())  # a header: CR/LF must never reach it
-        return Rendered(name, resolved, channel, subject, text.strip() + "\n", html, None, digest)
+        return Rendered(name, resolved, channel, subject, text.strip() + "\n", html, None, version.hash,
+                        fallback=fallback)
+
+    def _report_broken(self, key: tuple[str, str, str], error: TemplateError) -> None:
+        if self._broken.get(key) == str(error):
+            return
+        self._broken[key] = str(error)
+        name, locale, channel = key
+        log.warning("template broken: serving the last good version", extra={
+            "action": "template_fallback", "template": name, "locale": locale, "channel": channel,
+            "file": error.file, "line": error.line, "variable": error.variable, "error": error.message})
 
     def _template_dir(self, name: str) -> Path:
         folder = self.folder / name
@@ -180,20 +307,21 @@ class Templates:
         assert isinstance(template, _Template)
         return template
 
-    def _hash(self, roots: list[_Template]) -> str:
-        files: dict[str, bytes] = {}
+    def _closure(self, roots: tuple[_Template, ...]) -> dict[str, _Template]:
+        """The roots and every file they pull in, by name: what the hash must cover."""
+        files: dict[str, _Template] = {}
         pending = list(roots)
         while pending:
             template = pending.pop()
             assert template.name is not None
             if template.name in files:
                 continue
-            files[template.name] = template.data
+            files[template.name] = template
             for ref in template.references:
                 if ref is None:  # the hash could not say which file it pulled in
                     raise TemplateError("include/extends/import must name a fixed template", file=template.name)
                 pending.append(self._get(ref))
-        return content_hash(files)
+        return files
 
     @contextmanager
     def _reported(self, file: str) -> Iterator[None]:
@@ -238,6 +366,28 @@ class Templates:
             if node.lineno == line and (path := _dotted(node)) and path.rsplit(".", 1)[-1] == key:
                 return path
         return key
+
+
+def warm_templates(templates: Templates) -> None:
+    """At start-up: render everything with its samples, so later broken edits have a version
+    to fall back to; what does not render is logged (`templates check` says more)."""
+    for error in templates.warm():
+        log.warning("template does not render with its sample", extra={
+            "action": "template_invalid", "file": error.file, "line": error.line, "variable": error.variable,
+            "error": error.message})
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """Resolves include/extends/import to the files a render is pinned to, when it is."""
+
+    def get_template(self, name: str | Template, parent: str | None = None,
+                     globals: MutableMapping[str, Any] | None = None) -> Template:
+        pinned = _PINNED.get()
+        if pinned is not None and isinstance(name, str):
+            path = self.join_path(name, parent) if parent is not None else name
+            if path in pinned:
+                return pinned[path]
+        return super().get_template(name, parent, globals)
 
 
 class _Template(Template):
@@ -287,6 +437,16 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _dotted(node: nodes.Node) -> str | None:
     if isinstance(node, nodes.Name):
         return node.name
@@ -320,24 +480,44 @@ def _formatting_locale(requested: str, resolved: str) -> str:
 @pass_context
 def format_datetime(context: Context, value: DateTime) -> str:
     """pt-BR "22/11/2026 11:43 (BRT)", en "Nov 22, 2026, 11:43 AM (GMT-03:00)"."""
-    zone, locale = _consumer(context, value)
-    time = dates.format_time(value, "short", tzinfo=zone, locale=locale)
-    both = str(locale.datetime_formats["short"]).replace("'", "").format(time, _date(value, zone, locale))
-    return f"{both} ({_zone_label(value, zone, locale)})"
+    return datetime_text(value, *_consumer(context, value))
 
 
 @pass_context
 def format_date(context: Context, value: DateTime) -> str:
     """pt-BR "29/11/2026", en "Nov 29, 2026"."""
-    zone, locale = _consumer(context, value)
-    return _date(value, zone, locale)
+    return date_text(value, *_consumer(context, value))
 
 
 @pass_context
 def format_time(context: Context, value: DateTime) -> str:
     """pt-BR "11:43 (BRT)": a time without its zone is ambiguous."""
-    zone, locale = _consumer(context, value)
+    return time_text(value, *_consumer(context, value))
+
+
+def datetime_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    time = dates.format_time(value, "short", tzinfo=zone, locale=locale)
+    both = str(locale.datetime_formats["short"]).replace("'", "").format(time, _date(value, zone, locale))
+    return f"{both} ({_zone_label(value, zone, locale)})"
+
+
+def date_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    return _date(value, zone, locale)
+
+
+def time_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
     return f"{dates.format_time(value, 'short', tzinfo=zone, locale=locale)} ({_zone_label(value, zone, locale)})"
+
+
+def formatted(value: DateTime, how: str, *, timezone: str, locale: str) -> str:
+    """What the `datetime`, `date` or `time` filter shows for `value` (for checks and previews)."""
+    formats = {"datetime": datetime_text, "date": date_text, "time": time_text}
+    return formats[how](value, _zone(timezone), _locale(locale))
+
+
+def formatting_locale(requested: str, resolved: str) -> str:
+    """The locale dates are formatted in when `requested` was asked and `resolved` found."""
+    return _formatting_locale(requested, resolved)
 
 
 def _consumer(context: Context, value: object) -> tuple[ZoneInfo, Locale]:

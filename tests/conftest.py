@@ -26,7 +26,8 @@ from gateway.store.migrate import migrate
 from tests.helpers import make_settings
 
 PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL")
-PG_TEMPLATE = "gateway_template"
+# One template per test process: two suites on one server (developers, CI) must not collide.
+PG_TEMPLATE = f"gateway_template_{os.getpid()}"
 _counter = itertools.count()
 
 
@@ -60,7 +61,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> str:
+def pg_template() -> Iterator[str]:
     if not PG_URL:
         if os.environ.get("CI"):
             pytest.fail("GATEWAY_TEST_DATABASE_URL is not set: run the suite with `make test`")
@@ -76,7 +77,8 @@ def pg_template() -> str:
         await _migrate_url(_with_database(PG_URL, PG_TEMPLATE))
 
     run_isolated(build())
-    return _with_database(PG_URL, PG_TEMPLATE)
+    yield _with_database(PG_URL, PG_TEMPLATE)
+    run_isolated(_drop_pg(PG_TEMPLATE))
 
 
 async def _clone_pg(name: str) -> str:

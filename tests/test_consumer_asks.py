@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
@@ -135,7 +136,10 @@ async def test_history_by_email_lists_every_event_and_the_request_is_fulfilled_w
     async with gw.runtime.db.read() as session:
         (request,) = (await session.scalars(select(ConsumerRequest))).all()
     assert request.kind == "history" and request.address == "outro@example.com"
-    assert request.due_at - request.requested_at == timedelta(days=5)  # Decreto 11.034 art. 12 §2
+    # Decreto 11.034 art. 12 §2: within 5 calendar days, to the end of the 5th day in São Paulo.
+    due = request.due_at.astimezone(ZoneInfo("America/Sao_Paulo"))
+    requested = request.requested_at.astimezone(ZoneInfo("America/Sao_Paulo"))
+    assert (due.date() - requested.date()).days == 5 and (due.hour, due.minute, due.second) == (23, 59, 59)
     assert request.fulfilled_at is None and request.notification_id == history.id
     await gw.deliver()
     async with gw.runtime.db.read() as session:

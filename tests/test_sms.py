@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.sms import GSM7_BASIC, GSM7_EXTENSION, SmsInfo, is_gsm7, sms_info, transliterate_gsm7
+from gateway.sms import GSM7_BASIC, GSM7_EXTENSION, SmsInfo, clean_spaces, is_gsm7, sms_info, transliterate_gsm7
 
 
 
@@ -108,3 +108,21 @@ def test_basic_gsm7_segments_follow_the_formula(text: str) -> None:
     info = sms_info(text)
     assert is_gsm7(text) and info.units == len(text)
     assert info.segments == (1 if len(text) <= 160 else -(-len(text) // 153))
+
+
+def test_extension_characters_at_the_single_message_boundary() -> None:
+    assert sms_info("a" * 158 + "€") == SmsInfo("GSM-7", 160, 1)
+    assert sms_info("a" * 159 + "€") == SmsInfo("GSM-7", 161, 2)
+    assert sms_info("a" * 159 + "{") == SmsInfo("GSM-7", 161, 2)
+
+
+def test_one_emoji_turns_gsm7_text_into_ucs2() -> None:
+    assert sms_info("a" * 68 + "😀") == SmsInfo("UCS-2", 70, 1)
+    assert sms_info("a" * 69 + "😀") == SmsInfo("UCS-2", 71, 2)
+    assert sms_info("a" * 159 + "😀").segments == 3  # 161 units at 67 per part
+
+
+def test_clean_spaces_turns_every_space_into_a_gsm7_space_and_keeps_letters() -> None:
+    assert clean_spaces("11:43\u202fAM\u00a0(BRT)\tok\u200b") == "11:43 AM (BRT) ok"
+    assert clean_spaces("Cobrança não") == "Cobrança não"
+    assert sms_info(clean_spaces("Nov 22, 2026, 11:43\u202fAM")).encoding == "GSM-7"

@@ -1,3 +1,4 @@
+import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,11 +56,13 @@ EXPECTED = {
 
 def test_manifest_of_the_shipped_template(shipped: Templates) -> None:
     manifest = shipped.manifest("protocol_opened")
-    assert shipped.names() == ["protocol_opened"]
+    assert "protocol_opened" in shipped.names()
     assert shipped.locales("protocol_opened") == ["en", "es", "pt-BR"]
     assert manifest.audience == "consumer"
     assert manifest.sample["protocol"]["opened_at"] == datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
-    assert "protocol.deadline_at" in manifest.required_fields["email"]
+    assert "protocol.deadline_at|datetime" in manifest.required_fields["email"]
+    long = manifest.samples["long_subject"]  # merged over [sample]
+    assert len(long["protocol"]["subject"]) > 100 and long["protocol"]["number"] == NUMBER
 
 
 @pytest.mark.parametrize("locale", EXPECTED)
@@ -77,14 +80,35 @@ def test_email_shows_number_opening_subject_deadline_and_history(shipped: Templa
 
 
 @pytest.mark.parametrize("locale", EXPECTED)
-def test_sms_shows_number_opening_and_subject_in_two_gsm7_segments(shipped: Templates, sample: dict[str, Any], locale: str) -> None:
+def test_sms_shows_number_opening_and_subject_with_accents_in_three_segments(
+        shipped: Templates, sample: dict[str, Any], locale: str) -> None:
     opened, _, deadline_day, _, keyword = EXPECTED[locale]
     sms = shipped.render("protocol_opened", "sms", locale, sample)
     assert sms.subject is None and sms.html is None and sms.sms is not None
-    for shown in (NUMBER, opened.replace("\u202f", " "), "Cobranca indevida na fatura de outubro", deadline_day, keyword):
+    for shown in (NUMBER, opened.replace("\u202f", " "), "Cobrança indevida na fatura de outubro", deadline_day, keyword):
         assert shown in sms.text, (locale, shown)
-    assert "\n" not in sms.text
-    assert (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 2)
+    assert "\n" not in sms.text and "\u202f" not in sms.text  # Babel's narrow space would cost UCS-2 alone
+    assert not sms.transliterated
+    assert (sms.sms.encoding, sms.sms.segments) == ("UCS-2", 3)  # the consumer's "ç", not the template's words
+    assert sms.sms_transliterated is not None and (sms.sms_transliterated.encoding, sms.sms_transliterated.segments) == ("GSM-7", 2)
+
+
+@pytest.mark.parametrize("locale", EXPECTED)
+def test_sms_transliterated_by_setting_fits_two_gsm7_segments(sample: dict[str, Any], locale: str) -> None:
+    templates = Templates(SHIPPED, "pt-BR", sms_transliterate=True)
+    sms = templates.render("protocol_opened", "sms", locale, sample)
+    assert "Cobranca indevida na fatura de outubro" in sms.text and NUMBER in sms.text
+    assert sms.transliterated and sms.sms is not None and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 2)
+    assert sms.sms_written is not None and sms.sms_written.encoding == "UCS-2"
+    # Same files, same hash: the setting changes the text, not the template.
+    assert sms.hash == Templates(SHIPPED, "pt-BR").render("protocol_opened", "sms", locale, sample).hash
+
+
+@pytest.mark.parametrize("locale", EXPECTED)
+def test_sms_template_words_are_gsm7_so_plain_data_stays_gsm7(shipped: Templates, sample: dict[str, Any],
+                                                              locale: str) -> None:
+    sms = shipped.render("protocol_opened", "sms", locale, with_subject(sample, "Internet lenta a noite"))
+    assert sms.sms is not None and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 2)
 
 
 def test_greeting_without_a_name(shipped: Templates, sample: dict[str, Any]) -> None:
@@ -96,8 +120,8 @@ def test_greeting_without_a_name(shipped: Templates, sample: dict[str, Any]) -> 
 def test_long_subject_is_truncated_in_sms_but_not_the_number_or_date(shipped: Templates, sample: dict[str, Any]) -> None:
     sms = shipped.render("protocol_opened", "sms", "pt-BR", with_subject(sample, "Cobrança " * 60))
     assert NUMBER in sms.text and "22/11/2026 11:43 (BRT)" in sms.text
-    assert "..." in sms.text
-    assert sms.sms is not None and sms.sms.segments == 2
+    assert "...\"" in sms.text
+    assert sms.sms is not None and sms.sms.segments == 3
 
 
 @pytest.mark.parametrize(
@@ -128,8 +152,8 @@ def test_datetime_filter_always_shows_the_zone(tmp_path: Path, locale: str, zone
     templates = write(tmp_path, {f"t/{locale}/sms.j2": "{{ protocol.opened_at|datetime }}|{{ protocol.opened_at|time }}"})
     context = {"timezone": zone, "protocol": {"opened_at": datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)}}
     both, time = templates.render("t", "sms", locale, context).text.split("|")
-    assert both == shown
-    assert time.endswith(shown[-6:]) and time in shown.replace(", ", " ")  # the same time, with its zone
+    assert both == shown.replace("\u202f", " ")  # SMS get plain spaces
+    assert time.endswith(shown[-6:]) and time in shown.replace(", ", " ").replace("\u202f", " ")  # the same time, with its zone
 
 
 def test_naive_datetime_is_an_error(tmp_path: Path) -> None:
@@ -260,3 +284,85 @@ def test_a_file_that_is_not_utf8_is_reported_with_its_line(tmp_path: Path) -> No
     with pytest.raises(TemplateError) as caught:
         Templates(tmp_path, "pt-BR").render("t", "sms", "pt-BR", {})
     assert str(caught.value) == "t/pt-BR/sms.j2:2: the file is not UTF-8"
+
+
+# Hot reload: a broken edit is not served; the last good version is, until the file is fixed.
+
+
+def fallbacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "action", None) == "template_fallback"]
+
+
+def test_a_broken_edit_keeps_the_last_good_version_serving(tmp_path: Path, sample: dict[str, Any],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "bom {{ protocol.number }}"})
+    good = templates.render("t", "sms", "pt-BR", sample)
+    touch(tmp_path / "t" / "pt-BR" / "sms.j2", "quebrado\n{{ protocol.number }\n")
+    with caplog.at_level(logging.WARNING, logger="gateway.templating"):
+        served = templates.render("t", "sms", "pt-BR", sample)
+        again = templates.render("t", "sms", "pt-BR", sample)
+    assert (served.text, served.hash, served.fallback) == (f"bom {NUMBER}", good.hash, True)
+    assert again.fallback and len(fallbacks(caplog)) == 1  # said once, not at every message
+    record = fallbacks(caplog)[0]
+    assert (record.file, record.line, record.template, record.locale, record.channel) == (
+        "t/pt-BR/sms.j2", 2, "t", "pt-BR", "sms")
+    with pytest.raises(TemplateError) as caught:  # previews and checks see the error itself
+        templates.render("t", "sms", "pt-BR", sample, fallback=False)
+    assert caught.value.line == 2
+    touch(tmp_path / "t" / "pt-BR" / "sms.j2", "novo {{ protocol.number }}")
+    fixed = templates.render("t", "sms", "pt-BR", sample)
+    assert (fixed.text, fixed.fallback) == (f"novo {NUMBER}", False) and fixed.hash != good.hash
+
+
+def test_an_edit_with_an_undefined_variable_falls_back_too(tmp_path: Path, sample: dict[str, Any],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "{{ protocol.number }}"})
+    templates.render("t", "sms", "pt-BR", sample)
+    touch(tmp_path / "t" / "pt-BR" / "sms.j2", "{{ protocol.numero }}")
+    with caplog.at_level(logging.WARNING, logger="gateway.templating"):
+        served = templates.render("t", "sms", "pt-BR", sample)
+    assert served.text == NUMBER and served.fallback
+    assert fallbacks(caplog)[0].variable == "protocol.numero"
+
+
+def test_a_broken_include_falls_back_to_the_included_file_it_was_rendered_with(
+        tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "{{ protocol.number }}{% include '_parts/end.j2' %}",
+                                 "_parts/end.j2": " fim"})
+    good = templates.render("t", "sms", "pt-BR", sample)
+    touch(tmp_path / "_parts" / "end.j2", "{% if %}")
+    served = templates.render("t", "sms", "pt-BR", sample)
+    assert (served.text, served.hash, served.fallback) == (f"{NUMBER} fim", good.hash, True)
+
+
+def test_without_a_good_version_the_error_is_raised(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "{{ protocol.number }"})
+    with pytest.raises(TemplateError):
+        templates.render("t", "sms", "pt-BR", sample)
+
+
+def test_data_that_the_good_version_cannot_render_either_is_not_hidden(tmp_path: Path, sample: dict[str, Any]) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "{{ protocol.number }}"})
+    templates.render("t", "sms", "pt-BR", sample)
+    touch(tmp_path / "t" / "pt-BR" / "sms.j2", "{{ protocol.number }")
+    with pytest.raises(TemplateError) as caught:
+        templates.render("t", "sms", "pt-BR", {"timezone": "UTC"})  # no protocol at all
+    assert caught.value.line == 1 and "unexpected" in caught.value.message  # the files' error, not the data's
+
+
+def test_warm_renders_the_samples_so_an_edit_after_start_up_falls_back(tmp_path: Path) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "{{ protocol.number }}"})
+    (tmp_path / "t" / "template.toml").write_text(
+        'audience = "consumer"\n[sample]\ntimezone = "UTC"\n[sample.protocol]\nnumber = "123456"\n')
+    assert templates.warm() == []
+    touch(tmp_path / "t" / "pt-BR" / "sms.j2", "{{ protocol.number }")
+    served = templates.render("t", "sms", "pt-BR", {"protocol": {"number": "999999"}, "timezone": "UTC"})
+    assert served.text == "999999" and served.fallback
+
+
+def test_reload_off_reads_each_file_once(tmp_path: Path, sample: dict[str, Any]) -> None:
+    write(tmp_path, {"t/pt-BR/sms.j2": "antes"})
+    templates = Templates(tmp_path, "pt-BR", auto_reload=False)
+    assert templates.render("t", "sms", "pt-BR", sample).text == "antes"
+    touch(tmp_path / "t" / "pt-BR" / "sms.j2", "depois")
+    assert templates.render("t", "sms", "pt-BR", sample).text == "antes"

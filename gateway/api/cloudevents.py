@@ -8,6 +8,7 @@ becomes a problem in its slot and the others go on.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -44,9 +45,39 @@ def decode_json(raw: bytes) -> Any:
     if not text.strip():
         raise Problem(400, "the body is empty")
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail at the database.
+        nul = "\\u0000" in text and _has_nul(value)
     except json.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except ValueError as exc:  # NaN or Infinity (not JSON), or an integer past Python's 4,300 digits
+        raise Problem(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Problem(400, "the body is not valid JSON here: nested too deeply") from None
+    if nul:
+        raise Problem(400, "the body contains a NUL character (\\u0000), which no text field may hold")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal} is too large for a number")
+    return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def validate_data(event_type: str, data: Any, prefix: str = "data.") -> BaseModel:

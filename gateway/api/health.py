@@ -6,10 +6,9 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
 
 from gateway.api.runtime_keys import DB, METRICS, READINESS
-from gateway.store.models import ACTIVE_STATUSES, Notification
+from gateway.outbox_admin import outbox_stats
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -37,15 +36,9 @@ async def metrics(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     try:
         async with request.app[DB].read() as session:
-            rows = (await session.execute(
-                select(Notification.status, func.count()).group_by(Notification.status))).all()
-            oldest = await session.scalar(
-                select(func.min(Notification.next_attempt_at)).where(
-                    Notification.status.in_(ACTIVE_STATUSES), Notification.status != "sending"))
-    except Exception:  # metrics stay up when the database is down; the depth gauges go stale
-        rows, oldest = [], None
-    for status, count in rows:
-        m.outbox_depth.labels(status).set(count)
-    if oldest is not None:
-        m.outbox_oldest_due_seconds.set(max(0.0, (datetime.now(timezone.utc) - oldest).total_seconds()))
+            stats = await outbox_stats(session, now=datetime.now(timezone.utc))
+    except Exception:  # metrics stay up when the database is down; the outbox gauges go stale
+        stats = None
+    if stats is not None:
+        m.set_outbox(stats.depth, oldest_due_seconds=stats.oldest_due_seconds, dead=stats.dead)
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -11,6 +11,9 @@ from gateway.api import schemas as s
 REF = "#/components/schemas/{model}"
 _MODELS = [s.CloudEventIn, s.OpenedData, s.UpdatedData, s.ResolvedData, s.ReopenedData, s.ResendData,
            s.ResendRequest, s.EventAnswer, s.BatchAnswer, s.Problem, s.ProtocolOut, s.Health]
+# Operations: templates, evidence, dead letters.
+_MODELS += [s.TemplatePreviewRequest, s.TemplatePreview, s.TemplateList, s.ProtocolExport, s.OutboxList,
+            s.OutboxItem, s.OutboxRetryRequest, s.OutboxRequeueRequest, s.OutboxRequeueAnswer]
 
 
 def _ref(model: type) -> dict[str, str]:
@@ -88,6 +91,8 @@ def build_spec(version: str) -> dict[str, Any]:
                                   "422": _problem("Invalid fields"), **COMMON},
                 }
             },
+            **_operations_paths(number),
+            **_hold_and_webhook_paths(number),
             "/healthz": {"get": {"summary": "The process serves", "security": [],
                                  "responses": {"200": _json(s.Health, "Alive")}}},
             "/readyz": {"get": {"summary": "Database, transports and scheduler ready", "security": [],
@@ -99,4 +104,99 @@ def build_spec(version: str) -> dict[str, Any]:
                                       "responses": {"200": {"description": "OpenAPI 3.1",
                                                             "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         },
+    }
+
+
+def _operations_paths(number: dict[str, Any]) -> dict[str, Any]:
+    """Templates, evidence and dead letters (see the README's sections of the same names)."""
+    def body(model: type, required: bool = False) -> dict[str, Any]:
+        return {"required": required, "content": {"application/json": {"schema": _ref(model)}}}
+
+    refusals = {"400": _problem("Malformed body"), "413": _problem("Body too large"),
+                "415": _problem("Wrong content type"), "422": _problem("Invalid fields")}
+    return {
+        "/v1/templates": {"get": {
+            "summary": "Templates with their audience, locales and channels", "x-scope": "templates:read",
+            "responses": {"200": _json(s.TemplateList, "The templates"), **COMMON}}},
+        "/v1/templates/{name}/preview": {"post": {
+            "summary": "Render a template with its sample (and the data given) as the consumer would get it",
+            "x-scope": "templates:read",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": body(s.TemplatePreviewRequest),
+            "responses": {"200": _json(s.TemplatePreview, "Rendered"),
+                          **refusals, "422": _problem("Invalid fields, or the template does not render: "
+                                                      "`errors[].field` names the variable (data.x.y) or `template`; "
+                                                      "`file`, `line` and `variable` say where"),
+                          "404": _problem("Unknown template"), **COMMON}}},
+        "/v1/protocols/{number}/export": {"get": {
+            "summary": "The complete record of a protocol, with the SHA-256 digest of its canonical JSON",
+            "x-scope": "protocols:read", "parameters": [number],
+            "responses": {"200": _json(s.ProtocolExport, "The evidence"), "404": _problem("Unknown protocol"),
+                          **COMMON}}},
+        "/v1/outbox": {"get": {
+            "summary": "Notifications by status, newest first (default: dead, failed, undelivered, unknown)",
+            "x-scope": "outbox:admin",
+            "parameters": [
+                {"name": "status", "in": "query", "schema": {"type": "string"},
+                 "description": "comma-separated statuses, or pending, attention, all"},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "ids below this"},
+                {"name": "protocol", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": _json(s.OutboxList, "A page"), "422": _problem("Invalid parameters"),
+                          **COMMON}}},
+        "/v1/outbox/{id}/retry": {"post": {
+            "summary": "Queue one notification again, due now (never one that was delivered)",
+            "x-scope": "outbox:admin",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": body(s.OutboxRetryRequest),
+            "responses": {"200": _json(s.OutboxItem, "Queued"), **refusals,
+                          "404": _problem("Unknown notification"),
+                          "409": _problem("Sent, delivered, in flight or cancelled: not sent again"), **COMMON}}},
+        "/v1/outbox/requeue": {"post": {
+            "summary": "Queue again every notification in a status (never one that was delivered)",
+            "x-scope": "outbox:admin", "requestBody": body(s.OutboxRequeueRequest, required=True),
+            "responses": {"200": _json(s.OutboxRequeueAnswer, "Queued"), **refusals, **COMMON}}},
+    }
+
+
+def _hold_and_webhook_paths(number: dict[str, Any]) -> dict[str, Any]:
+    """Legal holds (README "Retention and anonymization") and Twilio's webhooks ("Texting the gateway")."""
+    reason = {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}}}}}
+    held = {"description": "The hold as it is now; `changed` is false when it already was so",
+            "content": {"application/json": {"schema": {
+                "type": "object", "required": ["number", "legal_hold", "changed"],
+                "properties": {"number": {"type": "string"}, "legal_hold": {"type": "boolean"},
+                               "changed": {"type": "boolean"}}}}}}
+    hold_answers = {"200": held, "400": _problem("Malformed body"), "404": _problem("Unknown protocol"),
+                    "409": _problem("The protocol is anonymized"), "413": _problem("Body too large"),
+                    "415": _problem("Wrong content type"), "422": _problem("Invalid fields"), **COMMON}
+    hold = {"x-scope": "protocols:write", "parameters": [number], "requestBody": reason, "responses": hold_answers}
+    signature = {"name": "X-Twilio-Signature", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "Twilio's signature over http.public_url + path and the form; checked first"}
+
+    def form(fields: dict[str, Any]) -> dict[str, Any]:
+        return {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": {k: {"type": "string"} for k in fields}}}}}
+
+    webhook_refusals = {"400": _problem("A required field is missing"),
+                        "403": _problem("The signature is missing or does not match (nothing happened)"),
+                        "413": _problem("Body too large"), "503": _problem("Database unavailable: retry")}
+    return {
+        "/v1/protocols/{number}/legal-hold": {
+            "post": {"summary": "Place a legal hold: the record is kept whatever the retention says", **hold},
+            "delete": {"summary": "Lift a legal hold", **hold},
+        },
+        "/v1/webhooks/twilio/inbound": {"post": {
+            "summary": "An SMS from a consumer (Twilio's \"A message comes in\" webhook)", "security": [],
+            "parameters": [signature], "requestBody": form({"From": 1, "To": 1, "Body": 1, "MessageSid": 1}),
+            "responses": {"200": {"description": "Received; the reply goes through the outbox",
+                                  "content": {"text/xml": {"schema": {"type": "string"}}}}, **webhook_refusals}}},
+        "/v1/webhooks/twilio/status": {"post": {
+            "summary": "A delivery receipt (the StatusCallback of an outbound SMS)", "security": [],
+            "parameters": [signature, {"name": "notification", "in": "query", "required": False,
+                                       "schema": {"type": "string"}}],
+            "requestBody": form({"MessageSid": 1, "MessageStatus": 1, "ErrorCode": 1}),
+            "responses": {"204": {"description": "Recorded"}, **webhook_refusals}}},
     }

@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from asyncpg.exceptions import PostgresConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -93,10 +94,23 @@ async def problem_middleware(request: web.Request, handler: Callable[[web.Reques
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         detail = _AIOHTTP_DETAIL.get(exc.status, exc.reason)
         return problem(exc.status, detail, headers=headers)
-    except DB_DOWN as exc:
-        log.error("database unavailable", extra={"action": "db_unavailable", "error": type(exc).__name__})
-        return problem(503, "the database is unavailable; nothing was accepted, retry later",
-                       headers={"Retry-After": "5"})
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, DB_DOWN) or _connection_lost(exc):
+            log.error("database unavailable", extra={"action": "db_unavailable", "error": type(exc).__name__})
+            return problem(503, "the database is unavailable; nothing was accepted, retry later",
+                           headers={"Retry-After": "5"})
         log.exception("unhandled error", extra={"action": "http_error", "path": request.path})
         return problem(500, "an unexpected error occurred; it has been logged")
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A connection dropped mid-statement or mid-commit reaches us as a plain DBAPIError
+    ("connection was closed in the middle of operation"): the database is away, not a bug."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # causes can chain; a few links always reach the driver's error
+        if seen is None:
+            return False
+        if isinstance(seen, (PostgresConnectionError, ConnectionError)) or getattr(seen, "connection_invalidated", False):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -16,9 +16,11 @@ from gateway.api.auth import current_key, requires
 from gateway.api.problems import Problem
 from gateway.api.runtime_keys import DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
-from gateway.errors import InvalidFields, NotFound
+from gateway.errors import FieldProblem, InvalidFields, NotFound
 from gateway.service import IncomingEvent, iso
 from gateway.store.models import Event, Notification, Protocol
+
+MAX_IDEMPOTENCY_KEY = 500  # characters, as a CloudEvent id
 
 
 def _number(request: web.Request) -> str:
@@ -86,6 +88,8 @@ async def post_resend(request: web.Request) -> web.Response:
     # The REST form of protocol.resend_requested: an Idempotency-Key header makes retries safe.
     key = current_key(request)
     event_id = request.headers.get("Idempotency-Key") or f"resend-{uuid.uuid4()}"
+    if len(event_id) > MAX_IDEMPOTENCY_KEY:  # it is stored as the event id, which has this limit
+        raise InvalidFields([FieldProblem("Idempotency-Key", f"at most {MAX_IDEMPOTENCY_KEY} characters")])
     event = IncomingEvent(source=f"urn:protocol-gateway:api-key:{key.name}", id=event_id,
                           type="protocol.resend_requested", time=None, data=data, field_prefix="")
     outcome = await request.app[SERVICE].handle(event, received_at=datetime.now(timezone.utc))

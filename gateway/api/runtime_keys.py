@@ -12,10 +12,12 @@ from gateway.observability import Metrics
 from gateway.service import ProtocolService
 from gateway.status_hooks import StatusHooks
 from gateway.store.database import Database
+from gateway.templating import Templates
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 DB: web.AppKey[Database] = web.AppKey("db", Database)
 SERVICE: web.AppKey[ProtocolService] = web.AppKey("service", ProtocolService)
+TEMPLATES: web.AppKey[Templates] = web.AppKey("templates", Templates)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 INBOUND: web.AppKey[InboundSMS] = web.AppKey("inbound", InboundSMS)
 STATUS_HOOKS: web.AppKey[StatusHooks] = web.AppKey("status_hooks", StatusHooks)

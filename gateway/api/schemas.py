@@ -18,8 +18,10 @@ NUMBER_PATTERN = r"^[0-9]{6,30}$"
 
 
 def _no_line_breaks(value: str | None) -> str | None:
-    # Subjects end up in email headers: CR/LF there would inject headers.
-    if value is not None and ("\r" in value or "\n" in value):
+    # Subjects end up in email headers: CR/LF there would inject headers. Python's email package
+    # also refuses every other str.splitlines() break (U+2028, \x85, \x0b...) in a header, which
+    # would fail the message for good at send time: refuse them all here, with the field named.
+    if value is not None and len(f"x{value}x".splitlines()) > 1:
         raise ValueError("must be a single line")
     return value
 
@@ -186,3 +188,122 @@ class ProtocolOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] | None = None
+
+
+# Operations: templates, evidence, dead letters
+
+
+class TemplatePreviewRequest(_Strict):
+    locale: str | None = Field(None, max_length=35, description="default: the sample's locale")
+    channel: Literal["email", "sms"] | None = Field(None, description="default: every channel the locale has")
+    data: dict[str, Any] | None = Field(
+        None, description="merged over the template's sample; RFC 3339 strings with an offset become date-times")
+
+
+class SmsCounts(BaseModel):
+    encoding: Literal["GSM-7", "UCS-2"]
+    units: int = Field(description="septets for GSM-7, UTF-16 code units for UCS-2")
+    segments: int
+
+
+class EmailPreview(BaseModel):
+    subject: str
+    text: str
+    html: str
+    hash: str
+
+
+class SmsPreview(SmsCounts):
+    text: str
+    hash: str
+    transliterate: bool = Field(description="sms.transliterate: the text is written in GSM-7 letters")
+    as_written: SmsCounts
+    transliterated: SmsCounts
+
+
+class TemplatePreview(BaseModel):
+    template: str
+    audience: Literal["consumer", "operations"]
+    locale: str = Field(description="the locale folder used")
+    requested_locale: str
+    email: EmailPreview | None
+    sms: SmsPreview | None
+    warnings: list[str]
+
+
+class TemplateInfo(BaseModel):
+    name: str
+    audience: Literal["consumer", "operations"] | None = Field(description="None when template.toml is broken")
+    locales: list[str]
+    channels: list[Literal["email", "sms"]]
+    error: str | None = Field(None, description="why template.toml cannot be read (`templates check` says more)")
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateInfo]
+
+
+class ExportDigest(BaseModel):
+    algorithm: Literal["sha256"]
+    value: str = Field(description="hex SHA-256 of the canonical JSON of `record`")
+    over: str = Field(description="how the record is made canonical")
+
+
+class ExportRecord(BaseModel):
+    """Every stored column of each row, by its database name; times in RFC 3339 UTC."""
+
+    protocol: dict[str, Any]
+    events: list[dict[str, Any]]
+    notifications: list[dict[str, Any]] = Field(
+        description="each with `delivery`: {`attempts`: [...], `callbacks`: [...]}")
+    consumer_requests: list[dict[str, Any]]
+    inbound_messages: list[dict[str, Any]]
+
+
+class ProtocolExport(BaseModel):
+    format: str
+    exported_at: datetime
+    record: ExportRecord
+    digest: ExportDigest
+
+
+class OutboxItem(BaseModel):
+    id: int
+    protocol: str | None
+    channel: str
+    template: str
+    recipient: str | None = Field(description="masked")
+    status: NotificationStatus
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    last_error: str | None
+    error_code: str | None
+    provider_id: str | None
+    duplicate_possible: bool
+    reason: str | None
+
+
+class OutboxList(BaseModel):
+    items: list[OutboxItem]
+    next: str | None = Field(description="the next page, when this one was full")
+
+
+class OutboxRetryRequest(_Strict):
+    reason: str | None = Field(None, max_length=500, description="why, for the record")
+
+
+class OutboxRequeueRequest(_Strict):
+    status: str | list[str] = Field(description="dead, failed, undelivered, unknown or queued (one or a list)")
+    since: AwareDatetime | None = Field(None, description="only those whose last attempt ended at or after this")
+    limit: int | None = Field(None, ge=1, le=100_000)
+    reason: str | None = Field(None, max_length=500)
+    dry_run: bool = False
+
+
+class OutboxRequeueAnswer(BaseModel):
+    requeued: int
+    ids: list[int]
+    dry_run: bool

@@ -52,7 +52,8 @@ async def inbound(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     form = await verified_form(request)
     raw_id = request.query.get("notification")
-    notification_id = int(raw_id) if raw_id and raw_id.isdigit() else None
+    # ASCII digits that fit a BIGINT: anything else names no notification (and would overflow the driver).
+    notification_id = int(raw_id) if raw_id and raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 19 else None
     now = datetime.now(timezone.utc)
     async with request.app[DB].write() as session:
         _, queued = await apply_twilio_receipt(session, request.app[STATUS_HOOKS], notification_id=notification_id,

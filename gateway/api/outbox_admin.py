@@ -1,0 +1,119 @@
+"""GET /v1/outbox, POST /v1/outbox/{id}/retry, POST /v1/outbox/requeue (scope outbox:admin).
+
+An `admin` key has every scope, this one included.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway import outbox_admin
+from gateway.api import cloudevents
+from gateway.api.auth import current_key, requires
+from gateway.api.problems import Problem
+from gateway.api.runtime_keys import DB, SERVICE
+from gateway.api.schemas import NUMBER_PATTERN, OutboxRequeueRequest, OutboxRetryRequest
+from gateway.errors import FieldProblem, InvalidFields, NotFound
+
+SCOPE = "outbox:admin"
+MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number names nothing (and would overflow the driver)
+
+
+@requires(SCOPE)
+async def list_outbox(request: web.Request) -> web.Response:
+    query = request.query
+    problems: list[FieldProblem] = []
+    try:
+        statuses = outbox_admin.parse_statuses(query.get("status"))
+    except ValueError as exc:
+        problems.append(FieldProblem("status", str(exc)))
+        statuses = ()
+    limit = _int(query, "limit", outbox_admin.DEFAULT_LIMIT, problems, low=1, high=outbox_admin.MAX_LIMIT)
+    before = _int(query, "before", None, problems, low=1, high=MAX_ID)
+    if query.get("protocol") is not None and not re.match(NUMBER_PATTERN, query["protocol"]):
+        problems.append(FieldProblem("protocol", "expected a protocol number: 6 to 30 digits"))
+    if problems:
+        raise InvalidFields(problems)
+    async with request.app[DB].read() as session:
+        items = await outbox_admin.list_notifications(session, statuses=statuses, limit=limit, before=before,
+                                                      protocol=query.get("protocol"))
+    following = None
+    if len(items) == limit:
+        params = {k: v for k, v in query.items() if k != "before"} | {"before": str(items[-1].id)}
+        following = f"/v1/outbox?{urlencode(params)}"
+    return web.json_response({"items": [i.as_dict() for i in items], "next": following})
+
+
+@requires(SCOPE)
+async def post_retry(request: web.Request) -> web.Response:
+    raw_id = request.match_info["id"]
+    if not (raw_id.isascii() and raw_id.isdigit()) or int(raw_id) > MAX_ID:
+        raise NotFound(f"no notification {raw_id[:40]!r}")
+    body: OutboxRetryRequest = await _body(request, OutboxRetryRequest)
+    reason = _reason(request, body.reason)
+    async with request.app[DB].write() as session:
+        item = await outbox_admin.retry(session, int(raw_id), now=datetime.now(timezone.utc), reason=reason)
+    request.app[SERVICE].on_enqueued()  # the dispatcher in this process looks now
+    return web.json_response(item.as_dict())
+
+
+@requires(SCOPE)
+async def post_requeue(request: web.Request) -> web.Response:
+    body: OutboxRequeueRequest = await _body(request, OutboxRequeueRequest)
+    now = datetime.now(timezone.utc)
+    try:
+        statuses = outbox_admin.parse_statuses(",".join(body.status) if isinstance(body.status, list) else body.status)
+        refused = [s for s in statuses if s not in outbox_admin.RETRYABLE]
+        if refused:
+            raise ValueError(f"cannot requeue {', '.join(refused)}: only {', '.join(outbox_admin.RETRYABLE)}")
+    except ValueError as exc:
+        raise InvalidFields([FieldProblem("status", str(exc))]) from None
+    async with request.app[DB].write() as session:
+        ids = await outbox_admin.requeue(session, statuses=statuses, now=now, reason=_reason(request, body.reason),
+                                         since=body.since, limit=body.limit, dry_run=body.dry_run)
+    if ids and not body.dry_run:
+        request.app[SERVICE].on_enqueued()
+    return web.json_response({"requeued": 0 if body.dry_run else len(ids), "ids": ids, "dry_run": body.dry_run})
+
+
+async def _body(request: web.Request, model: Any) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        data: Any = {}
+    else:
+        if request.content_type != "application/json":
+            raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
+        data = cloudevents.decode_json(raw)
+        if not isinstance(data, dict):
+            raise Problem(400, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFields(cloudevents.field_problems(exc)) from None
+
+
+def _reason(request: web.Request, given: str | None) -> str:
+    return f"by API key {current_key(request).name!r}: {given or 'no reason given'}"
+
+
+def _int(query: Any, name: str, default: int | None, problems: list[FieldProblem], *, low: int,
+         high: int | None = None) -> Any:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < low or (high is not None and int(raw) > high):
+        problems.append(FieldProblem(name, f"expected a whole number from {low}" + (f" to {high}" if high else "")))
+        return default
+    return int(raw)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/v1/outbox", list_outbox)
+    router.add_post("/v1/outbox/requeue", post_requeue)
+    router.add_post("/v1/outbox/{id}/retry", post_retry)

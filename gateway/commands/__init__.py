@@ -1,0 +1,1 @@
+"""Command groups of `protocol-gateway`, each a module with `register(commands, common)`."""

@@ -1,0 +1,95 @@
+"""`protocol-gateway protocols hold | release | anonymize NUMBER`: legal hold, and anonymizing by decision.
+
+A legal hold keeps a record out of anonymization until it is released; both are audited.
+`anonymize` removes one protocol's personal data now, refused under a legal hold or before
+its minimum retention has ended. Results go to stdout as JSON. Exit status: 0 done, 1 refused
+or no such protocol, 2 usage or settings problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from gateway.commands.database import with_database
+from gateway.config import load_settings
+from gateway.errors import ServiceError
+from gateway.policy import Profiles
+from gateway.retention import anonymize_number, set_legal_hold
+from gateway.store.database import Database
+
+EXIT_REFUSED = 1
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in some containers
+        return "cli"
+
+
+def _run(args: argparse.Namespace, work: Any) -> int:
+    settings = load_settings(args.config)
+    try:
+        result = asyncio.run(with_database(settings, lambda db: work(settings, db)))
+    except ServiceError as exc:
+        print(f"protocols {args.protocols_command}: {exc.detail}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    async def work(_settings: Any, db: Database) -> dict[str, Any]:
+        return await set_legal_hold(db, args.number, True, at=datetime.now(timezone.utc), actor=_actor(),
+                                    reason=args.reason)
+    return _run(args, work)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    async def work(_settings: Any, db: Database) -> dict[str, Any]:
+        return await set_legal_hold(db, args.number, False, at=datetime.now(timezone.utc), actor=_actor(),
+                                    reason=args.reason)
+    return _run(args, work)
+
+
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    async def work(settings: Any, db: Database) -> dict[str, Any]:
+        return await anonymize_number(db, Profiles.from_settings(settings), args.number, at=datetime.now(timezone.utc),
+                                      abandoned_after=settings.retention.abandoned_after, actor=_actor(),
+                                      dry_run=args.dry_run)
+    return _run(args, work)
+
+
+def _protocols_actions(commands: Any, common: argparse.ArgumentParser) -> Any:
+    """The `protocols` group's actions: another module may have made the group already."""
+    parser = commands.choices.get("protocols")
+    if parser is None:
+        parser = commands.add_parser("protocols", parents=[common], help="one protocol: legal hold, anonymize")
+        return parser.add_subparsers(dest="protocols_command", required=True, metavar="ACTION")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest="protocols_command", required=True, metavar="ACTION")
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    actions = _protocols_actions(commands, common)
+    hold = actions.add_parser("hold", parents=[common], help="place a legal hold: never anonymized while it holds")
+    hold.add_argument("number", metavar="NUMBER")
+    hold.add_argument("--reason", help="why (kept in the audit entry; no personal data)")
+    hold.set_defaults(func=cmd_hold)
+    release = actions.add_parser("release", parents=[common], help="lift a legal hold")
+    release.add_argument("number", metavar="NUMBER")
+    release.add_argument("--reason", help="why (kept in the audit entry)")
+    release.set_defaults(func=cmd_release)
+    anonymize = actions.add_parser("anonymize", parents=[common],
+                                   help="remove a protocol's personal data now (refused before its retention ends)")
+    anonymize.add_argument("number", metavar="NUMBER")
+    anonymize.add_argument("--dry-run", action="store_true", help="say whether it would be allowed; change nothing")
+    anonymize.set_defaults(func=cmd_anonymize)

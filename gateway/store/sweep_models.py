@@ -1,0 +1,85 @@
+"""The sweeps' own tables, and the indexes their queries need on the core tables.
+
+`sweep_marks` is the sweeps' ledger: one row per (schedule, protocol, slot, moment) handled,
+whatever came of it (sent, skipped as too late, suppressed). Its unique key is what makes a
+second process, a restart or a catch-up run insert nothing new. `sweep_runs` records each run
+(and, for once-per-period sweeps such as the digest, claims the period). `retention_audit` is
+the record of what was anonymized or held, when, by whom and under which rule.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.store.models import Base, ConsumerRequest, Id, Protocol
+from gateway.store.types import JSONDoc, UTCDateTime
+
+OPEN_STATUSES = ("open", "reopened")
+_OPEN = text("status IN ('open', 'reopened')")
+
+
+class SweepMark(Base):
+    __tablename__ = "sweep_marks"
+    __table_args__ = (UniqueConstraint("schedule", "protocol_id", "slot", "target_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    schedule: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(32))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"), index=True)
+    slot: Mapped[str] = mapped_column(String(32))          # "48h", "overdue", "30d", "expired"
+    target_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the deadline or retention end it is about
+    outcome: Mapped[str] = mapped_column(String(16))       # sent, late, opted_out, no_contact, anonymized
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the sweep's `at`
+    notifications: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    detail: Mapped[str | None] = mapped_column(Text)      # e.g. how late a skipped reminder was
+
+
+class SweepRun(Base):
+    __tablename__ = "sweep_runs"
+    __table_args__ = (
+        UniqueConstraint("schedule", "period"),
+        Index("ix_sweep_runs_schedule_at", "schedule", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    schedule: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set by sweeps that run once per period (the digest's day): the unique key claims it.
+    period: Mapped[str | None] = mapped_column(String(40))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))       # done, late, failed
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+
+class RetentionAudit(Base):
+    """Append-only: anonymizations, refusals, legal holds placed and lifted."""
+
+    __tablename__ = "retention_audit"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    protocol_id: Mapped[int | None] = mapped_column(ForeignKey("protocols.id"), index=True)
+    number: Mapped[str | None] = mapped_column(String(30))
+    rule: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+
+# Partial indexes for the sweeps' queries, on tables defined in models.py.
+Index("ix_protocols_open_deadline", Protocol.deadline_at, Protocol.id,
+      sqlite_where=_OPEN, postgresql_where=_OPEN)
+Index("ix_protocols_open_last_event", Protocol.last_event_at, Protocol.id,
+      sqlite_where=_OPEN, postgresql_where=_OPEN)
+Index("ix_protocols_resolved_unretained", Protocol.resolved_at, Protocol.id,
+      sqlite_where=text("status = 'resolved' AND retention_until IS NULL"),
+      postgresql_where=text("status = 'resolved' AND retention_until IS NULL"))
+# Anonymization asks whether another live protocol still uses a consumer's email.
+Index("ix_protocols_consumer_email", Protocol.consumer_email)
+Index("ix_consumer_requests_pending", ConsumerRequest.due_at,
+      sqlite_where=text("fulfilled_at IS NULL"), postgresql_where=text("fulfilled_at IS NULL"))

@@ -1,0 +1,139 @@
+"""Several gateway processes on one PostgreSQL behave as one gateway.
+
+Real `protocol-gateway run` subprocesses, the real aiosmtpd server, a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from gateway import outbox
+from gateway.store.database import Database
+from gateway.store.models import Notification
+from tests.fakes.smtp_sink import SMTPSink
+from tests.helpers import free_port
+from tests.test_e2e import Daemon, start_daemon, wait_for
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def engine_name() -> str:
+    return "postgresql"
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SMTPSink]:
+    async with SMTPSink() as s:
+        yield s
+
+
+async def prefill(db_url: str, count: int) -> None:
+    """`count` email notifications, due now, as if events had queued them."""
+    db = Database(db_url)
+    now = datetime.now(timezone.utc)
+    try:
+        async with db.write() as session:
+            await outbox.enqueue(session, [
+                Notification(protocol_id=None, channel="email", recipient=f"c{i}@example.com",
+                             template="protocol_opened", template_hash="sha256:test", locale="pt-BR",
+                             subject=f"Protocolo {i}", body_text=f"Mensagem {i}", status="queued", attempts=0,
+                             next_attempt_at=now, created_at=now, duplicate_possible=False)
+                for i in range(count)
+            ])
+    finally:
+        await db.dispose()
+
+
+def daemon_env(db_url: str, sink: SMTPSink, **extra: str) -> dict[str, str]:
+    return {
+        "GATEWAY_DATABASE__URL": db_url,
+        "GATEWAY_EMAIL__TRANSPORT": "smtp",
+        "GATEWAY_EMAIL__FROM": "gw@example.com",
+        "GATEWAY_EMAIL__SMTP__HOST": sink.host,
+        "GATEWAY_EMAIL__SMTP__PORT": str(sink.port),
+        "GATEWAY_EMAIL__SMTP__STARTTLS": "false",
+        "GATEWAY_DISPATCH__POLL_INTERVAL": "200ms",
+        "GATEWAY_SWEEPS__ENABLED": "false",
+        **extra,
+    }
+
+
+async def start_pair(tmp_path: Path, db_url: str, sink: SMTPSink, **extra: str) -> list[Daemon]:
+    daemons = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        port = free_port()
+        daemons.append(await start_daemon(folder, port, env=daemon_env(db_url, sink, GATEWAY_HTTP__PORT=str(port),
+                                                                        **extra)))
+    return daemons
+
+
+def message_ids(sink: SMTPSink) -> collections.Counter[str]:
+    return collections.Counter(m["Message-ID"] for m in sink.messages)
+
+
+def sent_by(daemon: Daemon) -> int:
+    return sum(1 for line in daemon.log_lines() if line.get("action") == "outbox_sent")
+
+
+@pytest.mark.parametrize("count", [pytest.param(2000, marks=pytest.mark.slow), 600])
+async def test_two_processes_send_each_notification_exactly_once(tmp_path, db_url, sink, count):
+    await prefill(db_url, count)
+    daemons = await start_pair(tmp_path, db_url, sink)
+    try:
+        await wait_for(lambda: len(sink.messages) >= count, timeout=120)
+        await asyncio.sleep(0.5)  # anything sent twice would arrive now
+    finally:
+        codes = [await d.stop() for d in daemons]
+    assert codes == [0, 0]
+    ids = message_ids(sink)
+    assert len(ids) == count and max(ids.values()) == 1
+    assert sent_by(daemons[0]) + sent_by(daemons[1]) == count
+    assert sent_by(daemons[0]) > 0 and sent_by(daemons[1]) > 0  # both took a share
+
+
+async def test_sigterm_one_process_and_the_other_finishes_without_duplicates(tmp_path, db_url, sink):
+    count = 300
+    sink.data_delay = 0.1  # slow enough (about 80 messages a second) that the stop lands mid-work
+    await prefill(db_url, count)
+    first, second = await start_pair(tmp_path, db_url, sink)
+    try:
+        await wait_for(lambda: len(sink.messages) >= 40, timeout=60)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await first.stop(signal.SIGTERM) == 0
+        assert loop.time() - started < 15  # within the shutdown timeout (10 s) and change
+        stopped_at = len(sink.messages)
+        assert stopped_at < count
+        await wait_for(lambda: len(sink.messages) >= count, timeout=120)
+        await asyncio.sleep(0.5)
+    finally:
+        await second.stop()
+    ids = message_ids(sink)
+    assert len(ids) == count and max(ids.values()) == 1  # SIGTERM: no duplicate at all
+    assert any(line.get("action") == "dispatcher_stopped" for line in first.log_lines())
+
+
+async def test_an_enqueue_elsewhere_wakes_an_idle_process_at_once(tmp_path, db_url, sink):
+    port = free_port()
+    env = daemon_env(db_url, sink, GATEWAY_HTTP__PORT=str(port), GATEWAY_DISPATCH__POLL_INTERVAL="60s")
+    daemon = await start_daemon(tmp_path, port, env=env)
+    try:
+        await asyncio.sleep(1.0)  # let it finish its start-up poll and settle into the 60 s wait
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await prefill(db_url, 1)  # another process's transaction, with NOTIFY at commit
+        await wait_for(lambda: len(sink.messages) == 1, timeout=20)
+        assert loop.time() - started < 10  # far sooner than the 60 s poll
+    finally:
+        assert await daemon.stop() == 0

@@ -1,0 +1,303 @@
+"""The consumer templates that follow a protocol after it is opened: protocol_updated,
+protocol_resolved, protocol_reopened, protocol_history, and inbound_reply (the answer to a
+consumer who texts the gateway's number). Each renders from its own template.toml sample."""
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gateway
+from gateway.sms import sms_info
+from gateway.templating import Templates
+
+SHIPPED = Path(gateway.__file__).parent / "templates"
+NUMBER = "2026112200000017"
+LOCALES = ("pt-BR", "es", "en")
+EMAIL_AND_SMS = ("protocol_updated", "protocol_resolved", "protocol_reopened", "protocol_history")
+NEW = (*EMAIL_AND_SMS, "inbound_reply")
+CASES = [(name, channel, locale) for name in NEW for channel in ("email", "sms") for locale in LOCALES
+         if (name, channel) != ("inbound_reply", "email")]
+HOSTILE = "{{ 7*7 }} <script>alert(1)</script>"
+LONG = "Cobrança " * 60
+
+# What the history shows for each event type, per locale.
+LABELS = {
+    "pt-BR": ("Abertura", "Atualização", "Resposta", "Reabertura", "Pedido de reenvio"),
+    "es": ("Apertura", "Actualización", "Respuesta", "Reapertura", "Solicitud de reenvío"),
+    "en": ("Opened", "Update", "Answer", "Reopened", "Resend requested"),
+}
+HISTORY_KEYWORD = {"pt-BR": "HISTORICO", "es": "HISTORIAL", "en": "HISTORY"}
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Templates:
+    return Templates(SHIPPED, "pt-BR")
+
+
+def as_context(value: Any, key: str = "") -> Any:
+    """The sample as the service passes it: plain dicts and lists, and timezone-aware
+    datetimes where a sample gives an ISO string (TOML datetimes are already datetimes)."""
+    if isinstance(value, dict):
+        return {k: as_context(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_context(v) for v in value]
+    if isinstance(value, str) and key.endswith("_at"):
+        parsed = datetime.fromisoformat(value)
+        assert parsed.utcoffset() is not None, f"{key}: a sample datetime needs its offset"
+        return parsed
+    return value
+
+
+def sample(shipped: Templates, name: str) -> dict[str, Any]:
+    return as_context(dict(shipped.manifest(name).sample))
+
+
+def lookup(context: dict[str, Any], path: str) -> Any:
+    value: Any = context
+    for part in path.split("."):
+        value = value[part]
+    return value
+
+
+def formatted(tmp_path: Path, locale: str, zone: str, value: datetime) -> tuple[str, str]:
+    """`value|datetime` and `value|date` as a template in `locale` shows them."""
+    folder = tmp_path / "fmt"
+    (folder / "t" / locale).mkdir(parents=True, exist_ok=True)
+    (folder / "t" / "template.toml").write_text('audience = "consumer"\n')
+    (folder / "t" / locale / "sms.j2").write_text("{{ v|datetime }}|{{ v|date }}", encoding="utf-8")
+    text = Templates(folder, "pt-BR").render("t", "sms", locale, {"timezone": zone, "v": value}).text
+    both, day = plain(text).split("|")
+    return both, day
+
+
+def plain(text: str) -> str:
+    """Babel's narrow no-break space ("11:43\u202fAM") as a plain one: an SMS may carry either."""
+    return text.replace("\u202f", " ").replace("\u00a0", " ")
+
+
+def numbers_in(text: str) -> set[str]:
+    """Everything that looks like a protocol number (6 to 30 digits)."""
+    return set(re.findall(r"\d{6,}", text))
+
+
+def test_manifests(shipped: Templates) -> None:
+    for name in NEW:
+        manifest = shipped.manifest(name)
+        assert manifest.audience == "consumer"
+        assert shipped.locales(name) == ["en", "es", "pt-BR"]
+        channels = ("sms",) if name == "inbound_reply" else ("email", "sms")
+        assert tuple(manifest.required_fields) == channels, name
+        context = sample(shipped, name)
+        for fields in manifest.required_fields.values():
+            for field in fields:
+                lookup(context, field.partition("|")[0])  # every required field is in the sample
+
+
+@pytest.mark.parametrize(("name", "channel", "locale"), CASES)
+def test_renders_from_its_sample_and_shows_the_required_fields(
+    shipped: Templates, tmp_path: Path, name: str, channel: str, locale: str
+) -> None:
+    context = sample(shipped, name)
+    rendered = shipped.render(name, channel, locale, context)  # type: ignore[arg-type]
+    assert rendered.locale == locale and rendered.channel == channel
+    if channel == "email":
+        assert rendered.subject is not None and NUMBER in rendered.subject and "\n" not in rendered.subject
+        assert rendered.html is not None and f'<html lang="{locale}">' in rendered.html
+        bodies = [rendered.text, rendered.html]
+        assert "Maria Silva" in rendered.text and "Acme Telecom" in rendered.text
+        assert f"\n{NUMBER}\n" in rendered.text and "white-space:nowrap" in rendered.html
+    else:
+        assert rendered.sms is not None and rendered.sms == sms_info(rendered.text)
+        bodies = [rendered.text]
+    for body in map(plain, bodies):
+        assert "None" not in body
+        for field in shipped.manifest(name).required_fields[channel]:
+            path, _, shown = field.partition("|")
+            value = lookup(context, path)
+            if isinstance(value, datetime):
+                both, day = formatted(tmp_path, locale, context["timezone"], value)
+                assert (day if shown == "date" else both) in body, (field, both)
+            elif shown != "any":
+                assert str(value) in body, field  # the samples' texts fit the SMS's limits
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_history_email_lists_every_entry_with_date_time_label_and_full_text(
+    shipped: Templates, tmp_path: Path, locale: str
+) -> None:
+    context = sample(shipped, "protocol_history")
+    assert [entry["type"] for entry in context["history"]] == [
+        "protocol.opened", "protocol.updated", "protocol.resolved", "protocol.reopened", "protocol.resend_requested"
+    ]
+    email = shipped.render("protocol_history", "email", locale, context)
+    assert email.html is not None
+    for body in map(plain, (email.text, email.html)):
+        positions = []
+        for entry, label in zip(context["history"], LABELS[locale]):
+            when, _ = formatted(tmp_path, locale, context["timezone"], entry["occurred_at"])
+            assert when in body and label in body, (locale, when, label)
+            positions.append(body.index(when))
+            if entry.get("text"):
+                assert entry["text"] in body  # in full, the answer included
+        assert positions == sorted(positions)  # in order
+
+
+@pytest.mark.parametrize("missing", ["none", "left out"])
+def test_history_entry_without_text_shows_its_date_and_label(shipped: Templates, tmp_path: Path, missing: str) -> None:
+    context = sample(shipped, "protocol_history")
+    entry = {key: value for key, value in context["history"][-1].items() if key != "text"}
+    context["history"][-1] = {**entry, "text": None} if missing == "none" else entry  # the service passes None
+    when, _ = formatted(tmp_path, "pt-BR", context["timezone"], context["history"][-1]["occurred_at"])
+    email = shipped.render("protocol_history", "email", "pt-BR", context)
+    sms = shipped.render("protocol_history", "sms", "pt-BR", {**context, "history_by_email": False})
+    assert f"{when} - Pedido de reenvio\n" in plain(email.text)
+    assert f"{when} Pedido de reenvio" in sms.text.split("\n")
+    for body in (email.text, email.html or "", sms.text):
+        assert "None" not in body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_history_sms_by_email_is_short_and_names_the_masked_address(shipped: Templates, locale: str) -> None:
+    context = sample(shipped, "protocol_history")
+    assert context["history_by_email"] is True
+    sms = shipped.render("protocol_history", "sms", locale, context)
+    assert sms.sms is not None and sms.sms.segments <= 2, sms.sms
+    assert "m***@example.com" in sms.text and NUMBER in sms.text
+    assert not any(entry["text"] in sms.text for entry in context["history"] if entry.get("text"))  # listed by email
+    status = {"pt-BR": "status: reaberto", "es": "estado: reabierta", "en": "status: reopened"}[locale]
+    assert status in sms.text
+    assert sms.sms.encoding == "GSM-7"  # no consumer text in it: the fixed words are all GSM-7
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_history_sms_lists_every_entry_shortening_texts_never_numbers_or_dates(
+    shipped: Templates, tmp_path: Path, locale: str
+) -> None:
+    context = sample(shipped, "protocol_history")
+    context = {**{k: v for k, v in context.items() if k != "masked_email"}, "history_by_email": False}  # as the service
+    context["history"][1] = {**context["history"][1], "text": LONG + "\n" + LONG}
+    sms = shipped.render("protocol_history", "sms", locale, context)
+    lines = plain(sms.text).split("\n")
+    assert NUMBER in lines[0]
+    for entry, label in zip(context["history"], LABELS[locale]):
+        when, _ = formatted(tmp_path, locale, context["timezone"], entry["occurred_at"])
+        line = next(line for line in lines if line.startswith(f"{when} {label}"))
+        assert len(line) <= len(when) + len(label) + 2 + 60
+    assert max(len(line) for line in lines[1:]) <= 120
+    assert "..." in sms.text and "sac@acme.example" in sms.text  # says the texts were shortened and where the rest is
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_inbound_reply_without_protocols_says_so_and_how_to_get_help(shipped: Templates, locale: str) -> None:
+    context = {**sample(shipped, "inbound_reply"), "protocols": [], "window_days": 45}
+    sms = shipped.render("inbound_reply", "sms", locale, context)
+    assert "45" in sms.text and "sac@acme.example" in sms.text and "Acme Telecom" in sms.text
+    assert numbers_in(sms.text) == set()
+    assert HISTORY_KEYWORD[locale] not in sms.text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_inbound_reply_lists_exactly_the_phone_protocols(shipped: Templates, tmp_path: Path, locale: str) -> None:
+    base = sample(shipped, "inbound_reply")
+    protocols = [*base["protocols"], {**base["protocols"][0], "number": "2026120100000452", "subject": LONG}]
+    sms = shipped.render("inbound_reply", "sms", locale, {**base, "protocols": protocols})
+    assert numbers_in(sms.text) == {p["number"] for p in protocols}
+    lines = plain(sms.text).split("\n")
+    for protocol in protocols:
+        _, day = formatted(tmp_path, locale, base["timezone"], protocol["opened_at"])
+        line = next(line for line in lines if line.startswith(protocol["number"]))
+        assert day in line and len(line) <= 90, line
+    assert "Cobrança Cobrança" in sms.text and LONG.strip() not in sms.text  # the subject is shortened
+    assert HISTORY_KEYWORD[locale] in sms.text and "90" in sms.text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_inbound_reply_with_one_protocol_names_the_history_command(shipped: Templates, locale: str) -> None:
+    base = sample(shipped, "inbound_reply")
+    sms = shipped.render("inbound_reply", "sms", locale, {**base, "protocols": base["protocols"][:1]})
+    assert f"{HISTORY_KEYWORD[locale]} {NUMBER}" in sms.text
+    assert numbers_in(sms.text) == {NUMBER}
+
+
+def hostile(context: dict[str, Any]) -> dict[str, Any]:
+    context = {**context, "consumer": {"name": "<b>Maria</b>"}}
+    if "protocol" in context:
+        context["protocol"] = {**context["protocol"], "subject": HOSTILE}
+    if "event" in context:
+        context["event"] = {key: HOSTILE if key in ("message", "resolution", "reason") else value
+                            for key, value in context["event"].items()}
+    if "history" in context:
+        context["history"] = [{**entry, "text": HOSTILE} for entry in context["history"]]
+    if "protocols" in context:
+        context["protocols"] = [{**p, "subject": HOSTILE} for p in context["protocols"]]
+    return context
+
+
+@pytest.mark.parametrize(("name", "channel", "locale"), CASES)
+def test_consumer_text_is_data(shipped: Templates, name: str, channel: str, locale: str) -> None:
+    context = hostile(sample(shipped, name))
+    if name == "protocol_history" and channel == "sms":
+        context["history_by_email"] = False
+    rendered = shipped.render(name, channel, locale, context)  # type: ignore[arg-type]
+    assert HOSTILE in rendered.text  # plain text and SMS are not HTML: shown as written, never evaluated
+    if channel == "email":
+        assert rendered.html is not None and rendered.subject is not None
+        assert "{{ 7*7 }} &lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
+        assert "&lt;b&gt;Maria&lt;/b&gt;" in rendered.html
+        assert "<script>" not in rendered.html and "49" not in rendered.html
+        assert "7*7" not in rendered.subject and "<" not in rendered.subject  # consumer text is never a header
+
+
+@pytest.mark.parametrize("name", EMAIL_AND_SMS)
+def test_no_name_and_a_long_subject(shipped: Templates, name: str) -> None:
+    context = sample(shipped, name)
+    context = {**context, "consumer": {"name": None}, "protocol": {**context["protocol"], "subject": LONG}}
+    email = shipped.render(name, "email", "pt-BR", context)
+    assert email.text.startswith("Olá.\n") and "None" not in email.text and "None" not in (email.html or "")
+    assert LONG.strip() in email.text  # the email shows everything
+    if name == "protocol_history":
+        context["history_by_email"] = False
+    sms = shipped.render(name, "sms", "pt-BR", context)
+    assert NUMBER in sms.text and "22/11/2026" in sms.text and LONG.strip() not in sms.text
+
+
+@pytest.mark.parametrize("name", ["protocol_updated", "protocol_history"])
+def test_deadline_is_shown_only_while_an_answer_is_due(shipped: Templates, name: str) -> None:
+    context = sample(shipped, name)
+    due = {"protocol_updated": "29/11/2026 23:59 (BRT)", "protocol_history": "09/12/2026 23:59 (BRT)"}[name]
+    assert due in shipped.render(name, "email", "pt-BR", context).text
+    answered = {**context, "protocol": {**context["protocol"], "status": "resolved"}}
+    email = shipped.render(name, "email", "pt-BR", answered)
+    assert due not in email.text and due not in (email.html or "")
+
+
+def test_resolved_says_how_to_reopen_and_get_the_history(shipped: Templates) -> None:
+    context = sample(shipped, "protocol_resolved")
+    for locale, reopen in (("pt-BR", "reabertura"), ("es", "reabramos"), ("en", "reopen")):
+        email = shipped.render("protocol_resolved", "email", locale, context)
+        sms = shipped.render("protocol_resolved", "sms", locale, context)
+        for body in (email.text, email.html or ""):
+            assert reopen in body and "sac@acme.example" in body and "PROTOCOLO" in body
+        assert "sac@acme.example" in sms.text and "PROTOCOLO" in sms.text
+
+
+def test_reopened_gives_the_new_deadline(shipped: Templates) -> None:
+    context = sample(shipped, "protocol_reopened")
+    email = shipped.render("protocol_reopened", "email", "pt-BR", context)
+    sms = shipped.render("protocol_reopened", "sms", "pt-BR", context)
+    assert "Nova resposta até: 09/12/2026 23:59 (BRT)" in email.text
+    assert "Reaberto em: 02/12/2026 09:10 (BRT)" in email.text
+    assert "Nova resposta até 09/12/2026" in sms.text
+
+
+@pytest.mark.parametrize(("name", "field"), [("protocol_updated", "message"), ("protocol_resolved", "resolution"),
+                                             ("protocol_reopened", "reason")])
+def test_sms_quotes_the_consumer_text_and_ends_its_sentence_once(shipped: Templates, name: str, field: str) -> None:
+    context = sample(shipped, name)
+    for text, shown in (("Sem ponto final", '"Sem ponto final".'), ("Com ponto.", '"Com ponto." '),
+                        ("Várias\n\nlinhas  aqui!", '"Várias linhas aqui!" '), (LONG, '..." ')):
+        sms = shipped.render(name, "sms", "pt-BR", {**context, "event": {**context["event"], field: text}})
+        assert shown in sms.text and '.".' not in sms.text and "\n" not in sms.text, (text, sms.text)
