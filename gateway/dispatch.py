@@ -190,7 +190,7 @@ class Dispatcher:
             receipt = await self.transports[row.channel].send(self._message(row))
         except DeliveryError as exc:
             now = self.clock()
-            decision = self.policy.decide(exc, attempts=row.attempts, created_at=row.created_at, now=now)
+            decision = self.policy.decide(exc, attempts=row.attempts, created_at=row.give_up_from, now=now)
             code = exc.code or ("timeout" if isinstance(exc, UnknownOutcomeError) else type(exc).__name__)
             self.metrics.provider_errors.labels(row.channel, code).inc()
             return Result(row, started, now, decision.status, decision.next_attempt_at,
@@ -199,7 +199,7 @@ class Dispatcher:
             log.exception("transport crashed", extra={"action": "outbox_transport_error", "notification": row.id})
             now = self.clock()
             decision = self.policy.decide(UnknownOutcomeError(repr(exc)), attempts=row.attempts,
-                                          created_at=row.created_at, now=now)
+                                          created_at=row.give_up_from, now=now)
             return Result(row, started, now, decision.status, decision.next_attempt_at, error=repr(exc)[:1000])
         return Result(row, started, self.clock(), receipt.status, provider_id=receipt.provider_id)
 

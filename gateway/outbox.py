@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, case, func, insert, select, text, update
+from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.store.models import ACTIVE_STATUSES, Attempt, ConsumerRequest, Notification
@@ -31,6 +31,7 @@ class Claimed:
     attempts: int
     created_at: datetime
     duplicate_possible: bool
+    give_up_from: datetime  # created_at, or when operations requeued it
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ async def claim(session: AsyncSession, *, now: datetime, limit: int, lease: floa
             Notification.id, Notification.protocol_id, Notification.channel, Notification.recipient,
             Notification.template, Notification.subject, Notification.body_text, Notification.body_html,
             Notification.attempts, Notification.created_at, Notification.duplicate_possible,
+            type_coerce(func.coalesce(Notification.retry_from, Notification.created_at), UTCDateTime),
         )
         .execution_options(synchronize_session=False)
     )

@@ -186,7 +186,7 @@ async def _requeue(session: AsyncSession, conditions: list[ColumnElement[bool]],
     updated = (await session.execute(
         update(Notification)
         .where(Notification.id.in_(ids), Notification.status.in_(RETRYABLE), _never_delivered())
-        .values(status="queued", next_attempt_at=now)
+        .values(status="queued", next_attempt_at=now, retry_from=now)
         .returning(Notification.id)
         .execution_options(synchronize_session=False))).scalars().all()
     done = set(updated)

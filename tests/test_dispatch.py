@@ -224,3 +224,25 @@ async def test_claims_of_two_sessions_are_disjoint(gw, clock, engine_name):
             assert len(b) == 5
             assert not {c.id for c in a} & {c.id for c in b}
     assert len(a) == 15
+
+
+async def test_a_requeue_restarts_the_give_up_clock(gw, sink, clock):
+    from gateway import outbox_admin
+
+    sink.refuse(lambda rcpt: "421 4.7.0 busy")
+    await open_protocol(gw, notify=["email"])
+    gw.dispatcher.policy = dataclasses.replace(gw.dispatcher.policy, give_up_after=3600)
+    clock.advance(7200)  # past give_up_after: the next failure is final
+    await gw.dispatcher.run_until_idle()
+    row = (await notifications(gw))["email"]
+    assert row.status == "dead"
+    clock.advance(2 * 86400)  # operations requeue it two days later; the server still refuses
+    async with gw.db.write() as session:
+        await outbox_admin.retry(session, row.id, now=clock(), reason="relay fixed")
+    await gw.dispatcher.run_until_idle()
+    row = (await notifications(gw))["email"]
+    assert row.status == "queued"  # a fresh hour of retries, not dead at the first refusal
+    sink.refuse(None)
+    clock.now = row.next_attempt_at
+    await gw.dispatcher.run_until_idle()
+    assert (await notifications(gw))["email"].status == "sent"

@@ -139,6 +139,9 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(32))
     provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # When operations requeued it: give_up_after counts from here rather than from created_at,
+    # so a requeue after a long outage gets the full retry window again.
+    retry_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when a send's outcome was unknown and it was sent again: the consumer may have two.
     duplicate_possible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
