@@ -13,7 +13,8 @@ from typing import Any
 from gateway.config import Settings
 from gateway.observability import mask_email
 from gateway.store.models import Notification, Protocol
-from gateway.templating import Templates
+from gateway.notifications import build_notification, company
+from gateway.templating import Rendered, Templates
 
 # What each event type contributes to the history the consumer may ask for (art. 12 §2).
 _HISTORY_TEXT = {
@@ -62,11 +63,7 @@ class MessageBuilder:
         }
 
     def company(self) -> dict[str, Any]:
-        return {
-            "name": self.settings.gateway.company_name,
-            "reply_to": self.settings.email.reply_to,
-            "sms_keyword": "PROTOCOLO",
-        }
+        return company(self.settings)
 
     def render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime,
                *, reason: str | None = None, **extra: Any) -> Notification:
@@ -80,27 +77,12 @@ class MessageBuilder:
         return self._notification(self.templates.render(template, channel, locale, context), None, channel,
                                   recipient, now, reason)
 
-    def _notification(self, rendered: Any, protocol_id: int | None, channel: str, recipient: str, now: datetime,
+    @staticmethod
+    def _notification(rendered: Rendered, protocol_id: int | None, channel: str, recipient: str, now: datetime,
                       reason: str | None) -> Notification:
-        return Notification(
-            protocol_id=protocol_id,
-            channel=channel,
-            audience="consumer",
-            recipient=recipient,
-            template=rendered.template,
-            template_hash=rendered.hash,
-            locale=rendered.locale,
-            subject=rendered.subject,
-            body_text=rendered.text,
-            body_html=rendered.html,
-            segments=rendered.sms.segments if rendered.sms else None,
-            status="queued",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            duplicate_possible=False,
-            reason=reason,
-        )
+        assert rendered.channel == channel
+        return build_notification(rendered, protocol_id=protocol_id, recipient=recipient, audience="consumer",
+                                  now=now, reason=reason)
 
     def history(self, protocol: Protocol, channel: str, recipient: str, entries: Sequence[dict[str, Any]],
                 now: datetime) -> list[Notification]:

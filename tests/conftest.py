@@ -23,6 +23,8 @@ from gateway.app import Runtime, build_runtime
 from gateway.config import Settings
 from gateway.store.database import Database
 from gateway.store.migrate import migrate
+from tests.fakes.smtp_sink import SMTPSink
+from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import make_settings
 
 PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL")
@@ -150,3 +152,17 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 @pytest.fixture
 def project_root() -> Iterator[Path]:
     yield Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SMTPSink]:
+    """The real aiosmtpd server on loopback, recording what it receives."""
+    async with SMTPSink() as s:
+        yield s
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    """A local fake of Twilio's HTTP API, for the real Twilio SDK."""
+    async with FakeTwilio() as fake:
+        yield fake

@@ -27,12 +27,6 @@ PUBLIC = "https://gw.example.com"
 CE = "application/cloudevents+json"
 
 
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    async with FakeTwilio() as fake:
-        yield fake
-
-
 def gateway_settings(tmp_path: Path, db_url: str, twilio: FakeTwilio, twilio_timeout: str = "15s", **sections: Any):
     return make_settings(
         tmp_path, db_url,

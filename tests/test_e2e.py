@@ -12,7 +12,6 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -73,18 +72,6 @@ async def wait_for(predicate, timeout: float = 15.0) -> None:
     while not predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[SMTPSink]:
-    async with SMTPSink() as s:
-        yield s
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    async with FakeTwilio() as fake:
-        yield fake
 
 
 async def test_event_in_email_and_sms_out(tmp_path: Path, sink: SMTPSink, twilio: FakeTwilio, db_url: str):

@@ -9,7 +9,6 @@ import asyncio
 import collections
 import os
 import signal
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,12 +27,6 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def engine_name() -> str:
     return "postgresql"
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[SMTPSink]:
-    async with SMTPSink() as s:
-        yield s
 
 
 async def prefill(db_url: str, count: int) -> None:
@@ -88,8 +81,9 @@ def sent_by(daemon: Daemon) -> int:
 
 @pytest.mark.parametrize("count", [pytest.param(2000, marks=pytest.mark.slow), 600])
 async def test_two_processes_send_each_notification_exactly_once(tmp_path, db_url, sink, count):
-    await prefill(db_url, count)
+    # Both up first, then the work arrives (with NOTIFY): both must take a share of it.
     daemons = await start_pair(tmp_path, db_url, sink)
+    await prefill(db_url, count)
     try:
         await wait_for(lambda: len(sink.messages) >= count, timeout=120)
         await asyncio.sleep(0.5)  # anything sent twice would arrive now
