@@ -117,8 +117,14 @@ poll_interval = "200ms"
             assert number in sink.messages[0]["Subject"]
             assert number in twilio.messages[0].form["Body"]
             assert twilio.messages[0].form["StatusCallback"].startswith("https://gw.example.com/v1/webhooks/twilio/status")
-            async with http.get(f"{daemon.url}/v1/protocols/{number}", headers=headers) as r:
-                statuses = {n["channel"]: n["status"] for n in (await r.json())["notifications"]}
+            # The outcome is committed on the dispatcher's next turn, a moment after the servers have it.
+            statuses: dict[str, str] = {}
+            for _ in range(100):
+                async with http.get(f"{daemon.url}/v1/protocols/{number}", headers=headers) as r:
+                    statuses = {n["channel"]: n["status"] for n in (await r.json())["notifications"]}
+                if "sending" not in statuses.values():
+                    break
+                await asyncio.sleep(0.05)
         assert statuses == {"email": "sent", "sms": "sent"}
     finally:
         code = await daemon.stop()
