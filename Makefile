@@ -33,3 +33,16 @@ test-all: $(BIN)/.installed-test
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
+
+# Benchmarks (bench/README.md); figures go to bench/results/. e.g. BENCH_ARGS="--clients 1,10,50 --pg URL"
+bench: $(BIN)/.installed-test
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-smoke: $(BIN)/.installed-test
+	$(BIN)/python -m bench --smoke
+
+# The soak (bench/soak.py): a steady stream of events against the daemon, by hand, not in `make test`.
+# e.g. SOAK_ARGS="--minutes 30 --rate 50" or SOAK_ARGS="--pg postgresql+asyncpg://..."; report in bench/results/.
+.PHONY: soak
+soak: $(BIN)/.installed-test
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
