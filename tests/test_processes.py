@@ -9,15 +9,12 @@ import asyncio
 import collections
 import os
 import signal
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from gateway import outbox
-from gateway.store.database import Database
-from gateway.store.models import Notification
 from tests.fakes.smtp_sink import SMTPSink
+from tests.fault_helpers import prefill
 from tests.helpers import free_port
 from tests.test_e2e import Daemon, start_daemon, wait_for
 
@@ -27,23 +24,6 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def engine_name() -> str:
     return "postgresql"
-
-
-async def prefill(db_url: str, count: int) -> None:
-    """`count` email notifications, due now, as if events had queued them."""
-    db = Database(db_url)
-    now = datetime.now(timezone.utc)
-    try:
-        async with db.write() as session:
-            await outbox.enqueue(session, [
-                Notification(protocol_id=None, channel="email", recipient=f"c{i}@example.com",
-                             template="protocol_opened", template_hash="sha256:test", locale="pt-BR",
-                             subject=f"Protocolo {i}", body_text=f"Mensagem {i}", status="queued", attempts=0,
-                             next_attempt_at=now, created_at=now, duplicate_possible=False)
-                for i in range(count)
-            ])
-    finally:
-        await db.dispose()
 
 
 def daemon_env(db_url: str, sink: SMTPSink, **extra: str) -> dict[str, str]:
