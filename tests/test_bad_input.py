@@ -36,12 +36,6 @@ BASE_HEADERS = {"from", "to", "subject", "message-id", "date", "reply-to", "mime
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[SMTPSink]:
-    async with SMTPSink() as s:
-        yield s
-
-
-@pytest.fixture
 async def gw(tmp_path: Path, db_url: str, sink: SMTPSink) -> AsyncIterator[Runtime]:
     """Email to the real SMTP sink; the templates a copy whose email subject carries the consumer's
     own text, as an operator might write it: the worst case for header injection."""

@@ -74,19 +74,21 @@ async def wait_for(predicate, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_event_in_email_and_sms_out(tmp_path: Path, sink: SMTPSink, twilio: FakeTwilio, db_url: str):
-    port = free_port()
-    (tmp_path / "settings.toml").write_text(f"""
+def write_daemon_settings(folder: Path, *, db_url: str, port: int, sink: SMTPSink, twilio: FakeTwilio, key_file: str,
+                          poll_interval: str, public_url: str | None = None, reply_to: str | None = None) -> None:
+    """settings.toml for a daemon sending email to `sink` and SMS to `twilio` (the auth token
+    stays out of the file: pass it in the environment, as the README says to)."""
+    http_extra = f'public_url = "{public_url}"\n' if public_url else ""
+    email_extra = f'reply_to = "{reply_to}"\n' if reply_to else ""
+    (folder / "settings.toml").write_text(f"""
 [database]
 url = "{db_url}"
 [http]
 port = {port}
-public_url = "https://gw.example.com"
-[email]
+{http_extra}[email]
 transport = "smtp"
 from = "Atendimento <atendimento@example.com>"
-reply_to = "sac@example.com"
-[email.smtp]
+{email_extra}[email.smtp]
 host = "{sink.host}"
 port = {sink.port}
 starttls = false
@@ -97,10 +99,17 @@ account_sid = "{twilio.account_sid}"
 from = "+15005550006"
 api_base_url = "{twilio.base_url}"
 [auth]
-bootstrap_key_file = "secrets/admin.key"
+bootstrap_key_file = "{key_file}"
 [dispatch]
-poll_interval = "200ms"
+poll_interval = "{poll_interval}"
 """)
+
+
+async def test_event_in_email_and_sms_out(tmp_path: Path, sink: SMTPSink, twilio: FakeTwilio, db_url: str):
+    port = free_port()
+    write_daemon_settings(tmp_path, db_url=db_url, port=port, sink=sink, twilio=twilio,
+                          key_file="secrets/admin.key", poll_interval="200ms",
+                          public_url="https://gw.example.com", reply_to="sac@example.com")
     # The secret comes from the environment, as the README says it should.
     daemon = await start_daemon(tmp_path, port, "--config", "settings.toml",
                                 env={"GATEWAY_SMS__TWILIO__AUTH_TOKEN": twilio.auth_token})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +15,7 @@ from gateway.observability import mask, scrub
 from tests.fakes.smtp_sink import SMTPSink
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import free_port, opened_event
-from tests.test_e2e import start_daemon
+from tests.test_e2e import start_daemon, write_daemon_settings
 
 CONSUMERS = [  # (email, phone): what happens to each
     ("ana.souza@consumer.example", "+5511912340001"),       # both go through
@@ -24,18 +23,6 @@ CONSUMERS = [  # (email, phone): what happens to each
     ("carla.dias@consumer.example", "+5521998760003"),      # 451, retried later; Twilio 21610 (STOP)
 ]
 RESEND_TO = "daniel.rocha@consumer.example"
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[SMTPSink]:
-    async with SMTPSink() as s:
-        yield s
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    async with FakeTwilio() as fake:
-        yield fake
 
 
 def forms(value: str) -> set[str]:
@@ -59,29 +46,8 @@ async def test_no_unmasked_contact_in_the_daemons_logs(tmp_path: Path, sink: SMT
     twilio.invalid_numbers.add("0002")
     twilio.stopped_numbers.add("0003")
     port = free_port()
-    (tmp_path / "settings.toml").write_text(f"""
-[database]
-url = "{sqlite_url}"
-[http]
-port = {port}
-[email]
-transport = "smtp"
-from = "Atendimento <atendimento@example.com>"
-[email.smtp]
-host = "{sink.host}"
-port = {sink.port}
-starttls = false
-[sms]
-transport = "twilio"
-[sms.twilio]
-account_sid = "{twilio.account_sid}"
-from = "+15005550006"
-api_base_url = "{twilio.base_url}"
-[auth]
-bootstrap_key_file = "admin.key"
-[dispatch]
-poll_interval = "100ms"
-""")
+    write_daemon_settings(tmp_path, db_url=sqlite_url, port=port, sink=sink, twilio=twilio,
+                          key_file="admin.key", poll_interval="100ms")
     daemon = await start_daemon(tmp_path, port, "--config", "settings.toml",
                                 env={"GATEWAY_SMS__TWILIO__AUTH_TOKEN": twilio.auth_token})
     try:

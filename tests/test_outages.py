@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,18 +29,6 @@ from tests.helpers import admin_key, free_port, make_settings, opened_event
 from tests.test_e2e import Daemon, start_daemon, wait_for
 
 CE = "application/cloudevents+json"
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[SMTPSink]:
-    async with SMTPSink() as s:
-        yield s
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    async with FakeTwilio() as fake:
-        yield fake
 
 
 async def wait_db(predicate, db_url: str, timeout: float = 30.0) -> None:
