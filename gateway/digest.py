@@ -12,10 +12,9 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store.database import dialect_insert
 from gateway import outbox
 from gateway.notifications import address_key, build_notification
 from gateway.store.models import ConsumerRequest, Protocol
@@ -63,9 +62,8 @@ async def operations_digest(ctx: SweepContext) -> None:
 
 
 async def _claim_period(session: AsyncSession, ctx: SweepContext, period: str, digest: dict[str, Any]) -> bool:
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     counts = {k: v["count"] for k, v in digest.items() if isinstance(v, dict) and "count" in v}
-    stmt = (insert(SweepRun)
+    stmt = (dialect_insert(session, SweepRun)
             .values(schedule=ctx.schedule.name, kind=ctx.schedule.kind, at=ctx.at, period=period, finished_at=ctx.at,
                     outcome="done", result=counts)
             .on_conflict_do_nothing(index_elements=["schedule", "period"])

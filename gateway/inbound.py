@@ -17,8 +17,6 @@ from datetime import datetime, timedelta
 
 import phonenumbers
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +24,7 @@ from gateway import outbox, ratelimit
 from gateway.config import Settings
 from gateway.errors import RateLimited
 from gateway.messages import MessageBuilder, history_entries
-from gateway.store.database import Database
+from gateway.store.database import Database, dialect_insert
 from gateway.store.models import Event, InboundMessage, Notification, OptOut, Protocol
 
 log = logging.getLogger("gateway.inbound")
@@ -93,8 +91,7 @@ class InboundSMS:
     async def _answer(self, session: AsyncSession, message: InboundMessage, command: Command, now: datetime) -> str:
         phone = message.from_phone
         if command.kind == "stop":
-            insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-            await session.execute(insert(OptOut).values(phone=phone, opted_out_at=now, keyword=message.body[:20].strip())
+            await session.execute(dialect_insert(session, OptOut).values(phone=phone, opted_out_at=now, keyword=message.body[:20].strip())
                                   .on_conflict_do_nothing())
             return "opted_out"  # the carrier (or Twilio) confirms STOP itself; a reply would be refused
         if command.kind == "start":

@@ -11,10 +11,9 @@ import math
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store.database import dialect_insert
 from gateway.errors import RateLimited
 from gateway.store.models import RateLimit
 
@@ -29,8 +28,7 @@ def window_start(now: datetime, window: float) -> datetime:
 async def hit(session: AsyncSession, key: str, *, limit: int, window: float, now: datetime, what: str) -> int:
     """Count one hit; raise RateLimited (with seconds until the window ends) past `limit`."""
     start = window_start(now, window)
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(RateLimit).values(key=key, window_start=start, hits=1)
+    stmt = dialect_insert(session, RateLimit).values(key=key, window_start=start, hits=1)
     stmt = stmt.on_conflict_do_update(
         index_elements=[RateLimit.key, RateLimit.window_start], set_={"hits": RateLimit.hits + 1}
     ).returning(RateLimit.hits)

@@ -9,15 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, text, true
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Settings
 from gateway.notifications import company
 from gateway.policy import Profiles
 from gateway.schedules import Schedule
-from gateway.store.database import Database
+from gateway.store.database import Database, dialect_insert
 from gateway.store.sweep_models import SweepMark
 from gateway.templating import Templates
 
@@ -111,9 +109,8 @@ async def claim_marks(session: AsyncSession, rows: list[dict[str, Any]]) -> set[
     """
     if not rows:
         return set()
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     stmt = (
-        insert(SweepMark)
+        dialect_insert(session, SweepMark)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["schedule", "protocol_id", "slot", "target_at"])
         .returning(SweepMark.protocol_id)

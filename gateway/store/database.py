@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # another process holding the write lock: wait, do not fail
@@ -81,3 +83,10 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """An INSERT with the dialect's ON CONFLICT clauses (PostgreSQL's or SQLite's)."""
+    if session.bind.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
