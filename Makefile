@@ -18,6 +18,10 @@ $(BIN)/.installed-test: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
+$(BIN)/.installed-bench: $(BIN)/.installed-test
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+
 install: $(BIN)/.installed
 install-test: $(BIN)/.installed-test
 
@@ -35,7 +39,7 @@ clean:
 	rm -rf $(VENV) var build *.egg-info
 
 # Benchmarks (bench/README.md); figures go to bench/results/. e.g. BENCH_ARGS="--clients 1,10,50 --pg URL"
-bench: $(BIN)/.installed-test
+bench: $(BIN)/.installed-bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-smoke: $(BIN)/.installed-test
