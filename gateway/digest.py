@@ -55,7 +55,7 @@ async def operations_digest(ctx: SweepContext) -> None:
                 ctx.result.lost += 1
                 ctx.skip(f"digest for {period} sent by another sweeper")
                 return
-            await outbox.enqueue(session, notifications)
+            await session.run_sync(outbox.enqueue, notifications)
     ctx.result.notified += 1
     ctx.result.enqueued += len(notifications)
     ctx.report(f"digest for {period}")

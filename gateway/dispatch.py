@@ -20,6 +20,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parseaddr
 
+from sqlalchemy.orm import Session
+
 from gateway import outbox
 from gateway.channels.base import DeliveryError, Message, Transport, UnknownOutcomeError
 from gateway.config import DispatchSettings
@@ -121,15 +123,19 @@ class Dispatcher:
         free = self.settings.workers - len(self._sending) if claim else 0
         if not results and free <= 0:
             return 0, []
-        queued = 0
+        now = self.clock()
+
+        def turn(session: Session) -> tuple[int, list[Claimed]]:
+            queued = 0
+            if results:
+                outbox.record(session, results)
+                if self.hooks is not None:
+                    queued = self.hooks.after_send(session, results)
+            claimed = outbox.claim(session, now=now, limit=free, lease=self.settings.lease) if free > 0 else []
+            return queued, claimed
+
         try:
-            async with self.db.write() as session:
-                if results:
-                    await outbox.record(session, results)
-                    if self.hooks is not None:
-                        queued = await self.hooks.after_send(session, results)
-                claimed = (await outbox.claim(session, now=self.clock(), limit=free, lease=self.settings.lease)
-                           if free > 0 else [])
+            queued, claimed = await self.db.transact(turn)
         except Exception as exc:  # the database is away: keep the outcomes, try again shortly
             self._finished = results + self._finished
             log.warning("dispatcher turn failed", extra={"action": "outbox_turn_failed", "error": type(exc).__name__})
@@ -161,8 +167,7 @@ class Dispatcher:
             return
         self._fallback_checked = now
         try:
-            async with self.db.write() as session:
-                queued = await self.hooks.fallback.sweep(session, at=now)
+            queued = await self.db.transact(lambda session: self.hooks.fallback.sweep(session, at=now))
         except Exception as exc:  # the next check will catch up: the query selects all overdue
             log.warning("fallback check failed", extra={"action": "fallback_check_failed", "error": type(exc).__name__})
             return
@@ -233,6 +238,5 @@ class Dispatcher:
             await self._turn(claim=False)
         if interrupted:
             with contextlib.suppress(Exception):
-                async with self.db.write() as session:
-                    await outbox.release(session, interrupted, now=self.clock())
+                await self.db.transact(lambda session: outbox.release(session, interrupted, now=self.clock()))
             log.warning("sends interrupted at shutdown", extra={"action": "outbox_released", "count": len(interrupted)})

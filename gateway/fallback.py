@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from gateway.config import FallbackSettings
 from gateway.messages import MessageBuilder
@@ -41,15 +40,15 @@ class Fallback:
                 and sms.protocol_id is not None and sms.template not in self.settings.disabled_templates
                 and sms.fallback_of is None)
 
-    async def enqueue(self, session: AsyncSession, sms: Notification, reason: str, now: datetime) -> Notification | None:
+    def enqueue(self, session: Session, sms: Notification, reason: str, now: datetime) -> Notification | None:
         """Queue the email for `sms` in the caller's transaction, unless there is no email or one exists."""
         if not self.applies_to(sms):
             return None
-        protocol = await session.get(Protocol, sms.protocol_id)
+        protocol = session.get(Protocol, sms.protocol_id)
         if protocol is None or not protocol.consumer_email or protocol.status == "anonymized":
             return None
         key = dedup_key(sms.id)
-        if await session.scalar(select(Notification.id).where(Notification.dedup_key == key)) is not None:
+        if session.scalar(select(Notification.id).where(Notification.dedup_key == key)) is not None:
             return None
         email = self.messages.render(protocol, TEMPLATE, "email", protocol.consumer_email, now,
                                      reason=f"fallback: {reason}", sms_text=sms.body_text)
@@ -57,16 +56,16 @@ class Fallback:
         email.fallback_of = sms.id
         email.event_id = sms.event_id
         try:
-            async with session.begin_nested():  # a concurrent process may have inserted it: keep the rest
+            with session.begin_nested():  # a concurrent process may have inserted it: keep the rest
                 session.add(email)
-                await session.flush()
+                session.flush()
         except IntegrityError:
             return None
         log.info("sms falls back to email", extra={"action": "fallback_queued", "notification": sms.id,
                                                     "fallback": email.id, "reason": reason})
         return email
 
-    async def overdue(self, session: AsyncSession, *, at: datetime, limit: int = 500) -> Sequence[Notification]:
+    def overdue(self, session: Session, *, at: datetime, limit: int = 500) -> Sequence[Notification]:
         """SMS sent before `at - no_receipt_after` with no delivery receipt and no fallback yet."""
         fallback = aliased(Notification)
         cutoff = at - timedelta(seconds=self.settings.no_receipt_after)
@@ -82,13 +81,13 @@ class Fallback:
             .order_by(Notification.sent_at)
             .limit(limit)
         )
-        return (await session.scalars(query)).all()
+        return session.scalars(query).all()
 
-    async def sweep(self, session: AsyncSession, *, at: datetime) -> int:
+    def sweep(self, session: Session, *, at: datetime) -> int:
         """Fall back every SMS whose receipt is overdue at `at`; returns how many emails were queued."""
         queued = 0
         minutes = int(self.settings.no_receipt_after // 60)
-        for sms in await self.overdue(session, at=at):
-            if await self.enqueue(session, sms, f"no delivery receipt within {minutes} min", at) is not None:
+        for sms in self.overdue(session, at=at):
+            if self.enqueue(session, sms, f"no delivery receipt within {minutes} min", at) is not None:
                 queued += 1
         return queued

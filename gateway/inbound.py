@@ -100,8 +100,9 @@ class InboundSMS:
         count, window = self.settings.limits.inbound_per_phone
         try:
             async with session.begin_nested():
-                await ratelimit.hit(session, f"inbound:{phone}", limit=count, window=window, now=now,
-                                    what="messages from this phone")
+                await session.run_sync(lambda sync: ratelimit.hit(sync, f"inbound:{phone}", limit=count,
+                                                                   window=window, now=now,
+                                                                   what="messages from this phone"))
         except RateLimited:
             return "rate_limited"  # recorded, not answered: a loop or an abuse must not cost SMS
         recent = await self._recent(session, phone, now)
@@ -116,7 +117,7 @@ class InboundSMS:
             outcome = "replied"
         for reply in replies:
             reply.reason = "reply to an inbound SMS"
-        await outbox.enqueue(session, replies)
+        await session.run_sync(outbox.enqueue, replies)
         message.reply_notification_id = replies[0].id
         return outcome
 

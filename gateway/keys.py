@@ -68,8 +68,8 @@ async def verify(db: Database, presented: str) -> KeyInfo | None:
     key_id, _, secret = rest.partition("_")
     if prefix != PREFIX or not key_id or not secret:
         return None
-    async with db.read() as session:
-        row = await session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
+    # Every API request comes here: one trip to the database, not a statement at a time.
+    row = await db.query(lambda session: session.scalar(select(ApiKey).where(ApiKey.key_id == key_id)))
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)) or row.revoked_at is not None:
         return None
     return KeyInfo(row.name, frozenset(row.scopes.split(",")), row.created_at, row.revoked_at)

@@ -11,7 +11,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 # The quasigroup of order 10 from H. Michael Damm's thesis (2004), as usually published.
 _DAMM = (
@@ -69,12 +69,12 @@ class NumberFormat:
         return body + self.digit(body)
 
 
-async def next_sequence(session: AsyncSession) -> int:
+def next_sequence(session: Session) -> int:
     """The next value, inside the caller's transaction."""
     if session.bind.dialect.name == "postgresql":
-        return (await session.execute(text("SELECT nextval('protocol_number_seq')"))).scalar_one()
+        return session.execute(text("SELECT nextval('protocol_number_seq')")).scalar_one()
     # Under BEGIN IMMEDIATE this transaction already holds SQLite's write lock.
-    result = await session.execute(
+    result = session.execute(
         text("UPDATE counters SET value = value + 1 WHERE name = 'protocol_number' RETURNING value")
     )
     return result.scalar_one()

@@ -4,6 +4,9 @@ A claim sets `status='sending'` and pushes `next_attempt_at` to the lease's end,
 indexed column says when any row next needs attention: a due retry, an expired lease
 (its worker died) or an unknown outcome to send again. `attempts` doubles as the fencing
 token: a worker whose lease expired and was re-claimed cannot overwrite the new owner.
+
+These are plain functions of a synchronous `Session`, run in one trip by
+`Database.transact`; async callers hand them to `AsyncSession.run_sync`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from gateway.store.models import ACTIVE_STATUSES, Attempt, ConsumerRequest, Notification
 from gateway.store.types import UTCDateTime
@@ -48,22 +51,22 @@ class Result:
     error_code: str | None = None
 
 
-async def enqueue(session: AsyncSession, notifications: list[Notification]) -> None:
+def enqueue(session: Session, notifications: list[Notification]) -> None:
     """Add rows to the caller's transaction; never commits (the caller's commit is the acknowledgement)."""
     if not notifications:
         return  # an empty insert would add one default row
     session.add_all(notifications)
-    await session.flush()
-    await notify(session)
+    session.flush()
+    notify(session)
 
 
-async def notify(session: AsyncSession) -> None:
+def notify(session: Session) -> None:
     """On PostgreSQL, wake the other gateways' dispatchers when this transaction commits."""
     if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify('gateway_outbox', '')"))
+        session.execute(text("SELECT pg_notify('gateway_outbox', '')"))
 
 
-async def claim(session: AsyncSession, *, now: datetime, limit: int, lease: float) -> list[Claimed]:
+def claim(session: Session, *, now: datetime, limit: int, lease: float) -> list[Claimed]:
     """Take up to `limit` due rows for `lease` seconds. Disjoint across processes on PostgreSQL."""
     due = (
         select(Notification.id)
@@ -94,15 +97,15 @@ async def claim(session: AsyncSession, *, now: datetime, limit: int, lease: floa
         )
         .execution_options(synchronize_session=False)
     )
-    rows = (await session.execute(stmt)).all()
+    rows = session.execute(stmt).all()
     return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
-async def record(session: AsyncSession, results: list[Result]) -> int:
+def record(session: Session, results: list[Result]) -> int:
     """Write outcomes and their evidence rows; returns how many rows this worker still owned.
 
-    Two statements for the whole batch (an UPDATE and an INSERT, each executed many): every
-    statement is a round trip to the database thread, and the batch is the hot path.
+    Two statements for the whole batch (an UPDATE and an INSERT, each executed many): the
+    batch is the hot path.
     """
     if not results:
         return 0
@@ -129,8 +132,8 @@ async def record(session: AsyncSession, results: list[Result]) -> int:
             "b_next": r.next_attempt_at, "b_sent": r.finished_at if sent else None,
             "b_delivered": r.finished_at if r.status == "delivered" else None, "b_provider": r.provider_id,
         })
-    owned = (await session.execute(fenced, rows)).rowcount
-    await session.execute(insert(Attempt.__table__), [
+    owned = session.execute(fenced, rows).rowcount
+    session.execute(insert(Attempt.__table__), [
         {"notification_id": r.claimed.id, "attempt": r.claimed.attempts, "started_at": r.started_at,
          "finished_at": r.finished_at, "outcome": r.status, "error": r.error, "error_code": r.error_code,
          "provider_id": r.provider_id}
@@ -142,7 +145,7 @@ async def record(session: AsyncSession, results: list[Result]) -> int:
     if done:
         sent_at = (select(Notification.sent_at).where(Notification.id == ConsumerRequest.notification_id)
                    .scalar_subquery())
-        await session.execute(
+        session.execute(
             update(ConsumerRequest)
             .where(ConsumerRequest.notification_id.in_(done), ConsumerRequest.fulfilled_at.is_(None))
             .values(fulfilled_at=sent_at)
@@ -151,10 +154,10 @@ async def record(session: AsyncSession, results: list[Result]) -> int:
     return owned
 
 
-async def release(session: AsyncSession, claimed: list[Claimed], *, now: datetime) -> None:
+def release(session: Session, claimed: list[Claimed], *, now: datetime) -> None:
     """Give back rows whose send was interrupted at shutdown: they may have left, so 'unknown', due now."""
     for c in claimed:
-        await session.execute(
+        session.execute(
             update(Notification)
             .where(Notification.id == c.id, Notification.status == "sending", Notification.attempts == c.attempts)
             .values(status="unknown", next_attempt_at=now, duplicate_possible=True)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from gateway.store.database import dialect_insert
 from gateway.errors import RateLimited
@@ -25,14 +26,14 @@ def window_start(now: datetime, window: float) -> datetime:
     return EPOCH + timedelta(seconds=elapsed - elapsed % window)
 
 
-async def hit(session: AsyncSession, key: str, *, limit: int, window: float, now: datetime, what: str) -> int:
+def hit(session: Session, key: str, *, limit: int, window: float, now: datetime, what: str) -> int:
     """Count one hit; raise RateLimited (with seconds until the window ends) past `limit`."""
     start = window_start(now, window)
     stmt = dialect_insert(session, RateLimit).values(key=key, window_start=start, hits=1)
     stmt = stmt.on_conflict_do_update(
         index_elements=[RateLimit.key, RateLimit.window_start], set_={"hits": RateLimit.hits + 1}
     ).returning(RateLimit.hits)
-    hits = (await session.execute(stmt)).scalar_one()
+    hits = session.execute(stmt).scalar_one()
     if hits > limit:
         retry_after = max(1, math.ceil((start + timedelta(seconds=window) - now).total_seconds()))
         raise RateLimited(f"too many {what}: at most {limit} per {_human(window)}; retry in {retry_after} s",

@@ -64,4 +64,4 @@ async def apply_twilio_receipt(
     log.info("receipt applied", extra={"action": "receipt_applied", "notification": notification.id,
                                        "status": new, "error_code": error_code, "settled_unknown": settled_unknown})
     await session.flush()
-    return new, await hooks.changed(session, notification, now)
+    return new, await session.run_sync(hooks.changed, notification, now)

@@ -117,7 +117,7 @@ async def commit_plans(ctx: SweepContext, slot: str, plans: Sequence[Plan]) -> s
                   "notifications": len(p.notifications), "detail": p.detail} for p in plans]
         async with ctx.db.write() as session:
             won = await claim_marks(session, marks)
-            await outbox.enqueue(session, [n for p in plans if p.protocol_id in won for n in p.notifications])
+            await session.run_sync(outbox.enqueue, [n for p in plans if p.protocol_id in won for n in p.notifications])
         await ctx.marked(len(won))
     result = ctx.result
     for plan in plans:

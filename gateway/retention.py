@@ -190,7 +190,7 @@ async def _report(ctx: SweepContext, slot: str, kind: str, lo: datetime | None, 
             ctx.result.lost += len(listed) - len(ours)
             if ours:
                 notifications = _notice(ctx, slot, kind, ours, days)
-                await outbox.enqueue(session, notifications)
+                await session.run_sync(outbox.enqueue, notifications)
                 ctx.result.notified += len(ours)
                 ctx.result.enqueued += len(notifications)
         await ctx.marked(len(marks))

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from gateway import outbox, ratelimit
 from gateway.api.schemas import OpenedData, ReopenedData, ResendData, ResolvedData, UpdatedData
@@ -30,6 +30,7 @@ from gateway.errors import Conflict, FieldProblem, InvalidFields, NotFound
 from gateway.numbering import NumberFormat, next_sequence
 from gateway.policy import Profile, UnknownProfile, get_profile, opening_profile, retention_end
 from gateway.store.database import Database
+from gateway.store.group_commit import GroupCommit
 from gateway.messages import MessageBuilder, history_entries
 from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
 
@@ -96,6 +97,7 @@ class ProtocolService:
         self.numbers = numbers
         self.settings = settings
         self.on_enqueued = on_enqueued
+        self.commits = GroupCommit(db)  # concurrent events share a commit (store/group_commit.py)
         self._handlers = {
             "protocol.opened": self._opened,
             "protocol.updated": self._updated,
@@ -120,44 +122,49 @@ class ProtocolService:
         raise Conflict("this event id is being processed concurrently; retry")
 
     async def _apply(self, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
-        async with self.db.write() as session:
-            previous = await session.scalar(
-                select(Event).where(Event.source == event.source, Event.event_id == event.id)
-            )
-            if previous is not None:
-                if previous.fingerprint != digest:
-                    raise Conflict(f"event id {event.id!r} from this source was already used with different data")
-                return Outcome(body={**previous.answer, "duplicate": True}, duplicate=True)
-
-            change = await self._handlers[event.type](session, event, received_at)
-            change.protocol.last_event_at = received_at
-            row = Event(
-                protocol_id=change.protocol.id,
-                source=event.source,
-                event_id=event.id,
-                type=event.type,
-                occurred_at=change.occurred_at or event.time or received_at,
-                received_at=received_at,
-                data=event.data.model_dump(mode="json", exclude_none=True),
-                fingerprint=digest,
-                answer={},
-            )
-            session.add(row)
-            await session.flush()
-            for notification in change.notifications:
-                notification.event_id = row.id
-            await outbox.enqueue(session, change.notifications)
-            if change.request is not None:
-                change.request.event_id = row.id
-                change.request.notification_id = change.notifications[-1].id if change.notifications else None
-                session.add(change.request)
-            row.answer = self._answer(change)
+        outcome = await self.commits.run(lambda session: self._apply_in(session, event, digest, received_at))
+        if not outcome.duplicate:
             log.info(
                 "event accepted",
-                extra={"action": "event_accepted", "event_type": event.type, "protocol": change.protocol.number,
-                       "notifications": len(change.notifications)},
+                extra={"action": "event_accepted", "event_type": event.type,
+                       "protocol": outcome.body["protocol"]["number"], "notifications": outcome.enqueued},
             )
-            return Outcome(body={**row.answer, "duplicate": False}, duplicate=False, enqueued=len(change.notifications))
+        return outcome
+
+    def _apply_in(self, session: Session, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
+        """The event's whole transaction, as a function of the session (see GroupCommit)."""
+        previous = session.scalar(
+            select(Event).where(Event.source == event.source, Event.event_id == event.id)
+        )
+        if previous is not None:
+            if previous.fingerprint != digest:
+                raise Conflict(f"event id {event.id!r} from this source was already used with different data")
+            return Outcome(body={**previous.answer, "duplicate": True}, duplicate=True)
+
+        change = self._handlers[event.type](session, event, received_at)
+        change.protocol.last_event_at = received_at
+        row = Event(
+            protocol_id=change.protocol.id,
+            source=event.source,
+            event_id=event.id,
+            type=event.type,
+            occurred_at=change.occurred_at or event.time or received_at,
+            received_at=received_at,
+            data=event.data.model_dump(mode="json", exclude_none=True),
+            fingerprint=digest,
+            answer={},
+        )
+        session.add(row)
+        session.flush()
+        for notification in change.notifications:
+            notification.event_id = row.id
+        outbox.enqueue(session, change.notifications)
+        if change.request is not None:
+            change.request.event_id = row.id
+            change.request.notification_id = change.notifications[-1].id if change.notifications else None
+            session.add(change.request)
+        row.answer = self._answer(change)
+        return Outcome(body={**row.answer, "duplicate": False}, duplicate=False, enqueued=len(change.notifications))
 
     @staticmethod
     def _answer(change: _Change) -> dict[str, Any]:
@@ -174,7 +181,7 @@ class ProtocolService:
 
     # Event types
 
-    async def _opened(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+    def _opened(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: OpenedData = event.data  # type: ignore[assignment]
         prefix = event.field_prefix
         problems: list[FieldProblem] = []
@@ -200,11 +207,11 @@ class ProtocolService:
         assert profile is not None
 
         if data.number is not None:
-            if await session.scalar(select(Protocol.id).where(Protocol.number == data.number)) is not None:
+            if session.scalar(select(Protocol.id).where(Protocol.number == data.number)) is not None:
                 raise Conflict(f"a protocol with number {data.number} already exists")
             number, issued_by = data.number, "upstream"
         else:
-            number, issued_by = self.numbers.number(await next_sequence(session), received_at), "gateway"
+            number, issued_by = self.numbers.number(next_sequence(session), received_at), "gateway"
 
         opened_at = data.opened_at or event.time or received_at
         profile = opening_profile(self.settings, data.profile, opened_at)  # overrides; br-sac-2008 before 2022-10-03
@@ -231,23 +238,23 @@ class ProtocolService:
             notify=",".join(notify),
         )
         session.add(protocol)
-        await session.flush()
+        session.flush()
         targets = {"email": email, "sms": phone}
         notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, ch, targets[ch], received_at)
                          for ch in notify]
         return _Change(protocol, notifications, occurred_at=opened_at)
 
-    async def _updated(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+    def _updated(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: UpdatedData = event.data  # type: ignore[assignment]
-        protocol = await self._find(session, data.number)
+        protocol = self._find(session, data.number)
         protocol.updated_at = received_at
         occurred_at = event.time or received_at
         return _Change(protocol, self._tell(protocol, "protocol_updated", received_at, event={
             "type": event.type, "occurred_at": occurred_at, "message": data.message}), occurred_at=occurred_at)
 
-    async def _resolved(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+    def _resolved(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ResolvedData = event.data  # type: ignore[assignment]
-        protocol = await self._find(session, data.number)
+        protocol = self._find(session, data.number)
         resolved_at = data.resolved_at or event.time or received_at
         protocol.status = "resolved"
         protocol.resolved_at = resolved_at
@@ -256,9 +263,9 @@ class ProtocolService:
         return _Change(protocol, self._tell(protocol, "protocol_resolved", received_at, event={
             "type": event.type, "occurred_at": resolved_at, "resolution": data.resolution}), occurred_at=resolved_at)
 
-    async def _reopened(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+    def _reopened(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ReopenedData = event.data  # type: ignore[assignment]
-        protocol = await self._find(session, data.number)
+        protocol = self._find(session, data.number)
         reopened_at = event.time or received_at
         protocol.status = "reopened"
         protocol.resolved_at = None
@@ -268,10 +275,10 @@ class ProtocolService:
         return _Change(protocol, self._tell(protocol, "protocol_reopened", received_at, event={
             "type": event.type, "occurred_at": reopened_at, "reason": data.reason}), occurred_at=reopened_at)
 
-    async def _resend(self, session: AsyncSession, event: IncomingEvent, received_at: datetime) -> _Change:
+    def _resend(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ResendData = event.data  # type: ignore[assignment]
         prefix = event.field_prefix
-        protocol = await self._find(session, data.number)
+        protocol = self._find(session, data.number)
         protocol.updated_at = received_at
         request = ConsumerRequest(
             protocol_id=protocol.id, kind="history" if data.history else "confirmation", channel=data.channel,
@@ -281,13 +288,13 @@ class ProtocolService:
         )
         if data.channel == "mail":
             # Postal mail is fulfilled by operations; the request with its clock is the record.
-            await self._limit_resends(session, protocol, None, received_at)
+            self._limit_resends(session, protocol, None, received_at)
             return _Change(protocol, request=request)
         target = self._resend_target(protocol, data, prefix)
-        await self._limit_resends(session, protocol, target, received_at)
+        self._limit_resends(session, protocol, target, received_at)
         if data.history:
-            events = (await session.scalars(
-                select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id))).all()
+            events = session.scalars(
+                select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id)).all()
             notifications = self.messages.history(protocol, data.channel, target, history_entries(events), received_at)
         else:
             notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, data.channel, target, received_at,
@@ -315,15 +322,15 @@ class ProtocolService:
         assert target is not None
         return target
 
-    async def _limit_resends(self, session: AsyncSession, protocol: Protocol, target: str | None,
+    def _limit_resends(self, session: Session, protocol: Protocol, target: str | None,
                              now: datetime) -> None:
         limits = self.settings.limits
         count, window = limits.resend_per_protocol
-        await ratelimit.hit(session, f"resend:protocol:{protocol.id}", limit=count, window=window, now=now,
+        ratelimit.hit(session, f"resend:protocol:{protocol.id}", limit=count, window=window, now=now,
                             what="resends of this protocol")
         if target:
             count, window = limits.resend_per_contact
-            await ratelimit.hit(session, f"resend:contact:{target}", limit=count, window=window, now=now,
+            ratelimit.hit(session, f"resend:contact:{target}", limit=count, window=window, now=now,
                                 what="resends to this address")
 
     def _tell(self, protocol: Protocol, template: str, now: datetime, **extra: Any) -> list[Notification]:
@@ -334,8 +341,8 @@ class ProtocolService:
 
     # Helpers
 
-    async def _find(self, session: AsyncSession, number: str) -> Protocol:
-        protocol = await session.scalar(select(Protocol).where(Protocol.number == number))
+    def _find(self, session: Session, number: str) -> Protocol:
+        protocol = session.scalar(select(Protocol).where(Protocol.number == number))
         if protocol is None:
             raise NotFound(f"no protocol {number}")
         return protocol

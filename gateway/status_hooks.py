@@ -1,5 +1,7 @@
 """What follows a notification's change of status, in the transaction that records it:
-an SMS that did not arrive falls back to email, and upstream hears of it by webhook."""
+an SMS that did not arrive falls back to email, and upstream hears of it by webhook.
+
+Synchronous, like the outbox: the dispatcher runs them inside its turn's transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from gateway.config import WebhooksSettings
 from gateway.fallback import Fallback
@@ -28,7 +30,7 @@ class StatusHooks:
         self.fallback = fallback
         self.webhooks = webhooks
 
-    async def after_send(self, session: AsyncSession, results: Sequence[Result]) -> int:
+    def after_send(self, session: Session, results: Sequence[Result]) -> int:
         """The dispatcher recorded these outcomes: follow up those that call for it."""
         queued = 0
         for r in results:
@@ -36,29 +38,29 @@ class StatusHooks:
                 continue
             if not self.webhooks.url and not (r.claimed.channel == "sms" and r.status in ("failed", "dead")):
                 continue
-            notification = await session.get(Notification, r.claimed.id)
+            notification = session.get(Notification, r.claimed.id)
             if notification is not None and notification.status == r.status:  # still ours: no receipt overtook it
-                queued += await self.changed(session, notification, r.finished_at)
+                queued += self.changed(session, notification, r.finished_at)
         return queued
 
-    async def changed(self, session: AsyncSession, notification: Notification, now: datetime) -> int:
+    def changed(self, session: Session, notification: Notification, now: datetime) -> int:
         """Queue what this status calls for; returns how many notifications were queued."""
         queued = 0
         if notification.channel == "webhook":
             return 0
         if notification.status in ("failed", "undelivered", "dead") and notification.channel == "sms":
             code = f" ({notification.error_code})" if notification.error_code else ""
-            if await self.fallback.enqueue(session, notification, f"sms {notification.status}{code}", now):
+            if self.fallback.enqueue(session, notification, f"sms {notification.status}{code}", now):
                 queued += 1
-        if await self._webhook(session, notification, now):
+        if self._webhook(session, notification, now):
             queued += 1
         return queued
 
-    async def _webhook(self, session: AsyncSession, notification: Notification, now: datetime) -> bool:
+    def _webhook(self, session: Session, notification: Notification, now: datetime) -> bool:
         event_type = WEBHOOK_TYPES.get(notification.status)
         if not self.webhooks.url or event_type is None or event_type not in self.webhooks.events:
             return False
-        protocol = await session.get(Protocol, notification.protocol_id) if notification.protocol_id else None
+        protocol = session.get(Protocol, notification.protocol_id) if notification.protocol_id else None
         # No personal data leaves in a status event: ids, statuses and codes only.
         body = json.dumps({
             "specversion": "1.0",

@@ -25,14 +25,13 @@ async def prefill(db_url: str, count: int, *, start: int = 0) -> None:
     db = Database(db_url)
     now = datetime.now(timezone.utc)
     try:
-        async with db.write() as session:
-            await outbox.enqueue(session, [
-                Notification(protocol_id=None, channel="email", recipient=f"c{i}@example.com",
-                             template="protocol_opened", template_hash="sha256:test", locale="pt-BR",
-                             subject=f"Protocolo {i}", body_text=f"Mensagem {i}", status="queued", attempts=0,
-                             next_attempt_at=now, created_at=now, duplicate_possible=False)
-                for i in range(start, start + count)
-            ])
+        await db.transact(lambda session: outbox.enqueue(session, [
+            Notification(protocol_id=None, channel="email", recipient=f"c{i}@example.com",
+                         template="protocol_opened", template_hash="sha256:test", locale="pt-BR",
+                         subject=f"Protocolo {i}", body_text=f"Mensagem {i}", status="queued", attempts=0,
+                         next_attempt_at=now, created_at=now, duplicate_possible=False)
+            for i in range(start, start + count)
+        ]))
     finally:
         await db.dispose()
 

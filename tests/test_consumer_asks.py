@@ -337,12 +337,12 @@ async def test_no_receipt_in_time_falls_back_to_email(gw):
     await gw.deliver()
     (sms,) = await gw.notifications(channel="sms", template="protocol_opened")
     hooks = gw.runtime.hooks
-    async with gw.runtime.db.write() as session:
-        assert await hooks.fallback.sweep(session, at=sms.sent_at + timedelta(minutes=29)) == 0
-    async with gw.runtime.db.write() as session:
-        assert await hooks.fallback.sweep(session, at=sms.sent_at + timedelta(minutes=31)) == 1
-    async with gw.runtime.db.write() as session:
-        assert await hooks.fallback.sweep(session, at=sms.sent_at + timedelta(hours=2)) == 0
+    def sweep(at):
+        return gw.runtime.db.transact(lambda session: hooks.fallback.sweep(session, at=at))
+
+    assert await sweep(sms.sent_at + timedelta(minutes=29)) == 0
+    assert await sweep(sms.sent_at + timedelta(minutes=31)) == 1
+    assert await sweep(sms.sent_at + timedelta(hours=2)) == 0
     (fallback,) = await gw.notifications(template="sms_fallback")
     assert "no delivery receipt within 30 min" in fallback.reason
 

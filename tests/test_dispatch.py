@@ -168,8 +168,8 @@ async def test_timeout_is_unknown_then_sent_again_with_a_duplicate_note(gw, twil
 
 async def test_a_crashed_workers_claim_expires_and_is_sent_once_more(gw, sink, clock):
     await open_protocol(gw, notify=["email"])
-    async with gw.db.write() as session:  # a worker claims, then dies before sending anything
-        (stale,) = await outbox.claim(session, now=clock(), limit=10, lease=60)
+    # A worker claims, then dies before sending anything.
+    (stale,) = await gw.db.transact(lambda session: outbox.claim(session, now=clock(), limit=10, lease=60))
     await gw.dispatcher.run_until_idle()
     assert sink.messages == []  # the lease still holds
     clock.advance(61)
@@ -177,8 +177,8 @@ async def test_a_crashed_workers_claim_expires_and_is_sent_once_more(gw, sink, c
     row = (await notifications(gw))["email"]
     assert row.status == "sent" and row.attempts == 2 and row.duplicate_possible is True
     # The dead worker coming back late cannot overwrite the new owner's record.
-    async with gw.db.write() as session:
-        owned = await outbox.record(session, [outbox.Result(stale, T0, T0, "failed", error="late")])
+    owned = await gw.db.transact(lambda session: outbox.record(session, [outbox.Result(stale, T0, T0, "failed",
+                                                                                     error="late")]))
     assert owned == 0
     assert (await notifications(gw))["email"].status == "sent"
 
@@ -204,11 +204,11 @@ async def test_claims_of_two_sessions_are_disjoint(gw, clock, engine_name):
     for i in range(20):
         await open_protocol(gw, f"p{i}", notify=["email"])
     async with gw.db.write() as first:
-        a = await outbox.claim(first, now=clock(), limit=15, lease=60)
+        a = await first.run_sync(outbox.claim, now=clock(), limit=15, lease=60)
         if engine_name == "postgresql":
             # A second session while the first still holds its rows: SKIP LOCKED gives it the others.
             async with gw.db.write() as second:
-                b = await outbox.claim(second, now=clock(), limit=15, lease=60)
+                b = await second.run_sync(outbox.claim, now=clock(), limit=15, lease=60)
             assert len(b) == 5
             assert not {c.id for c in a} & {c.id for c in b}
     assert len(a) == 15

@@ -1,0 +1,86 @@
+"""Group commit: concurrent transactions that arrive while one commits share the next commit.
+
+An event's transaction is short (a few inserts), and on SQLite there is one writer: with
+fifty clients, fifty transactions queue for it one after the other, each paying its own
+BEGIN, COMMIT and trip to the database thread. Here the first caller starts a
+transaction at once (no waiting for company: an idle gateway adds no latency), and
+whoever arrives while it runs waits for the next one, which takes all of them. Each
+member runs inside its own SAVEPOINT, so one that fails (a conflict, a bad field) is
+rolled back alone and gets its own exception; the others commit.
+
+Nothing is acknowledged before its commit: every member's future is resolved only after
+the transaction holding it committed, and if the commit fails, every member fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from gateway.store.database import Database
+
+T = TypeVar("T")
+MAX_BATCH = 64  # members per transaction: bounds how long the writer is held at once
+
+
+class GroupCommit:
+    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._pending: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self._leader: asyncio.Task[None] | None = None
+        self.transactions = 0  # for tests and benchmarks: how many commits served how many members
+        self.members = 0
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn(session)` in a transaction, possibly shared; returns once it is committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        if self._leader is None:
+            self._leader = asyncio.create_task(self._commit_pending(), name="group-commit")
+        return await future
+
+    async def _commit_pending(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                batch = [(fn, future) for fn, future in batch if not future.cancelled()]
+                if batch:
+                    await self._commit(batch)
+        finally:
+            self._leader = None
+
+    async def _commit(self, batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]]) -> None:
+        functions = [fn for fn, _ in batch]
+        try:
+            if len(functions) == 1:  # alone: no savepoint needed, its failure is the transaction's
+                outcomes = [(True, await self.db.transact(functions[0]))]
+            else:
+                outcomes = await self.db.transact(lambda session: [_member(session, fn) for fn in functions])
+        except BaseException as exc:  # the commit failed (or never happened): nobody is acknowledged
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.transactions += 1
+        self.members += len(batch)
+        for (_, future), (ok, value) in zip(batch, outcomes):
+            if future.done():
+                continue  # its caller went away; the work is committed all the same
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+def _member(session: Session, fn: Callable[[Session], T]) -> tuple[bool, Any]:
+    try:
+        with session.begin_nested():
+            return True, fn(session)
+    except Exception as exc:  # rolled back to its savepoint; the rest of the batch goes on
+        return False, exc

@@ -1,0 +1,99 @@
+"""Group commit: concurrent events share transactions, fail alone, and are never acknowledged early."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select, text
+
+from gateway.api.cloudevents import to_incoming
+from gateway.app import prepare
+from gateway.errors import Conflict, InvalidFields
+from gateway.store.group_commit import GroupCommit
+from gateway.store.models import Event, Notification, Protocol
+from tests.helpers import opened_event
+
+NOW = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
+
+
+async def count(runtime, model) -> int:
+    async with runtime.db.read() as session:
+        return await session.scalar(select(func.count()).select_from(model))
+
+
+async def test_concurrent_events_share_commits_and_each_gets_its_own_answer(runtime):
+    await prepare(runtime)
+    commits = runtime.service.commits
+    events = [to_incoming(opened_event(f"c-{i}", notify=["email"])) for i in range(60)]
+    outcomes = await asyncio.gather(*(runtime.service.handle(e, received_at=NOW) for e in events))
+    numbers = [o.body["protocol"]["number"] for o in outcomes]
+    assert len(set(numbers)) == 60 and not any(o.duplicate for o in outcomes)
+    # The first ran alone (nobody was waiting); the others queued behind it and shared.
+    assert commits.members == 60 and commits.transactions < 60
+    assert await count(runtime, Protocol) == 60 and await count(runtime, Notification) == 60
+    async with runtime.db.read() as session:
+        stored = dict((await session.execute(select(Event.event_id, Event.answer))).all())
+    # Each stored answer is its own event's, with its own notification ids.
+    for event, outcome in zip(events, outcomes):
+        assert stored[event.id]["protocol"]["number"] == outcome.body["protocol"]["number"]
+        assert stored[event.id]["notifications"] == outcome.body["notifications"]
+
+
+async def test_a_failing_member_is_rolled_back_alone(runtime):
+    await prepare(runtime)
+    good = [to_incoming(opened_event(f"good-{i}", notify=["email"])) for i in range(10)]
+    # Valid as CloudEvents, refused inside the transaction: no contact for the chosen channel.
+    bad = to_incoming(opened_event("bad", notify=["sms"], consumer={"name": "Ana", "email": "ana@example.com"}))
+    taken = to_incoming(opened_event("taken", number="202600000001", notify=[]))
+    clash = to_incoming(opened_event("clash", number="202600000001", notify=[]))
+    results = await asyncio.gather(
+        *(runtime.service.handle(e, received_at=NOW) for e in [*good[:5], bad, taken, clash, *good[5:]]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[5], InvalidFields)
+    assert not isinstance(results[6], Exception)
+    assert isinstance(results[7], Conflict)
+    assert [r.duplicate for i, r in enumerate(results) if i not in (5, 6, 7)] == [False] * 10
+    assert await count(runtime, Protocol) == 11 and await count(runtime, Event) == 11
+    assert await count(runtime, Notification) == 10
+
+
+async def test_repeats_inside_one_batch_answer_as_duplicates(runtime):
+    await prepare(runtime)
+    event = to_incoming(opened_event("same", notify=[]))
+    outcomes = await asyncio.gather(*(runtime.service.handle(event, received_at=NOW) for _ in range(20)))
+    assert sorted(o.duplicate for o in outcomes) == [False] + [True] * 19
+    assert len({o.body["protocol"]["number"] for o in outcomes}) == 1
+    assert await count(runtime, Protocol) == 1
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+async def test_a_failed_commit_acknowledges_nobody(runtime):
+    """The commit itself fails (a deferred foreign key, checked only at COMMIT): every member fails."""
+    await prepare(runtime)
+    commits = GroupCommit(runtime.db)
+
+    def insert_protocol(number: str):
+        def fn(session):
+            session.execute(text(
+                "INSERT INTO counters (name, value) VALUES (:n, 0)"), {"n": number})
+            return number
+        return fn
+
+    def break_the_commit(session):
+        session.execute(text("PRAGMA defer_foreign_keys = ON"))
+        session.execute(text(
+            "INSERT INTO notification_attempts (notification_id, attempt, started_at, finished_at, outcome) "
+            "VALUES (999999, 1, '2026-11-22 00:00:00', '2026-11-22 00:00:00', 'sent')"))
+
+    first = asyncio.ensure_future(commits.run(insert_protocol("alone")))
+    await asyncio.sleep(0)  # the first starts its transaction alone; the next three queue and share one
+    rest = [commits.run(insert_protocol("a")), commits.run(break_the_commit), commits.run(insert_protocol("b"))]
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    assert results[0] == "alone"
+    assert all(isinstance(r, Exception) and "FOREIGN KEY" in str(r) for r in results[1:])
+    async with runtime.db.read() as session:
+        names = set((await session.scalars(text("SELECT name FROM counters"))).all())
+    assert "alone" in names and not {"a", "b"} & names
