@@ -145,6 +145,10 @@ class Templates:
         )
         self._env.template_class = _Template
         self._last_good: dict[tuple[str, str, str], _Version] = {}
+        # Every event renders: what does not change between renders is kept, keyed by what
+        # would show a change (a folder's mtime, the identity of Jinja's compiled files).
+        self._locales: dict[str, tuple[int, list[str]]] = {}
+        self._versions: dict[tuple[str, ...], _Version] = {}
         self._broken: dict[tuple[str, str, str], str] = {}  # what was last logged, so it is logged once
         self._env.filters.update(datetime=format_datetime, date=format_date, time=format_time, gsm7=transliterate_gsm7)
 
@@ -152,7 +156,13 @@ class Templates:
         return sorted(p.parent.name for p in self.folder.glob(f"*/{MANIFEST}"))
 
     def locales(self, name: str) -> list[str]:
-        return sorted(p.name for p in self._template_dir(name).iterdir() if p.is_dir())
+        folder = self._template_dir(name)
+        stamp = folder.stat().st_mtime_ns  # a locale folder added or removed changes it
+        cached = self._locales.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, sorted(p.name for p in folder.iterdir() if p.is_dir()))
+            self._locales[name] = cached
+        return list(cached[1])
 
     def manifest(self, name: str) -> Manifest:
         file = f"{name}/{MANIFEST}"
@@ -256,7 +266,15 @@ class Templates:
         with self._reported(files[0]):
             roots = tuple(self._get(file) for file in files)
             used = self._closure(roots)
-        return _Version(roots, used, content_hash({n: t.data for n, t in used.items()}))
+        # Jinja hands back the same object until a file changes on disk: same objects, same hash.
+        identity = tuple(f"{n}:{id(t)}" for n, t in used.items())
+        version = self._versions.get(identity)
+        if version is None or version.roots != roots:
+            version = _Version(roots, used, content_hash({n: t.data for n, t in used.items()}))
+            if len(self._versions) > 1024:  # edits over a long life: never grow without bound
+                self._versions.clear()
+            self._versions[identity] = version
+        return version
 
     def _run(self, version: _Version, context: Mapping[str, Any]) -> list[str]:
         token = _PINNED.set(version.files)
