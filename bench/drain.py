@@ -51,16 +51,16 @@ PROGRESS_EVERY = 1.0  # seconds between progress lines during a timed drain
 SMTP_TIMEOUT = 30.0  # seconds per command, as the gateway's default
 
 
-async def prefill(url: str, folder: Path, count: int) -> None:
-    """Queue `count` rendered emails through the service, as POST /v1/events would."""
+async def prefill(url: str, folder: Path, count: int, *, channel: str = "email") -> None:
+    """Queue `count` rendered emails (or SMS) through the service, as POST /v1/events would."""
     runtime = build_runtime(bench_settings(folder, url), transports={"email": NullTransport(), "sms": NullTransport()})
-    ticker = Ticker("drain prefill", count)
+    ticker = Ticker(f"{channel} prefill", count)
     queue = iter(range(count))
 
     async def worker() -> None:
         for n in queue:
-            envelope = opened_event(f"drain-{n}", n)
-            envelope["data"]["notify"] = ["email"]
+            envelope = opened_event(f"prefill-{n}", n)
+            envelope["data"]["notify"] = [channel]
             await runtime.service.handle(to_incoming(envelope), received_at=datetime.now(timezone.utc))
             ticker.add()
 

@@ -9,6 +9,16 @@ then `clients` workers POST the events, each taking the next one as soon as its
 previous answer is read. Prints
 one JSON line: elapsed seconds, every latency in seconds, the status counts.
 Only aiohttp is imported: the child's start-up stays short and its footprint small.
+
+With `"mode": "open"` (the end-to-end scenario) it is an open-loop generator instead:
+`rate` events a second for `seconds`, each POST started at its own time on the schedule
+(start + n / rate), whether or not earlier answers have come back, so a slow gateway
+meets the same arrivals a real upstream would send (no coordinated omission). Each event
+notifies `notify` (default email only). After `warm` untimed events (sent one after the
+other; the bench waits for their emails before saying `go`), it prints `ready`. The
+result line holds, per event, the scheduled and actual send times (`time.time()`, to be
+compared with the sink's acceptance times in another process), the answer's latency,
+its status and the notification ids the answer gave.
 """
 
 from __future__ import annotations
@@ -87,6 +97,78 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     return {"elapsed": elapsed, "latencies": latencies, "statuses": dict(statuses), "errors": errors}
 
 
+OPEN_IN_FLIGHT = 512  # most POSTs one open-loop generator keeps open; past it, sends fall behind schedule
+
+
+def _notification_ids(body: bytes) -> list[int]:
+    try:
+        return [int(n["id"]) for n in json.loads(body)["notifications"]]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+async def run_open(spec: dict[str, Any]) -> dict[str, Any]:
+    rate, seconds, prefix = spec["rate"], spec["seconds"], spec["prefix"]
+    total = max(1, round(rate * seconds))
+    notify = spec.get("notify", ["email"])
+
+    def body(event_id: str, n: int) -> bytes:
+        envelope = opened_event(event_id, n)
+        envelope["data"]["notify"] = notify
+        return json.dumps(envelope).encode()
+
+    bodies = [body(f"{prefix}-{n}", n) for n in range(total)]
+    headers = {"Authorization": f"Bearer {spec['key']}", "Content-Type": CONTENT_TYPE}
+    url = spec["url"].rstrip("/") + "/v1/events"
+    events: list[list[Any]] = [[] for _ in range(total)]
+    statuses: Counter[str] = Counter()
+    errors: list[str] = []
+    limit = asyncio.Semaphore(OPEN_IN_FLIGHT)
+
+    async def post(session: aiohttp.ClientSession, n: int, scheduled: float) -> None:
+        async with limit:
+            sent = time.time()
+            started = time.perf_counter()
+            status, ids = "error", []
+            try:
+                async with session.post(url, data=bodies[n], headers=headers) as response:
+                    text = await response.read()
+                    status = str(response.status)
+                    ids = _notification_ids(text) if response.status == 202 else []
+                    if response.status != 202 and len(errors) < 5:
+                        errors.append(f"{response.status}: {text[:200]!r}")
+            except aiohttp.ClientError as exc:
+                if len(errors) < 5:
+                    errors.append(repr(exc))
+            statuses[status] += 1
+            events[n] = [scheduled, sent, time.perf_counter() - started, status, ids]
+
+    connector = aiohttp.TCPConnector(limit=OPEN_IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for n in range(spec.get("warm", 0)):
+            async with session.post(url, data=body(f"{prefix}-warm-{n}", total + n), headers=headers) as response:
+                await response.read()
+                if response.status != 202:
+                    raise RuntimeError(f"warm-up refused: {response.status}")
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+        started_loop, started_wall = loop.time(), time.time()
+        tasks = []
+        for n in range(total):
+            due = started_loop + n / rate
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            tasks.append(asyncio.create_task(post(session, n, started_wall + n / rate)))
+            if (n + 1) % max(1, total // PROGRESS_STEPS) == 0:
+                print(f"[loadgen] {spec['label']}: {n + 1}/{total} posted", file=sys.stderr, flush=True)
+        await asyncio.gather(*tasks)
+        finished_wall = time.time()
+    return {"started": started_wall, "finished": finished_wall, "events": events, "statuses": dict(statuses),
+            "errors": errors}
+
+
 if __name__ == "__main__":
-    result = asyncio.run(run(json.loads(sys.argv[1])))
+    spec = json.loads(sys.argv[1])
+    result = asyncio.run(run_open(spec) if spec.get("mode") == "open" else run(spec))
     print(json.dumps(result), flush=True)

@@ -6,91 +6,88 @@ code being measured. Here the sink has its own interpreter (the second core, whe
 and it does the least a server can: accept, count, answer 250. The gateway and the raw
 aiosmtplib baseline send to the same sink, so both pay the same server cost.
 
-    async with SinkProcess() as sink:   # sink.host, sink.port
-        before = await sink.count()
+With `record=True` (the end-to-end and multi-process scenarios) it also notes, for each
+message, its Message-ID (found with one regular expression over the header bytes, not a
+parse) and the wall-clock time (`time.time()`) of its acceptance, just before the 250.
+The gateway's Message-ID is `<notification-ID@domain>`, so the bench can match each
+acceptance to the POST that queued the notification, or count duplicates.
 
-Run alone: `python -m bench.sink` prints `port N`, then answers `count` on stdin with
-`count MESSAGES BYTES`; end of input stops it.
+    async with SinkProcess(record=True) as sink:   # sink.host, sink.port
+        before = await sink.count()
+        arrivals = await sink.dump()               # [(message_id, accepted_at)], then forgotten
+
+Run alone: `python -m bench.sink [--record]` prints `port N`, then answers `count` on stdin
+with `count MESSAGES BYTES` and `dump` with `dump [[MESSAGE_ID, TIME], ...]`; end of input
+stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import sys
-from pathlib import Path
+import time
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-START_TIMEOUT = 30.0  # seconds for the child to import aiosmtpd and listen
+from bench.child import HOST, ChildServer, answer_commands
+
+# The header block only: a body line starting "Message-ID:" must not count.
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
+HEADER_END = b"\r\n\r\n"
+
+
+def message_id_of(content: bytes) -> str:
+    head = content.split(HEADER_END, 1)[0]
+    found = _MESSAGE_ID.search(head)
+    return found.group(1).decode("ascii", "replace") if found else ""
 
 
 class CountingHandler:
-    def __init__(self) -> None:
+    def __init__(self, record: bool = False) -> None:
         self.messages = 0
         self.bytes = 0
+        self.record = record
+        self.arrivals: list[tuple[str, float]] = []
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        content = getattr(envelope, "original_content", None) or b""
         self.messages += 1
-        self.bytes += len(getattr(envelope, "original_content", None) or b"")
+        self.bytes += len(content)
+        if self.record:
+            self.arrivals.append((message_id_of(content), time.time()))
         return "250 OK queued"
 
+    def dump(self) -> str:
+        taken, self.arrivals = self.arrivals, []
+        return json.dumps(taken)
 
-async def serve() -> None:
+
+async def serve(record: bool) -> None:
     from aiosmtpd.smtp import SMTP
 
-    handler = CountingHandler()
+    handler = CountingHandler(record)
     loop = asyncio.get_running_loop()
     # hostname given: aiosmtpd would otherwise ask DNS for this machine's name.
     server = await loop.create_server(lambda: SMTP(handler, hostname="sink.bench", ident="bench-sink"), HOST, 0)
-    port = server.sockets[0].getsockname()[1]
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    print(f"port {port}", flush=True)
-    while line := await reader.readline():
-        if line.strip() == b"count":
-            print(f"count {handler.messages} {handler.bytes}", flush=True)
+    print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
+    await answer_commands({"count": lambda: f"{handler.messages} {handler.bytes}", "dump": handler.dump})
     server.close()
 
 
-class SinkProcess:
-    host = HOST
+class SinkProcess(ChildServer):
+    module = "bench.sink"
 
-    def __init__(self) -> None:
-        self.port = 0
-        self._proc: asyncio.subprocess.Process | None = None
+    def __init__(self, *, record: bool = False) -> None:
+        super().__init__(*(["--record"] if record else []))
 
     async def __aenter__(self) -> SinkProcess:
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.sink", cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )
-        assert self._proc.stdout is not None
-        line = await asyncio.wait_for(self._proc.stdout.readline(), START_TIMEOUT)
-        if not line.startswith(b"port "):
-            await self._proc.wait()
-            raise RuntimeError(f"the SMTP sink did not start (exit {self._proc.returncode})")
-        self.port = int(line.split()[1])
+        await super().__aenter__()
         return self
 
-    async def count(self) -> tuple[int, int]:
-        """Messages and bytes accepted so far."""
-        assert self._proc is not None and self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(b"count\n")
-        await self._proc.stdin.drain()
-        _, messages, size = (await self._proc.stdout.readline()).split()
-        return int(messages), int(size)
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._proc is None:
-            return
-        assert self._proc.stdin is not None
-        self._proc.stdin.close()
-        try:
-            await asyncio.wait_for(self._proc.wait(), 10)
-        except TimeoutError:
-            self._proc.kill()
-            await self._proc.wait()
+    async def dump(self) -> list[tuple[str, float]]:
+        """(Message-ID, accepted at) of each message accepted since the last dump (record=True only)."""
+        return [(mid, at) for mid, at in json.loads(await self.ask("dump"))]
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    asyncio.run(serve("--record" in sys.argv[1:]))

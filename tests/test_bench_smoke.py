@@ -6,6 +6,7 @@ anything was: figures belong in bench/results/, measured, not in a test's assert
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SMOKE_TIMEOUT = 300  # seconds; the smoke run takes a few on an idle machine
+SMOKE_TIMEOUT = 300  # seconds; the smoke run takes about 35 on an idle machine (daemons start in the processes one)
+WORKERS = 8  # the dispatcher's default: the SMS scenario's concurrency
 
 
 def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> None:
@@ -31,11 +33,19 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     expected = {("ingest", db, clients, role) for db in databases for clients in (1, 10)
                 for role in ("baseline", "gateway")}
     expected |= {("drain", db, 4, role) for db in databases for role in ("baseline", "gateway", "reference")}
+    expected |= {("e2e", db, 20, "gateway") for db in databases}
+    expected |= {("sms", db, WORKERS, role) for db in databases for role in ("baseline", "gateway")}
+    if "postgresql" in databases:
+        expected |= {("processes", "postgresql", 4, role) for role in ("baseline", "gateway")}
     assert rows == expected
 
     text = table.read_text(encoding="utf-8")
     assert "## Ingest" in text and "## Drain" in text
+    assert "## End to end" in text and "## SMS drain" in text and "## Processes" in text
     assert f"nproc {run['machine']['nproc']}" in text and f"Python {run['machine']['python']}" in text
+    assert f"ceiling: {run['machine']['nproc']} cores" in text
+    assert "sqlite: e2e p99 at 200 ev/s" in text  # the target line, "not measured" at the smoke's one rate
+    assert "highest sustainable rate" in text
     for db in databases:
         for clients in (1, 10):
             assert f"| {db} | {clients} | gateway |" in text
@@ -44,3 +54,25 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     drains = [r for r in run["rounds"] if r["scenario"] == "drain"]
     assert all(r["sink_received"] == r["count"] for r in drains)
     assert all(r["recorded_sent"] == r["count"] for r in drains if r["role"] == "gateway")
+
+    # End to end: each accepted POST's email was matched at the sink, by its Message-ID.
+    e2e = [r for r in run["rounds"] if r["scenario"] == "e2e"]
+    assert all(r["count"] == 40 and r["errors"] == 0 and r["delivered"] == r["count"] for r in e2e)
+    sms = [r for r in run["rounds"] if r["scenario"] == "sms"]
+    assert all(r["fake_received"] == r["count"] == 20 for r in sms)
+    assert all(r["recorded_sent"] == r["count"] for r in sms if r["role"] == "gateway")
+    # Processes: every email delivered exactly once, by daemons that stopped cleanly.
+    processes = [r for r in run["rounds"] if r["scenario"] == "processes"]
+    assert len(processes) == (2 if "postgresql" in databases else 0)
+    for r in processes:
+        assert r["distinct"] == r["recorded_sent"] == r["count"] == 50 and r["duplicates"] == 0
+        assert r["exit_codes"] == [0] * r["processes"] and sum(r["sent_by"]) == r["count"]
+    if "postgresql" not in databases:
+        assert "## Processes: skipped" in text
+
+    # The plot is drawn when matplotlib is there (`make bench`), and said to be missing otherwise.
+    if importlib.util.find_spec("matplotlib"):
+        (plot,) = tmp_path.glob("smoke-*.png")
+        assert f"Plot: `{plot.name}`" in text and plot.stat().st_size > 0
+    else:
+        assert not list(tmp_path.glob("*.png")) and "Plot: none (matplotlib is not installed" in text
