@@ -69,12 +69,11 @@ class NumberFormat:
         return body + self.digit(body)
 
 
+_NEXTVAL = text("SELECT nextval('protocol_number_seq')")
+# Under BEGIN IMMEDIATE the transaction already holds SQLite's write lock.
+_BUMP = text("UPDATE counters SET value = value + 1 WHERE name = 'protocol_number' RETURNING value")
+
+
 def next_sequence(session: Session) -> int:
     """The next value, inside the caller's transaction."""
-    if session.bind.dialect.name == "postgresql":
-        return session.execute(text("SELECT nextval('protocol_number_seq')")).scalar_one()
-    # Under BEGIN IMMEDIATE this transaction already holds SQLite's write lock.
-    result = session.execute(
-        text("UPDATE counters SET value = value + 1 WHERE name = 'protocol_number' RETURNING value")
-    )
-    return result.scalar_one()
+    return session.execute(_NEXTVAL if session.bind.dialect.name == "postgresql" else _BUMP).scalar_one()

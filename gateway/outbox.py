@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
+from gateway.store import rows
 from gateway.store.models import ACTIVE_STATUSES, Attempt, ConsumerRequest, Notification
 from gateway.store.types import UTCDateTime
 
@@ -52,11 +53,11 @@ class Result:
 
 
 def enqueue(session: Session, notifications: list[Notification]) -> None:
-    """Add rows to the caller's transaction; never commits (the caller's commit is the acknowledgement)."""
+    """Write rows in the caller's transaction; never commits (the caller's commit is the
+    acknowledgement). Each object gets its id and stays outside the session (store/rows.py)."""
     if not notifications:
-        return  # an empty insert would add one default row
-    session.add_all(notifications)
-    session.flush()
+        return
+    rows.insert_many(session, notifications)
     notify(session)
 
 

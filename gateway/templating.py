@@ -514,6 +514,13 @@ def format_time(context: Context, value: DateTime) -> str:
 
 
 def datetime_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    # Shown to the minute: every event of a minute shares one formatting (Babel's is the
+    # costliest part of a render, and each event renders a few times).
+    return _datetime_minute(value.astimezone(zone).replace(second=0, microsecond=0), zone, locale)
+
+
+@lru_cache(maxsize=4096)
+def _datetime_minute(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
     time = dates.format_time(value, "short", tzinfo=zone, locale=locale)
     both = str(locale.datetime_formats["short"]).replace("'", "").format(time, _date(value, zone, locale))
     return f"{both} ({_zone_label(value, zone, locale)})"
@@ -524,6 +531,11 @@ def date_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
 
 
 def time_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    return _time_minute(value.astimezone(zone).replace(second=0, microsecond=0), zone, locale)
+
+
+@lru_cache(maxsize=4096)
+def _time_minute(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
     return f"{dates.format_time(value, 'short', tzinfo=zone, locale=locale)} ({_zone_label(value, zone, locale)})"
 
 
