@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce, update
 from sqlalchemy.orm import Session
@@ -61,97 +63,107 @@ def enqueue(session: Session, notifications: list[Notification]) -> None:
     notify(session)
 
 
+_PG_NOTIFY = text("SELECT pg_notify('gateway_outbox', '')")
+
+
 def notify(session: Session) -> None:
     """On PostgreSQL, wake the other gateways' dispatchers when this transaction commits."""
     if session.bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify('gateway_outbox', '')"))
+        session.execute(_PG_NOTIFY)
+
+
+# The dispatcher runs these on every turn: built once (per dialect, per limit), the values
+# bound at execution. Building them each time cost more than SQLite running them.
+_n = Notification.__table__.c
+
+
+@cache
+def _claim_statement(postgresql: bool, limit: int) -> Any:
+    due = (
+        select(_n.id)
+        .where(_n.status.in_(ACTIVE_STATUSES), _n.next_attempt_at <= bindparam("now", type_=UTCDateTime))
+        .order_by(_n.next_attempt_at, _n.id)
+        .limit(limit)
+    )
+    if postgresql:
+        due = due.with_for_update(skip_locked=True)
+    # A row that was 'sending' (lease expired: its worker died mid-send) or 'unknown' may
+    # already be in the consumer's hands: the record says so.
+    return (
+        update(Notification.__table__)
+        .where(_n.id.in_(due.scalar_subquery()))
+        .values(
+            status="sending",
+            attempts=_n.attempts + 1,
+            next_attempt_at=bindparam("lease_end", type_=UTCDateTime),
+            duplicate_possible=case((_n.status.in_(("sending", "unknown")), True), else_=_n.duplicate_possible),
+        )
+        .returning(
+            _n.id, _n.protocol_id, _n.channel, _n.recipient, _n.template, _n.subject, _n.body_text,
+            _n.body_html, _n.attempts, _n.created_at, _n.duplicate_possible,
+            type_coerce(func.coalesce(_n.retry_from, _n.created_at), UTCDateTime),
+        )
+    )
 
 
 def claim(session: Session, *, now: datetime, limit: int, lease: float) -> list[Claimed]:
     """Take up to `limit` due rows for `lease` seconds. Disjoint across processes on PostgreSQL."""
-    due = (
-        select(Notification.id)
-        .where(Notification.status.in_(ACTIVE_STATUSES), Notification.next_attempt_at <= now)
-        .order_by(Notification.next_attempt_at, Notification.id)
-        .limit(limit)
-    )
-    if session.bind.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    # A row that was 'sending' (lease expired: its worker died mid-send) or 'unknown' may
-    # already be in the consumer's hands: the record says so.
-    stmt = (
-        update(Notification)
-        .where(Notification.id.in_(due.scalar_subquery()))
-        .values(
-            status="sending",
-            attempts=Notification.attempts + 1,
-            next_attempt_at=now + timedelta(seconds=lease),
-            duplicate_possible=case(
-                (Notification.status.in_(("sending", "unknown")), True), else_=Notification.duplicate_possible
-            ),
-        )
-        .returning(
-            Notification.id, Notification.protocol_id, Notification.channel, Notification.recipient,
-            Notification.template, Notification.subject, Notification.body_text, Notification.body_html,
-            Notification.attempts, Notification.created_at, Notification.duplicate_possible,
-            type_coerce(func.coalesce(Notification.retry_from, Notification.created_at), UTCDateTime),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(stmt).all()
+    stmt = _claim_statement(session.bind.dialect.name == "postgresql", limit)
+    rows = session.execute(stmt, {"now": now, "lease_end": now + timedelta(seconds=lease)}).all()
     return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+
+
+_FENCED = (
+    update(Notification.__table__)
+    .where(_n.id == bindparam("b_id"), _n.status == "sending", _n.attempts == bindparam("b_attempts"))
+    .values(
+        status=bindparam("b_status"),
+        last_error=bindparam("b_error"),
+        error_code=bindparam("b_code"),
+        next_attempt_at=func.coalesce(bindparam("b_next", type_=UTCDateTime), _n.next_attempt_at),
+        sent_at=func.coalesce(bindparam("b_sent", type_=UTCDateTime), _n.sent_at),
+        delivered_at=func.coalesce(bindparam("b_delivered", type_=UTCDateTime), _n.delivered_at),
+        provider_id=func.coalesce(bindparam("b_provider"), _n.provider_id),
+    )
+)
+_ATTEMPT = insert(Attempt.__table__)
+# What the consumer asked for is fulfilled when its message left: each request takes its
+# own message's send time (written just before).
+_r = ConsumerRequest.__table__.c
+_FULFILLED = (
+    update(ConsumerRequest.__table__)
+    .where(_r.notification_id.in_(bindparam("done", expanding=True)), _r.fulfilled_at.is_(None))
+    .values(fulfilled_at=select(_n.sent_at).where(_n.id == _r.notification_id).scalar_subquery())
+)
 
 
 def record(session: Session, results: list[Result]) -> int:
     """Write outcomes and their evidence rows; returns how many rows this worker still owned.
 
-    Two statements for the whole batch (an UPDATE and an INSERT, each executed many): the
-    batch is the hot path.
+    Two statements for the whole batch (an UPDATE and an INSERT, each executed many), and
+    one more when a consumer's request was fulfilled: the batch is the hot path.
     """
     if not results:
         return 0
-    n = Notification.__table__.c
-    fenced = (
-        update(Notification.__table__)
-        .where(n.id == bindparam("b_id"), n.status == "sending", n.attempts == bindparam("b_attempts"))
-        .values(
-            status=bindparam("b_status"),
-            last_error=bindparam("b_error"),
-            error_code=bindparam("b_code"),
-            next_attempt_at=func.coalesce(bindparam("b_next", type_=UTCDateTime), n.next_attempt_at),
-            sent_at=func.coalesce(bindparam("b_sent", type_=UTCDateTime), n.sent_at),
-            delivered_at=func.coalesce(bindparam("b_delivered", type_=UTCDateTime), n.delivered_at),
-            provider_id=func.coalesce(bindparam("b_provider"), n.provider_id),
-        )
-    )
-    rows = []
+    params = []
     for r in results:
         sent = r.status in ("sent", "delivered")
-        rows.append({
+        params.append({
             "b_id": r.claimed.id, "b_attempts": r.claimed.attempts, "b_status": r.status,
             "b_error": None if sent else r.error, "b_code": None if sent else r.error_code,
             "b_next": r.next_attempt_at, "b_sent": r.finished_at if sent else None,
             "b_delivered": r.finished_at if r.status == "delivered" else None, "b_provider": r.provider_id,
         })
-    owned = session.execute(fenced, rows).rowcount
-    session.execute(insert(Attempt.__table__), [
+    owned = session.execute(_FENCED, params).rowcount
+    session.execute(_ATTEMPT, [
         {"notification_id": r.claimed.id, "attempt": r.claimed.attempts, "started_at": r.started_at,
          "finished_at": r.finished_at, "outcome": r.status, "error": r.error, "error_code": r.error_code,
          "provider_id": r.provider_id}
         for r in results
     ])
-    # What the consumer asked for is fulfilled when its message left: one statement, each
-    # request taking its own message's send time (written just above).
     done = [r.claimed.id for r in results if r.status in ("sent", "delivered")]
     if done:
-        sent_at = (select(Notification.sent_at).where(Notification.id == ConsumerRequest.notification_id)
-                   .scalar_subquery())
-        session.execute(
-            update(ConsumerRequest)
-            .where(ConsumerRequest.notification_id.in_(done), ConsumerRequest.fulfilled_at.is_(None))
-            .values(fulfilled_at=sent_at)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_FULFILLED, {"done": done})
     return owned
 
 
