@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 from datetime import datetime, timezone
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select, text
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
 from gateway.errors import Conflict, InvalidFields
+from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
 from gateway.store.models import Event, Notification, Protocol
-from tests.helpers import opened_event
+from tests.fakes.smtp_sink import SMTPSink
+from tests.fault_helpers import smtp_env
+from tests.helpers import free_port, opened_event
+from tests.test_e2e import start_daemon
 
 NOW = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
 
@@ -97,3 +104,46 @@ async def test_a_failed_commit_acknowledges_nobody(runtime):
     async with runtime.db.read() as session:
         names = set((await session.scalars(text("SELECT name FROM counters"))).all())
     assert "alone" in names and not {"a", "b"} & names
+
+
+async def test_every_acknowledged_event_survives_a_sigkill(tmp_path, db_url):
+    """A daemon under 100 concurrent clients is killed mid-stream: whatever got a 202 is stored."""
+    async with SMTPSink() as sink:
+        port = free_port()
+        daemon = await start_daemon(tmp_path, port, env=smtp_env(
+            db_url, sink, port, GATEWAY_AUTH__BOOTSTRAP_KEY_FILE="admin.key"))
+        key = (tmp_path / "admin.key").read_text().strip()
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/cloudevents+json"}
+        acknowledged: dict[str, str] = {}
+        kill_after = 300
+
+        async def client(http: aiohttp.ClientSession, c: int) -> None:
+            for i in range(1000):
+                body = json.dumps(opened_event(f"k-{c}-{i}", notify=["email"]))
+                try:
+                    async with http.post(f"{daemon.url}/v1/events", data=body, headers=headers) as r:
+                        if r.status != 202:
+                            return
+                        acknowledged[f"k-{c}-{i}"] = (await r.json())["protocol"]["number"]
+                except aiohttp.ClientError:
+                    return  # killed: this one was never acknowledged
+                if len(acknowledged) >= kill_after and daemon.process.returncode is None:
+                    daemon.process.send_signal(signal.SIGKILL)  # requests of other clients are mid-commit
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
+            await asyncio.gather(*(client(http, c) for c in range(100)))
+        await daemon.process.wait()
+
+    db = Database(db_url)
+    try:
+        async with db.read() as session:
+            stored = dict((await session.execute(
+                select(Event.event_id, Protocol.number).join(Protocol, Protocol.id == Event.protocol_id))).all())
+            queued = await session.scalar(select(func.count()).select_from(Notification))
+    finally:
+        await db.dispose()
+    assert len(acknowledged) >= kill_after
+    missing = {e for e in acknowledged if e not in stored}
+    assert not missing, f"{len(missing)} acknowledged events lost"
+    assert all(stored[e] == n for e, n in acknowledged.items())
+    assert queued == len(stored)  # each stored event has its notification: no half-written member
