@@ -13,6 +13,10 @@ Baseline, same run, same database kind: N tasks each doing one INSERT of an even
 (the same JSON payload, a comparable answer) and one COMMIT through `Database.write()`:
 what the database allows with one commit per event. The gateway's own transaction per
 event is heavier (a counter, a protocol, the event, two rendered notifications).
+
+Reference, same run: the gateway itself with group commit off (a batch of one: one
+commit per event, the naive design), so the gain of group commit is measured apart from
+everything else the gateway does.
 """
 
 from __future__ import annotations
@@ -90,14 +94,20 @@ async def _load(url: str, key: str, *, clients: int, events: int, label: str) ->
     return json.loads(line)
 
 
+GATEWAY = "gateway"
+ONE_COMMIT = "gateway, group commit off (one commit per event)"
+
+
 async def gateway_round(store: Store, template: str, folder: Path, *, clients: int, events: int, label: str,
-                        dispatcher: str) -> dict[str, Any]:
+                        dispatcher: str, group_commit: bool = True) -> dict[str, Any]:
     url = await store.clone(template)
     parked = dispatcher == "parked"
     settings = bench_settings(folder, url, dispatch={"poll_interval": PARK} if parked else {})
     runtime = build_runtime(settings, transports={"email": NullTransport(), "sms": NullTransport()})
     if parked:
         runtime.service.on_enqueued = lambda: None
+    if not group_commit:
+        runtime.service.commits.max_batch = 1
     runner, port = await start(runtime, HOST, 0)
     try:
         key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
@@ -108,7 +118,8 @@ async def gateway_round(store: Store, template: str, folder: Path, *, clients: i
     accepted = result["statuses"].get("202", 0)
     if result["errors"]:
         say(f"{label}: {events - accepted} requests not accepted, e.g. {result['errors'][0]}")
-    return figures(store.name, "gateway", clients, events, result["elapsed"], result["latencies"],
+    return figures(store.name, GATEWAY if group_commit else ONE_COMMIT, clients, events, result["elapsed"],
+                   result["latencies"],
                    events - accepted, dispatcher=dispatcher, statuses=result["statuses"])
 
 
@@ -176,17 +187,19 @@ async def run_ingest(stores: list[Store], folder: Path, *, clients: list[int], e
         template = await store.template("ingest")
         for n in clients:
             for r in range(1, rounds + 1):
-                order = ("baseline", "gateway") if r % 2 else ("gateway", "baseline")
-                for what in order:
+                variants = ["baseline", "gateway", "one-commit"]
+                turn = (r - 1) % len(variants)
+                for what in variants[turn:] + variants[:turn]:  # each variant takes each place in turn
                     label = f"ingest-{store.name}-c{n}-r{r}-{what}"
                     say(f"{label}: {events} events")
-                    if what == "gateway":
-                        row = await gateway_round(store, template, folder, clients=n, events=events,
-                                                  label=label, dispatcher=dispatcher)
-                    else:
+                    if what == "baseline":
                         row = await baseline_round(store, template, clients=n, events=events, label=label)
+                    else:
+                        row = await gateway_round(store, template, folder, clients=n, events=events,
+                                                  label=label, dispatcher=dispatcher,
+                                                  group_commit=what == "gateway")
                     row["round"] = r
-                    row["role"] = "gateway" if what == "gateway" else "baseline"
+                    row["role"] = {"baseline": "baseline", "gateway": "gateway", "one-commit": "reference"}[what]
                     say(f"{label}: {row['rate']:.0f} events/s, p50 {row['p50_ms']:.1f} ms, "
                         f"p99 {row['p99_ms']:.1f} ms")
                     results.append(row)

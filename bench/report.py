@@ -86,15 +86,24 @@ def _ratio(value: float | None) -> str:
 
 
 def ingest_table(summary: list[dict[str, Any]]) -> list[str]:
-    lines = ["| database | clients | what | events/s (median) | gateway ÷ baseline | p50 ms | p95 ms | p99 ms "
-             "| errors | events/s per round |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| database | clients | what | events/s (median) | gateway ÷ baseline | gateway ÷ one commit per event "
+             "| p50 ms | p95 ms | p99 ms | errors | events/s per round |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    verdicts = []
     for e in summary:
         if e["scenario"] == "ingest":
             lines.append(f"| {e['database']} | {e['concurrency']} | {e['what']} | {e['rate']:.0f} | {_ratio(e['ratio'])} "
+                         f"| {_ratio(e.get('ratio_to_reference'))} "
                          f"| {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | {e['p99_ms']:.1f} | {e['errors']} "
                          f"| {', '.join(f'{r:.0f}' for r in e['rates'])} |")
-    return lines
+            if e["role"] == "gateway" and e["ratio"] is not None:
+                met = "met" if e["ratio"] > 1 else "NOT met"
+                verdicts.append(f"- {e['database']}, {e['concurrency']} clients: gateway at {_ratio(e['ratio'])} of "
+                                f"one INSERT + COMMIT per event (target: above it): **{met}**")
+            if e["role"] == "gateway" and e.get("ratio_to_reference") is not None:
+                verdicts.append(f"- {e['database']}, {e['concurrency']} clients: group commit gives "
+                                f"{_ratio(e['ratio_to_reference'])} of the same gateway committing once per event")
+    return lines + ([""] + verdicts if verdicts else [])
 
 
 def drain_table(summary: list[dict[str, Any]]) -> list[str]:

@@ -31,7 +31,7 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     databases = ["sqlite"] + (["postgresql"] if os.environ.get("GATEWAY_TEST_DATABASE_URL") else [])
     rows = {(e["scenario"], e["database"], e["concurrency"], e["role"]) for e in run["summary"]}
     expected = {("ingest", db, clients, role) for db in databases for clients in (1, 10)
-                for role in ("baseline", "gateway")}
+                for role in ("baseline", "gateway", "reference")}
     expected |= {("drain", db, 4, role) for db in databases for role in ("baseline", "gateway", "reference")}
     expected |= {("e2e", db, 20, "gateway") for db in databases}
     expected |= {("sms", db, WORKERS, role) for db in databases for role in ("baseline", "gateway")}
