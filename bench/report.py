@@ -61,6 +61,7 @@ def _e2e_entry(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "expected_emails": sum(r["expected_emails"] for r in rows), "delivered": sum(r["delivered"] for r in rows),
         "count": sum(r["count"] for r in rows),
         "all_arrived": all(r["all_arrived"] for r in rows), "sustainable": all(r["sustainable"] for r in rows),
+        "cpu_ms_per_event": median([r.get("cpu_ms_per_event", float("nan")) for r in rows]),
     }
 
 
@@ -132,15 +133,16 @@ def _ms(value: float) -> str:
 def e2e_table(summary: list[dict[str, Any]]) -> list[str]:
     lines = ["| database | offered events/s | achieved events/s (median) | achieved ÷ offered | p50 ms | p95 ms "
              "| p99 ms | max ms | HTTP answer p99 ms | generator lag p99 ms | errors | emails arrived "
-             "| sustained | achieved per round |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "| sustained | gateway CPU ms/event | achieved per round |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for e in summary:
         if e["scenario"] == "e2e":
             lines.append(f"| {e['database']} | {e['offered_rate']} | {e['rate']:.0f} "
                          f"| {_ratio(e['rate'] / e['offered_rate'])} | {_ms(e['p50_ms'])} | {_ms(e['p95_ms'])} "
                          f"| {_ms(e['p99_ms'])} | {_ms(e['max_ms'])} | {_ms(e['http_p99_ms'])} "
                          f"| {_ms(e['lag_p99_ms'])} | {e['errors']} | {e['delivered']}/{e['count']} "
-                         f"| {'yes' if e['sustainable'] else '**no**'} | {', '.join(f'{r:.0f}' for r in e['rates'])} |")
+                         f"| {'yes' if e['sustainable'] else '**no**'} | {e.get('cpu_ms_per_event', float('nan')):.2f} "
+                         f"| {', '.join(f'{r:.0f}' for r in e['rates'])} |")
     return lines + [""] + e2e_verdicts(summary)
 
 

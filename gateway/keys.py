@@ -2,6 +2,10 @@
 
 The key id finds the row; the secret's hash is compared in constant time, so timing
 tells an attacker nothing about how much of a guess was right.
+
+Every API request checks its key. A row read is kept for `CACHE_SECONDS` (keyed by the
+Database, so tests and processes never share it): a revocation made in this process is
+seen at once, one made by another process (the CLI, another gateway) within that time.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +23,11 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.store.database import Database
 from gateway.store.models import ApiKey
+
+CACHE_SECONDS = 1.0
+CACHE_ENTRIES = 1024  # key rows kept at most: only existing keys are cached, so this is plenty
+# Per Database: key id -> (read at, monotonic; secret hash; what the row says).
+_cache: weakref.WeakKeyDictionary[Database, dict[str, tuple[float, str, KeyInfo]]] = weakref.WeakKeyDictionary()
 
 SCOPES = ("events:write", "protocols:read", "protocols:write", "templates:read", "outbox:admin", "admin")
 PREFIX = "pgw"
@@ -68,11 +79,20 @@ async def verify(db: Database, presented: str) -> KeyInfo | None:
     key_id, _, secret = rest.partition("_")
     if prefix != PREFIX or not key_id or not secret:
         return None
-    # Every API request comes here: one trip to the database, not a statement at a time.
-    row = await db.query(lambda session: session.scalar(select(ApiKey).where(ApiKey.key_id == key_id)))
-    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)) or row.revoked_at is not None:
+    cached = _cache.setdefault(db, {})
+    entry = cached.get(key_id)
+    if entry is None or time.monotonic() - entry[0] > CACHE_SECONDS:
+        row = await db.query(lambda session: session.scalar(select(ApiKey).where(ApiKey.key_id == key_id)))
+        if row is None:
+            return None  # not cached: unknown ids are what a guesser sends, and they must not fill memory
+        if len(cached) >= CACHE_ENTRIES:
+            cached.clear()
+        entry = cached[key_id] = (time.monotonic(), row.secret_hash,
+                                  KeyInfo(row.name, frozenset(row.scopes.split(",")), row.created_at, row.revoked_at))
+    _, secret_hash, info = entry
+    if not hmac.compare_digest(secret_hash, _hash(secret)) or info.revoked_at is not None:
         return None
-    return KeyInfo(row.name, frozenset(row.scopes.split(",")), row.created_at, row.revoked_at)
+    return info
 
 
 async def list_keys(db: Database) -> list[KeyInfo]:
@@ -88,6 +108,7 @@ async def revoke(db: Database, name: str, *, now: datetime) -> None:
             raise KeyRefused(f"no key named {name!r}")
         if row.revoked_at is None:
             row.revoked_at = now
+    _cache.pop(db, None)  # this process sees the revocation at once
 
 
 async def count_keys(db: Database) -> int:
