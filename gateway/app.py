@@ -36,6 +36,7 @@ from gateway.service import ProtocolService
 from gateway.status_hooks import StatusHooks
 from gateway.sweeps import SweepRunner
 from gateway.store.database import Database
+from gateway.store.checkpoint import run_checkpoints
 from gateway.store.listen import OutboxListener
 from gateway.store.migrate import migrate
 from gateway.templating import Templates, warm_templates
@@ -160,6 +161,9 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         listener_stop = asyncio.Event()
+        if runtime.db.is_sqlite:
+            dispatcher_task["checkpoints"] = asyncio.create_task(
+                run_checkpoints(runtime.db, listener_stop), name="checkpoints")
         if run_dispatcher:
             dispatcher_task["task"] = asyncio.create_task(runtime.dispatcher.run(), name="dispatcher")
             if not runtime.db.is_sqlite:  # other processes' enqueues wake this one at once
@@ -176,6 +180,8 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
             await dispatcher_task["task"]
             if "listener" in dispatcher_task:
                 await dispatcher_task["listener"]
+        if "checkpoints" in dispatcher_task:
+            await dispatcher_task["checkpoints"]
         await runtime.aclose()
 
     app.cleanup_ctx.append(lifecycle)

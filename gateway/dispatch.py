@@ -9,6 +9,12 @@ finished since the last turn and claims rows for the slots that freed: on SQLite
 writer, two transactions per message (claim, record) would queue behind each other and cap
 the drain rate. A slot stays taken until its outcome is committed, so a crash between the
 send and the record leaves the row leased, to be sent again when the lease expires.
+
+Without a backlog (the last turn found fewer due rows than free slots), the loop waits
+TURN_GATHER after a wake-up before turning, so that the events and sends of those few
+milliseconds share one turn: under a steady stream a turn per event and another per send
+would cost the database writer more than the events themselves (profiled: ~1 ms of CPU per
+turn on SQLite, most of it writing pages at commit). With a backlog, turns follow at once.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from gateway.outbox import Claimed, Result
 from gateway.retry import RetryPolicy
 from gateway.status_hooks import StatusHooks
 from gateway.store.database import Database
+
+TURN_GATHER = 0.01  # seconds: added latency at most, per turn, when there is no backlog
 
 log = logging.getLogger("gateway.dispatch")
 
@@ -104,6 +112,8 @@ class Dispatcher:
                     continue  # a full batch: more may be due at once
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self.settings.poll_interval)
+                with contextlib.suppress(TimeoutError):  # gather what else arrives meanwhile
+                    await asyncio.wait_for(self._stop.wait(), timeout=TURN_GATHER)
         finally:
             await self._drain()
             log.info("dispatcher stopped", extra={"action": "dispatcher_stopped"})

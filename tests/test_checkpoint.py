@@ -1,0 +1,36 @@
+"""SQLite's WAL is copied back by the daemon's checkpointer, not inside a commit, and stays small."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from gateway.api.cloudevents import to_incoming
+from gateway.app import prepare
+from tests.helpers import opened_event
+
+NOW = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+async def test_checkpoints_keep_the_wal_from_growing(runtime):
+    await prepare(runtime)
+    wal = Path(runtime.db.url.split(":///", 1)[1] + "-wal")
+
+    async def write(start: int) -> None:
+        for i in range(start, start + 100):
+            await runtime.service.handle(to_incoming(opened_event(f"w-{i}", notify=["email"])), received_at=NOW)
+
+    await write(0)
+    grown = wal.stat().st_size  # the writer no longer checkpoints every 1,000 pages on its own
+    for round_ in range(1, 4):
+        await runtime.db.checkpoint()
+        await write(round_ * 100)  # after a complete checkpoint the next writes start the WAL over
+    assert wal.stat().st_size <= grown * 1.1
+
+    # Without checkpoints the same writes keep growing it.
+    await write(400)
+    await write(500)
+    assert wal.stat().st_size > grown * 1.5
