@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce,
 from sqlalchemy.orm import Session
 
 from gateway.store import rows
-from gateway.store.models import ACTIVE_STATUSES, Attempt, ConsumerRequest, Notification
+from gateway.store.models import ACTIVE_CONDITION, Attempt, ConsumerRequest, Notification
 from gateway.store.types import UTCDateTime
 
 
@@ -81,7 +81,7 @@ _n = Notification.__table__.c
 def _claim_statement(postgresql: bool, limit: int) -> Any:
     due = (
         select(_n.id)
-        .where(_n.status.in_(ACTIVE_STATUSES), _n.next_attempt_at <= bindparam("now", type_=UTCDateTime))
+        .where(text(ACTIVE_CONDITION), _n.next_attempt_at <= bindparam("now", type_=UTCDateTime))
         .order_by(_n.next_attempt_at, _n.id)
         .limit(limit)
     )

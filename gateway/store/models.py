@@ -35,6 +35,9 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 # Statuses in which a notification still needs the dispatcher: `next_attempt_at` then says
 # when (a retry's time, a lease's expiry, or when an unknown outcome is sent again).
 ACTIVE_STATUSES = ("queued", "sending", "unknown")
+# Written out, as the partial index's condition and the claim's must both be: SQLite uses a
+# partial index only when the query repeats its condition, and bound parameters do not.
+ACTIVE_CONDITION = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_STATUSES) + ")"
 
 
 class Base(DeclarativeBase):
@@ -97,8 +100,8 @@ class Notification(Base):
             "ix_notifications_due",
             "next_attempt_at",
             "id",
-            postgresql_where=text("status IN ('queued', 'sending', 'unknown')"),
-            sqlite_where=text("status IN ('queued', 'sending', 'unknown')"),
+            postgresql_where=text(ACTIVE_CONDITION),
+            sqlite_where=text(ACTIVE_CONDITION),
         ),
         # SMS still waiting for a delivery receipt: the fallback check's query.
         Index(
