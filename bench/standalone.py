@@ -1,0 +1,75 @@
+"""What the standalone benches (`bench.memory`, `bench.peer`) share: the run's header and where it goes.
+
+Each writes `bench/results/<stem>.md` (the tables) and `<stem>.json` (every figure) like
+`python -m bench` does; a `--smoke` run measures nothing and writes to the temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench import machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Smoke figures measure nothing: they stay out of bench/results/.
+SMOKE_RESULTS = Path(tempfile.gettempdir()) / "gateway-bench-smoke"
+MIB = 2**20
+
+
+def command(prog: str, argv: list[str] | None) -> str:
+    """The command line as run, with any password in a database URL masked."""
+    args = sys.argv[1:] if argv is None else argv
+    return re.sub(r"(://[^:/@\s]+):[^@\s]*@", r"\1:***@", shlex.join(["python", "-m", prog, *args]))
+
+
+def start_run(prog: str, argv: list[str] | None, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command(prog, argv),
+        "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in arguments.items() if k != "pg"},
+        "machine": machine.describe(),
+    }
+
+
+def finish_run(run: dict[str, Any]) -> None:
+    run["machine"]["load_average_at_end"] = machine.load_average()
+    run["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def machine_lines(info: dict[str, Any], *, extra_libraries: dict[str, str] | None = None) -> list[str]:
+    libraries = {**info["libraries"], **(extra_libraries or {})}
+    return [
+        f"- machine: nproc {info['nproc']} ({info['cpu']}), {info['platform']}",
+        f"- Python {info['python']} ({info['implementation']}), SQLite {info['sqlite']}",
+        f"- load average (1, 5, 15 min) at start {info['load_average_at_start']}, "
+        f"at end {info.get('load_average_at_end', [])}",
+        "- " + ", ".join(f"{k} {v}" for k, v in libraries.items()),
+        f"- commit {info['commit']}",
+    ]
+
+
+def out_folder(out: Path | None, smoke: bool) -> Path:
+    return out if out is not None else (SMOKE_RESULTS if smoke else RESULTS)
+
+
+def write(run: dict[str, Any], text: str, folder: Path, stem: str) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    table, raw = folder / f"{stem}.md", folder / f"{stem}.json"
+    table.write_text(text, encoding="utf-8")
+    raw.write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
+    return table, raw
+
+
+def stamp(run: dict[str, Any]) -> str:
+    return datetime.fromisoformat(run["started_at"]).strftime("%Y%m%d-%H%M%S")
+
+
+def mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / MIB:.1f}"

@@ -1,0 +1,68 @@
+"""`python -m bench.memory --smoke` and `python -m bench.peer --smoke` still run end to end.
+
+Like tests/test_bench_smoke.py, they assert that each bench completes, writes its report with
+the rows it should, and that the run's own checks held (every email sent and received, the
+daemon stopped cleanly, Apprise's throttle seen), never how fast or how small anything was:
+figures belong in bench/results/, measured, not in a test's assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_TIMEOUT = 180  # seconds; each smoke run takes 10 to 30 on a shared machine
+PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL")
+
+
+def run_smoke(module: str, folder: Path, *extra: str) -> tuple[str, dict[str, Any]]:
+    completed = subprocess.run(
+        [sys.executable, "-m", module, "--smoke", "--out", str(folder), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT, env=os.environ.copy(),
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    (table,) = folder.glob("smoke-*.md")
+    (raw,) = folder.glob("smoke-*.json")
+    return table.read_text(encoding="utf-8"), json.loads(raw.read_text(encoding="utf-8"))
+
+
+def test_memory_smoke_reports_every_phase_and_passes_its_checks(tmp_path: Path) -> None:
+    text, run = run_smoke("bench.memory", tmp_path, *(["--pg", PG_URL] if PG_URL else []))
+
+    databases = ["sqlite"] + (["postgresql"] if PG_URL else [])
+    assert [out["database"] for out in run["databases"]] == databases
+    assert all(value for value in run["reference"].values())
+    for out in run["databases"]:
+        assert out["checks"] and all(out["checks"].values()), out["checks"]
+        assert out["backlog"] == {"sent": out["queued"]} and out["drained"]
+        assert out["rss_at_healthz"] and out["rss_idle"] and out["peak_drain"] and out["peak"]
+        assert out["samples"] and [p["phase"] for p in out["phases"]] == [
+            "start", "start-up sweeps", "sweeps' messages", "idle", "drain", "stop"]
+        assert out["schedules"] and {s["schedule"] for s in out["sweeps"]} == set(out["schedules"])
+        assert f"| {out['database']} |" in text and f"## {out['database']}" in text
+        assert f"- {out['database']}: peak RSS " in text and "(target < 200 MB)" in text
+    assert "reference: python with gateway.cli and gateway.app imported" in text
+    assert "**FAILED**" not in text
+
+
+def test_peer_smoke_reports_gateway_and_apprise_and_passes_its_checks(tmp_path: Path) -> None:
+    pytest.importorskip("apprise")  # the `bench` extra: `make bench` installs it, `make test` does not
+    text, run = run_smoke("bench.peer", tmp_path)
+
+    assert run["checks"] and all(run["checks"].values()), run["checks"]
+    assert [e["what"] for e in run["summary"]] == ["gateway", "per-email", "one-object", "as-installed"]
+    assert all(r["sink_received"] == r["count"] for r in run["results"])
+    installed = next(r for r in run["results"] if r["what"] == "as-installed")
+    assert installed["default_rate_attr"] == installed["rate_attr"] > 0 and installed["secure_mode"] == "insecure"
+    for label in ("| gateway: outbox drain", "| Apprise, throttle off, one Apprise object per email |",
+                  "| Apprise, throttle off, one Apprise object for every email |",
+                  "| Apprise as installed (throttle on), one Apprise object |"):
+        assert label in text
+    assert "(target ≥ 20×): **" in text and "**FAILED**" not in text
