@@ -15,7 +15,7 @@ delivery statuses, writes an audit entry per protocol and per run, and on SQLite
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 

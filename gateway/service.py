@@ -14,7 +14,7 @@ import logging
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel
