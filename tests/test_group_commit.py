@@ -147,3 +147,16 @@ async def test_every_acknowledged_event_survives_a_sigkill(tmp_path, db_url):
     assert not missing, f"{len(missing)} acknowledged events lost"
     assert all(stored[e] == n for e, n in acknowledged.items())
     assert queued == len(stored)  # each stored event has its notification: no half-written member
+
+
+async def test_waiting_members_are_cancelled_with_the_leader_not_left_hanging(runtime):
+    await prepare(runtime)
+    commits = GroupCommit(runtime.db)
+    first = asyncio.ensure_future(commits.run(lambda session: session.execute(text("SELECT 1")).scalar()))
+    await asyncio.sleep(0)  # the leader starts the first transaction; the next ones wait behind it
+    waiting = [asyncio.ensure_future(commits.run(lambda session: 1)) for _ in range(3)]
+    await asyncio.sleep(0)
+    commits._leader.cancel()  # as at shutdown
+    results = await asyncio.wait_for(asyncio.gather(first, *waiting, return_exceptions=True), timeout=10)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[1:])
+    assert commits._leader is None

@@ -50,6 +50,12 @@ class GroupCommit:
                 batch = [(fn, future) for fn, future in batch if not future.cancelled()]
                 if batch:
                     await self._commit(batch)
+        except BaseException:  # the leader itself was cancelled (shutdown): nobody waiting may hang
+            waiting, self._pending = self._pending, []
+            for _, future in waiting:
+                if not future.done():
+                    future.cancel()
+            raise
         finally:
             self._leader = None
 
