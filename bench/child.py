@@ -12,15 +12,18 @@ read on stdin; end of input stops it.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0  # seconds for the child to import its server and listen
 STOP_TIMEOUT = 10.0  # seconds for the child to exit once its stdin closes
-ANSWER_LIMIT = 2**26  # bytes: a `dump` answer holds one record per message
+ANSWER_LIMIT = 2**26  # bytes: a `dump` answer holds one record per message (or a generator's result)
+GENERATOR_TIMEOUT = 600.0  # seconds for one load-generator round
 
 
 class ChildServer:
@@ -90,3 +93,31 @@ async def answer_commands(commands: dict[str, Callable[[], str]]) -> None:
             print(f"{name} {answer()}", flush=True)
         else:
             print(f"unknown {name}", flush=True)
+
+
+async def run_generator(spec: dict[str, Any], *, before_go: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
+    """Run `bench.loadgen` with `spec`: it prints `ready`, waits for `go` (sent once
+    `before_go` returns), then prints its result as one JSON line and exits."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.loadgen", json.dumps(spec), cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=ANSWER_LIMIT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        ready = await asyncio.wait_for(proc.stdout.readline(), GENERATOR_TIMEOUT)
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"load generator did not start: {ready[:200]!r}")
+        if before_go is not None:
+            await before_go()
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        line = await asyncio.wait_for(proc.stdout.readline(), GENERATOR_TIMEOUT)
+        await proc.wait()
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if proc.returncode != 0 or not line:
+        raise RuntimeError(f"load generator failed (exit {proc.returncode})")
+    return json.loads(line)

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +34,7 @@ from gateway import keys
 from gateway.app import build_runtime, start
 from gateway.dispatch import message_id_for
 
-from bench.child import ROOT
+from bench.child import run_generator
 from bench.databases import PostgresStore, SQLiteStore
 from bench.progress import say
 from bench.report import E2E_GRACE, E2E_SUSTAINED_P99, E2E_SUSTAINED_SHARE
@@ -49,34 +47,11 @@ HOST = "127.0.0.1"
 WARM_EVENTS = 8  # untimed events first: connections open, templates and SQL compile, the SMTP pool warms
 WARM_TIMEOUT = 60.0  # seconds for the warm-up emails to reach the sink
 POLL = 0.1  # seconds between looks at the sink while waiting
-CHILD_OUTPUT_LIMIT = 2**26  # bytes: the generator's result line holds every event
-CHILD_TIMEOUT = 600.0  # seconds for one generator round
 
 
 async def _generator(spec: dict[str, Any], sink: SinkProcess) -> dict[str, Any]:
     """Run the open-loop generator; say `go` once the warm-up emails reached the sink."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.loadgen", json.dumps(spec), cwd=ROOT,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=CHILD_OUTPUT_LIMIT,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        ready = await asyncio.wait_for(proc.stdout.readline(), CHILD_TIMEOUT)
-        if ready.strip() != b"ready":
-            raise RuntimeError(f"load generator did not start: {ready[:200]!r}")
-        await _wait_for_warm_up(sink, spec["warm"])
-        proc.stdin.write(b"go\n")
-        await proc.stdin.drain()
-        line = await asyncio.wait_for(proc.stdout.readline(), CHILD_TIMEOUT)
-        await proc.wait()
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    if proc.returncode != 0 or not line:
-        raise RuntimeError(f"load generator failed (exit {proc.returncode})")
-    return json.loads(line)
+    return await run_generator(spec, before_go=lambda: _wait_for_warm_up(sink, spec["warm"]))
 
 
 async def _wait_for_warm_up(sink: SinkProcess, count: int) -> None:

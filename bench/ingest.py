@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -39,6 +38,7 @@ from gateway.config import DispatchSettings
 from gateway.store.database import Database
 from gateway.store.models import Event, Protocol
 
+from bench.child import run_generator
 from bench.databases import PostgresStore, SQLiteStore
 from bench.loadgen import opened_event
 from bench.progress import Ticker, say
@@ -47,10 +47,7 @@ from bench.stats import latency_summary
 
 Store = SQLiteStore | PostgresStore
 HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parent.parent
 PARK = "1h"  # poll interval that keeps a parked dispatcher asleep for the whole run
-CHILD_OUTPUT_LIMIT = 2**26  # bytes: the child's result line holds every latency
-CHILD_TIMEOUT = 600.0  # seconds for one load-generator round
 
 
 class NullTransport:
@@ -70,28 +67,8 @@ def figures(database: str, what: str, clients: int, count: int, elapsed: float, 
 
 
 async def _load(url: str, key: str, *, clients: int, events: int, label: str) -> dict[str, Any]:
-    spec = {"url": url, "key": key, "events": events, "clients": clients, "prefix": label, "label": label}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.loadgen", json.dumps(spec), cwd=ROOT,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=CHILD_OUTPUT_LIMIT,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        ready = await asyncio.wait_for(proc.stdout.readline(), CHILD_TIMEOUT)
-        if ready.strip() != b"ready":
-            raise RuntimeError(f"load generator did not start: {ready[:200]!r}")
-        proc.stdin.write(b"go\n")
-        await proc.stdin.drain()
-        line = await asyncio.wait_for(proc.stdout.readline(), CHILD_TIMEOUT)
-        await proc.wait()
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    if proc.returncode != 0 or not line:
-        raise RuntimeError(f"load generator failed (exit {proc.returncode})")
-    return json.loads(line)
+    return await run_generator({"url": url, "key": key, "events": events, "clients": clients, "prefix": label,
+                                "label": label})
 
 
 GATEWAY = "gateway"
