@@ -58,7 +58,13 @@ def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, synchronous: str, autoch
             cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    _begin_with(engine.sync_engine, begin)
+
+
+def _begin_with(engine: Any, begin: str) -> None:
+    """Every transaction of `engine` starts with our `begin` (BEGIN IMMEDIATE for the writer)."""
+
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
 
@@ -67,9 +73,8 @@ _lent = threading.local()  # the sqlite3 connection lent to the sync engine, per
 
 
 class _Borrowed:
-    """The writer's sqlite3 connection lent to a synchronous engine for one transaction.
-
-    The async engine owns the connection; the lender must not close it when it is done.
+    """A pooled sqlite3 connection (the writer's or a reader's) lent to a synchronous
+    engine for one transaction. The async pool owns it: the borrower must not close it.
     """
 
     def __init__(self, connection: Any) -> None:
@@ -165,11 +170,7 @@ class Database:
 
 def _lending_engine(*, begin: str) -> Any:
     engine = create_engine("sqlite://", creator=lambda: _Borrowed(_lent.connection), poolclass=NullPool)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
-
+    _begin_with(engine, begin)
     return engine
 
 
