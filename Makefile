@@ -1,25 +1,33 @@
 # Two commands on a fresh machine with Python 3.11: `make run` and `make test`.
+# Installs come from the lock files in requirements/ (exact versions with hashes), so a fresh
+# clone installs what CI tested; `make lock` refreshes them (README, "Upgrading dependencies").
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+LOCK   := requirements
+UV_VERSION := 0.13.9
+# Only what a lock names, each file checked against its hash; the project itself without
+# its dependencies and without a build environment of its own (setuptools is in the lock).
+PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --no-deps -r
+PIP_SELF   := $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 
-.PHONY: run test test-all install install-test bench bench-smoke clean
+.PHONY: run test test-all install install-test bench bench-smoke clean lock
 
-# The venv is remade when pyproject.toml changes; a Python older than 3.11 is refused.
-$(BIN)/.installed: pyproject.toml
+# The venv is remade when a lock changes; a Python older than 3.11 is refused.
+$(BIN)/.installed: $(LOCK)/run.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "protocol-gateway needs Python 3.11 or newer; found " + sys.version.split()[0] + " (set PYTHON=python3.11)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(PIP_LOCKED) $(LOCK)/run.txt
+	$(PIP_SELF)
 	@touch $@
 
-$(BIN)/.installed-test: $(BIN)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(BIN)/.installed-test: $(BIN)/.installed $(LOCK)/test.txt
+	$(PIP_LOCKED) $(LOCK)/test.txt
 	@touch $@
 
-$(BIN)/.installed-bench: $(BIN)/.installed-test
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+$(BIN)/.installed-bench: $(BIN)/.installed-test $(LOCK)/bench.txt
+	$(PIP_LOCKED) $(LOCK)/bench.txt
 	@touch $@
 
 install: $(BIN)/.installed
@@ -36,7 +44,20 @@ test-all: $(BIN)/.installed-test
 	scripts/with-postgres.sh $(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) $(VENV)-lock var build *.egg-info
+
+# Refresh the locks from pyproject.toml's ranges, keeping every pin that still fits;
+# UPGRADE=1 moves everything to the newest allowed, UPGRADE=babel moves one package.
+# Universal (every platform and Python >= 3.11), with the hashes of every file.
+UPGRADE ?=
+UV_UPGRADE := $(if $(filter 1,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE),))
+UV_COMPILE = $(VENV)-lock/bin/uv pip compile pyproject.toml $(LOCK)/build.in --universal --python-version 3.11 \
+	--generate-hashes --quiet $(UV_UPGRADE)
+lock:
+	@test -x $(VENV)-lock/bin/uv || { $(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(UV_COMPILE) -o $(LOCK)/run.txt
+	$(UV_COMPILE) --extra test -o $(LOCK)/test.txt
+	$(UV_COMPILE) --extra test --extra bench -o $(LOCK)/bench.txt
 
 # Benchmarks (bench/README.md); figures go to bench/results/. e.g. BENCH_ARGS="--clients 1,10,50 --pg URL"
 bench: $(BIN)/.installed-bench

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from gateway import keys
 from gateway.api.routes import build_web_app
-from gateway.api.runtime_keys import DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES
+from gateway.api.runtime_keys import CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES
 from gateway.channels.base import Transport
 from gateway.channels.factory import build_email_transport, build_sms_transport
 from gateway.channels.webhook import WebhookTransport
@@ -58,6 +58,7 @@ class Runtime:
     inbound: InboundSMS
     sweeps: SweepRunner | None = None
     scheduler: SweepScheduler | None = None
+    clock: Callable[[], datetime] = utcnow  # the one source of "now" for every part (tests pass a fixed one)
 
     async def aclose(self) -> None:
         for transport in self.transports.values():
@@ -101,7 +102,7 @@ def build_runtime(
     sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock)
     scheduler = SweepScheduler(sweeps, schedules, run_at_start=settings.sweeps.run_at_start, clock=clock)
     return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound,
-                   sweeps=sweeps, scheduler=scheduler)
+                   sweeps=sweeps, scheduler=scheduler, clock=clock)
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
@@ -111,7 +112,7 @@ async def bootstrap_admin_key(runtime: Runtime) -> None:
         return
     path = runtime.settings.path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = await keys.create_key(runtime.db, "admin", ["admin"], now=datetime.now(timezone.utc))
+    key = await keys.create_key(runtime.db, "admin", ["admin"], now=runtime.clock())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(key + "\n")
@@ -136,6 +137,7 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     app[METRICS] = runtime.metrics
     app[INBOUND] = runtime.inbound
     app[STATUS_HOOKS] = runtime.hooks
+    app[CLOCK] = runtime.clock
     dispatcher_task: dict[str, asyncio.Task[None]] = {}
 
     async def database_ready() -> str | None:

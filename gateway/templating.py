@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime as DateTime
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -567,9 +568,21 @@ def _date(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
 
 def _zone_label(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
     # CLDR has abbreviations only where they are in common use (BRT in pt-BR, EST in en);
-    # elsewhere Babel gives "-0300" or a long name, so show the localized GMT offset.
+    # elsewhere the offset, written by us as "GMT-05:00" in every locale. CLDR's localized
+    # GMT format is not stable across Babel releases (2.19 made pt-BR "-05:00 GMT"), and
+    # what a consumer reads must not change because a dependency did.
     short = dates.format_datetime(value, "z", tzinfo=zone, locale=locale)
-    return short if re.fullmatch(r"[A-Z]{2,5}", short) else dates.format_datetime(value, "ZZZZ", tzinfo=zone, locale=locale)
+    return short if re.fullmatch(r"[A-Z]{2,5}", short) else gmt_offset(value.astimezone(zone).utcoffset())
+
+
+def gmt_offset(offset: timedelta | None) -> str:
+    """ "GMT-05:00", "GMT+05:30", and "GMT" for no offset."""
+    if not offset:
+        return "GMT"
+    minutes = round(offset.total_seconds() / 60)
+    sign = "+" if minutes > 0 else "-"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"GMT{sign}{hours:02d}:{minutes:02d}"
 
 
 @lru_cache(maxsize=64)

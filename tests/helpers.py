@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import socket
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,20 @@ def opened_event(event_id: str = "evt-1", **data: Any) -> dict[str, Any]:
     return {"specversion": "1.0", "id": event_id, "source": "urn:test:crm", "type": "protocol.opened",
             "time": "2026-11-22T14:43:00Z", "data": body}
 
+
+
+class FixedClock:
+    """The clock a test gives the gateway: it says `now` until the test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        assert now.utcoffset() is not None, "a clock tells aware times"
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
 
 
 def free_port() -> int:

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import Runtime, prepare, web_app
+from gateway.app import Runtime, build_runtime, prepare, web_app
+from gateway.config import Settings
 from gateway.numbering import damm_valid
-from tests.helpers import admin_key, opened_event
+from tests.helpers import FixedClock, admin_key, opened_event
 
 CE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
+
+
+# The gateway in this module receives every event at 01:30 UTC on 2026-11-23: still the 22nd
+# in São Paulo (gateway.timezone), so the number's date part shows which day it counts in.
+RECEIVED = datetime(2026, 11, 23, 1, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = build_runtime(settings, clock=FixedClock(RECEIVED))
+    yield rt
+    await rt.aclose()
 
 
 @pytest.fixture
@@ -37,14 +51,16 @@ async def post(client: TestClient, key: str, body: object, content_type: str = C
     return await client.post("/v1/events", data=json.dumps(body), headers={**auth(key, content_type), **headers})
 
 
-async def test_open_answers_202_with_number_deadline_and_queued_notifications(client, key):
+async def test_open_answers_202_with_number_deadline_and_queued_notifications(client, key, runtime):
     response = await post(client, key, opened_event())
     assert response.status == 202
     body = await response.json()
     assert body["duplicate"] is False
     number = body["protocol"]["number"]
     assert number.isdigit() and 6 <= len(number) <= 30 and damm_valid(number)
-    assert number.startswith("20261122")  # the date part, in the gateway's time zone
+    # The date part is the day the number is issued, in gateway.timezone (not UTC's day).
+    issued_on = runtime.clock().astimezone(ZoneInfo(runtime.settings.gateway.timezone)).strftime("%Y%m%d")
+    assert number.startswith(issued_on) and issued_on != runtime.clock().strftime("%Y%m%d")
     assert body["protocol"]["status"] == "open"
     assert body["protocol"]["opened_at"] == "2026-11-22T14:43:00Z"  # the event's time
     # 7 calendar days from the day after, end of day in São Paulo (UTC-3): 2026-11-29 23:59:59-03:00.

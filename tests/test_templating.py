@@ -1,6 +1,6 @@
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +8,7 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 import gateway
-from gateway.templating import Templates, TemplateError, TemplateNotFoundError, content_hash
+from gateway.templating import Templates, TemplateError, TemplateNotFoundError, content_hash, gmt_offset
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
 NUMBER = "2026112200000017"
@@ -145,7 +145,12 @@ def test_dates_follow_the_requested_locale_when_the_text_is_in_its_language(ship
         ("pt-BR", "America/Sao_Paulo", "22/11/2026 11:43 (BRT)"),
         ("en", "America/New_York", "Nov 22, 2026, 9:43\u202fAM (EST)"),
         ("es", "Europe/Madrid", "22/11/2026, 15:43 (CET)"),
+        # Where CLDR has no abbreviation, the offset, written the same way in every locale
+        # whatever the Babel release (2.19 turned CLDR's pt-BR form into "-05:00 GMT").
         ("pt-BR", "America/Bogota", "22/11/2026 09:43 (GMT-05:00)"),
+        ("es", "America/Bogota", "22/11/2026, 9:43 (GMT-05:00)"),
+        ("pt-BR", "Asia/Kolkata", "22/11/2026 20:13 (GMT+05:30)"),
+        ("en", "Asia/Kathmandu", "Nov 22, 2026, 8:28\u202fPM (GMT+05:45)"),
     ],
 )
 def test_datetime_filter_always_shows_the_zone(tmp_path: Path, locale: str, zone: str, shown: str) -> None:
@@ -366,3 +371,9 @@ def test_reload_off_reads_each_file_once(tmp_path: Path, sample: dict[str, Any])
     assert templates.render("t", "sms", "pt-BR", sample).text == "antes"
     touch(tmp_path / "t" / "pt-BR" / "sms.j2", "depois")
     assert templates.render("t", "sms", "pt-BR", sample).text == "antes"
+
+
+@pytest.mark.parametrize(("minutes", "label"), [(0, "GMT"), (-180, "GMT-03:00"), (330, "GMT+05:30"), (-570, "GMT-09:30"),
+                                               (840, "GMT+14:00")])
+def test_gmt_offset_is_ours_not_cldrs(minutes: int, label: str) -> None:
+    assert gmt_offset(timedelta(minutes=minutes)) == label

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from aiohttp import web
 
 from gateway.api import cloudevents
 from gateway.api.auth import requires
 from gateway.api.problems import Problem, problem_body, problem_from_service
-from gateway.api.runtime_keys import METRICS, SERVICE
+from gateway.api.runtime_keys import CLOCK, METRICS, SERVICE
 from gateway.errors import InvalidFields, ServiceError
 from gateway.service import IncomingEvent
 
@@ -19,7 +18,7 @@ async def post_events(request: web.Request) -> web.Response:
     mode, events = await cloudevents.parse(request)
     service = request.app[SERVICE]
     metrics = request.app[METRICS]
-    received_at = datetime.now(timezone.utc)
+    received_at = request.app[CLOCK]()
     if mode == "single":
         (event,) = events
         if isinstance(event, Exception):

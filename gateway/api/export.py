@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
 
 from aiohttp import web
 
 from gateway.api.auth import requires
-from gateway.api.runtime_keys import DB
+from gateway.api.runtime_keys import CLOCK, DB
 from gateway.api.schemas import NUMBER_PATTERN
 from gateway.errors import NotFound
 from gateway.export import export_protocol
@@ -20,7 +19,7 @@ async def get_export(request: web.Request) -> web.Response:
     number = request.match_info["number"]
     if not re.match(NUMBER_PATTERN, number):
         raise NotFound(f"no protocol {number[:40]!r}: numbers are 6 to 30 digits")
-    document = await export_protocol(request.app[DB], number, now=datetime.now(timezone.utc))
+    document = await export_protocol(request.app[DB], number, now=request.app[CLOCK]())
     digest = document["digest"]["value"]
     return web.json_response(
         document, dumps=lambda o: json.dumps(o, ensure_ascii=False),

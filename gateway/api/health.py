@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.api.runtime_keys import DB, METRICS, READINESS
+from gateway.api.runtime_keys import CLOCK, DB, METRICS, READINESS
 from gateway.outbox_admin import outbox_stats
 
 
@@ -36,7 +35,7 @@ async def metrics(request: web.Request) -> web.Response:
     m = request.app[METRICS]
     try:
         async with request.app[DB].read() as session:
-            stats = await outbox_stats(session, now=datetime.now(timezone.utc))
+            stats = await outbox_stats(session, now=request.app[CLOCK]())
     except Exception:  # metrics stay up when the database is down; the outbox gauges go stale
         stats = None
     if stats is not None:

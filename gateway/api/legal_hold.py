@@ -8,7 +8,6 @@ Both are idempotent: the answer says whether anything changed.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +15,7 @@ from aiohttp import web
 from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
 from gateway.api.problems import Problem
-from gateway.api.runtime_keys import DB
+from gateway.api.runtime_keys import CLOCK, DB
 from gateway.api.schemas import NUMBER_PATTERN
 from gateway.errors import FieldProblem, InvalidFields, NotFound
 from gateway.retention import set_legal_hold
@@ -52,7 +51,7 @@ async def _reason(request: web.Request) -> str | None:
 async def _change(request: web.Request, hold: bool) -> web.Response:
     number = _number(request)
     reason = await _reason(request)
-    result = await set_legal_hold(request.app[DB], number, hold, at=datetime.now(timezone.utc),
+    result = await set_legal_hold(request.app[DB], number, hold, at=request.app[CLOCK](),
                                   actor=f"api-key:{current_key(request).name}", reason=reason)
     return web.json_response(result)
 

@@ -6,7 +6,6 @@ An `admin` key has every scope, this one included.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,7 +16,7 @@ from gateway import outbox_admin
 from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
 from gateway.api.problems import Problem
-from gateway.api.runtime_keys import DB, SERVICE
+from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, OutboxRequeueRequest, OutboxRetryRequest
 from gateway.errors import FieldProblem, InvalidFields, NotFound
 
@@ -58,7 +57,7 @@ async def post_retry(request: web.Request) -> web.Response:
     body: OutboxRetryRequest = await _body(request, OutboxRetryRequest)
     reason = _reason(request, body.reason)
     async with request.app[DB].write() as session:
-        item = await outbox_admin.retry(session, int(raw_id), now=datetime.now(timezone.utc), reason=reason)
+        item = await outbox_admin.retry(session, int(raw_id), now=request.app[CLOCK](), reason=reason)
     request.app[SERVICE].on_enqueued()  # the dispatcher in this process looks now
     return web.json_response(item.as_dict())
 
@@ -66,7 +65,7 @@ async def post_retry(request: web.Request) -> web.Response:
 @requires(SCOPE)
 async def post_requeue(request: web.Request) -> web.Response:
     body: OutboxRequeueRequest = await _body(request, OutboxRequeueRequest)
-    now = datetime.now(timezone.utc)
+    now = request.app[CLOCK]()
     try:
         statuses = outbox_admin.parse_statuses(",".join(body.status) if isinstance(body.status, list) else body.status)
         refused = [s for s in statuses if s not in outbox_admin.RETRYABLE]

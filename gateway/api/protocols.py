@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +13,7 @@ from sqlalchemy import select
 from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
 from gateway.api.problems import Problem
-from gateway.api.runtime_keys import DB, SERVICE
+from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
 from gateway.errors import FieldProblem, InvalidFields, NotFound
 from gateway.service import IncomingEvent, iso
@@ -92,5 +91,5 @@ async def post_resend(request: web.Request) -> web.Response:
         raise InvalidFields([FieldProblem("Idempotency-Key", f"at most {MAX_IDEMPOTENCY_KEY} characters")])
     event = IncomingEvent(source=f"urn:protocol-gateway:api-key:{key.name}", id=event_id,
                           type="protocol.resend_requested", time=None, data=data, field_prefix="")
-    outcome = await request.app[SERVICE].handle(event, received_at=datetime.now(timezone.utc))
+    outcome = await request.app[SERVICE].handle(event, received_at=request.app[CLOCK]())
     return web.json_response(outcome.body, status=200 if outcome.duplicate else 202)

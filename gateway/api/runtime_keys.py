@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,5 +23,7 @@ TEMPLATES: web.AppKey[Templates] = web.AppKey("templates", Templates)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 INBOUND: web.AppKey[InboundSMS] = web.AppKey("inbound", InboundSMS)
 STATUS_HOOKS: web.AppKey[StatusHooks] = web.AppKey("status_hooks", StatusHooks)
+# The clock the runtime was given: handlers read "now" from it, never from the wall (tests fix it).
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 # Readiness checks: name -> async callable returning None when fine, or a reason.
 READINESS: web.AppKey[dict[str, Any]] = web.AppKey("readiness", dict)

@@ -8,14 +8,13 @@ signature is 403 and nothing happens.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from gateway.api.problems import Problem
-from gateway.api.runtime_keys import DB, INBOUND, SETTINGS, STATUS_HOOKS
+from gateway.api.runtime_keys import CLOCK, DB, INBOUND, SETTINGS, STATUS_HOOKS
 from gateway.receipts import apply_twilio_receipt
 
 log = logging.getLogger("gateway.webhooks")
@@ -44,7 +43,7 @@ async def inbound(request: web.Request) -> web.Response:
     if not sid or not form.get("From"):
         raise Problem(400, "an inbound SMS needs MessageSid and From")
     await request.app[INBOUND].receive(sid=sid, from_raw=form["From"], to=form.get("To"), body=form.get("Body", ""),
-                                       now=datetime.now(timezone.utc))
+                                       now=request.app[CLOCK]())
     # The reply goes through the outbox (it survives a crash), not in this response.
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
@@ -54,7 +53,7 @@ async def status(request: web.Request) -> web.Response:
     raw_id = request.query.get("notification")
     # ASCII digits that fit a BIGINT: anything else names no notification (and would overflow the driver).
     notification_id = int(raw_id) if raw_id and raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 19 else None
-    now = datetime.now(timezone.utc)
+    now = request.app[CLOCK]()
     async with request.app[DB].write() as session:
         _, queued = await apply_twilio_receipt(session, request.app[STATUS_HOOKS], notification_id=notification_id,
                                                form=form, now=now)
