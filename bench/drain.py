@@ -29,21 +29,20 @@ from typing import Any
 import aiosmtplib
 from sqlalchemy import func, select
 
-from gateway.api.cloudevents import to_incoming
-from gateway.app import build_runtime
-from gateway.channels.base import Message
-from gateway.channels.email_message import build_email
-from gateway.config import DispatchSettings
-from gateway.dispatch import message_id_for
-from gateway.store.database import Database
-from gateway.store.models import Notification
-
 from bench.databases import PostgresStore, SQLiteStore
 from bench.ingest import NullTransport
 from bench.loadgen import opened_event
 from bench.progress import Ticker, say
 from bench.settings import REPLY_TO, SENDER, bench_settings
 from bench.sink import SinkProcess
+from gateway.api.cloudevents import to_incoming
+from gateway.app import build_runtime
+from gateway.config import DispatchSettings
+from gateway.delivery.channels.base import Message
+from gateway.delivery.channels.email_message import build_email
+from gateway.delivery.dispatcher import message_id_for
+from gateway.store.database import Database
+from gateway.store.models import Notification
 
 Store = SQLiteStore | PostgresStore
 PREFILL_TASKS = 8  # concurrent service calls while filling the template (not timed)

@@ -30,10 +30,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway import keys
-from gateway.app import build_runtime, start
-from gateway.dispatch import message_id_for
-
 from bench.child import run_generator
 from bench.databases import PostgresStore, SQLiteStore
 from bench.progress import say
@@ -41,6 +37,9 @@ from bench.report import E2E_GRACE, E2E_SUSTAINED_P99, E2E_SUSTAINED_SHARE
 from bench.settings import SENDER, bench_settings
 from bench.sink import SinkProcess
 from bench.stats import latency_summary, percentile
+from gateway.api import keys
+from gateway.app import build_runtime, start
+from gateway.delivery.dispatcher import message_id_for
 
 Store = SQLiteStore | PostgresStore
 HOST = "127.0.0.1"

@@ -31,19 +31,18 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from gateway import keys
-from gateway.app import build_runtime, start
-from gateway.channels.base import Message, Receipt
-from gateway.config import DispatchSettings
-from gateway.store.database import Database
-from gateway.store.models import Event, Protocol
-
 from bench.child import run_generator
 from bench.databases import PostgresStore, SQLiteStore
 from bench.loadgen import opened_event
 from bench.progress import Ticker, say
 from bench.settings import bench_settings
 from bench.stats import latency_summary
+from gateway.api import keys
+from gateway.app import build_runtime, start
+from gateway.config import DispatchSettings
+from gateway.delivery.channels.base import Message, Receipt
+from gateway.store.database import Database
+from gateway.store.models import Event, Protocol
 
 Store = SQLiteStore | PostgresStore
 HOST = "127.0.0.1"

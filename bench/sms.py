@@ -27,17 +27,16 @@ from sqlalchemy import func, select
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from gateway.app import build_runtime
-from gateway.channels.base import Message
-from gateway.config import DispatchSettings, HTTPSettings
-from gateway.store.database import Database
-from gateway.store.models import Notification
-
 from bench.databases import PostgresStore, SQLiteStore
 from bench.drain import prefill
 from bench.progress import say
 from bench.settings import bench_settings
 from bench.twilio_fake import TwilioFakeProcess
+from gateway.app import build_runtime
+from gateway.config import DispatchSettings, HTTPSettings
+from gateway.delivery.channels.base import Message
+from gateway.store.database import Database
+from gateway.store.models import Notification
 
 Store = SQLiteStore | PostgresStore
 FROM = "+15005550006"

@@ -194,10 +194,10 @@ def _memory(field: str) -> float:
 def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any) -> None:
     """In a fresh process: run one sweep as of `at`; report seconds, counts and max RSS."""
     from gateway.config import load_settings
-    from gateway.schedules import load_schedules
+    from gateway.rendering.templates import Templates
     from gateway.store.database import Database
-    from gateway.sweeps import SweepRunner
-    from gateway.templating import Templates
+    from gateway.sweeps.runner import SweepRunner
+    from gateway.sweeps.schedules import load_schedules
 
     settings = load_settings(environ={}, discover=False, overrides={
         "database": {"url": url}, "operations": {"emails": ["ops@example.com"]},

@@ -17,29 +17,30 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy import text
 
-from gateway import keys
+from gateway.api import keys
 from gateway.api.routes import build_web_app
 from gateway.api.runtime_keys import CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES
-from gateway.channels.base import Transport
-from gateway.channels.factory import build_email_transport, build_sms_transport
-from gateway.channels.webhook import WebhookTransport
+from gateway.clock import utcnow
 from gateway.config import Settings
-from gateway.dispatch import Dispatcher, utcnow
-from gateway.fallback import Fallback
-from gateway.inbound import InboundSMS
-from gateway.messages import MessageBuilder
-from gateway.numbering import NumberFormat
+from gateway.delivery.channels.base import Transport
+from gateway.delivery.channels.factory import build_email_transport, build_sms_transport
+from gateway.delivery.channels.webhook import WebhookTransport
+from gateway.delivery.dispatcher import Dispatcher
+from gateway.delivery.fallback import Fallback
+from gateway.delivery.status_hooks import StatusHooks
 from gateway.observability import Metrics
-from gateway.scheduler import SweepScheduler
-from gateway.schedules import load_schedules
-from gateway.service import ProtocolService
-from gateway.status_hooks import StatusHooks
-from gateway.sweeps import SweepRunner
-from gateway.store.database import Database
+from gateway.protocols.inbound import InboundSMS
+from gateway.protocols.messages import MessageBuilder
+from gateway.protocols.numbering import NumberFormat
+from gateway.protocols.service import ProtocolService
+from gateway.rendering.templates import Templates, warm_templates
 from gateway.store.checkpoint import run_checkpoints
+from gateway.store.database import Database
 from gateway.store.listen import OutboxListener
 from gateway.store.migrate import migrate
-from gateway.templating import Templates, warm_templates
+from gateway.sweeps.runner import SweepRunner
+from gateway.sweeps.scheduler import SweepScheduler
+from gateway.sweeps.schedules import load_schedules
 
 log = logging.getLogger("gateway.app")
 

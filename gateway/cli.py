@@ -7,13 +7,13 @@ A wrong setting stops the command with one line naming the key, exit status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from gateway import keys
+from gateway.api import keys
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.observability import configure_logging
 

@@ -13,7 +13,7 @@ from typing import TextIO
 
 import aiohttp
 
-from gateway import keys
+from gateway.api import keys
 from gateway.app import build_runtime, start
 from gateway.config import load_settings
 

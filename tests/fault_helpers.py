@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select
 
-from gateway import outbox
+from gateway.delivery import outbox
 from gateway.store.database import Database
 from gateway.store.models import Notification
 from tests.fakes.smtp_sink import SMTPSink

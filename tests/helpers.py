@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway import keys
+from gateway.api import keys
 from gateway.app import Runtime
 from gateway.config import Settings, load_settings
 

@@ -12,13 +12,13 @@ from typing import Any
 from sqlalchemy import func, select
 
 from gateway.config import Settings
-from gateway.policy import get_profile
-from gateway.schedules import Schedule, load_schedules
+from gateway.protocols.profiles import get_profile
+from gateway.rendering.templates import Templates
 from gateway.store.database import Database
 from gateway.store.models import Notification, Protocol
 from gateway.store.sweep_models import SweepMark
-from gateway.sweeps import SweepRunner
-from gateway.templating import Templates
+from gateway.sweeps.runner import SweepRunner
+from gateway.sweeps.schedules import Schedule, load_schedules
 from tests.helpers import make_settings
 
 UTC = timezone.utc

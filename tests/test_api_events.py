@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.config import Settings
-from gateway.numbering import damm_valid
+from gateway.protocols.numbering import damm_valid
 from tests.helpers import FixedClock, admin_key, opened_event
 
 CE = "application/cloudevents+json"

@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from gateway.channels.base import Message, PermanentDeliveryError
-from gateway.channels.email_message import build_email
 from gateway.app import Runtime, build_runtime, prepare, web_app
+from gateway.delivery.channels.base import Message
+from gateway.delivery.channels.email_message import build_email
+from gateway.delivery.errors import PermanentDeliveryError
 from gateway.store.models import Notification
 from tests.fakes.smtp_sink import SMTPSink
 from tests.helpers import admin_key, make_settings, opened_event

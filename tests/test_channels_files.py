@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.channels.base import Message, PermanentDeliveryError
-from gateway.channels.factory import build_email_transport, build_sms_transport
-from gateway.channels.maildir import MaildirTransport
-from gateway.channels.sms_file import SMSFileTransport
-from gateway.channels.smtp import SMTPTransport
-from gateway.channels.twilio import TwilioTransport
 from gateway.config import Settings
+from gateway.delivery.channels.base import Message
+from gateway.delivery.channels.factory import build_email_transport, build_sms_transport
+from gateway.delivery.channels.maildir import MaildirTransport
+from gateway.delivery.channels.sms_file import SMSFileTransport
+from gateway.delivery.channels.smtp import SMTPTransport
+from gateway.delivery.channels.twilio import TwilioTransport
+from gateway.delivery.errors import PermanentDeliveryError
 
 SENDER = "protocolos@example.com"
 

@@ -8,14 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from gateway.channels.base import (
-    Message,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-    UnknownOutcomeError,
-)
-from gateway.channels.smtp import SMTPTransport
 from gateway.config import SMTPSettings
+from gateway.delivery.channels.base import Message
+from gateway.delivery.channels.smtp import SMTPTransport
+from gateway.delivery.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
 from tests.fakes.smtp_sink import SMTPSink, free_port
 
 SENDER = "Atendimento São Paulo <protocolos@example.com>"
@@ -228,7 +224,7 @@ def test_fast_writer_matches_the_email_package(message: Message) -> None:
     import email as email_lib
     import email.policy
 
-    from gateway.channels.email_message import build_email, email_bytes
+    from gateway.delivery.channels.email_message import build_email, email_bytes
 
     sender = "Atendimento São Paulo <atendimento@example.com>"
     fast = email_bytes(message, sender)
@@ -250,7 +246,7 @@ def test_fast_writer_matches_the_email_package(message: Message) -> None:
 
 
 def test_fast_writer_leaves_unusual_addresses_to_the_email_package() -> None:
-    from gateway.channels.email_message import email_bytes
+    from gateway.delivery.channels.email_message import email_bytes
 
     message = Message(notification_id=1, channel="email", to="joão@exemplo.com.br", text="x", subject="s")
     assert email_bytes(message, "a@example.com") is None

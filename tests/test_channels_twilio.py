@@ -7,14 +7,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from gateway.channels.base import (
-    Message,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-    UnknownOutcomeError,
-)
-from gateway.channels.twilio import TwilioTransport
 from gateway.config import TwilioSettings
+from gateway.delivery.channels.base import Message
+from gateway.delivery.channels.twilio import TwilioTransport
+from gateway.delivery.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
 from tests.fakes.smtp_sink import free_port
 from tests.fakes.twilio_api import FakeTwilio
 

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import event
 
-from gateway import outbox
 from gateway.app import prepare
+from gateway.delivery import outbox
 
 NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
 

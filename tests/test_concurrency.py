@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from gateway.app import prepare, web_app
-from gateway.numbering import damm_valid
+from gateway.protocols.numbering import damm_valid
 from gateway.store.models import Event, Protocol
 from tests.helpers import admin_key, opened_event
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from gateway.app import Runtime, build_runtime, prepare, web_app
-from gateway.channels import webhook as signing
+from gateway.delivery.channels import webhook as signing
 from gateway.store.models import ConsumerRequest, InboundMessage, Notification, OptOut
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import admin_key, free_port, make_settings, opened_event

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway import outbox
-from gateway.api.schemas import OpenedData
 from gateway.app import Runtime, build_runtime
-from gateway.service import IncomingEvent
+from gateway.delivery import outbox
+from gateway.protocols.schemas import OpenedData
+from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Attempt, Notification
 from tests.fakes.smtp_sink import SMTPSink
 from tests.fakes.twilio_api import FakeTwilio
@@ -215,7 +215,7 @@ async def test_claims_of_two_sessions_are_disjoint(gw, clock, engine_name):
 
 
 async def test_a_requeue_restarts_the_give_up_clock(gw, sink, clock):
-    from gateway import outbox_admin
+    from gateway.delivery import admin as outbox_admin
 
     sink.refuse(lambda rcpt: "421 4.7.0 busy")
     await open_protocol(gw, notify=["email"])

@@ -13,11 +13,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import delete, select, update
 
-from gateway.api.schemas import OpenedData, UpdatedData
 from gateway.app import Runtime, prepare, web_app
 from gateway.cli import main
-from gateway.export import export_protocol, verify
-from gateway.service import IncomingEvent
+from gateway.protocols.export import export_protocol, verify
+from gateway.protocols.schemas import OpenedData, UpdatedData
+from gateway.protocols.service import IncomingEvent
 from gateway.store.append_only import AppendOnlyViolation, allow_redaction
 from gateway.store.models import Attempt, Event, Notification, ProviderCallback
 from tests.helpers import admin_key, opened_event

@@ -17,8 +17,8 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -39,8 +39,8 @@ from schemathesis.specs.openapi.checks import (
 from gateway.api.openapi import build_spec
 from gateway.api.routes import _version, build_web_app
 from gateway.app import build_runtime, prepare, web_app
-from gateway.service import IncomingEvent
-from gateway.api.schemas import OpenedData
+from gateway.protocols.schemas import OpenedData
+from gateway.protocols.service import IncomingEvent
 from tests.conftest import _clone_pg, _drop_pg, run_isolated
 from tests.helpers import admin_key, make_settings, opened_event
 

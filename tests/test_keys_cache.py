@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gateway import keys
+from gateway.api import keys
 from gateway.store.database import Database
 
 NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)

@@ -10,13 +10,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 
-from gateway.api.schemas import OpenedData
 from gateway.app import Runtime, build_runtime, prepare, web_app
-from gateway.channels.base import Message, PermanentDeliveryError, Receipt
 from gateway.config import Settings
+from gateway.delivery.admin import outbox_stats
+from gateway.delivery.channels.base import Message, Receipt
+from gateway.delivery.errors import PermanentDeliveryError
 from gateway.observability import Metrics
-from gateway.outbox_admin import outbox_stats
-from gateway.service import IncomingEvent
+from gateway.protocols.schemas import OpenedData
+from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Notification
 from tests.helpers import opened_event
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.numbering import NumberFormat, damm_digit, damm_valid, luhn_digit, luhn_valid
+from gateway.protocols.numbering import NumberFormat, damm_digit, damm_valid, luhn_digit, luhn_valid
 
 digits = st.text(alphabet="0123456789", min_size=5, max_size=29)
 

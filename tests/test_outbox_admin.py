@@ -12,12 +12,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 
-from gateway import outbox_admin
-from gateway.api.schemas import OpenedData
 from gateway.app import Runtime, prepare, web_app
 from gateway.cli import main
+from gateway.delivery import admin as outbox_admin
 from gateway.errors import Conflict, NotFound
-from gateway.service import IncomingEvent
+from gateway.protocols.schemas import OpenedData
+from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Attempt, Notification, ProviderCallback
 from tests.helpers import admin_key, opened_event
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.config import ConfigError
-from gateway.policy import PROFILES, Profiles, UnknownProfile, apply_overrides, get_profile, retention_end
+from gateway.protocols.profiles import PROFILES, Profiles, UnknownProfile, apply_overrides, get_profile, retention_end
 from tests.helpers import make_settings
 
 SP = ZoneInfo("America/Sao_Paulo")

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from gateway.api import cloudevents
 from gateway.api.problems import Problem
 from gateway.errors import InvalidFields
-from gateway.numbering import NumberFormat, damm_digit, damm_valid, luhn_digit, luhn_valid
-from gateway.policy import PROFILES, apply_overrides
-from gateway.service import IncomingEvent
-from gateway.sms import GSM7_BASIC, GSM7_EXTENSION, clean_spaces, is_gsm7, sms_info
+from gateway.protocols.numbering import NumberFormat, damm_digit, damm_valid, luhn_digit, luhn_valid
+from gateway.protocols.profiles import PROFILES, apply_overrides
+from gateway.protocols.service import IncomingEvent
+from gateway.rendering.sms import GSM7_BASIC, GSM7_EXTENSION, clean_spaces, is_gsm7, sms_info
 
 # Numbers and check digits
 

@@ -12,8 +12,10 @@ from sqlalchemy import select, text
 
 from gateway.app import build_runtime, web_app
 from gateway.errors import NotFound
-from gateway.policy import Profiles
-from gateway.retention import RetentionRefused, anonymize_number, set_legal_hold
+from gateway.protocols.anonymize import anonymize_number
+from gateway.protocols.legal_hold import set_legal_hold
+from gateway.protocols.profiles import Profiles
+from gateway.protocols.retention import RetentionRefused
 from gateway.store.database import Database
 from gateway.store.models import (
     Attempt,
@@ -372,8 +374,8 @@ async def test_legal_hold_over_the_api(tmp_path, db_url):
 async def test_through_the_service_nothing_personal_survives_anonymization(tmp_path, db_url, folder):
     """The same proof for what the real code paths write: events, rendered messages, sends,
     a history asked to another address, rate-limit keys."""
-    from gateway.api.schemas import OpenedData, ResendData, ResolvedData, UpdatedData
-    from gateway.service import IncomingEvent
+    from gateway.protocols.schemas import OpenedData, ResendData, ResolvedData, UpdatedData
+    from gateway.protocols.service import IncomingEvent
 
     settings = sweep_settings(tmp_path, db_url, **ANONYMIZE)
     runtime = build_runtime(settings, clock=Clock(NOW))

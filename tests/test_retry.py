@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.channels.base import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
-from gateway.retry import RetryPolicy
+from gateway.delivery.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
+from gateway.delivery.retry import RetryPolicy
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 NO_JITTER = RetryPolicy(base=5, cap=300, give_up_after=86400, unknown_retry_after=600, rand=lambda: 0.0)

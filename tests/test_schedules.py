@@ -14,10 +14,10 @@ import pytest
 from gateway import cli
 from gateway.app import build_runtime
 from gateway.config import PACKAGE_DIR, ConfigError
-from gateway.schedules import ScheduleError, load_schedule, load_schedules
-from gateway.scheduler import SweepScheduler
-from gateway.sweep_context import SweepResult
-from gateway.templating import Templates
+from gateway.rendering.templates import Templates
+from gateway.sweeps.context import SweepResult
+from gateway.sweeps.scheduler import SweepScheduler
+from gateway.sweeps.schedules import ScheduleError, load_schedule, load_schedules
 from tests.helpers import make_settings
 from tests.sweep_helpers import write_schedule
 

@@ -26,13 +26,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, text
 from twilio.request_validator import RequestValidator
 
-from gateway import keys
+from gateway.api import keys
 from gateway.api.auth import SCOPE_ATTR
+from gateway.api.keys import SCOPES
 from gateway.app import Runtime, build_runtime, prepare, web_app
-from gateway.channels.webhook import verify
-from gateway.keys import SCOPES
+from gateway.delivery.channels.webhook import verify
+from gateway.rendering.templates import TemplateError, Templates
 from gateway.store.models import ApiKey, Event, InboundMessage, Notification, ProviderCallback
-from gateway.templating import TemplateError, Templates
 from tests.fakes.smtp_sink import SMTPSink
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import admin_key, free_port, make_settings, opened_event
@@ -287,8 +287,8 @@ async def test_outbound_webhooks_are_signed_and_carry_no_contacts(tmp_path, db_u
                                           webhooks={"url": f"http://127.0.0.1:{port}/hooks", "secret": secret}))
     await prepare(runtime)
     try:
-        from gateway.api.schemas import OpenedData
-        from gateway.service import IncomingEvent
+        from gateway.protocols.schemas import OpenedData
+        from gateway.protocols.service import IncomingEvent
 
         event = opened_event("signed")
         await runtime.service.handle(IncomingEvent(source=event["source"], id=event["id"], type=event["type"],

@@ -1,8 +1,15 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.sms import GSM7_BASIC, GSM7_EXTENSION, SmsInfo, clean_spaces, is_gsm7, sms_info, transliterate_gsm7
-
+from gateway.rendering.sms import (
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    SmsInfo,
+    clean_spaces,
+    is_gsm7,
+    sms_info,
+    transliterate_gsm7,
+)
 
 
 def _texts(alphabet: st.SearchStrategy[str] | list[str]) -> st.SearchStrategy[str]:

@@ -16,11 +16,20 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from gateway.policy import Profiles
+from gateway.protocols.profiles import Profiles
 from gateway.store.database import Database
 from gateway.store.models import Notification, Protocol
 from gateway.store.sweep_models import SweepMark
-from tests.sweep_helpers import UTC, Clock, add, protocol_row, runner_for, schedules_from, sweep_settings, write_schedule
+from tests.sweep_helpers import (
+    UTC,
+    Clock,
+    add,
+    protocol_row,
+    runner_for,
+    schedules_from,
+    sweep_settings,
+    write_schedule,
+)
 
 STEP = timedelta(hours=6)
 LATENESS = timedelta(hours=7)

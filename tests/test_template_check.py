@@ -10,8 +10,8 @@ import pytest
 
 import gateway
 from gateway.cli import main
-from gateway.template_check import Report, check_templates
-from gateway.templating import Templates
+from gateway.rendering.check import Report, check_templates
+from gateway.rendering.templates import Templates
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
 NAME = "protocol_opened"

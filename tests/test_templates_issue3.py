@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import gateway
-from gateway.sms import sms_info
-from gateway.templating import Templates
+from gateway.rendering.sms import sms_info
+from gateway.rendering.templates import Templates
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
 NUMBER = "2026112200000017"

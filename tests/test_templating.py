@@ -8,7 +8,8 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 import gateway
-from gateway.templating import Templates, TemplateError, TemplateNotFoundError, content_hash, gmt_offset
+from gateway.rendering.dates import gmt_offset
+from gateway.rendering.templates import TemplateError, TemplateNotFoundError, Templates, content_hash
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
 NUMBER = "2026112200000017"
@@ -303,7 +304,7 @@ def test_a_broken_edit_keeps_the_last_good_version_serving(tmp_path: Path, sampl
     templates = write(tmp_path, {"t/pt-BR/sms.j2": "bom {{ protocol.number }}"})
     good = templates.render("t", "sms", "pt-BR", sample)
     touch(tmp_path / "t" / "pt-BR" / "sms.j2", "quebrado\n{{ protocol.number }\n")
-    with caplog.at_level(logging.WARNING, logger="gateway.templating"):
+    with caplog.at_level(logging.WARNING, logger="gateway.rendering.templates"):
         served = templates.render("t", "sms", "pt-BR", sample)
         again = templates.render("t", "sms", "pt-BR", sample)
     assert (served.text, served.hash, served.fallback) == (f"bom {NUMBER}", good.hash, True)
@@ -324,7 +325,7 @@ def test_an_edit_with_an_undefined_variable_falls_back_too(tmp_path: Path, sampl
     templates = write(tmp_path, {"t/pt-BR/sms.j2": "{{ protocol.number }}"})
     templates.render("t", "sms", "pt-BR", sample)
     touch(tmp_path / "t" / "pt-BR" / "sms.j2", "{{ protocol.numero }}")
-    with caplog.at_level(logging.WARNING, logger="gateway.templating"):
+    with caplog.at_level(logging.WARNING, logger="gateway.rendering.templates"):
         served = templates.render("t", "sms", "pt-BR", sample)
     assert served.text == NUMBER and served.fallback
     assert fallbacks(caplog)[0].variable == "protocol.numero"

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api.keys import KeyInfo, verify
 from gateway.api.problems import Problem
-from gateway.keys import KeyInfo, verify
 from gateway.api.runtime_keys import DB
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.api.problems import Problem
 from gateway.api.schemas import EVENT_DATA, CloudEventIn
 from gateway.errors import FieldProblem, InvalidFields
-from gateway.service import IncomingEvent
+from gateway.protocols.service import IncomingEvent
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from aiohttp import web
 
 from gateway.api import cloudevents
@@ -10,7 +9,7 @@ from gateway.api.auth import requires
 from gateway.api.problems import Problem, problem_body, problem_from_service
 from gateway.api.runtime_keys import CLOCK, METRICS, SERVICE
 from gateway.errors import InvalidFields, ServiceError
-from gateway.service import IncomingEvent
+from gateway.protocols.service import IncomingEvent
 
 
 @requires("events:write")

@@ -11,7 +11,7 @@ from gateway.api.auth import requires
 from gateway.api.runtime_keys import CLOCK, DB
 from gateway.api.schemas import NUMBER_PATTERN
 from gateway.errors import NotFound
-from gateway.export import export_protocol
+from gateway.protocols.export import export_protocol
 
 
 @requires("protocols:read")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.api.runtime_keys import CLOCK, DB, METRICS, READINESS
-from gateway.outbox_admin import outbox_stats
+from gateway.delivery.admin import outbox_stats
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ from gateway.api.problems import Problem
 from gateway.api.runtime_keys import CLOCK, DB
 from gateway.api.schemas import NUMBER_PATTERN
 from gateway.errors import FieldProblem, InvalidFields, NotFound
-from gateway.retention import set_legal_hold
+from gateway.protocols.legal_hold import set_legal_hold
 
 MAX_REASON = 500
 

@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway import outbox_admin
 from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
 from gateway.api.problems import Problem
 from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, OutboxRequeueRequest, OutboxRetryRequest
+from gateway.delivery import admin as outbox_admin
 from gateway.errors import FieldProblem, InvalidFields, NotFound
 
 SCOPE = "outbox:admin"

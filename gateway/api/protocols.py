@@ -15,8 +15,9 @@ from gateway.api.auth import current_key, requires
 from gateway.api.problems import Problem
 from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
+from gateway.clock import iso
 from gateway.errors import FieldProblem, InvalidFields, NotFound
-from gateway.service import IncomingEvent, iso
+from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Event, Notification, Protocol
 
 MAX_IDEMPOTENCY_KEY = 500  # characters, as a CloudEvent id

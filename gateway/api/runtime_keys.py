@@ -9,12 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import Settings
-from gateway.inbound import InboundSMS
+from gateway.delivery.status_hooks import StatusHooks
 from gateway.observability import Metrics
-from gateway.service import ProtocolService
-from gateway.status_hooks import StatusHooks
+from gateway.protocols.inbound import InboundSMS
+from gateway.protocols.service import ProtocolService
+from gateway.rendering.templates import Templates
 from gateway.store.database import Database
-from gateway.templating import Templates
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 DB: web.AppKey[Database] = web.AppKey("db", Database)

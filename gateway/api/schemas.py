@@ -1,95 +1,27 @@
-"""Request and response shapes. The handlers validate with these and /openapi.json is
-generated from them, so the published contract cannot fall behind the code."""
+"""Request and response shapes of the HTTP API. The handlers validate with these and
+/openapi.json is generated from them, so the published contract cannot fall behind the code."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-NotificationStatus = Literal[
-    "queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled"
-]
-ProtocolStatus = Literal["open", "resolved", "reopened", "anonymized"]
-ContactChannel = Literal["phone", "chat", "email", "whatsapp", "web", "in_person"]
-
-NUMBER_PATTERN = r"^[0-9]{6,30}$"
-
-
-def _no_line_breaks(value: str | None) -> str | None:
-    # Subjects end up in email headers: CR/LF there would inject headers. Python's email package
-    # also refuses every other str.splitlines() break (U+2028, \x85, \x0b...) in a header, which
-    # would fail the message for good at send time: refuse them all here, with the field named.
-    if value is not None and len(f"x{value}x".splitlines()) > 1:
-        raise ValueError("must be a single line")
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class Consumer(_Strict):
-    name: str | None = Field(None, max_length=200)
-    email: str | None = Field(None, max_length=320)
-    phone: str | None = Field(None, max_length=40)
-    region: str | None = Field(None, min_length=2, max_length=2, description="ISO 3166 region for a national phone number")
-    locale: str | None = Field(None, max_length=35)
-    timezone: str | None = Field(None, max_length=64)
-
-    _single_line = field_validator("name", "email", "phone")(_no_line_breaks)
-
-
-class OpenedData(_Strict):
-    subject: str = Field(min_length=1, max_length=500)
-    consumer: Consumer
-    number: str | None = Field(None, pattern=NUMBER_PATTERN, description="upstream-issued, kept as given")
-    notify: list[Literal["email", "sms"]] | None = Field(None, description="default: every contact given")
-    channel: ContactChannel | None = None
-    category: str | None = Field(None, max_length=200)
-    opened_at: AwareDatetime | None = None
-    profile: str | None = Field(None, max_length=32)
-    metadata: dict[str, Any] | None = None
-
-    _single_line = field_validator("subject")(_no_line_breaks)
-
-
-class UpdatedData(_Strict):
-    number: str = Field(pattern=NUMBER_PATTERN)
-    message: str = Field(min_length=1, max_length=5000)
-
-
-class ResolvedData(_Strict):
-    number: str = Field(pattern=NUMBER_PATTERN)
-    resolution: str = Field(min_length=1, max_length=5000)
-    resolved_at: AwareDatetime | None = None
-
-
-class ReopenedData(_Strict):
-    number: str = Field(pattern=NUMBER_PATTERN)
-    reason: str = Field(min_length=1, max_length=5000)
-
-
-class ResendRequest(_Strict):
-    channel: Literal["email", "sms", "mail"]
-    to: str | None = Field(None, max_length=500, description="an address the consumer gives now")
-    history: bool = False
-
-    _single_line = field_validator("to")(_no_line_breaks)
-
-
-class ResendData(ResendRequest):
-    number: str = Field(pattern=NUMBER_PATTERN)
-
-
-EVENT_DATA: dict[str, type[_Strict]] = {
-    "protocol.opened": OpenedData,
-    "protocol.updated": UpdatedData,
-    "protocol.resolved": ResolvedData,
-    "protocol.reopened": ReopenedData,
-    "protocol.resend_requested": ResendData,
-}
+# The event data shapes are the domain's; they are part of the HTTP contract too.
+from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.py and the handlers)
+    EVENT_DATA,
+    NUMBER_PATTERN,
+    NotificationStatus,
+    OpenedData,
+    ProtocolStatus,
+    ReopenedData,
+    ResendData,
+    ResendRequest,
+    ResolvedData,
+    StrictModel,
+    UpdatedData,
+)
 
 
 class CloudEventIn(BaseModel):
@@ -193,7 +125,7 @@ class Health(BaseModel):
 # Operations: templates, evidence, dead letters
 
 
-class TemplatePreviewRequest(_Strict):
+class TemplatePreviewRequest(StrictModel):
     locale: str | None = Field(None, max_length=35, description="default: the sample's locale")
     channel: Literal["email", "sms"] | None = Field(None, description="default: every channel the locale has")
     data: dict[str, Any] | None = Field(
@@ -291,11 +223,11 @@ class OutboxList(BaseModel):
     next: str | None = Field(description="the next page, when this one was full")
 
 
-class OutboxRetryRequest(_Strict):
+class OutboxRetryRequest(StrictModel):
     reason: str | None = Field(None, max_length=500, description="why, for the record")
 
 
-class OutboxRequeueRequest(_Strict):
+class OutboxRequeueRequest(StrictModel):
     status: str | list[str] = Field(description="dead, failed, undelivered, unknown or queued (one or a list)")
     since: AwareDatetime | None = Field(None, description="only those whose last attempt ended at or after this")
     limit: int | None = Field(None, ge=1, le=100_000)

@@ -14,8 +14,8 @@ from gateway.api.problems import CONTENT_TYPE, Problem, problem_body
 from gateway.api.runtime_keys import SETTINGS, TEMPLATES
 from gateway.api.schemas import TemplatePreviewRequest
 from gateway.errors import FieldProblem, InvalidFields, NotFound
-from gateway.template_preview import describe, preview
-from gateway.templating import TemplateError, Templates
+from gateway.rendering.preview import describe, preview
+from gateway.rendering.templates import TemplateError, Templates
 
 
 def _templates(request: web.Request) -> Templates:

@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.api.problems import Problem
 from gateway.api.runtime_keys import CLOCK, DB, INBOUND, SETTINGS, STATUS_HOOKS
-from gateway.receipts import apply_twilio_receipt
+from gateway.delivery.receipts import apply_twilio_receipt
 
 log = logging.getLogger("gateway.webhooks")
 

@@ -14,9 +14,9 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from gateway import outbox_admin
 from gateway.commands.database import with_database
 from gateway.config import load_settings
+from gateway.delivery import admin as outbox_admin
 from gateway.errors import ServiceError
 from gateway.store.database import Database
 

@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway import export
 from gateway.commands.database import with_database
 from gateway.config import load_settings
 from gateway.errors import NotFound
+from gateway.protocols import export
 from gateway.store.database import Database
 
 EXIT_FAILED, EXIT_USAGE = 1, 2

@@ -19,8 +19,9 @@ from typing import Any
 from gateway.commands.database import with_database
 from gateway.config import load_settings
 from gateway.errors import ServiceError
-from gateway.policy import Profiles
-from gateway.retention import anonymize_number, set_legal_hold
+from gateway.protocols.anonymize import anonymize_number
+from gateway.protocols.legal_hold import set_legal_hold
+from gateway.protocols.profiles import Profiles
 from gateway.store.database import Database
 
 EXIT_REFUSED = 1

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 from gateway.commands.database import with_database
 from gateway.config import Settings, load_settings
-from gateway.retention import RetentionRefused
-from gateway.schedules import Schedule, load_schedules
+from gateway.protocols.retention import RetentionRefused
+from gateway.rendering.templates import Templates
 from gateway.store.database import Database
-from gateway.sweeps import SweepRunner, UnknownSchedule
-from gateway.templating import Templates
+from gateway.sweeps.runner import SweepRunner, UnknownSchedule
+from gateway.sweeps.schedules import Schedule, load_schedules
 
 EXIT_REFUSED, EXIT_USAGE = 1, 2
 

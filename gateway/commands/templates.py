@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Settings, load_settings
-from gateway.template_check import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CheckUsageError, check_templates
-from gateway.template_preview import PreviewDataError, describe, load_data, preview
-from gateway.templating import TemplateError, TemplateNotFoundError, Templates
+from gateway.rendering.check import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CheckUsageError, check_templates
+from gateway.rendering.preview import PreviewDataError, describe, load_data, preview
+from gateway.rendering.templates import TemplateError, TemplateNotFoundError, Templates
 
 CHECK_HELP = """\
 Renders every template, in every locale and channel, with the samples its template.toml

@@ -1,0 +1,196 @@
+"""The sections of the settings that are not about delivery: database, HTTP, the gateway's own
+(time zone, locale, numbers), profiles, retention, quiet hours, sweeps, operations, folders."""
+
+from __future__ import annotations
+
+import json
+import re
+import zoneinfo
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Literal
+
+from babel import Locale, UnknownLocaleError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.config.units import Duration, Size
+
+
+class Section(BaseModel):
+    """A table of settings: unknown keys refused, values frozen once read."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite+aiosqlite:///var/gateway.db"
+    # SQLite: NORMAL survives a process crash; FULL also survives power loss (see README).
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
+            raise ValueError("expected 'sqlite+aiosqlite:///PATH' or 'postgresql+asyncpg://...'")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class HTTPSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    max_body: Size = 1024 * 1024
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError("expected an absolute http(s) URL")
+        return url.rstrip("/")
+
+
+class GatewaySettings(Section):
+    timezone: str = "America/Sao_Paulo"
+    default_locale: str = "pt-BR"
+    default_profile: str = "br-sac"
+    # The number the gateway issues: the date part (in `timezone`), a zero-padded
+    # sequence, then a Damm check digit. Digits only, 6 to 30 of them.
+    number_format: str = "{date:%Y%m%d}{seq:08d}"
+    check_digit: Literal["damm", "luhn"] = "damm"
+    company_name: str = "Atendimento ao Cliente"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as 'America/Sao_Paulo', got {name!r}") from None
+        return name
+
+    @field_validator("default_locale")
+    @classmethod
+    def _locale(cls, name: str) -> str:
+        try:
+            Locale.parse(name, sep="-")
+        except (UnknownLocaleError, ValueError):
+            raise ValueError(f"expected a locale such as 'pt-BR', got {name!r}") from None
+        return name
+
+    @field_validator("number_format")
+    @classmethod
+    def _format(cls, fmt: str) -> str:
+        from datetime import date
+
+        try:
+            sample = fmt.format(date=date(2026, 1, 1), seq=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"expected a format using only {{date:...}} and {{seq:...}}: {exc}") from None
+        if not sample.isdigit() or not 5 <= len(sample) <= 29:
+            raise ValueError("expected a format that gives 5 to 29 digits (the check digit makes 6 to 30)")
+        return fmt
+
+
+class ProfileSettings(Section):
+    """`[profiles.<name>]`: overrides of one jurisdiction profile (see gateway/policy.py)."""
+
+    answer_days: int | None = Field(None, ge=1, le=365)
+    business_days: bool | None = None
+    timezone: str | None = None
+    subdiv: str | None = None
+    extra_holidays: list[date | str] = []
+    history_days: int | None = Field(None, ge=0, le=365)
+    history_hours: int | None = Field(None, ge=1, le=24 * 365)
+    retention_years: int | None = Field(None, ge=0, le=100)
+    retention_days: int | None = Field(None, ge=0, le=36500)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str | None) -> str | None:
+        return None if name is None else GatewaySettings._zone(name)
+
+
+class PolicySettings(Section):
+    # Protocols opened before this date (São Paulo) default to br-sac-2008 when the default is br-sac.
+    br_sac_from: date = date(2022, 10, 3)
+
+
+class RetentionSettings(Section):
+    action: Literal["notify", "anonymize"] = "notify"
+    grace: Duration = 30 * 86400.0          # after the retention ends, before anonymizing
+    abandoned_after: Duration = 365 * 86400.0  # an unresolved protocol this long without events
+    vacuum: bool = True                      # SQLite: VACUUM after anonymizing
+
+
+class QuietHoursSettings(Section):
+    """Proactive consumer reminders go only between these local times."""
+
+    enabled: bool = True
+    send_after: time = time(8, 0)
+    send_before: time = time(20, 0)
+
+    @model_validator(mode="after")
+    def _window(self) -> QuietHoursSettings:
+        if self.send_after == self.send_before:
+            raise ValueError("send_before: must differ from send_after")
+        return self
+
+
+class SweepsSettings(Section):
+    """The scheduled sweeps (files in `schedules.dir`): off on a replica that should not run them."""
+
+    enabled: bool = True
+    run_at_start: bool = True   # each sweep once at start-up: catches up after downtime
+
+
+class OperationsSettings(Section):
+    """Who gets operations messages (alerts, digests, retention notices), in which language and zone."""
+
+    emails: list[str] = []
+    locale: str | None = None
+    timezone: str | None = None
+
+    @field_validator("emails", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("emails")
+    @classmethod
+    def _addresses(cls, emails: list[str]) -> list[str]:
+        from gateway.protocols.contacts import ContactError, normalize_email
+
+        try:
+            return [normalize_email(e.strip()) for e in emails]
+        except ContactError as exc:
+            raise ValueError(f"expected email addresses: {exc}") from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str | None) -> str | None:
+        return None if name is None else GatewaySettings._zone(name)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, name: str | None) -> str | None:
+        return None if name is None else GatewaySettings._locale(name)
+
+
+class AuthSettings(Section):
+    bootstrap_key_file: Path | None = None
+
+
+class DirSettings(Section):
+    dir: Path
+
+
+class TemplatesSettings(DirSettings):
+    # Files are looked at on each render and reloaded when they change (a broken edit is not
+    # served: the last good version is); false reads each file once per process.
+    reload: bool = True

@@ -1,0 +1,39 @@
+"""The one small protocol every transport speaks: `send(message) -> Receipt`, and `aclose()`.
+
+A transport turns a rendered `Message` into a `Receipt` or raises one of the errors of
+`gateway.delivery.errors`. Vendor exceptions never leave a transport: each one is
+translated at the edge, so the dispatcher decides retries from three facts only: try
+again, give up, or the outcome is not known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    notification_id: int
+    channel: str                 # "email" or "sms"
+    to: str                      # an email address or an E.164 phone number
+    text: str                    # the plain-text email body, or the SMS body
+    subject: str | None = None   # email only
+    html: str | None = None      # email only
+    message_id: str | None = None  # email only: deterministic, derived from notification_id
+    reply_to: str | None = None    # email only
+    status_callback: str | None = None  # sms only: where the provider posts receipts
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider_id: str | None      # Twilio's SID, the SMTP Message-ID, the Maildir key...
+    status: str = "sent"         # "sent" (accepted) or "delivered" (final receipt already)
+    segments: int | None = None  # SMS segments billed, when the provider says
+
+
+class Transport(Protocol):
+    async def send(self, message: Message) -> Receipt: ...
+
+    async def aclose(self) -> None: ...

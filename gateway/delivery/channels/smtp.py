@@ -1,0 +1,163 @@
+"""Email over SMTP through a small pool of reused aiosmtplib connections.
+
+One send holds one connection for its whole MAIL/RCPT/DATA transaction. The
+transaction is spelled out (rather than `send_message`) so a failure can be placed
+before or after DATA began: before, nothing left and a retry is safe; after, the
+server may have queued the message and the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.message import EmailMessage
+
+import aiosmtplib
+from aiosmtplib import SMTPException, SMTPResponseException
+from aiosmtplib.email import flatten_message, parse_address
+
+from gateway.config import SMTPSettings
+from gateway.delivery.channels.base import Message, Receipt
+from gateway.delivery.channels.email_message import build_email, email_bytes
+from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
+
+log = logging.getLogger(__name__)
+
+QUIT_TIMEOUT = 2.0  # seconds: a polite QUIT must not hold up shutdown
+
+
+class _DroppedBeforeData(TransientDeliveryError):
+    """The connection was gone before DATA: nothing was sent, one fresh try is safe."""
+
+
+class SMTPTransport:
+    def __init__(self, settings: SMTPSettings, sender: str) -> None:
+        self._settings = settings
+        self._sender = sender  # the From header, display name and all
+        self._envelope_sender = parse_address(sender)  # the bare address for MAIL FROM
+        self._clients = [self._new_client() for _ in range(settings.pool_size)]
+        # LIFO: under light load one warm connection serves every send and the rest stay unopened.
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        for client in self._clients:
+            self._idle.put_nowait(client)
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        s = self._settings
+        return aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            timeout=s.timeout,  # per command; a read timeout after DATA began is an unknown outcome
+            use_tls=s.tls,
+            # True: STARTTLS is required (fails if not offered). False: never, rather than the
+            # library's default of upgrading whenever offered, which breaks on self-signed certs.
+            start_tls=s.starttls,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+        )
+
+    async def send(self, message: Message) -> Receipt:
+        try:
+            recipient = parse_address(message.to)
+        except ValueError as exc:
+            raise PermanentDeliveryError(f"cannot send to {message.to!r}: {exc}") from exc
+        fast = email_bytes(message, self._sender)
+        payload, message_id = fast if fast is not None else (None, None)
+        email = build_email(message, self._sender) if fast is None else None
+        client = await self._idle.get()
+        try:
+            await self._deliver(client, payload, email, recipient)
+        except DeliveryError:
+            raise
+        except BaseException:
+            client.close()  # cancelled mid-command: the session is out of step, never reuse it
+            raise
+        finally:
+            self._idle.put_nowait(client)
+        return Receipt(provider_id=message_id if email is None else str(email["Message-ID"]), status="sent")
+
+    async def _deliver(self, client: aiosmtplib.SMTP, payload: bytes | None, email: EmailMessage | None,
+                       recipient: str) -> None:
+        reused = client.is_connected
+        if not reused:
+            await self._connect(client)
+        try:
+            await self._transact(client, payload, email, recipient)
+        except _DroppedBeforeData:
+            if not reused:
+                raise
+            # A server that closed an idle connection is often only noticed on its next use.
+            log.info("smtp connection was closed by the server; reconnecting", extra={"action": "smtp_reconnect"})
+            await self._connect(client)
+            await self._transact(client, payload, email, recipient)
+
+    async def _connect(self, client: aiosmtplib.SMTP) -> None:
+        try:
+            await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()  # the extensions decide the MAIL options below
+        except (SMTPException, OSError) as exc:  # ssl.SSLCertVerificationError is an OSError only
+            client.close()
+            # Greeting, STARTTLS and AUTH failures concern the server or our settings, not
+            # this message: once they are fixed the same message can go, so try again later.
+            code = str(exc.code) if isinstance(exc, SMTPResponseException) else None
+            raise TransientDeliveryError(
+                f"cannot open an SMTP session with {self._settings.host}:{self._settings.port}: {exc}", code=code
+            ) from exc
+
+    async def _transact(self, client: aiosmtplib.SMTP, payload: bytes | None, email: EmailMessage | None,
+                        recipient: str) -> None:
+        utf8 = not (self._envelope_sender + recipient).isascii()
+        if utf8 and not client.supports_extension("smtputf8"):
+            raise PermanentDeliveryError(f"{recipient!r} needs SMTPUTF8, which the server does not offer")
+        if payload is not None:  # already 7-bit clean: no body options needed
+            options: list[str] = ["SMTPUTF8"] if utf8 else []
+            data = payload
+        else:
+            assert email is not None
+            eight_bit = client.supports_extension("8bitmime")
+            options = (["BODY=8BITMIME"] if eight_bit else []) + (["SMTPUTF8"] if utf8 else [])
+            data = flatten_message(email, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
+        encoding = "utf-8" if utf8 else "ascii"
+
+        data_began = False
+        try:
+            await client.mail(self._envelope_sender, options=options, encoding=encoding)
+            await client.rcpt(recipient, encoding=encoding)
+            data_began = True
+            await client.data(data)
+        except SMTPResponseException as exc:  # a refusal: the server answered and kept nothing
+            await _reset(client)
+            raise _refusal(exc) from exc
+        except (SMTPException, OSError) as exc:  # timeouts and disconnects are OSErrors too
+            client.close()
+            if data_began:
+                raise UnknownOutcomeError(f"SMTP connection failed during DATA: {exc!r}") from exc
+            if isinstance(exc, ConnectionError):
+                raise _DroppedBeforeData(f"SMTP connection lost before DATA: {exc}") from exc
+            raise TransientDeliveryError(f"SMTP transaction failed before DATA: {exc!r}") from exc
+
+    async def aclose(self) -> None:
+        """QUIT every open connection, waiting for sends in flight to finish first."""
+        taken = [await self._idle.get() for _ in self._clients]
+        for client in taken:
+            if client.is_connected:
+                try:
+                    await client.quit(timeout=QUIT_TIMEOUT)
+                except (SMTPException, OSError):
+                    client.close()
+            self._idle.put_nowait(client)
+
+
+def _refusal(exc: SMTPResponseException) -> DeliveryError:
+    text = f"SMTP server refused the message: {exc.code} {exc.message}"
+    if exc.code // 100 == 5:
+        return PermanentDeliveryError(text, code=str(exc.code))
+    return TransientDeliveryError(text, code=str(exc.code))  # 4xx, or a reply that makes no sense here
+
+
+async def _reset(client: aiosmtplib.SMTP) -> None:
+    """RSET after a refusal so the connection can carry the next message."""
+    try:
+        await client.rset()
+    except (SMTPException, OSError):
+        client.close()

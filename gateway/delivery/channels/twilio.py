@@ -1,0 +1,152 @@
+"""SMS through Twilio's REST API with the official SDK's async client.
+
+Three traps shape this file (see LIBRARY-NOTES): the SDK's HTTP client must be built
+inside the running loop, its own timeout is ignored, and its retries re-POST after a
+500 and can send one SMS several times. So: a lazy client, `asyncio.timeout`, no
+`max_retries`; retries belong to the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from gateway.config import TwilioSettings
+from gateway.delivery.channels.base import Message, Receipt
+from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
+
+# The headers of the last Twilio response seen by the current task. Concurrent sends run
+# in different tasks, so each reads its own response and never a neighbour's.
+_response_headers: ContextVar[Mapping[str, str] | None] = ContextVar("twilio_response_headers", default=None)
+
+
+class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):
+    """Keeps each response's headers: `TwilioRestException` drops them, and a 429's Retry-After is there.
+
+    The ContextVar is set inside this coroutine; `send` awaits the SDK, which awaits this
+    directly (no new task), so the value lands in the sending task's own context.
+    """
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        if auth is not None:
+            # As a header: aiohttp deprecates (and 4.0 removes) the `auth=` the SDK would pass.
+            login, password = auth
+            basic = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+            headers = {**(headers or {}), "Authorization": f"Basic {basic}"}
+        response = await super().request(
+            method, url, params, data, headers, auth=None, timeout=timeout, allow_redirects=allow_redirects
+        )
+        _response_headers.set(response.headers)
+        return response
+
+
+class TwilioTransport:
+    def __init__(self, settings: TwilioSettings) -> None:
+        self._settings = settings
+        self._http: _HeaderKeepingHttpClient | None = None
+        self._client: Client | None = None
+
+    def _client_in_loop(self) -> Client:
+        """Built on first send: the SDK's HTTP client opens an aiohttp session, which needs the running loop."""
+        if self._client is None:
+            s = self._settings
+            self._http = _HeaderKeepingHttpClient()  # no max_retries: it would re-POST and duplicate SMS
+            token = s.auth_token.get_secret_value() if s.auth_token else None
+            client = Client(s.account_sid, token, http_client=self._http)
+            client.edge = client.region = None  # TWILIO_EDGE / TWILIO_REGION would rewrite the API host
+            client.api.base_url = s.api_base_url.rstrip("/")
+            self._client = client
+        return self._client
+
+    async def send(self, message: Message) -> Receipt:
+        client = self._client_in_loop()
+        _response_headers.set(None)
+        try:
+            async with asyncio.timeout(self._settings.timeout):
+                sent = await client.messages.create_async(**self._params(message))
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _refusal(exc, _response_headers.get()) from exc
+        except aiohttp.ClientConnectorError as exc:  # no connection, so no request
+            raise TransientDeliveryError(f"cannot reach Twilio: {exc}") from exc
+        except TimeoutError as exc:
+            raise UnknownOutcomeError(f"Twilio did not answer within {self._settings.timeout}s") from exc
+        except (aiohttp.ClientError, json.JSONDecodeError) as exc:  # the POST may have arrived
+            raise UnknownOutcomeError(f"Twilio call failed after the request may have been sent: {exc!r}") from exc
+        return Receipt(provider_id=sent.sid, status="sent", segments=_segments(sent.num_segments))
+
+    def _params(self, message: Message) -> dict[str, str]:
+        s = self._settings
+        params = {"to": message.to, "body": message.text}
+        if s.from_:
+            params["from_"] = s.from_
+        if s.messaging_service_sid:
+            params["messaging_service_sid"] = s.messaging_service_sid
+        if message.status_callback:
+            params["status_callback"] = message.status_callback
+        return params
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        self._http = self._client = None
+
+
+def _refusal(exc: TwilioRestException | TwilioServiceException, headers: Mapping[str, str] | None) -> DeliveryError:
+    code = str(exc.code) if exc.code is not None else None
+    text = f"Twilio refused the SMS: HTTP {exc.status}, error {code}"
+    if exc.status == 429 or exc.status >= 500:
+        return TransientDeliveryError(text, code=code, retry_after=_retry_after(headers))
+    if exc.status in (401, 403):
+        # Our credentials, not this message: once an operator fixes them the SMS can go,
+        # so retry until give_up_after instead of failing every message for good.
+        return TransientDeliveryError(text, code=code)
+    if 400 <= exc.status < 500:  # 21211 invalid number, 21610 recipient replied STOP, ...
+        return PermanentDeliveryError(text, code=code)
+    return TransientDeliveryError(text, code=code)  # a 3xx: a wrong api_base_url, nothing was sent
+
+
+def _segments(value: str | None) -> int | None:
+    # Read after Twilio accepted the SMS: an odd value must not turn a sent SMS into an error.
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Retry-After in seconds, given either as seconds or as an HTTP date."""
+    value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC without saying so
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

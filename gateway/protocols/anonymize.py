@@ -1,0 +1,175 @@
+"""Anonymization: every personal datum of a consumer removed for good, the record kept.
+
+The number, dates, category, profile and delivery statuses stay; an audit entry is written
+per protocol. It is the one audited exception to the append-only record. On SQLite it runs
+with `secure_delete`, and the caller VACUUMs after, so old values survive in no free page.
+Run by the retention sweep at expiry, or for one protocol by an operator's decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, String, and_, cast, delete, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.errors import NotFound
+from gateway.protocols.profiles import Profiles
+from gateway.protocols.retention import CANDIDATE_COLUMNS, RetentionRefused, effective_end
+from gateway.store.append_only import allow_redaction
+from gateway.store.database import Database
+from gateway.store.models import (
+    Attempt,
+    ConsumerRequest,
+    Event,
+    InboundMessage,
+    Notification,
+    OptOut,
+    Protocol,
+    ProviderCallback,
+    RateLimit,
+)
+from gateway.store.sweep_models import RetentionAudit
+from gateway.store.vacuum import vacuum_sqlite
+
+log = logging.getLogger(__name__)
+
+EVENT_STUB = {"anonymized": True}
+REMOVED = ["protocols.consumer_name", "protocols.consumer_email", "protocols.consumer_phone", "protocols.subject",
+           "protocols.metadata", "events.data", "events.fingerprint", "notifications.recipient (consumer)",
+           "notifications.subject", "notifications.body_text", "notifications.body_html", "notifications.last_error",
+           "notification_attempts.error", "provider_callbacks.payload", "consumer_requests.address",
+           "inbound_messages (from, body)", "opt_outs", "rate_limits"]
+
+
+async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, actor: str, rules: dict[int, str],
+                    sqlite: bool) -> tuple[list[str], dict[str, int], int]:
+    """Remove the personal data of these protocols in the caller's transaction.
+
+    Returns the numbers anonymized, rows changed per table, and how many were skipped for a
+    legal hold placed since they were selected. Contacts (phone, email, addresses given on
+    resend) are released (opt-outs, rate-limit keys, inbound SMS, messages about no single
+    protocol) only when no other live protocol uses them.
+    """
+    if not ids:
+        return [], {}, 0
+    if sqlite:
+        # Overwrite freed cells and pages with zeros: old values must not survive in the file.
+        await session.execute(text("PRAGMA secure_delete=ON"))
+    lock = select(Protocol.id, Protocol.number, Protocol.consumer_email, Protocol.consumer_phone, Protocol.legal_hold,
+                  Protocol.status).where(Protocol.id.in_(ids))
+    if not sqlite:
+        lock = lock.with_for_update()
+    current = (await session.execute(lock)).all()
+    held = sum(1 for r in current if r.legal_hold)
+    targets = [r for r in current if not r.legal_hold and r.status != "anonymized"]
+    ids = [r.id for r in targets]
+    if not ids:
+        return [], {}, held
+    # The one audited exception to the append-only record (gateway/store/append_only.py).
+    allow_redaction(session, f"anonymization of {len(ids)} protocol(s) by {actor}: retention ended")
+    released = await _released_contacts(session, targets, ids)
+    counts = await _scrub(session, ids, released, at)
+    for row in targets:
+        session.add(RetentionAudit(at=at, action="anonymized", protocol_id=row.id, number=row.number,
+                                   rule=rules.get(row.id), actor=actor,
+                                   detail={"removed": REMOVED, "contacts_released": bool(released)}))
+    return [r.number for r in targets], counts, held
+
+
+async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]], ids: list[int]) -> set[str]:
+    """The phones and emails of these protocols (and addresses they were sent to) no other live protocol uses."""
+    contacts = {c for r in targets for c in (r.consumer_email, r.consumer_phone) if c}
+    contacts |= set((await session.scalars(select(Notification.recipient).where(
+        Notification.protocol_id.in_(ids), Notification.audience == "consumer"))).all())
+    contacts |= set((await session.scalars(select(ConsumerRequest.address).where(
+        ConsumerRequest.protocol_id.in_(ids), ConsumerRequest.address.is_not(None)))).all())
+    contacts.discard("")
+    if not contacts:
+        return set()
+    live = (await session.execute(select(Protocol.consumer_email, Protocol.consumer_phone).where(
+        or_(Protocol.consumer_email.in_(contacts), Protocol.consumer_phone.in_(contacts)),
+        Protocol.status != "anonymized", Protocol.id.not_in(ids)))).all()
+    in_use = {c for row in live for c in row if c}
+    return contacts - in_use
+
+
+async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: datetime) -> dict[str, int]:
+    def run(stmt: Any) -> Any:
+        return session.execute(stmt.execution_options(synchronize_session=False))
+
+    counts: dict[str, int] = {}
+    counts["protocols"] = (await run(update(Protocol).where(Protocol.id.in_(ids)).values(
+        consumer_name=None, consumer_email=None, consumer_phone=None, subject="", extra=None,
+        status="anonymized", anonymized_at=at, updated_at=at))).rowcount
+    counts["events"] = (await run(update(Event).where(Event.protocol_id.in_(ids)).values(
+        data=EVENT_STUB, fingerprint="anonymized"))).rowcount
+    # Messages about no single protocol (a reply to an inbound SMS) sent to a released contact.
+    general = and_(Notification.protocol_id.is_(None), Notification.audience == "consumer",
+                   Notification.recipient.in_(released)) if released else None
+    mine = Notification.protocol_id.in_(ids)
+    # Fixed before any change: clearing a recipient must not drop a row from the scope.
+    notification_ids = list((await session.scalars(
+        select(Notification.id).where(or_(mine, general) if general is not None else mine))).all())
+    scope = Notification.id.in_(notification_ids)
+    counts["notification_attempts"] = (await run(update(Attempt).where(
+        Attempt.notification_id.in_(notification_ids), Attempt.error.is_not(None)).values(error=None))).rowcount
+    counts["provider_callbacks"] = (await run(update(ProviderCallback).where(
+        ProviderCallback.notification_id.in_(notification_ids)).values(payload={}))).rowcount
+    inbound = InboundMessage.reply_notification_id.in_(notification_ids)
+    phones = {c for c in released if "@" not in c}
+    if phones:
+        inbound = or_(inbound, InboundMessage.from_phone.in_(phones))
+    counts["inbound_messages"] = (await run(update(InboundMessage).where(inbound).values(
+        from_phone="", body=""))).rowcount
+    await run(update(Notification).where(scope, Notification.audience == "consumer").values(recipient=""))
+    counts["notifications"] = (await run(update(Notification).where(scope).values(
+        subject=None, body_text="", body_html=None, last_error=None))).rowcount
+    counts["consumer_requests"] = (await run(update(ConsumerRequest).where(
+        ConsumerRequest.protocol_id.in_(ids)).values(address=None))).rowcount
+    counts["opt_outs"] = (await run(delete(OptOut).where(OptOut.phone.in_(phones)))).rowcount if phones else 0
+    if released:
+        named = or_(*(RateLimit.key.contains(c, autoescape=True) for c in released))
+        counts["rate_limits"] = (await run(delete(RateLimit).where(named))).rowcount
+        unmatched = or_(*(cast(ProviderCallback.payload, String).contains(p, autoescape=True) for p in phones)) \
+            if phones else None
+        if unmatched is not None:
+            counts["provider_callbacks"] += (await run(update(ProviderCallback).where(
+                ProviderCallback.notification_id.is_(None), unmatched).values(payload={}))).rowcount
+    return counts
+
+
+async def anonymize_number(db: Database, profiles: Profiles, number: str, *, at: datetime, abandoned_after: float,
+                           actor: str, dry_run: bool = False) -> dict[str, Any]:
+    """Anonymize one protocol now, by decision of an operator. Refused under legal hold or
+    before its minimum retention has ended."""
+    async with db.read() as session:
+        row = (await session.execute(select(*CANDIDATE_COLUMNS).where(Protocol.number == number))).first()
+    if row is None:
+        raise NotFound(f"no protocol {number}")
+    if row.status == "anonymized":
+        raise RetentionRefused(f"protocol {number} is already anonymized")
+    if row.legal_hold:
+        raise RetentionRefused(f"protocol {number} is under legal hold")
+    end = effective_end(row, profiles, timedelta(seconds=abandoned_after))
+    if end is None:
+        raise RetentionRefused(f"protocol {number}: profile {row.profile} has no retention period set "
+                               f"([profiles.{row.profile}] retention_years)")
+    if at < end:
+        raise RetentionRefused(f"protocol {number}: its minimum retention ends {end.isoformat()}; anonymizing "
+                               "before then is refused")
+    rule = f"{profiles.get(row.profile).retention_rule()}; retention ended {end.isoformat()}; by {actor}"
+    if dry_run:
+        return {"number": number, "anonymized": False, "dry_run": True, "retention_ended": end.isoformat()}
+    async with db.write() as session:
+        done, counts, held = await anonymize(session, [row.id], at=at, actor=actor, rules={row.id: rule},
+                                             sqlite=db.is_sqlite)
+    if not done:
+        raise RetentionRefused(f"protocol {number} was placed under legal hold meanwhile" if held else
+                               f"protocol {number} was anonymized meanwhile")
+    log.info("record anonymized", extra={"action": "retention_anonymized", "number": number, "count": 1})
+    vacuumed = await vacuum_sqlite(db) if db.is_sqlite else False
+    return {"number": number, "anonymized": True, "rows": counts, "vacuumed": vacuumed}

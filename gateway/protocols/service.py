@@ -1,0 +1,373 @@
+"""What happens to a protocol: open, update, resolve, reopen, resend.
+
+Every change is one transaction holding the protocol, the event and the notifications
+it causes (the transactional outbox): an event is acknowledged only once all three are
+committed, so nothing acknowledged is lost. Messages are rendered here, when enqueued,
+and stored as rendered: the record shows what was sent even after a template changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.clock import iso
+from gateway.config import Settings
+from gateway.delivery import outbox
+from gateway.errors import Conflict, FieldProblem, InvalidFields, NotFound
+from gateway.protocols import ratelimit
+from gateway.protocols.contacts import ContactError, normalize_email, normalize_phone
+from gateway.protocols.messages import MessageBuilder
+from gateway.protocols.numbering import NumberFormat, next_sequence
+from gateway.protocols.profiles import Profile, UnknownProfile, get_profile, opening_profile, retention_end
+from gateway.protocols.schemas import OpenedData, ReopenedData, ResendData, ResolvedData, UpdatedData
+from gateway.rendering.context import history_entries
+from gateway.store import rows
+from gateway.store.database import Database
+from gateway.store.group_commit import GroupCommit
+from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
+
+log = logging.getLogger(__name__)
+
+CONFIRMATION_TEMPLATE = "protocol_opened"
+# A repeat racing its original on PostgreSQL meets the unique key; look again this often.
+IDEMPOTENCY_RETRIES = 3
+# Built once: every event runs them, and building a statement costs more than SQLite running it.
+_SAME_EVENT = select(Event).where(Event.source == bindparam("source"), Event.event_id == bindparam("event_id"))
+_SET_ANSWER = (update(Event.__table__).where(Event.__table__.c.id == bindparam("row_id"))
+               .values(answer=bindparam("answer", type_=Event.__table__.c.answer.type)))
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    source: str
+    id: str
+    type: str
+    time: datetime | None
+    data: BaseModel
+    field_prefix: str = "data."  # where `data` sits in the request body, for error paths
+
+
+@dataclass
+class Outcome:
+    body: dict[str, Any]
+    duplicate: bool
+    enqueued: int = 0
+
+
+def fingerprint(event_type: str, data: BaseModel) -> str:
+    canonical = json.dumps(
+        {"type": event_type, "data": data.model_dump(mode="json", exclude_none=True)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class _Change:
+    """What one event did: the protocol it touched and the notifications it queued."""
+
+    protocol: Protocol
+    notifications: list[Notification] = field(default_factory=list)
+    occurred_at: datetime | None = None
+    request: ConsumerRequest | None = None  # what the consumer asked for, with its legal clock
+
+
+class ProtocolService:
+    def __init__(
+        self,
+        db: Database,
+        messages: MessageBuilder,
+        numbers: NumberFormat,
+        settings: Settings,
+        on_enqueued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.messages = messages
+        self.numbers = numbers
+        self.settings = settings
+        self.on_enqueued = on_enqueued
+        self.commits = GroupCommit(db)  # concurrent events share a commit (store/group_commit.py)
+        self._handlers = {
+            "protocol.opened": self._opened,
+            "protocol.updated": self._updated,
+            "protocol.resolved": self._resolved,
+            "protocol.reopened": self._reopened,
+            "protocol.resend_requested": self._resend,
+        }
+
+    async def handle(self, event: IncomingEvent, *, received_at: datetime) -> Outcome:
+        """Apply one event exactly once per (source, id); a repeat gets the first answer."""
+        digest = fingerprint(event.type, event.data)
+        for _ in range(IDEMPOTENCY_RETRIES):
+            try:
+                outcome = await self._apply(event, digest, received_at)
+            except IntegrityError as exc:
+                if "number" in str(exc.orig) and "event_id" not in str(exc.orig):
+                    raise Conflict("a protocol with this number already exists") from None
+                continue  # the same (source, id) committed meanwhile: answer as a repeat
+            if outcome.enqueued:
+                self.on_enqueued()
+            return outcome
+        raise Conflict("this event id is being processed concurrently; retry")
+
+    async def _apply(self, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
+        outcome = await self.commits.run(lambda session: self._apply_in(session, event, digest, received_at))
+        if not outcome.duplicate:
+            log.info(
+                "event accepted",
+                extra={"action": "event_accepted", "event_type": event.type,
+                       "protocol": outcome.body["protocol"]["number"], "notifications": outcome.enqueued},
+            )
+        return outcome
+
+    def _apply_in(self, session: Session, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
+        """The event's whole transaction, as a function of the session (see GroupCommit)."""
+        previous = session.scalar(_SAME_EVENT, {"source": event.source, "event_id": event.id})
+        if previous is not None:
+            if previous.fingerprint != digest:
+                raise Conflict(f"event id {event.id!r} from this source was already used with different data")
+            return Outcome(body={**previous.answer, "duplicate": True}, duplicate=True)
+
+        change = self._handlers[event.type](session, event, received_at)
+        change.protocol.last_event_at = received_at
+        row = Event(
+            protocol_id=change.protocol.id,
+            source=event.source,
+            event_id=event.id,
+            type=event.type,
+            occurred_at=change.occurred_at or event.time or received_at,
+            received_at=received_at,
+            data=event.data.model_dump(mode="json", exclude_none=True),
+            fingerprint=digest,
+            answer={},
+        )
+        rows.insert_one(session, row)
+        for notification in change.notifications:
+            notification.event_id = row.id
+        outbox.enqueue(session, change.notifications)
+        if change.request is not None:
+            change.request.event_id = row.id
+            change.request.notification_id = change.notifications[-1].id if change.notifications else None
+            session.add(change.request)
+        row.answer = self._answer(change)  # it names the notifications' ids: known only now
+        session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
+        return Outcome(body={**row.answer, "duplicate": False}, duplicate=False, enqueued=len(change.notifications))
+
+    @staticmethod
+    def _answer(change: _Change) -> dict[str, Any]:
+        p = change.protocol
+        return {
+            "protocol": {
+                "number": p.number,
+                "status": p.status,
+                "opened_at": iso(p.opened_at),
+                "deadline_at": iso(p.deadline_at),
+            },
+            "notifications": [{"id": n.id, "channel": n.channel, "status": n.status} for n in change.notifications],
+        }
+
+    # Event types
+
+    def _opened(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: OpenedData = event.data  # type: ignore[assignment]
+        prefix = event.field_prefix
+        problems: list[FieldProblem] = []
+        profile = self._profile(data.profile, prefix, problems)
+        zone = self._zone(data.consumer.timezone, profile, prefix, problems)
+        notify = data.notify if data.notify is not None else [
+            c for c, given in (("email", data.consumer.email), ("sms", data.consumer.phone)) if given
+        ]
+        email = phone = None
+        if data.consumer.email:
+            email = self._contact(normalize_email, data.consumer.email, f"{prefix}consumer.email", problems)
+        if data.consumer.phone:
+            phone = self._contact(
+                lambda raw: normalize_phone(raw, data.consumer.region, for_sms="sms" in notify,
+                                            allowed_regions=self.settings.sms.allowed_countries),
+                data.consumer.phone, f"{prefix}consumer.phone", problems,
+            )
+        for channel, contact, name in (("email", data.consumer.email, "email"), ("sms", data.consumer.phone, "phone")):
+            if channel in notify and not contact:
+                problems.append(FieldProblem(f"{prefix}consumer.{name}", f"required to notify by {channel}"))
+        if problems:
+            raise InvalidFields(problems)
+        assert profile is not None
+
+        if data.number is not None:
+            if session.scalar(select(Protocol.id).where(Protocol.number == data.number)) is not None:
+                raise Conflict(f"a protocol with number {data.number} already exists")
+            number, issued_by = data.number, "upstream"
+        else:
+            number, issued_by = self.numbers.number(next_sequence(session), received_at), "gateway"
+
+        opened_at = data.opened_at or event.time or received_at
+        profile = opening_profile(self.settings, data.profile, opened_at)  # overrides; br-sac-2008 before 2022-10-03
+        protocol = Protocol(
+            number=number,
+            issued_by=issued_by,
+            status="open",
+            subject=data.subject,
+            category=data.category,
+            profile=profile.name,
+            channel=data.channel,
+            consumer_name=data.consumer.name,
+            consumer_email=email,
+            consumer_phone=phone,
+            consumer_locale=data.consumer.locale or self.settings.gateway.default_locale,
+            consumer_timezone=zone,
+            extra=data.metadata,
+            opened_at=opened_at,
+            received_at=received_at,
+            deadline_at=profile.deadline(opened_at),
+            legal_hold=False,
+            updated_at=received_at,
+            last_event_at=received_at,  # set now, so the insert carries it (no second UPDATE)
+            notify=",".join(notify),
+        )
+        rows.insert_one(session, protocol)  # written once here; the answer reads it as it is
+        targets = {"email": email, "sms": phone}
+        notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, ch, targets[ch], received_at)
+                         for ch in notify]
+        return _Change(protocol, notifications, occurred_at=opened_at)
+
+    def _updated(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: UpdatedData = event.data  # type: ignore[assignment]
+        protocol = self._find(session, data.number)
+        protocol.updated_at = received_at
+        occurred_at = event.time or received_at
+        return _Change(protocol, self._tell(protocol, "protocol_updated", received_at, event={
+            "type": event.type, "occurred_at": occurred_at, "message": data.message}), occurred_at=occurred_at)
+
+    def _resolved(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: ResolvedData = event.data  # type: ignore[assignment]
+        protocol = self._find(session, data.number)
+        resolved_at = data.resolved_at or event.time or received_at
+        protocol.status = "resolved"
+        protocol.resolved_at = resolved_at
+        protocol.retention_until = retention_end(get_profile(protocol.profile, self.settings), resolved_at)
+        protocol.updated_at = received_at
+        return _Change(protocol, self._tell(protocol, "protocol_resolved", received_at, event={
+            "type": event.type, "occurred_at": resolved_at, "resolution": data.resolution}), occurred_at=resolved_at)
+
+    def _reopened(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: ReopenedData = event.data  # type: ignore[assignment]
+        protocol = self._find(session, data.number)
+        reopened_at = event.time or received_at
+        protocol.status = "reopened"
+        protocol.resolved_at = None
+        protocol.retention_until = None
+        protocol.deadline_at = get_profile(protocol.profile, self.settings).deadline(reopened_at)  # the clock restarts
+        protocol.updated_at = received_at
+        return _Change(protocol, self._tell(protocol, "protocol_reopened", received_at, event={
+            "type": event.type, "occurred_at": reopened_at, "reason": data.reason}), occurred_at=reopened_at)
+
+    def _resend(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: ResendData = event.data  # type: ignore[assignment]
+        prefix = event.field_prefix
+        protocol = self._find(session, data.number)
+        protocol.updated_at = received_at
+        request = ConsumerRequest(
+            protocol_id=protocol.id, kind="history" if data.history else "confirmation", channel=data.channel,
+            # The profile's clock for what the consumer asks for (art. 12 §2), with the settings' overrides.
+            requested_at=received_at, due_at=get_profile(protocol.profile, self.settings).history_due(received_at),
+            address=data.to,
+        )
+        if data.channel == "mail":
+            # Postal mail is fulfilled by operations; the request with its clock is the record.
+            self._limit_resends(session, protocol, None, received_at)
+            return _Change(protocol, request=request)
+        target = self._resend_target(protocol, data, prefix)
+        self._limit_resends(session, protocol, target, received_at)
+        if data.history:
+            events = session.scalars(
+                select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id)).all()
+            notifications = self.messages.history(protocol, data.channel, target, history_entries(events), received_at)
+        else:
+            notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, data.channel, target, received_at,
+                                                  reason="resend requested")]
+        return _Change(protocol, notifications, request=request)
+
+    def _resend_target(self, protocol: Protocol, data: ResendData, prefix: str) -> str:
+        """The address the consumer gave now, validated, or the one on record."""
+        problems: list[FieldProblem] = []
+        if data.to:
+            if data.channel == "email":
+                target = self._contact(normalize_email, data.to, f"{prefix}to", problems)
+            else:
+                target = self._contact(
+                    lambda raw: normalize_phone(raw, None, for_sms=True,
+                                                allowed_regions=self.settings.sms.allowed_countries),
+                    data.to, f"{prefix}to", problems,
+                )
+        else:
+            target = protocol.consumer_email if data.channel == "email" else protocol.consumer_phone
+            if not target:
+                problems.append(FieldProblem(f"{prefix}to", f"the protocol has no {data.channel} contact: give one in 'to'"))
+        if problems:
+            raise InvalidFields(problems)
+        assert target is not None
+        return target
+
+    def _limit_resends(self, session: Session, protocol: Protocol, target: str | None,
+                             now: datetime) -> None:
+        limits = self.settings.limits
+        count, window = limits.resend_per_protocol
+        ratelimit.hit(session, f"resend:protocol:{protocol.id}", limit=count, window=window, now=now,
+                            what="resends of this protocol")
+        if target:
+            count, window = limits.resend_per_contact
+            ratelimit.hit(session, f"resend:contact:{target}", limit=count, window=window, now=now,
+                                what="resends to this address")
+
+    def _tell(self, protocol: Protocol, template: str, now: datetime, **extra: Any) -> list[Notification]:
+        """The consumer hears of a change by the channels chosen at the opening."""
+        contacts = {"email": protocol.consumer_email, "sms": protocol.consumer_phone}
+        return [self.messages.render(protocol, template, channel, contacts[channel], now, **extra)
+                for channel in filter(None, protocol.notify.split(",")) if contacts.get(channel)]
+
+    # Helpers
+
+    def _find(self, session: Session, number: str) -> Protocol:
+        protocol = session.scalar(select(Protocol).where(Protocol.number == number))
+        if protocol is None:
+            raise NotFound(f"no protocol {number}")
+        return protocol
+
+    def _profile(self, name: str | None, prefix: str, problems: list[FieldProblem]) -> Profile | None:
+        try:
+            return get_profile(name or self.settings.gateway.default_profile, self.settings)
+        except UnknownProfile:
+            problems.append(FieldProblem(f"{prefix}profile", f"unknown profile {name!r}"))
+            return None
+
+    @staticmethod
+    def _zone(name: str | None, profile: Profile | None, prefix: str, problems: list[FieldProblem]) -> str:
+        if name is None:
+            return profile.timezone if profile else "UTC"
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(FieldProblem(f"{prefix}consumer.timezone", f"unknown time zone {name!r}"))
+        return name
+
+    @staticmethod
+    def _contact(check: Callable[[str], str], raw: str, path: str, problems: list[FieldProblem]) -> str | None:
+        try:
+            return check(raw)
+        except ContactError as exc:
+            problems.append(FieldProblem(path, str(exc)))
+            return None

@@ -1,0 +1,133 @@
+"""Dates and times as a consumer reads them: in their locale and time zone, to the minute,
+always with the zone ("22/11/2026 11:43 (BRT)"), as the `datetime`, `date` and `time` filters.
+
+Babel (CLDR) supplies the patterns; the offset label is written here, so that a Babel
+release cannot change what a consumer reads.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime as DateTime
+from datetime import timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError, dates
+from jinja2 import pass_context
+from jinja2.runtime import Context
+
+
+def formatting_locale(requested: str, resolved: str) -> str:
+    """The locale dates are formatted in when `requested` was asked and `resolved` found."""
+    tag = requested.replace("_", "-")
+    if tag.split("-")[0].lower() != resolved.split("-")[0].lower():
+        return resolved
+    try:
+        Locale.parse(tag, sep="-")
+    except (ValueError, TypeError, UnknownLocaleError):
+        return resolved
+    return tag
+
+
+# Filters: values are timezone-aware datetimes; the context says the locale and time zone.
+
+
+@pass_context
+def format_datetime(context: Context, value: DateTime) -> str:
+    """pt-BR "22/11/2026 11:43 (BRT)", en "Nov 22, 2026, 11:43 AM (GMT-03:00)"."""
+    return datetime_text(value, *_consumer(context, value))
+
+
+@pass_context
+def format_date(context: Context, value: DateTime) -> str:
+    """pt-BR "29/11/2026", en "Nov 29, 2026"."""
+    return date_text(value, *_consumer(context, value))
+
+
+@pass_context
+def format_time(context: Context, value: DateTime) -> str:
+    """pt-BR "11:43 (BRT)": a time without its zone is ambiguous."""
+    return time_text(value, *_consumer(context, value))
+
+
+def datetime_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    # Shown to the minute: every event of a minute shares one formatting (Babel's is the
+    # costliest part of a render, and each event renders a few times).
+    return _datetime_minute(value.astimezone(zone).replace(second=0, microsecond=0), zone, locale)
+
+
+@lru_cache(maxsize=4096)
+def _datetime_minute(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    time = dates.format_time(value, "short", tzinfo=zone, locale=locale)
+    both = str(locale.datetime_formats["short"]).replace("'", "").format(time, _date(value, zone, locale))
+    return f"{both} ({_zone_label(value, zone, locale)})"
+
+
+def date_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    return _date(value, zone, locale)
+
+
+def time_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    return _time_minute(value.astimezone(zone).replace(second=0, microsecond=0), zone, locale)
+
+
+@lru_cache(maxsize=4096)
+def _time_minute(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    return f"{dates.format_time(value, 'short', tzinfo=zone, locale=locale)} ({_zone_label(value, zone, locale)})"
+
+
+def formatted(value: DateTime, how: str, *, timezone: str, locale: str) -> str:
+    """What the `datetime`, `date` or `time` filter shows for `value` (for checks and previews)."""
+    formats = {"datetime": datetime_text, "date": date_text, "time": time_text}
+    return formats[how](value, _zone(timezone), _locale(locale))
+
+
+def _consumer(context: Context, value: object) -> tuple[ZoneInfo, Locale]:
+    if not isinstance(value, DateTime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the service passes timezone-aware ones")
+    return _zone(str(context.get("timezone"))), _locale(str(context.get("locale")))
+
+
+def _date(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    # Numeric where the day comes first ("29/11/2026"); elsewhere the month by name,
+    # since "11/29/2026" reads as another day to most of the world ("Nov 29, 2026").
+    day_first = str(locale.date_formats["short"].pattern).lstrip().startswith("d")
+    return dates.format_skeleton("yMd" if day_first else "yMMMd", value, tzinfo=zone, locale=locale)
+
+
+def _zone_label(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    # CLDR has abbreviations only where they are in common use (BRT in pt-BR, EST in en);
+    # elsewhere the offset, written by us as "GMT-05:00" in every locale. CLDR's localized
+    # GMT format is not stable across Babel releases (2.19 made pt-BR "-05:00 GMT"), and
+    # what a consumer reads must not change because a dependency did.
+    short = dates.format_datetime(value, "z", tzinfo=zone, locale=locale)
+    return short if re.fullmatch(r"[A-Z]{2,5}", short) else gmt_offset(value.astimezone(zone).utcoffset())
+
+
+def gmt_offset(offset: timedelta | None) -> str:
+    """ "GMT-05:00", "GMT+05:30", and "GMT" for no offset."""
+    if not offset:
+        return "GMT"
+    minutes = round(offset.total_seconds() / 60)
+    sign = "+" if minutes > 0 else "-"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"GMT{sign}{hours:02d}:{minutes:02d}"
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+@lru_cache(maxsize=64)
+def _locale(tag: str) -> Locale:
+    try:
+        return Locale.parse(tag.replace("_", "-"), sep="-")
+    except (ValueError, UnknownLocaleError) as exc:
+        raise ValueError(f"unknown locale {tag!r}") from exc

@@ -1,0 +1,79 @@
+"""Jinja2 as the templates use it: the immutable sandbox, files read as bytes (so a content
+hash covers exactly what was compiled), reloaded when their mtime or size changes, and
+includes pinned to the version a render's hash names.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Callable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError, meta
+from jinja2.loaders import split_template_path
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# The files a render is pinned to: includes resolve to the same compiled version the hash covers.
+PINNED: contextvars.ContextVar[Mapping[str, CompiledFile] | None] = contextvars.ContextVar("pinned", default=None)
+
+
+class SandboxEnvironment(ImmutableSandboxedEnvironment):
+    """Resolves include/extends/import to the files a render is pinned to, when it is."""
+
+    def get_template(self, name: str | Template, parent: str | None = None,
+                     globals: MutableMapping[str, Any] | None = None) -> Template:
+        pinned = PINNED.get()
+        if pinned is not None and isinstance(name, str):
+            path = self.join_path(name, parent) if parent is not None else name
+            if path in pinned:
+                return pinned[path]
+        return super().get_template(name, parent, globals)
+
+
+class CompiledFile(Template):
+    """A compiled file with what the hash needs: its bytes and the files it pulls in."""
+
+    data: bytes
+    references: tuple[str | None, ...]
+
+
+class BytesLoader(FileSystemLoader):
+    """Reads files as bytes, so the hash covers exactly the bytes that were compiled
+    (FileSystemLoader reads text and translates newlines)."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        path = os.path.join(self.searchpath[0], *split_template_path(template))
+        stamp = _stamp(path)  # taken before reading: an edit during the read still reloads
+        try:
+            data = Path(path).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise TemplateNotFound(template) from exc
+        try:
+            source = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise TemplateSyntaxError("the file is not UTF-8", line, template, path) from exc
+        return source, path, lambda: _stamp(path) == stamp
+
+    def load(
+        self, environment: Environment, name: str, globals: MutableMapping[str, Any] | None = None
+    ) -> Template:
+        source, filename, uptodate = self.get_source(environment, name)
+        tree = environment.parse(source, name, filename)
+        references = tuple(meta.find_referenced_templates(tree))
+        code = environment.compile(tree, name, filename)
+        template = environment.template_class.from_code(environment, code, globals or {}, uptodate)
+        assert isinstance(template, CompiledFile)
+        template.data = source.encode()  # strict UTF-8 round-trips: these are the file's bytes
+        template.references = references
+        return template
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

@@ -1,0 +1,407 @@
+"""Operations-owned message templates: sandboxed Jinja2, locale fallback, dates in the
+consumer's locale and time zone (`dates`), and a hash that proves which files produced a message.
+
+Layout: `<folder>/<name>/template.toml` and `<folder>/<name>/<locale>/` holding
+`email.subject.j2`, `email.txt.j2`, `email.html.j2` and `sms.j2`. Template names in
+include/extends/import are relative to `<folder>`.
+
+Files are reloaded when they change (an mtime check on each render). An edit that breaks
+a template is not served: the last version that rendered well for the same template,
+locale and channel keeps serving, with a `template_fallback` warning naming the file and
+line, until the file is fixed. `protocol-gateway templates check` reports the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tomllib
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from jinja2 import (
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateRuntimeError,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+    select_autoescape,
+)
+
+from gateway.rendering.dates import format_date, format_datetime, format_time, formatting_locale
+from gateway.rendering.sandbox import PINNED, BytesLoader, CompiledFile, SandboxEnvironment
+from gateway.rendering.sms import SmsInfo, clean_spaces, sms_info, transliterate_gsm7
+
+log = logging.getLogger(__name__)
+
+Channel = Literal["email", "sms"]
+CHANNEL_FILES: dict[str, tuple[str, ...]] = {
+    "email": ("email.subject.j2", "email.txt.j2", "email.html.j2"),
+    "sms": ("sms.j2",),
+}
+MANIFEST = "template.toml"
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never a path
+
+
+class TemplateError(Exception):
+    """A template cannot be found, read or rendered. str() is one line: `file:line: what`."""
+
+    def __init__(self, message: str, *, file: str, line: int | None = None, variable: str | None = None) -> None:
+        self.message = " ".join(message.split())
+        self.file = file  # relative to the templates folder
+        self.line = line
+        self.variable = variable
+        super().__init__(f"{file}:{line}: {self.message}" if line else f"{file}: {self.message}")
+
+
+class TemplateNotFoundError(TemplateError):
+    """No such template, locale or channel file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    template: str
+    locale: str  # the locale directory actually used
+    channel: Channel
+    subject: str | None  # email: one line, fit for a header
+    text: str  # the plain-text email body, or the SMS body
+    html: str | None  # email
+    sms: SmsInfo | None  # sms: how `text` goes over the air
+    hash: str  # "sha256:<hex>", see content_hash()
+    transliterated: bool = False  # sms: `text` was transliterated to GSM-7 (sms.transliterate)
+    sms_written: SmsInfo | None = None  # sms: the counts of the text as the template wrote it
+    sms_transliterated: SmsInfo | None = None  # sms: the counts had it been transliterated
+    fallback: bool = False  # the files on disk are broken: this is the last good version
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    audience: Literal["consumer", "operations"]
+    sample: Mapping[str, Any]  # a realistic context for previews and checks
+    required_fields: Mapping[str, tuple[str, ...]]  # per channel, "path" or "path|filter"
+    # Other samples (`[samples.<name>]`), each already merged over `sample`: the check renders
+    # them all and counts SMS segments for the longest.
+    samples: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Fields the audience would require that this template does not show, each with why.
+    waived: Mapping[str, str] = field(default_factory=dict)
+
+    def all_samples(self) -> dict[str, Mapping[str, Any]]:
+        return {"sample": self.sample, **self.samples}
+
+
+def content_hash(files: Mapping[str, bytes]) -> str:
+    """sha256 over each file's relative name, byte length and exact bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        data = files[name]
+        digest.update(b"%s\0%d\0%s" % (name.encode(), len(data), data))
+    return "sha256:" + digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """The compiled files one render uses (its roots and everything they include) and their hash."""
+
+    roots: tuple[CompiledFile, ...]
+    files: Mapping[str, CompiledFile]
+    hash: str
+
+
+
+
+class Templates:
+    def __init__(self, folder: Path, default_locale: str, *, sms_transliterate: bool = False,
+                 auto_reload: bool = True) -> None:
+        self.folder = Path(folder).resolve()
+        self.default_locale = default_locale
+        self.sms_transliterate = sms_transliterate
+        self._env = SandboxEnvironment(  # immutable: a template cannot alter the context it is given
+            loader=BytesLoader(self.folder),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
+            auto_reload=auto_reload,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._env.template_class = CompiledFile
+        self._last_good: dict[tuple[str, str, str], _Version] = {}
+        # Every event renders: what does not change between renders is kept, keyed by what
+        # would show a change (a folder's mtime, the identity of Jinja's compiled files).
+        self._locales: dict[str, tuple[int, list[str]]] = {}
+        self._versions: dict[tuple[str, ...], _Version] = {}
+        self._broken: dict[tuple[str, str, str], str] = {}  # what was last logged, so it is logged once
+        self._env.filters.update(datetime=format_datetime, date=format_date, time=format_time, gsm7=transliterate_gsm7)
+
+    def names(self) -> list[str]:
+        return sorted(p.parent.name for p in self.folder.glob(f"*/{MANIFEST}"))
+
+    def locales(self, name: str) -> list[str]:
+        folder = self._template_dir(name)
+        stamp = folder.stat().st_mtime_ns  # a locale folder added or removed changes it
+        cached = self._locales.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, sorted(p.name for p in folder.iterdir() if p.is_dir()))
+            self._locales[name] = cached
+        return list(cached[1])
+
+    def manifest(self, name: str) -> Manifest:
+        file = f"{name}/{MANIFEST}"
+        try:
+            data = tomllib.loads((self._template_dir(name) / MANIFEST).read_text("utf-8"))
+        except FileNotFoundError as exc:
+            raise TemplateNotFoundError("missing", file=file) from exc
+        except tomllib.TOMLDecodeError as exc:
+            line = re.search(r"at line (\d+)", str(exc))
+            raise TemplateError(str(exc), file=file, line=int(line[1]) if line else None) from exc
+        audience = data.get("audience")
+        if audience not in ("consumer", "operations"):
+            raise TemplateError(f"audience must be 'consumer' or 'operations', not {audience!r}", file=file)
+        fields = {channel: tuple(paths) for channel, paths in data.get("required_fields", {}).items()}
+        sample = data.get("sample", {})
+        samples = data.get("samples", {})
+        waived = data.get("waive", {})
+        if not isinstance(samples, dict) or not all(isinstance(v, dict) for v in samples.values()):
+            raise TemplateError("[samples.<name>] must be tables of sample data", file=file)
+        if not isinstance(waived, dict) or not all(isinstance(v, str) and v.strip() for v in waived.values()):
+            raise TemplateError('[waive] must map a field to the reason it is not shown: "path" = "why"', file=file)
+        merged = {name: _deep_merge(sample, extra) for name, extra in samples.items()}
+        return Manifest(audience, sample, fields, merged, waived)
+
+    def resolve_locale(self, name: str, locale: str) -> str:
+        """The exact locale, else the same one in other case, else its language ("es-ES" ->
+        "es"), else another country of that language ("pt-PT" -> "pt-BR"), else the default."""
+        available = self.locales(name)
+        wanted = locale.replace("_", "-")
+        language = wanted.split("-")[0].lower()
+        if wanted in available:
+            return wanted
+        by_lower = {loc.lower(): loc for loc in available}
+        for key in (wanted.lower(), language):
+            if key in by_lower:
+                return by_lower[key]
+        for loc in available:
+            if loc.split("-")[0].lower() == language:
+                return loc
+        if self.default_locale in available:
+            return self.default_locale
+        raise TemplateNotFoundError(f"no locale {locale!r} nor the default {self.default_locale!r}", file=name)
+
+    def render(self, name: str, channel: Channel, locale: str, context: Mapping[str, Any], *,
+               fallback: bool = True) -> Rendered:
+        """Render one channel. `context["locale"]` is replaced by the locale the dates are
+        formatted in: the requested one when the text is in its language, else the text's.
+
+        With `fallback`, a template whose files are broken now renders with the last
+        version that rendered well (and says so in `Rendered.fallback`); previews and
+        checks pass `fallback=False` to see the error.
+        """
+        if channel not in CHANNEL_FILES:
+            raise ValueError(f"channel must be 'email' or 'sms', not {channel!r}")
+        resolved = self.resolve_locale(name, locale)
+        key = (name, resolved, channel)
+        context = {**context, "locale": formatting_locale(locale, resolved)}
+        try:
+            version = self._compile(name, resolved, channel)
+            out = self._run(version, context)
+        except TemplateError as error:
+            good = self._last_good.get(key) if fallback else None
+            if good is None:
+                raise
+            out = self._run_or_none(good, context)
+            if out is None:
+                raise  # the data, not the edit, is at fault: say what the files on disk say
+            self._report_broken(key, error)
+            return self._rendered(name, resolved, channel, good, out, fallback=True)
+        self._last_good[key] = version
+        if self._broken.pop(key, None) is not None:
+            log.info("template fixed", extra={"action": "template_recovered", "template": name, "locale": resolved,
+                                              "channel": channel})
+        return self._rendered(name, resolved, channel, version, out, fallback=False)
+
+    def warm(self, names: list[str] | None = None) -> list[TemplateError]:
+        """Render every template, locale and channel with its sample data, so that an edit
+        made after start-up that breaks one falls back to what was on disk at start.
+        Returns the errors found (the daemon logs them; `templates check` reports them)."""
+        errors: list[TemplateError] = []
+        for name in names if names is not None else self.names():
+            try:
+                sample = self.manifest(name).sample
+                for locale in self.locales(name):
+                    for channel in self.channels(name, locale):
+                        try:
+                            self.render(name, channel, locale, sample, fallback=False)  # type: ignore[arg-type]
+                        except TemplateError as exc:
+                            errors.append(exc)
+            except TemplateError as exc:
+                errors.append(exc)
+        return errors
+
+    def channels(self, name: str, locale: str) -> list[str]:
+        """The channels a locale has at least one file of (a partial channel is an error to render)."""
+        folder = self._template_dir(name) / locale
+        return [c for c, files in CHANNEL_FILES.items() if any((folder / f).is_file() for f in files)]
+
+    def _compile(self, name: str, resolved: str, channel: str) -> _Version:
+        files = [f"{name}/{resolved}/{file}" for file in CHANNEL_FILES[channel]]
+        with self._reported(files[0]):
+            roots = tuple(self._get(file) for file in files)
+            used = self._closure(roots)
+        # Jinja hands back the same object until a file changes on disk: same objects, same hash.
+        identity = tuple(f"{n}:{id(t)}" for n, t in used.items())
+        version = self._versions.get(identity)
+        if version is None or version.roots != roots:
+            version = _Version(roots, used, content_hash({n: t.data for n, t in used.items()}))
+            if len(self._versions) > 1024:  # edits over a long life: never grow without bound
+                self._versions.clear()
+            self._versions[identity] = version
+        return version
+
+    def _run(self, version: _Version, context: Mapping[str, Any]) -> list[str]:
+        token = PINNED.set(version.files)
+        try:
+            assert version.roots[0].name is not None
+            with self._reported(version.roots[0].name):
+                return [template.render(context) for template in version.roots]
+        finally:
+            PINNED.reset(token)
+
+    def _run_or_none(self, version: _Version, context: Mapping[str, Any]) -> list[str] | None:
+        try:
+            return self._run(version, context)
+        except TemplateError:
+            return None
+
+    def _rendered(self, name: str, resolved: str, channel: Channel, version: _Version, out: list[str], *,
+                  fallback: bool) -> Rendered:
+        if channel == "sms":
+            written = clean_spaces(out[0]).strip()
+            transliterated = transliterate_gsm7(written)
+            text = transliterated if self.sms_transliterate else written
+            return Rendered(name, resolved, channel, None, text, None, sms_info(text), version.hash,
+                            transliterated=self.sms_transliterate, sms_written=sms_info(written),
+                            sms_transliterated=sms_info(transliterated), fallback=fallback)
+        subject, text, html = out
+        subject = " ".join(subject.split())  # a header: CR/LF must never reach it
+        return Rendered(name, resolved, channel, subject, text.strip() + "\n", html, None, version.hash,
+                        fallback=fallback)
+
+    def _report_broken(self, key: tuple[str, str, str], error: TemplateError) -> None:
+        if self._broken.get(key) == str(error):
+            return
+        self._broken[key] = str(error)
+        name, locale, channel = key
+        log.warning("template broken: serving the last good version", extra={
+            "action": "template_fallback", "template": name, "locale": locale, "channel": channel,
+            "file": error.file, "line": error.line, "variable": error.variable, "error": error.message})
+
+    def _template_dir(self, name: str) -> Path:
+        folder = self.folder / name
+        if not _NAME.fullmatch(name) or not folder.is_dir():
+            raise TemplateNotFoundError("no such template", file=name)
+        return folder
+
+    def _get(self, name: str) -> CompiledFile:
+        template = self._env.get_template(name)
+        assert isinstance(template, CompiledFile)
+        return template
+
+    def _closure(self, roots: tuple[CompiledFile, ...]) -> dict[str, CompiledFile]:
+        """The roots and every file they pull in, by name: what the hash must cover."""
+        files: dict[str, CompiledFile] = {}
+        pending = list(roots)
+        while pending:
+            template = pending.pop()
+            assert template.name is not None
+            if template.name in files:
+                continue
+            files[template.name] = template
+            for ref in template.references:
+                if ref is None:  # the hash could not say which file it pulled in
+                    raise TemplateError("include/extends/import must name a fixed template", file=template.name)
+                pending.append(self._get(ref))
+        return files
+
+    @contextmanager
+    def _reported(self, file: str) -> Iterator[None]:
+        """Turn whatever Jinja, the sandbox or a filter raises into one TemplateError."""
+        try:
+            yield
+        except TemplateError:
+            raise
+        except TemplateSyntaxError as exc:
+            raise TemplateError(exc.message or "syntax error", file=exc.name or file, line=exc.lineno) from exc
+        except TemplateNotFound as exc:
+            raise TemplateNotFoundError("template file not found", file=str(exc.name)) from exc
+        except Exception as exc:
+            where, line = self._locate(exc, file)
+            variable = self._undefined_path(exc, where, line) if isinstance(exc, UndefinedError) else None
+            message = f"undefined variable {variable!r}" if variable else _describe(exc)
+            raise TemplateError(message, file=where, line=line, variable=variable) from exc
+
+    def _locate(self, exc: BaseException, default: str) -> tuple[str, int | None]:
+        # Jinja rewrites tracebacks so that frames in a template carry its file and line.
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            path = Path(frame.filename)
+            if path.is_relative_to(self.folder):
+                return path.relative_to(self.folder).as_posix(), frame.lineno
+        return default, None
+
+    def _undefined_path(self, exc: UndefinedError, file: str, line: int | None) -> str | None:
+        """The dotted expression that was undefined: Jinja's message names only the last
+        attribute ("'dict object' has no attribute 'numbr'"), the template's AST the rest."""
+        message = exc.message or ""
+        if top := re.fullmatch(r"'(.+)' is undefined", message):
+            return top[1]
+        attr = re.search(r"has no (?:attribute|element) (.+)$", message)
+        if not attr:
+            return None
+        key = attr[1].strip("'\"")
+        try:
+            tree = self._env.parse((self.folder / file).read_text("utf-8"))
+        except Exception:
+            return key
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            if node.lineno == line and (path := _dotted(node)) and path.rsplit(".", 1)[-1] == key:
+                return path
+        return key
+
+
+def warm_templates(templates: Templates) -> None:
+    """At start-up: render everything with its samples, so later broken edits have a version
+    to fall back to; what does not render is logged (`templates check` says more)."""
+    for error in templates.warm():
+        log.warning("template does not render with its sample", extra={
+            "action": "template_invalid", "file": error.file, "line": error.line, "variable": error.variable,
+            "error": error.message})
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _dotted(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Getattr):
+        base = _dotted(node.node)
+        return base and f"{base}.{node.attr}"
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        base = _dotted(node.node)
+        return base and f"{base}.{node.arg.value}"
+    return None
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, TemplateRuntimeError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,137 @@
+"""What every sweep gets (`SweepContext`), what it reports (`SweepResult`), and the shared steps:
+claiming marks by their unique key and paging through candidates in keyset order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, text, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.config import Settings
+from gateway.protocols.profiles import Profiles
+from gateway.rendering.context import company
+from gateway.rendering.templates import Templates
+from gateway.store.database import Database, dialect_insert
+from gateway.store.sweep_models import SweepMark
+from gateway.sweeps.schedules import Schedule
+
+Progress = Callable[[str], None]
+ANALYZE_EVERY = 5000  # marks inserted in one run before PostgreSQL's statistics of them are refreshed
+
+
+@dataclass
+class SweepResult:
+    schedule: str
+    kind: str
+    at: datetime
+    dry_run: bool = False
+    considered: int = 0   # candidates looked at
+    notified: int = 0     # protocols (or reports) that got messages
+    enqueued: int = 0     # notification rows queued
+    late: int = 0         # moments passed longer ago than max_lateness: recorded, not sent
+    suppressed: int = 0   # no contact on the schedule's channels, or the phone opted out
+    lost: int = 0         # handled by another sweeper meanwhile (its key was taken)
+    anonymized: int = 0
+    extended: int = 0     # retention found longer under the current settings: kept
+    held: int = 0         # under legal hold: left alone
+    batches: int = 0
+    vacuumed: bool = False
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+
+@dataclass
+class SweepContext:
+    db: Database
+    templates: Templates
+    settings: Settings
+    profiles: Profiles
+    schedule: Schedule
+    at: datetime
+    result: SweepResult
+    clock: Callable[[], datetime]
+    dry_run: bool = False
+    progress: Progress = field(default=lambda _message: None)
+    _since_analyze: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.schedule.options.batch_size
+
+    @property
+    def ops_emails(self) -> list[str]:
+        return list(self.settings.operations.emails)
+
+    @property
+    def ops_locale(self) -> str:
+        return self.settings.operations.locale or self.settings.gateway.default_locale
+
+    @property
+    def ops_timezone(self) -> str:
+        return self.settings.operations.timezone or self.schedule.timezone
+
+    def ops_context(self, **extra: Any) -> dict[str, Any]:
+        return {"locale": self.ops_locale, "timezone": self.ops_timezone, "company": company(self.settings),
+                "schedule": {"name": self.schedule.name, "kind": self.schedule.kind}, **extra}
+
+    async def marked(self, count: int) -> None:
+        """Note `count` marks inserted. A run that inserts many refreshes PostgreSQL's statistics of
+        the ledger: planned as nearly empty, the anti-join would scan it once per candidate."""
+        self._since_analyze += count
+        if self.db.is_sqlite or self._since_analyze < ANALYZE_EVERY:
+            return
+        self._since_analyze = 0
+        async with self.db.write() as session:
+            await session.execute(text("ANALYZE sweep_marks"))
+
+    def skip(self, reason: str) -> None:
+        self.result.skipped = reason
+
+    def report(self, what: str) -> None:
+        r = self.result
+        self.progress(f"{self.schedule.name}: {what}: {r.considered} considered, {r.enqueued} queued, "
+                      f"{r.late} late, {r.suppressed} suppressed, {r.anonymized} anonymized")
+
+
+async def claim_marks(session: AsyncSession, rows: list[dict[str, Any]]) -> set[int]:
+    """Insert marks; return the protocol ids whose mark this transaction inserted.
+
+    A mark taken by another sweeper (committed, or in flight on PostgreSQL, where the insert
+    waits for it) is left alone: whatever it stands for was or is being done there.
+    """
+    if not rows:
+        return set()
+    stmt = (
+        dialect_insert(session, SweepMark)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["schedule", "protocol_id", "slot", "target_at"])
+        .returning(SweepMark.protocol_id)
+    )
+    return {row[0] for row in (await session.execute(stmt)).all()}
+
+
+def after(columns: tuple[Any, Any], cursor: tuple[Any, Any] | None) -> Any:
+    """Keyset paging: rows strictly after `cursor` in (column, id) order."""
+    if cursor is None:
+        return true()
+    value, ident = columns
+    return or_(value > cursor[0], and_(value == cursor[0], ident > cursor[1]))
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,241 @@
+"""The retention sweeps: notices before records expire, and at expiry the operator's choice.
+
+When a record's retention ends is `protocols.retention`'s rule; anonymizing one is
+`protocols.anonymize`. Profiles without a period (es, co, cl until one is set) take part in
+nothing here.
+
+At expiry `retention.action` decides: `notify` (the default) reports the expired records to
+operations and destroys nothing; `anonymize`, once `retention.grace` has also passed, removes
+every personal datum of the consumer for good, keeps the number, dates, category, profile and
+delivery statuses, writes an audit entry per protocol and per run, and on SQLite runs with
+`secure_delete` and then VACUUMs, so old values do not survive in free pages or the WAL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, Select, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.delivery import outbox
+from gateway.delivery.notifications import address_key, build_notification
+from gateway.protocols.anonymize import anonymize
+from gateway.protocols.profiles import Profile, Profiles, add_years
+from gateway.protocols.retention import CANDIDATE_COLUMNS, RetentionRefused, effective_end
+from gateway.store.models import Notification, Protocol
+from gateway.store.sweep_models import OPEN_STATUSES, RetentionAudit, SweepMark
+from gateway.store.vacuum import vacuum_sqlite
+from gateway.sweeps.context import SweepContext, after, claim_marks
+
+log = logging.getLogger(__name__)
+
+# `at` later than the clock by more than this is refused for anonymization: a typo in
+# `schedules run --at` must not destroy records whose retention has not ended.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+_MARGIN = timedelta(days=2)  # SQL bounds are widened by this; the exact test is in Python
+
+
+def _start_bound(profile: Profile, end: datetime) -> datetime:
+    """Roughly the latest start whose retention ends by `end` (exactness comes later, in Python)."""
+    return add_years(end - timedelta(days=profile.retention_days or 0), -(profile.retention_years or 0))
+
+
+def _sources(ctx: SweepContext, lo: datetime | None, hi: datetime, slot: str | None) -> list[tuple[Select[Any], Any]]:
+    """Queries for records whose retention may end in (lo, hi], each with the indexed column it
+    ranges over (and pages by, with the id): the stored end, the resolution, the last event."""
+    abandoned = timedelta(seconds=ctx.settings.retention.abandoned_after)
+    base = select(*CANDIDATE_COLUMNS).where(Protocol.legal_hold.is_(False))
+    stored = base.where(Protocol.status == "resolved", Protocol.retention_until <= hi)
+    if lo is not None:
+        stored = stored.where(Protocol.retention_until > lo)
+    if slot is not None:
+        stored = stored.where(~exists().where(
+            SweepMark.schedule == ctx.schedule.name, SweepMark.protocol_id == Protocol.id, SweepMark.slot == slot,
+            SweepMark.target_at == Protocol.retention_until))
+    sources: list[tuple[Select[Any], Any]] = [(stored, Protocol.retention_until)]
+    for profile in ctx.profiles.with_retention():
+        upper = _start_bound(profile, hi) + _MARGIN
+        lower = _start_bound(profile, lo) - _MARGIN if lo is not None else None
+        unretained = base.where(Protocol.status == "resolved", Protocol.retention_until.is_(None),
+                                Protocol.profile == profile.name, Protocol.resolved_at <= upper)
+        quiet = base.where(Protocol.status.in_(OPEN_STATUSES), Protocol.profile == profile.name,
+                           Protocol.last_event_at <= upper - abandoned)
+        if lower is not None:
+            unretained = unretained.where(Protocol.resolved_at > lower)
+            quiet = quiet.where(Protocol.last_event_at > lower - abandoned)
+        sources += [(unretained, Protocol.resolved_at), (quiet, Protocol.last_event_at)]
+    return sources
+
+
+async def _stream(ctx: SweepContext, lo: datetime | None, hi: datetime, slot: str | None
+                  ) -> AsyncIterator[list[tuple[Row[Any], datetime]]]:
+    """Batches of (row, end) with lo < end <= hi, exactly, from every source, in keyset order."""
+    abandoned = timedelta(seconds=ctx.settings.retention.abandoned_after)
+    for query, column in _sources(ctx, lo, hi, slot):
+        cursor: tuple[datetime, int] | None = None
+        while True:
+            page = query.where(after((column, Protocol.id), cursor)).order_by(column, Protocol.id).limit(ctx.batch_size)
+            async with ctx.db.read() as session:
+                rows = (await session.execute(page.add_columns(column.label("_key")))).all()
+                if not rows:
+                    break
+                done = await _marked(session, ctx, slot, [r.id for r in rows]) if slot else set()
+            cursor = (rows[-1]._key, rows[-1].id)
+            ctx.result.considered += len(rows)
+            batch = []
+            for row in rows:
+                end = effective_end(row, ctx.profiles, abandoned)
+                if end is not None and end <= hi and (lo is None or end > lo) and (row.id, end) not in done:
+                    batch.append((row, end))
+                elif end is not None and end > hi and row.retention_until is not None and row.retention_until <= hi:
+                    batch.append((row, end))  # stored end passed, current settings say later: extend
+            if batch:
+                yield batch
+            if len(rows) < ctx.batch_size:
+                break
+
+
+async def _marked(session: AsyncSession, ctx: SweepContext, slot: str | None, ids: list[int]) -> set[tuple[int, datetime]]:
+    rows = await session.execute(select(SweepMark.protocol_id, SweepMark.target_at).where(
+        SweepMark.schedule == ctx.schedule.name, SweepMark.slot == slot, SweepMark.protocol_id.in_(ids)))
+    return {(r.protocol_id, r.target_at) for r in rows}
+
+
+# Notices
+
+
+async def retention_notices(ctx: SweepContext) -> None:
+    """Report records whose retention ends within each offset (e.g. 30 and 7 days), once per offset."""
+    if not ctx.ops_emails:
+        ctx.skip("no operations addresses ([operations] emails)")
+        return
+    for offset in ctx.schedule.offsets:
+        await _report(ctx, offset.label, "expiring", ctx.at, ctx.at + offset.delta,
+                      days=int(offset.seconds // 86400))
+
+
+async def _report(ctx: SweepContext, slot: str, kind: str, lo: datetime | None, hi: datetime, days: int) -> None:
+    batch_no = 0
+    async for batch in _stream(ctx, lo, hi, slot):
+        listed = [(row, end) for row, end in batch if end <= hi]
+        if not listed:
+            continue
+        batch_no += 1
+        ctx.result.batches += 1
+        if ctx.dry_run:
+            ctx.result.notified += len(listed)
+            ctx.result.enqueued += len(ctx.ops_emails)
+            continue
+        marks = [{"schedule": ctx.schedule.name, "kind": ctx.schedule.kind, "protocol_id": row.id, "slot": slot,
+                  "target_at": end, "outcome": "sent", "marked_at": ctx.at, "notifications": len(ctx.ops_emails),
+                  "detail": None} for row, end in listed]
+        async with ctx.db.write() as session:
+            won = await claim_marks(session, marks)
+            ours = [(row, end) for row, end in listed if row.id in won]
+            ctx.result.lost += len(listed) - len(ours)
+            if ours:
+                notifications = _notice(ctx, slot, kind, ours, days)
+                await session.run_sync(outbox.enqueue, notifications)
+                ctx.result.notified += len(ours)
+                ctx.result.enqueued += len(notifications)
+        await ctx.marked(len(marks))
+        ctx.report(f"{kind} {slot}, batch {batch_no}")
+
+
+def _notice(ctx: SweepContext, slot: str, kind: str, rows: Sequence[tuple[Row[Any], datetime]],
+            days: int) -> list[Notification]:
+    assert ctx.schedule.template is not None
+    limit = ctx.schedule.options.list_limit
+    items = [{"number": row.number, "profile": row.profile, "retention_until": end} for row, end in rows[:limit]]
+    notice = {"kind": kind, "within": slot, "days": days, "count": len(rows), "more": max(0, len(rows) - limit),
+              "items": items, "action": ctx.settings.retention.action,
+              "grace_days": int(ctx.settings.retention.grace // 86400)}
+    rendered = ctx.templates.render(ctx.schedule.template, "email", ctx.ops_locale, ctx.ops_context(notice=notice))
+    first, end = min(((row.id, end) for row, end in rows), key=lambda pair: pair[0])
+    key = f"retention:{ctx.schedule.name}:{slot}:{first}:{int(end.timestamp())}"
+    return [build_notification(rendered, protocol_id=None, recipient=address, audience="operations", now=ctx.at,
+                               dedup_key=f"{key}:ops-{address_key(address)}",
+                               reason=f"{ctx.schedule.name}: {len(rows)} record(s) {kind}")
+            for address in ctx.ops_emails]
+
+
+# Expiry
+
+
+async def retention_expiry(ctx: SweepContext) -> None:
+    """At expiry: report (`notify`), or anonymize after the grace period (`anonymize`)."""
+    settings = ctx.settings.retention
+    if settings.action == "notify":
+        if not ctx.ops_emails or ctx.schedule.template is None:
+            ctx.skip("retention.action is notify and there is no one to notify ([operations] emails)")
+            return
+        lookback = ctx.schedule.options.lookback
+        lo = ctx.at - timedelta(seconds=lookback) if lookback is not None else None
+        await _report(ctx, "expired", "expired", lo, ctx.at, days=0)
+        return
+    if not ctx.dry_run and ctx.at > ctx.clock() + FUTURE_TOLERANCE:
+        raise RetentionRefused(f"anonymizing as of {ctx.at.isoformat()}, a time still to come, is refused "
+                               "(use --dry-run to see what it would do)")
+    grace = timedelta(seconds=settings.grace)
+    actor = f"schedule:{ctx.schedule.name}"
+    totals: dict[str, int] = {}
+    numbers: list[str] = []
+    async for batch in _stream(ctx, None, ctx.at - grace, None):
+        ctx.result.batches += 1
+        due = [(row, end) for row, end in batch if end + grace <= ctx.at]
+        longer = [(row, end) for row, end in batch if end + grace > ctx.at]
+        if ctx.dry_run:
+            ctx.result.anonymized += len(due)
+            ctx.result.extended += len(longer)
+            continue
+        async with ctx.db.write() as session:
+            if longer:
+                await _extend(session, longer, ctx.at, actor)
+                ctx.result.extended += len(longer)
+            rules = {row.id: _rule(ctx.profiles, row, end, settings.grace, ctx.schedule.name) for row, end in due}
+            done, counts, held = await anonymize(session, [row.id for row, _ in due], at=ctx.at, actor=actor,
+                                                 rules=rules, sqlite=ctx.db.is_sqlite)
+        ctx.result.anonymized += len(done)
+        ctx.result.held += held
+        numbers += done
+        for table, n in counts.items():
+            totals[table] = totals.get(table, 0) + n
+        ctx.report(f"anonymize, batch {ctx.result.batches}")
+    if ctx.dry_run:
+        return
+    async with ctx.db.write() as session:
+        session.add(RetentionAudit(at=ctx.at, action="anonymize_run", actor=actor,
+                                   rule=f"retention.action=anonymize, grace {int(settings.grace // 86400)}d",
+                                   detail={"anonymized": len(numbers), "extended": ctx.result.extended,
+                                           "rows": totals, "numbers": numbers[:1000]}))
+    if numbers:
+        log.info("records anonymized", extra={"action": "retention_anonymized", "schedule": ctx.schedule.name,
+                                              "count": len(numbers), "rows": totals})
+        if ctx.db.is_sqlite and settings.vacuum:
+            ctx.progress(f"{ctx.schedule.name}: VACUUM")
+            ctx.result.vacuumed = await vacuum_sqlite(ctx.db)
+
+
+def _rule(profiles: Profiles, row: Any, end: datetime, grace: float, schedule: str) -> str:
+    profile = profiles.get(row.profile)
+    basis = "resolved" if row.status == "resolved" else "abandoned (no event since last_event_at)"
+    return (f"{profile.retention_rule()}; {basis}; retention ended {end.isoformat()}; "
+            f"grace {int(grace // 86400)}d; retention.action=anonymize; schedule {schedule}")
+
+
+async def _extend(session: AsyncSession, rows: Sequence[tuple[Row[Any], datetime]], at: datetime, actor: str) -> None:
+    """The settings now keep these records longer than the stored end: store the later one."""
+    for row, end in rows:
+        if row.status != "resolved":
+            continue
+        await session.execute(update(Protocol).where(Protocol.id == row.id).values(retention_until=end)
+                              .execution_options(synchronize_session=False))
+        session.add(RetentionAudit(at=at, action="retention_extended", protocol_id=row.id, number=row.number,
+                                   actor=actor, rule=f"retention_until {row.retention_until.isoformat()} -> "
+                                                     f"{end.isoformat()} under the current settings"))
+
+
