@@ -188,6 +188,7 @@ def test_keys_create_list_revoke(tmp_path: Path):
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 
+    assert cli("migrate").returncode == 0  # keys never create the database: run and migrate do
     created = cli("keys", "create", "crm", "--scopes", "events:write,protocols:read")
     assert created.returncode == 0, created.stderr
     assert re.fullmatch(r"pgw_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n", created.stdout)  # the key alone

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway.commands.database import with_database
-from gateway.config import load_settings
 from gateway.errors import NotFound
 from gateway.protocols import export
 from gateway.store.database import Database
@@ -28,7 +27,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return await export.export_protocol(db, args.number, now=datetime.now(timezone.utc))
 
     try:
-        document = asyncio.run(with_database(load_settings(args.config), work))
+        document = asyncio.run(with_database(args.settings, work))
     except NotFound as exc:
         print(f"protocols export: {exc.detail}", file=sys.stderr)
         return EXIT_FAILED

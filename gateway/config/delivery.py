@@ -97,6 +97,9 @@ class DispatchSettings(Section):
     unknown_retry_after: Duration = 600.0
     poll_interval: Duration = 1.0
     shutdown_timeout: Duration = 10.0
+    # How long a transport's probe (SMTP session, Twilio account, writable folder) stands
+    # before /readyz asks again: a probe opens a connection to the provider.
+    probe_interval: Duration = 60.0
 
 
 class LimitsSettings(Section):
