@@ -30,7 +30,13 @@ def body_deadline(read_timeout: float) -> Callable[[web.Request, Handler], Await
             except TimeoutError:
                 response = problem(408, f"the request body did not arrive within http.read_timeout "
                                         f"({read_timeout:g}s)")
-                response.force_close()  # the rest of the body is not waited for
+                response.force_close()
+                # Sent now, then the connection closed: aiohttp would otherwise go on reading
+                # ("lingering") what the client still trickles, for another ten seconds.
+                await response.prepare(request)
+                await response.write_eof()
+                if request.transport is not None:
+                    request.transport.close()
                 return response
         return await handler(request)
 
