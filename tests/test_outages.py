@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import logging
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -386,3 +388,66 @@ async def test_database_cut_during_a_burst_gives_202_or_503_and_every_202_is_kep
     kept = await read(db_url, select(Event.event_id))
     assert sorted(kept) == sorted(e["id"] for e in events)  # each exactly once
     assert len(message_ids(sink)) == count and max(message_ids(sink).values()) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine_name", ["postgresql"])
+async def test_postgres_restarting_under_load_gives_503_never_500_and_the_pool_recovers(
+        tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The server ending every session of the gateway's database again and again during a burst
+    (pg_terminate_backend: SQLSTATE 57P01, what a restart or a failover does to open
+    connections): each answer is a 202 or a 503 problem, nothing is lost, and without a
+    restart of the gateway everything refused goes through once the server stops."""
+    settings = make_settings(tmp_path, db_url, sweeps={"enabled": False})
+    runtime = build_runtime(settings)
+    await prepare(runtime)
+    key = await admin_key(runtime)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": CE}
+    count = int(os.environ.get("RESTART_COUNT", "80"))
+    events = [opened_event(f"restart-{i}", notify=["email"], consumer={"email": f"r{i}@example.com"})
+              for i in range(count)]
+    admin = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    caplog.set_level(logging.ERROR, logger="gateway.api")
+    try:
+        async with TestClient(TestServer(web_app(runtime))) as client:
+            answers: list[tuple[int, dict]] = []
+
+            async def post(event: dict) -> tuple[int, dict]:
+                r = await client.post("/v1/events", data=json.dumps(event), headers=headers)
+                return r.status, await r.json()
+
+            limit = asyncio.Semaphore(8)
+
+            async def limited(event: dict) -> None:
+                async with limit:
+                    answers.append(await post(event))
+
+            async def restarts() -> int:
+                ended = 0
+                while len(answers) < count:
+                    ended += await admin.fetchval(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                    await asyncio.sleep(0.02)
+                return ended
+
+            restarting = asyncio.create_task(restarts())
+            await asyncio.gather(*(limited(e) for e in events))
+            ended = await restarting
+            statuses = [status for status, _ in answers]
+            assert set(statuses) <= {202, 503}, statuses
+            assert ended > 0 and 503 in statuses  # the server did go away under the requests
+            for status, body in answers:
+                if status == 503:
+                    assert body["type"] == "/problems/unavailable" and body["status"] == 503
+            # No restart of the gateway: the pool finds its dead connections and replaces them.
+            again = [await post(e) for e in events]
+            assert {status for status, _ in again} <= {200, 202}, again
+            assert (await client.get("/readyz")).status in (200, 503)  # the probe of a transport may lag; not a 500
+            r = await client.get("/readyz")
+            assert (await r.json())["checks"]["database"] == "ok"
+    finally:
+        await admin.close()
+    assert not [r for r in caplog.records if getattr(r, "action", None) == "http_error"]  # no 500 logged
+    kept = await read(db_url, select(Event.event_id))
+    assert sorted(kept) == sorted(e["id"] for e in events)  # each exactly once

@@ -44,6 +44,10 @@ class OutboxListener:
                 await conn.add_listener(CHANNEL, self._notified)
                 self.listening.set()
                 await _first(stop.wait(), lost.wait())
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+                # The server ended the session before LISTEN took (a restart, pg_terminate_backend):
+                # reconnect as when it drops later, rather than lose the wake-ups for good.
+                log.warning("listen connection lost", extra={"action": "listen_failed", "error": type(exc).__name__})
             finally:
                 self.listening.clear()
                 with contextlib.suppress(Exception):
