@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -403,7 +402,7 @@ async def test_postgres_restarting_under_load_gives_503_never_500_and_the_pool_r
     await prepare(runtime)
     key = await admin_key(runtime)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": CE}
-    count = int(os.environ.get("RESTART_COUNT", "80"))
+    count = 80
     events = [opened_event(f"restart-{i}", notify=["email"], consumer={"email": f"r{i}@example.com"})
               for i in range(count)]
     admin = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://", 1))
