@@ -172,6 +172,8 @@ async def test_the_daemon_keeps_personal_data_private_under_umask_022(tmp_path: 
         for part in ("", "tmp", "new", "cur"):
             assert mode(var / "mail" / part) == 0o700, part
         assert all(mode(f) == 0o600 for f in (var / "mail" / "new").iterdir())
+        (started,) = [line for line in daemon.log_lines() if line.get("action") == "http_started"]
+        assert started["settings"] == str(tmp_path / "settings.toml")  # the daemon says which settings it read
     finally:
         assert await daemon.stop() == 0
 

@@ -450,3 +450,40 @@ async def test_postgres_restarting_under_load_gives_503_never_500_and_the_pool_r
     assert not [r for r in caplog.records if getattr(r, "action", None) == "http_error"]  # no 500 logged
     kept = await read(db_url, select(Event.event_id))
     assert sorted(kept) == sorted(e["id"] for e in events)  # each exactly once
+
+
+def _through_sqlalchemy(error: BaseException) -> BaseException:
+    """`error` as SQLAlchemy hands it to the API: a DBAPIError whose cause is the driver's."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        try:
+            raise error
+        except BaseException as cause:
+            raise DBAPIError("SELECT 1", {}, cause) from cause
+    except DBAPIError as wrapped:
+        return wrapped
+
+
+@pytest.mark.parametrize(("error", "unavailable"), [
+    (asyncpg.AdminShutdownError("terminating connection due to administrator command"), True),  # 57P01
+    (asyncpg.CrashShutdownError("terminating connection because of crash of another server process"), True),
+    (asyncpg.CannotConnectNowError("the database system is starting up"), True),  # 57P03
+    (asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),  # 08003
+    (asyncpg.ConnectionFailureError("connection failure"), True),  # 08006
+    (asyncpg.UniqueViolationError("duplicate key value"), False),  # the request's own conflict: not an outage
+    (asyncpg.QueryCanceledError("canceling statement due to statement timeout"), False),  # 57014, not 57P
+])
+def test_what_counts_as_the_database_being_away(error: BaseException, unavailable: bool) -> None:
+    from gateway.store.outage import database_unavailable
+
+    assert database_unavailable(_through_sqlalchemy(error)) is unavailable
+
+
+def test_a_session_left_unusable_by_a_lost_connection_is_an_outage() -> None:
+    from sqlalchemy.exc import PendingRollbackError
+
+    from gateway.store.outage import database_unavailable
+
+    assert database_unavailable(PendingRollbackError("This Session's transaction has been rolled back"))
+    assert not database_unavailable(ValueError("a bug"))
