@@ -7,6 +7,7 @@ and /dev/full for the SMS file. The daemon runs as a subprocess under umask 022.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -192,3 +193,21 @@ async def test_the_daemon_keeps_personal_data_private_under_umask_022(tmp_path: 
     assert mode(var / "gateway.db") == 0o600 and mode(var / "sms.jsonl") == 0o600
     assert mode(var / "mail") == 0o700 and mode(var / "mail" / "new") == 0o700
     assert mode(var) == 0o755  # the folder the settings point into is the operator's; its files are private
+
+
+async def test_an_export_written_to_a_file_is_private(tmp_path: Path, sqlite_url: str, umask_022: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.cli import main
+
+    settings = make_settings(tmp_path, sqlite_url, sweeps={"enabled": False})
+    runtime = build_runtime(settings)
+    await prepare(runtime)
+    headers = {"Authorization": f"Bearer {await admin_key(runtime)}", **CE}
+    async with TestClient(TestServer(web_app(runtime, run_dispatcher=False))) as client:
+        r = await client.post("/v1/events", data=json.dumps(opened_event("export-1")), headers=headers)
+        number = (await r.json())["protocol"]["number"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GATEWAY_DATABASE__URL", sqlite_url)
+    out = tmp_path / "export.json"
+    assert await asyncio.to_thread(main, ["protocols", "export", number, "-o", str(out)]) == 0
+    assert mode(out) == 0o600 and json.loads(out.read_text())["record"]["protocol"]["number"] == number

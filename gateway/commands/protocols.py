@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +34,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        # The record is personal data: the file is the user's alone, whatever the shell's umask.
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
         print(f"{args.output}: sha256 {document['digest']['value']}")
     else:
         sys.stdout.write(text)
