@@ -333,6 +333,19 @@ async def test_database_cut_while_sends_are_in_flight_records_them_once_it_retur
     assert len(ids) == count and max(ids.values()) == 1  # nothing sent twice: the leases never expired
 
 
+async def prepared(settings):  # type: ignore[no-untyped-def]
+    """A migrated runtime and the headers of an admin key for posting events."""
+    runtime = build_runtime(settings)
+    await prepare(runtime)
+    key = await admin_key(runtime)
+    return runtime, {"Authorization": f"Bearer {key}", "Content-Type": CE}
+
+
+def burst(prefix: str, count: int) -> list[dict]:
+    return [opened_event(f"{prefix}-{i}", notify=["email"], consumer={"email": f"{prefix[0]}{i}@example.com"})
+            for i in range(count)]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("engine_name", ["postgresql"])  # the database goes away behind a TCP proxy
 async def test_database_cut_during_a_burst_gives_202_or_503_and_every_202_is_kept(
@@ -345,13 +358,9 @@ async def test_database_cut_during_a_burst_gives_202_or_503_and_every_202_is_kep
                              email={"transport": "smtp", "from": "gw@example.com",
                                     "smtp": {"host": sink.host, "port": sink.port, "starttls": False}},
                              sweeps={"enabled": False})
-    runtime = build_runtime(settings)
-    await prepare(runtime)
-    key = await admin_key(runtime)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": CE}
+    runtime, headers = await prepared(settings)
     count = 60
-    events = [opened_event(f"burst-{i}", notify=["email"], consumer={"email": f"b{i}@example.com"})
-              for i in range(count)]
+    events = burst("burst", count)
     try:
         async with TestClient(TestServer(web_app(runtime))) as client:
             accepted: list[int] = []
@@ -398,13 +407,9 @@ async def test_postgres_restarting_under_load_gives_503_never_500_and_the_pool_r
     connections): each answer is a 202 or a 503 problem, nothing is lost, and without a
     restart of the gateway everything refused goes through once the server stops."""
     settings = make_settings(tmp_path, db_url, sweeps={"enabled": False})
-    runtime = build_runtime(settings)
-    await prepare(runtime)
-    key = await admin_key(runtime)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": CE}
+    runtime, headers = await prepared(settings)
     count = 80
-    events = [opened_event(f"restart-{i}", notify=["email"], consumer={"email": f"r{i}@example.com"})
-              for i in range(count)]
+    events = burst("restart", count)
     admin = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://", 1))
     caplog.set_level(logging.ERROR, logger="gateway.api")
     try:
