@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # The event data shapes are the domain's; they are part of the HTTP contract too.
 from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.py and the handlers)
     EVENT_DATA,
+    MAX_DEPTH,
     NUMBER_PATTERN,
     NotificationStatus,
     OpenedData,
@@ -20,7 +21,9 @@ from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.
     ResendRequest,
     ResolvedData,
     StrictModel,
+    Time,
     UpdatedData,
+    shallow,
 )
 
 
@@ -35,7 +38,7 @@ class CloudEventIn(BaseModel):
     type: Literal[
         "protocol.opened", "protocol.updated", "protocol.resolved", "protocol.reopened", "protocol.resend_requested"
     ]
-    time: AwareDatetime | None = None
+    time: Time | None = None
     datacontenttype: str | None = None
     subject: str | None = None
     data: dict[str, Any]
@@ -87,6 +90,7 @@ class EventOut(BaseModel):
     occurred_at: datetime
     received_at: datetime
     data: dict[str, Any]
+    key: str | None = Field(description="the name of the API key that posted it (None: the gateway itself)")
 
 
 class NotificationOut(BaseModel):
@@ -129,7 +133,10 @@ class TemplatePreviewRequest(StrictModel):
     locale: str | None = Field(None, max_length=35, description="default: the sample's locale")
     channel: Literal["email", "sms"] | None = Field(None, description="default: every channel the locale has")
     data: dict[str, Any] | None = Field(
-        None, description="merged over the template's sample; RFC 3339 strings with an offset become date-times")
+        None, description="merged over the template's sample; RFC 3339 strings with an offset become date-times; "
+                          f"nested at most {MAX_DEPTH} levels")
+
+    _shallow = field_validator("data")(shallow)
 
 
 class SmsCounts(BaseModel):
@@ -227,9 +234,14 @@ class OutboxRetryRequest(StrictModel):
     reason: str | None = Field(None, max_length=500, description="why, for the record")
 
 
+StatusName = Annotated[str, Field(min_length=1)]
+
+
 class OutboxRequeueRequest(StrictModel):
-    status: str | list[str] = Field(description="dead, failed, undelivered, unknown or queued (one or a list)")
-    since: AwareDatetime | None = Field(None, description="only those whose last attempt ended at or after this")
+    status: StatusName | Annotated[list[StatusName], Field(min_length=1)] = Field(
+        description="dead, failed, undelivered, unknown or queued (one or a non-empty list): "
+                    "an empty one would requeue everything")
+    since: Time | None = Field(None, description="only those whose last attempt ended at or after this")
     limit: int | None = Field(None, ge=1, le=100_000)
     reason: str | None = Field(None, max_length=500)
     dry_run: bool = False

@@ -6,9 +6,13 @@ The domain owns these shapes; `api/` validates HTTP bodies with them and publish
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+import zoneinfo
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from babel import Locale, UnknownLocaleError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 NotificationStatus = Literal[
     "queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled"
@@ -17,6 +21,75 @@ ProtocolStatus = Literal["open", "resolved", "reopened", "anonymized"]
 ContactChannel = Literal["phone", "chat", "email", "whatsapp", "web", "in_person"]
 
 NUMBER_PATTERN = r"^[0-9]{6,30}$"
+
+# Times an event or a request may give. Outside these, dates are typos or probes (year 1, 9999)
+# and would overflow a deadline or a conversion to UTC further on: refused here, naming the field.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
+# Free-form JSON (`metadata`, preview data) nested deeper than this is refused: serializing it
+# fails past about 255 levels, and no real record needs more than a few.
+MAX_DEPTH = 32
+# The IANA areas of "Area/Location" zone names. Bare names in the zone folder ("localtime",
+# "posixrules", "Factory") and the old aliases ("Brazil/East") are not places a consumer lives.
+IANA_AREAS = frozenset({"Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe",
+                        "Indian", "Pacific", "Etc"})
+_ZONE_NAME = re.compile(r"^[A-Za-z]+(?:/[A-Za-z0-9_+-]+){1,2}$")
+
+
+def _in_range(value: datetime) -> datetime:
+    try:
+        inside = EARLIEST <= value.astimezone(timezone.utc) < LATEST
+    except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
+        inside = False
+    if not inside:
+        raise ValueError(f"expected a time from {EARLIEST:%Y-%m-%d} to {LATEST.year - 1}-12-31 (UTC)")
+    return value  # as given: the fingerprint of a repeat must not change
+
+
+Time = Annotated[AwareDatetime, AfterValidator(_in_range)]
+
+
+def depth(value: Any) -> int:
+    """How deeply JSON containers nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def shallow(value: Any) -> Any:
+    if value is not None and depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def known_locale(name: str | None) -> str | None:
+    """A BCP 47 tag CLDR knows ('pt-BR', 'es', 'es-ES'); kept as given (templates fall back)."""
+    if name is None:
+        return None
+    try:
+        Locale.parse(name.replace("_", "-"), sep="-")
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise ValueError(f"expected a locale such as 'pt-BR', 'es' or 'en', got {name[:40]!r}") from None
+    return name
+
+
+def iana_zone(name: str | None) -> str | None:
+    """An IANA Area/Location ('America/Sao_Paulo') or 'UTC'; not the files beside them in the zone folder."""
+    if name is None:
+        return None
+    if name != "UTC" and not (_ZONE_NAME.match(name) and name.split("/", 1)[0] in IANA_AREAS):
+        raise ValueError(f"expected an IANA time zone such as 'America/Sao_Paulo', got {name[:64]!r}")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name[:64]!r}") from None
+    return name
 
 
 def _no_line_breaks(value: str | None) -> str | None:
@@ -43,6 +116,8 @@ class Consumer(StrictModel):
     timezone: str | None = Field(None, max_length=64)
 
     _single_line = field_validator("name", "email", "phone")(_no_line_breaks)
+    _locale = field_validator("locale")(known_locale)
+    _timezone = field_validator("timezone")(iana_zone)
 
 
 class OpenedData(StrictModel):
@@ -52,11 +127,12 @@ class OpenedData(StrictModel):
     notify: list[Literal["email", "sms"]] | None = Field(None, description="default: every contact given")
     channel: ContactChannel | None = None
     category: str | None = Field(None, max_length=200)
-    opened_at: AwareDatetime | None = None
+    opened_at: Time | None = None
     profile: str | None = Field(None, max_length=32)
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(None, description=f"any JSON object, nested at most {MAX_DEPTH} levels")
 
     _single_line = field_validator("subject")(_no_line_breaks)
+    _shallow = field_validator("metadata")(shallow)
 
 
 class UpdatedData(StrictModel):
@@ -67,7 +143,7 @@ class UpdatedData(StrictModel):
 class ResolvedData(StrictModel):
     number: str = Field(pattern=NUMBER_PATTERN)
     resolution: str = Field(min_length=1, max_length=5000)
-    resolved_at: AwareDatetime | None = None
+    resolved_at: Time | None = None
 
 
 class ReopenedData(StrictModel):
