@@ -68,6 +68,8 @@ async def post_requeue(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     try:
         statuses = outbox_admin.parse_statuses(",".join(body.status) if isinstance(body.status, list) else body.status)
+        if not statuses:  # ", " names no status; parse_statuses would read it as "all that need attention"
+            raise ValueError("expected at least one status: dead, failed, undelivered, unknown or queued")
         refused = [s for s in statuses if s not in outbox_admin.RETRYABLE]
         if refused:
             raise ValueError(f"cannot requeue {', '.join(refused)}: only {', '.join(outbox_admin.RETRYABLE)}")
