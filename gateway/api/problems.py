@@ -22,7 +22,7 @@ CONTENT_TYPE = "application/problem+json"
 # Types are relative URI references; each is described in the README's "Errors" section.
 TYPES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
          409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "invalid-fields",
-         429: "rate-limited", 500: "internal", 503: "unavailable"}
+         429: "rate-limited", 431: "headers-too-large", 500: "internal", 503: "unavailable", 504: "timeout"}
 
 
 def problem_body(status: int, detail: str, *, title: str | None = None,
@@ -95,12 +95,17 @@ async def problem_middleware(request: web.Request, handler: Callable[[web.Reques
         detail = _AIOHTTP_DETAIL.get(exc.status, exc.reason)
         return problem(exc.status, detail, headers=headers)
     except Exception as exc:
-        if isinstance(exc, DB_DOWN) or _connection_lost(exc):
+        if database_lost(exc):
             log.error("database unavailable", extra={"action": "db_unavailable", "error": type(exc).__name__})
             return problem(503, "the database is unavailable; nothing was accepted, retry later",
                            headers={"Retry-After": "5"})
         log.exception("unhandled error", extra={"action": "http_error", "path": request.path})
         return problem(500, "an unexpected error occurred; it has been logged")
+
+
+def database_lost(exc: BaseException) -> bool:
+    """The database is away (down, unreachable, the connection cut): a 503, never a 500."""
+    return isinstance(exc, DB_DOWN) or _connection_lost(exc)
 
 
 def _connection_lost(exc: BaseException) -> bool:
