@@ -170,3 +170,23 @@ async def test_years_1_and_9999_are_422_in_every_time_field(gw, value):
     requeue = await client.post("/v1/outbox/requeue", data=json.dumps({"status": "dead", "since": value}),
                                 headers={**headers, "Content-Type": "application/json"})
     assert (requeue.status, fields(await requeue.json())) == (422, ["since"])
+
+
+async def test_a_period_set_after_the_resolution_also_counts_from_its_receipt(gw, tmp_path, db_url):
+    """`es` has no retention period until one is set, so nothing is stored at resolution; set
+    later, the period still starts when the resolution was received, not at a back-dated resolved_at."""
+    runtime, _, _ = gw
+    number = await open_protocol(gw, opened_at="2019-05-01T12:00:00Z", profile="es")
+    status, body = await post(gw, event("r1", "resolved", {"number": number, "resolution": "Resuelto.",
+                                                          "resolved_at": "2019-05-02T12:00:00Z"}))
+    assert status == 202, body
+    assert (await protocol(runtime, number)).retention_until is None
+
+    settings = make_settings(tmp_path, db_url, retention={"action": "anonymize"}, sweeps={"enabled": False},
+                             profiles={"es": {"retention_years": 2}})
+    later = build_runtime(settings, clock=FixedClock(RECEIVED + timedelta(days=1)))
+    try:
+        assert (await later.sweeps.run("retention-expiry", at=later.clock())).anonymized == 0
+    finally:
+        await later.aclose()
+    assert (await protocol(runtime, number)).status == "resolved"

@@ -235,7 +235,8 @@ class ProtocolService:
             raise InvalidFields(problems)
         assert profile is not None
         not_after_receipt(data.opened_at, f"{prefix}opened_at", received_at=received_at)
-        not_after_receipt(event.time, event.time_field, received_at=received_at)
+        if data.opened_at is None:  # the CloudEvent's time stands for the opening only without opened_at
+            not_after_receipt(event.time, event.time_field, received_at=received_at)
 
         if data.number is not None:
             if session.scalar(select(Protocol.id).where(Protocol.number == data.number)) is not None:
