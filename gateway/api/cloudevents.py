@@ -38,7 +38,8 @@ def field_problems(error: ValidationError, prefix: str = "") -> list[FieldProble
     return problems
 
 
-def decode_json(raw: bytes) -> Any:
+def decode_json(raw: bytes, *, stored: bool = True) -> Any:
+    """The body as JSON, or Problem(400). A body that is `stored` may hold no NUL character."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -48,7 +49,7 @@ def decode_json(raw: bytes) -> Any:
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
         # PostgreSQL text cannot hold NUL: refuse it here rather than fail at the database.
-        nul = "\\u0000" in text and _has_nul(value)
+        nul = stored and "\\u0000" in text and _has_nul(value)
     except json.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except ValueError as exc:  # NaN or Infinity (not JSON), or an integer past Python's 4,300 digits
@@ -106,9 +107,6 @@ def to_incoming(envelope: Any, key: KeyInfo | None = None, *, field_prefix: str 
     if key is not None and not key.allows_source(ce.source):
         raise Problem(403, f"this key may not post events from the source {ce.source[:100]!r} "
                            f"({field_prefix}source): it is bound to other sources")
-    content_type = (ce.datacontenttype or BINARY).split(";")[0].strip().lower()
-    if content_type != BINARY:
-        raise InvalidFields([FieldProblem(f"{field_prefix}datacontenttype", "expected 'application/json'")])
     data = validate_data(ce.type, ce.data, f"{field_prefix}data.")
     return IncomingEvent(source=ce.source, id=ce.id, type=ce.type, time=ce.time, data=data,
                          field_prefix=f"{field_prefix}data.", requester=requester(key) if key else IN_PROCESS)

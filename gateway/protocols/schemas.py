@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from babel import Locale, UnknownLocaleError
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
+
+from gateway.protocols.profiles import PROFILES
 
 NotificationStatus = Literal[
     "queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled"
@@ -22,10 +34,11 @@ ContactChannel = Literal["phone", "chat", "email", "whatsapp", "web", "in_person
 
 NUMBER_PATTERN = r"^[0-9]{6,30}$"
 
-# Times an event or a request may give. Outside these, dates are typos or probes (year 1, 9999)
-# and would overflow a deadline or a conversion to UTC further on: refused here, naming the field.
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(3000, 1, 1, tzinfo=timezone.utc)
+# Years a time an event or a request gives may have, as written. Outside them, dates are typos or
+# probes (year 1, 9999) and would overflow a deadline or a conversion to UTC further on: refused
+# here, naming the field. /openapi.json says the same with a pattern on the year.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
+_YEARS = r"^(19[7-9][0-9]|2[0-9]{3})-"
 # Free-form JSON (`metadata`, preview data) nested deeper than this is refused: serializing it
 # fails past about 255 levels, and no real record needs more than a few.
 MAX_DEPTH = 32
@@ -36,17 +49,22 @@ IANA_AREAS = frozenset({"Africa", "America", "Antarctica", "Arctic", "Asia", "At
 _ZONE_NAME = re.compile(r"^[A-Za-z]+(?:/[A-Za-z0-9_+-]+){1,2}$")
 
 
+def _written(value: Any) -> Any:
+    """A time is written as RFC 3339 text; pydantic would also read a number as Unix seconds."""
+    if isinstance(value, (int, float)):
+        raise ValueError("expected an RFC 3339 date-time with an offset, as text")
+    return value
+
+
 def _in_range(value: datetime) -> datetime:
-    try:
-        inside = EARLIEST <= value.astimezone(timezone.utc) < LATEST
-    except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
-        inside = False
-    if not inside:
-        raise ValueError(f"expected a time from {EARLIEST:%Y-%m-%d} to {LATEST.year - 1}-12-31 (UTC)")
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"expected a time in the years {FIRST_YEAR} to {LAST_YEAR}")
     return value  # as given: the fingerprint of a repeat must not change
 
 
-Time = Annotated[AwareDatetime, AfterValidator(_in_range)]
+Time = Annotated[AwareDatetime, BeforeValidator(_written), AfterValidator(_in_range), WithJsonSchema(
+    {"type": "string", "format": "date-time", "pattern": _YEARS,
+     "description": f"RFC 3339 with an offset, in the years {FIRST_YEAR} to {LAST_YEAR}"})]
 
 
 def depth(value: Any) -> int:
@@ -109,9 +127,9 @@ class StrictModel(BaseModel):
 
 class Consumer(StrictModel):
     name: str | None = Field(None, max_length=200)
-    email: str | None = Field(None, max_length=320)
+    email: str | None = Field(None, max_length=320, json_schema_extra={"format": "email"})
     phone: str | None = Field(None, max_length=40)
-    region: str | None = Field(None, min_length=2, max_length=2, description="ISO 3166 region for a national phone number")
+    region: str | None = Field(None, pattern="^[A-Za-z]{2}$", description="ISO 3166 region for a national phone number")
     locale: str | None = Field(None, max_length=35)
     timezone: str | None = Field(None, max_length=64)
 
@@ -128,7 +146,8 @@ class OpenedData(StrictModel):
     channel: ContactChannel | None = None
     category: str | None = Field(None, max_length=200)
     opened_at: Time | None = None
-    profile: str | None = Field(None, max_length=32)
+    # The service looks the name up (an unknown one is 422 naming it); the spec lists the same names.
+    profile: Annotated[str, Field(max_length=32, json_schema_extra={"enum": sorted(PROFILES)})] | None = None
     metadata: dict[str, Any] | None = Field(None, description=f"any JSON object, nested at most {MAX_DEPTH} levels")
 
     _single_line = field_validator("subject")(_no_line_breaks)
@@ -154,7 +173,7 @@ class ReopenedData(StrictModel):
 class ResendRequest(StrictModel):
     channel: Literal["email", "sms", "mail"]
     to: str | None = Field(None, max_length=500, description="an address the consumer gives now")
-    history: bool = False
+    history: StrictBool = False  # true or false, not "yes" or 1: the spec says boolean
 
     _single_line = field_validator("to")(_no_line_breaks)
 
