@@ -24,7 +24,7 @@ from gateway.store.database import Database
 from gateway.store.migrate import alembic_config, migrate
 from gateway.store.models import ApiKey, Event, RateLimit
 from gateway.store.types import JSONDoc, UTCDateTime
-from tests.conftest import PG_URL, _plain, _with_database
+from tests.conftest import PG_URL, _drop_pg, _plain, _with_database
 
 AT = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)
 WINDOW = datetime(2026, 11, 24, 0, 0, tzinfo=timezone.utc)
@@ -52,20 +52,16 @@ async def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     request.getfixturevalue("pg_template")  # skips (or fails in CI) without PostgreSQL
     assert PG_URL
     name = f"gw_migration_{os.getpid()}"
+    await _drop_pg(name)  # a run killed earlier may have left it
     conn = await asyncpg.connect(_plain(PG_URL))
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name}")
         await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
     db = Database(_with_database(PG_URL, name))
     yield db
     await db.dispose()
-    conn = await asyncpg.connect(_plain(PG_URL))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    await _drop_pg(name)
 
 
 async def upgrade_to(db: Database, revision: str) -> None:
