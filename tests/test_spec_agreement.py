@@ -103,3 +103,14 @@ async def test_an_unknown_query_parameter_is_refused_not_ignored(gw):
     client, headers, _ = gw
     r = await client.get("/v1/outbox", params={"limt": "5"}, headers=headers)
     assert r.status == 422 and (await r.json())["errors"][0]["field"] == "limt"
+
+
+async def test_a_preview_of_a_channel_the_template_lacks_is_404_not_422(gw):
+    """The spec cannot know which templates have an SMS: asking an operations template (email
+    only) for one is 'not found', as an unknown template is, not a field the caller got wrong."""
+    client, headers, _ = gw
+    body = {"locale": None, "data": {}, "channel": "sms"}
+    assert spec_allows("/v1/templates/{name}/preview", "post", "application/json", body)
+    r = await client.post("/v1/templates/retention_notice/preview", data=json.dumps(body),
+                          headers={**headers, "Content-Type": "application/json"})
+    assert r.status == 404 and "no sms version" in (await r.json())["detail"]

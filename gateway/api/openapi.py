@@ -164,7 +164,7 @@ def _operations_paths(number: dict[str, Any]) -> dict[str, Any]:
                           **refusals, "422": _problem("Invalid fields, or the template does not render: "
                                                       "`errors[].field` names the variable (data.x.y) or `template`; "
                                                       "`file`, `line` and `variable` say where"),
-                          "404": _problem("Unknown template"), **COMMON}}},
+                          "404": _problem("Unknown template, or one without the channel asked for"), **COMMON}}},
         "/v1/protocols/{number}/export": {"get": {
             "summary": "The complete record of a protocol, with the SHA-256 digest of its canonical JSON",
             "x-scope": "protocols:read", "parameters": [number],

@@ -62,6 +62,11 @@ async def post_preview(request: web.Request) -> web.Response:
     templates = _templates(request)
     if name not in templates.names():
         raise NotFound(f"no template {name[:100]!r}")
+    if asked.channel and asked.channel not in _channels(templates, name):
+        # A channel the template has in no locale (an operations template by SMS) is not there to
+        # render, as an unknown template is not: 404. A locale lacking a file the others have is a
+        # broken template, reported as one (422).
+        raise NotFound(f"template {name!r} has no {asked.channel} version")
 
     def render() -> dict[str, Any]:
         return preview(templates, name, locale=asked.locale, channel=asked.channel, data=asked.data,
@@ -77,6 +82,10 @@ async def post_preview(request: web.Request) -> web.Response:
         raise InvalidFields([FieldProblem(field, f"the preview took longer than {limits.seconds:g} s to render")]
                             ) from None
     return web.json_response(result, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def _channels(templates: Templates, name: str) -> set[str]:
+    return {channel for locale in templates.locales(name) for channel in templates.channels(name, locale)}
 
 
 async def _body(request: web.Request, max_body: int) -> Any:
