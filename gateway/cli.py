@@ -72,18 +72,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     scopes = keys.parse_scopes(args.scopes)
+    sources = keys.parse_sources(args.sources) if args.sources is not None else None
     key = asyncio.run(with_database(args.settings, lambda db: keys.create_key(
-        db, args.name, scopes, now=datetime.now(timezone.utc))))
+        db, args.name, scopes, now=datetime.now(timezone.utc), sources=sources)))
     print(key)
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     rows = asyncio.run(with_database(args.settings, keys.list_keys))
-    print(f"{'NAME':<24} {'SCOPES':<40} {'CREATED':<20} STATUS")
+    print(f"{'NAME':<24} {'SCOPES':<40} {'CREATED':<20} {'STATUS':<24} SOURCES")
     for k in rows:
         status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        print(f"{k.name:<24} {','.join(sorted(k.scopes)):<40} {k.created_at:%Y-%m-%d %H:%M}     {status}")
+        sources = ",".join(sorted(k.sources)) if k.sources is not None else "any"
+        print(f"{k.name:<24} {','.join(sorted(k.scopes)):<40} {k.created_at:%Y-%m-%d %H:%M}     {status:<24} {sources}")
     return 0
 
 
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", parents=[common], help="create a key and print it (only once)")
     create.add_argument("name")
     create.add_argument("--scopes", required=True, help=f"comma-separated: {', '.join(keys.SCOPES)}")
+    create.add_argument("--sources", help="comma-separated CloudEvents sources the key may post as (default: any)")
     create.set_defaults(func=cmd_keys_create)
     key_commands.add_parser("list", parents=[common], help="list keys (never the keys themselves)"
                             ).set_defaults(func=cmd_keys_list)

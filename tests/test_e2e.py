@@ -213,9 +213,12 @@ def test_the_demo_prints_what_the_consumer_received(tmp_path: Path):
 
 def test_a_non_editable_install_runs_from_another_folder(tmp_path: Path):
     """`pip install .` ships the templates and migrations inside the package."""
-    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    site, elsewhere, source = tmp_path / "site", tmp_path / "elsewhere", tmp_path / "source"
     elsewhere.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+    # A copy without build/: setuptools reuses build/lib, which may hold files since deleted.
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "*.egg-info", "var", "node_modules", ".hypothesis", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(source)],
                    check=True, capture_output=True, timeout=300)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["PYTHONPATH"] = str(site)  # ahead of the editable install in the venv

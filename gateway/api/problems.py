@@ -18,7 +18,7 @@ CONTENT_TYPE = "application/problem+json"
 # Types are relative URI references; each is described in the README's "Errors" section.
 TYPES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
          408: "request-timeout", 409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "invalid-fields",
-         429: "rate-limited", 500: "internal", 503: "unavailable"}
+         429: "rate-limited", 431: "headers-too-large", 500: "internal", 503: "unavailable", 504: "timeout"}
 
 
 def problem_body(status: int, detail: str, *, title: str | None = None,

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.config.sections import Section
-from gateway.config.units import Duration, Rate
+from gateway.config.units import Duration, OptionalRate, Rate
 
 
 class SMTPSettings(Section):
@@ -103,11 +103,14 @@ class DispatchSettings(Section):
 
 
 class LimitsSettings(Section):
-    """Against abuse: counted in the database, so they hold across processes."""
+    """Against abuse. Resends and inbound texts are counted in the database, so they hold across
+    processes; API requests per key are counted in each process's memory (N processes: N times)."""
 
     resend_per_protocol: Rate = (5, 3600.0)
     resend_per_contact: Rate = (10, 86400.0)
     inbound_per_phone: Rate = (10, 3600.0)
+    # One misbehaving upstream must not starve the others; 0 turns it off.
+    requests_per_key: OptionalRate = (6000, 60.0)
 
 
 class InboundSettings(Section):
