@@ -18,7 +18,8 @@ from aiohttp import web
 
 from gateway.api import keys
 from gateway.api.routes import build_web_app
-from gateway.api.runtime_keys import CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES
+from gateway.api.runtime_keys import (CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES,
+                                      TRANSPORTS)
 from gateway.clock import utcnow
 from gateway.config import Settings
 from gateway.daemon.http_timeouts import body_deadline
@@ -26,11 +27,11 @@ from gateway.daemon.listen import bind, bound_port
 from gateway.daemon.private_files import keep_private
 from gateway.daemon.readiness import readiness_checks
 from gateway.delivery.channels.base import Transport
-from gateway.delivery.channels.factory import build_email_transport, build_sms_transport
 from gateway.delivery.channels.webhook import WebhookTransport
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.fallback import Fallback
 from gateway.delivery.probes import TransportProbes
+from gateway.delivery.providers import build_transports
 from gateway.delivery.status_hooks import StatusHooks
 from gateway.observability import Metrics
 from gateway.protocols.inbound import InboundSMS
@@ -89,11 +90,11 @@ def build_runtime(
                         connect_timeout=settings.database.connect_timeout)
     templates = Templates(settings.templates_dir, settings.gateway.default_locale,
                           sms_transliterate=settings.sms.transliterate, auto_reload=settings.templates.reload)
-    transports = transports or {"email": build_email_transport(settings), "sms": build_sms_transport(settings)}
+    metrics = Metrics()
+    transports = transports or build_transports(settings, metrics, clock)
     if settings.webhooks.url and "webhook" not in transports:
         assert settings.webhooks.secret is not None  # the settings refuse a url without one
         transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
-    metrics = Metrics()
     messages = MessageBuilder(templates, settings)
     hooks = StatusHooks(Fallback(messages, settings.fallback), settings.webhooks)
     dispatcher = Dispatcher(
@@ -150,6 +151,7 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     app[INBOUND] = runtime.inbound
     app[STATUS_HOOKS] = runtime.hooks
     app[CLOCK] = runtime.clock
+    app[TRANSPORTS] = runtime.transports
     # Innermost: the body is read within http.read_timeout once the key and scope are checked.
     app.middlewares.append(body_deadline(runtime.settings.http.read_timeout))
     dispatcher_task: dict[str, asyncio.Task[None]] = {}

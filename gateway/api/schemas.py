@@ -246,6 +246,7 @@ class OutboxItem(BaseModel):
     last_error: str | None
     error_code: str | None
     provider_id: str | None
+    provider: str | None = Field(description="the named relay or account of the last try")
     duplicate_possible: bool
     reason: str | None
 

@@ -47,10 +47,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([i.as_dict() for i in items], ensure_ascii=False, indent=2))
         return 0
-    print(f"{'ID':>8} {'STATUS':<11} {'CHANNEL':<7} {'TRIES':>5} {'PROTOCOL':<20} {'TO':<24} {'CREATED':<17} ERROR")
+    print(f"{'ID':>8} {'STATUS':<11} {'CHANNEL':<7} {'TRIES':>5} {'PROVIDER':<12} {'PROTOCOL':<20} {'TO':<24} "
+          f"{'CREATED':<17} ERROR")
     for i in items:
         error = f"{i.error_code or ''} {i.last_error or ''}".strip().replace("\n", " ")
-        print(f"{i.id:>8} {i.status:<11} {i.channel:<7} {i.attempts:>5} {i.protocol or '-':<20} {i.recipient or '-':<24} "
+        print(f"{i.id:>8} {i.status:<11} {i.channel:<7} {i.attempts:>5} {i.provider or '-':<12} {i.protocol or '-':<20} "
+              f"{i.recipient or '-':<24} "
               f"{i.created_at:%Y-%m-%d %H:%M}  {error[:80]}")
     return 0
 

@@ -5,15 +5,39 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
 from gateway.config.sections import Section
 from gateway.config.units import Duration, OptionalRate, Rate
 
+# Lower case, as environment overrides name a provider (GATEWAY_EMAIL__SMTP__BACKUP__PASSWORD).
+PROVIDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+# The two forms of a provider setting; load.py leaves these tags out of the key it names.
+ONE, MANY = "one-provider", "provider-list"
+
+
+def _one_or_many(value: Any) -> str:
+    return MANY if isinstance(value, list) else ONE
+
+
+def _distinct_names(value: Any) -> Any:
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("expected at least one provider")
+        names = [p.name for p in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"each provider needs a name of its own (twice: {', '.join(twice)})")
+    return value
+
 
 class SMTPSettings(Section):
+    # Names the relay in the record (attempts, /readyz, /metrics) and in GATEWAY_EMAIL__SMTP__<NAME>__*.
+    name: str = Field("smtp", pattern=PROVIDER_NAME)
     host: str = "localhost"
     port: int = Field(587, ge=1, le=65535)
     starttls: bool = True
@@ -35,7 +59,18 @@ class EmailSettings(Section):
     from_: str | None = Field(None, alias="from")
     reply_to: str | None = None
     maildir: Path = Path("var/mail")
-    smtp: SMTPSettings = SMTPSettings()
+    # One relay (a table) or several tried in order (an array of tables, each with a name).
+    smtp: Annotated[Annotated[SMTPSettings, Tag(ONE)] | Annotated[list[SMTPSettings], Tag(MANY)],
+                    Discriminator(_one_or_many)] = SMTPSettings()
+
+    @field_validator("smtp")
+    @classmethod
+    def _relays_named(cls, value: SMTPSettings | list[SMTPSettings]) -> SMTPSettings | list[SMTPSettings]:
+        return _distinct_names(value)
+
+    @property
+    def relays(self) -> list[SMTPSettings]:
+        return self.smtp if isinstance(self.smtp, list) else [self.smtp]
 
     @model_validator(mode="after")
     def _sender(self) -> EmailSettings:
@@ -49,6 +84,7 @@ class EmailSettings(Section):
 
 
 class TwilioSettings(Section):
+    name: str = Field("twilio", pattern=PROVIDER_NAME)
     account_sid: str | None = None
     auth_token: SecretStr | None = None
     from_: str | None = Field(None, alias="from")
@@ -61,7 +97,9 @@ class SMSSettings(Section):
     transport: Literal["twilio", "file"] = "file"
     file: Path = Path("var/sms.jsonl")
     allowed_countries: list[str] = ["BR"]
-    twilio: TwilioSettings = TwilioSettings()
+    # One account or messaging service (a table) or several tried in order (an array of tables).
+    twilio: Annotated[Annotated[TwilioSettings, Tag(ONE)] | Annotated[list[TwilioSettings], Tag(MANY)],
+                      Discriminator(_one_or_many)] = TwilioSettings()
     # Write what GSM-7 lacks without it (ç->c, ã->a): about half the segments for Portuguese,
     # for operators who prefer cost to accents. Applied when a message is rendered.
     transliterate: bool = False
@@ -75,16 +113,26 @@ class SMSSettings(Section):
             value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
         return [str(v).strip().upper() for v in value] if isinstance(value, list) else value
 
+    @field_validator("twilio")
+    @classmethod
+    def _accounts_named(cls, value: TwilioSettings | list[TwilioSettings]) -> TwilioSettings | list[TwilioSettings]:
+        return _distinct_names(value)
+
+    @property
+    def accounts(self) -> list[TwilioSettings]:
+        return self.twilio if isinstance(self.twilio, list) else [self.twilio]
+
     @model_validator(mode="after")
     def _twilio_complete(self) -> SMSSettings:
         if self.transport == "twilio":
-            t = self.twilio
-            if not t.account_sid:
-                raise ValueError("twilio.account_sid: required when transport is 'twilio'")
-            if not t.auth_token:
-                raise ValueError("twilio.auth_token: required when transport is 'twilio'")
-            if not (t.from_ or t.messaging_service_sid):
-                raise ValueError("twilio.from: 'from' or 'messaging_service_sid' is required when transport is 'twilio'")
+            for i, t in enumerate(self.accounts):
+                key = f"twilio.{i}" if isinstance(self.twilio, list) else "twilio"
+                if not t.account_sid:
+                    raise ValueError(f"{key}.account_sid: required when transport is 'twilio'")
+                if not t.auth_token:
+                    raise ValueError(f"{key}.auth_token: required when transport is 'twilio'")
+                if not (t.from_ or t.messaging_service_sid):
+                    raise ValueError(f"{key}.from: 'from' or 'messaging_service_sid' is required when transport is 'twilio'")
         return self
 
 
@@ -97,6 +145,10 @@ class DispatchSettings(Section):
     unknown_retry_after: Duration = 600.0
     poll_interval: Duration = 1.0
     shutdown_timeout: Duration = 10.0
+    # A provider's circuit breaker opens after this many failures in a row, and lets one send
+    # through again (half-open) this long after it opened.
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_cooldown: Duration = 60.0
     # How long a transport's probe (SMTP session, Twilio account, writable folder) stands
     # before /readyz asks again: a probe opens a connection to the provider.
     probe_interval: Duration = 60.0

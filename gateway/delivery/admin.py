@@ -83,6 +83,7 @@ class OutboxItem:
     last_error: str | None
     error_code: str | None
     provider_id: str | None
+    provider: str | None  # the named relay or account of the last try
     duplicate_possible: bool
     reason: str | None
 
@@ -97,7 +98,7 @@ def _iso(value: datetime) -> str:
 def _item(n: Notification, number: str | None) -> OutboxItem:
     return OutboxItem(n.id, number, n.channel, n.template, mask(n.recipient), n.status, n.attempts, n.created_at,
                       n.next_attempt_at, n.sent_at, n.delivered_at, n.last_error, n.error_code, n.provider_id,
-                      n.duplicate_possible, n.reason)
+                      n.provider, n.duplicate_possible, n.reason)
 
 
 async def list_notifications(session: AsyncSession, *, statuses: tuple[str, ...] = ATTENTION,

@@ -32,6 +32,7 @@ from gateway.clock import utcnow
 from gateway.config import DispatchSettings
 from gateway.delivery import outbox
 from gateway.delivery.channels.base import Message, Transport
+from gateway.delivery.error_codes import readable_code
 from gateway.delivery.errors import DeliveryError, UnknownOutcomeError
 from gateway.delivery.outbox import Claimed, Result
 from gateway.delivery.retry import RetryPolicy
@@ -206,17 +207,17 @@ class Dispatcher:
         except DeliveryError as exc:
             now = self.clock()
             decision = self.policy.decide(exc, attempts=row.attempts, created_at=row.give_up_from, now=now)
-            code = exc.code or ("timeout" if isinstance(exc, UnknownOutcomeError) else type(exc).__name__)
-            self.metrics.provider_errors.labels(row.channel, code).inc()
+            self.metrics.provider_errors.labels(row.channel, exc.code or readable_code(exc, row.channel)).inc()
             return Result(row, started, now, decision.status, decision.next_attempt_at,
-                          error=str(exc)[:1000], error_code=exc.code)
+                          error=str(exc)[:1000], error_code=exc.code, provider=exc.provider, tried=tuple(exc.tried))
         except Exception as exc:  # a bug in a transport must not kill the loop; treat as unknown
             log.exception("transport crashed", extra={"action": "outbox_transport_error", "notification": row.id})
             now = self.clock()
             decision = self.policy.decide(UnknownOutcomeError(repr(exc)), attempts=row.attempts,
                                           created_at=row.give_up_from, now=now)
             return Result(row, started, now, decision.status, decision.next_attempt_at, error=repr(exc)[:1000])
-        return Result(row, started, self.clock(), receipt.status, provider_id=receipt.provider_id)
+        return Result(row, started, self.clock(), receipt.status, provider_id=receipt.provider_id,
+                      provider=receipt.provider, tried=receipt.tried)
 
     def _observe(self, result: Result) -> None:
         row = result.claimed

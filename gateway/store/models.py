@@ -145,6 +145,7 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(32))
     provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    provider: Mapped[str | None] = mapped_column(String(32))  # the named relay or account of the last try
     # When operations requeued it: give_up_after counts from here rather than from created_at,
     # so a requeue after a long outage gets the full retry window again.
     retry_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -166,6 +167,7 @@ class Attempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(32))
     provider_id: Mapped[str | None] = mapped_column(String(200))
+    provider: Mapped[str | None] = mapped_column(String(32))  # the named relay or account tried
 
 
 class ApiKey(Base):
