@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,6 +27,7 @@ from gateway.daemon.http_timeouts import body_deadline
 from gateway.daemon.listen import bind, bound_port
 from gateway.daemon.private_files import keep_private
 from gateway.daemon.readiness import readiness_checks
+from gateway.delivery.bounce_fallback import BounceFallback
 from gateway.delivery.channels.base import Transport
 from gateway.delivery.channels.webhook import WebhookTransport
 from gateway.delivery.dispatcher import Dispatcher
@@ -33,6 +35,7 @@ from gateway.delivery.fallback import Fallback
 from gateway.delivery.probes import TransportProbes
 from gateway.delivery.providers import build_transports
 from gateway.delivery.status_hooks import StatusHooks
+from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics
 from gateway.protocols.inbound import InboundSMS
 from gateway.protocols.messages import MessageBuilder
@@ -47,6 +50,9 @@ from gateway.store.preflight import require_reachable
 from gateway.sweeps.runner import SweepRunner
 from gateway.sweeps.scheduler import SweepScheduler
 from gateway.sweeps.schedules import load_schedules
+
+if TYPE_CHECKING:
+    from gateway.delivery.bounce_listener import BounceListener
 
 log = logging.getLogger("gateway.app")
 
@@ -66,6 +72,7 @@ class Runtime:
     probes: TransportProbes
     sweeps: SweepRunner | None = None
     scheduler: SweepScheduler | None = None
+    bounces: BounceListener | None = None  # the DSN listener, when email.bounces.domain is set
     clock: Callable[[], datetime] = utcnow  # the one source of "now" for every part (tests pass a fixed one)
 
     async def aclose(self) -> None:
@@ -96,13 +103,21 @@ def build_runtime(
         assert settings.webhooks.secret is not None  # the settings refuse a url without one
         transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
     messages = MessageBuilder(templates, settings)
-    hooks = StatusHooks(Fallback(messages, settings.fallback), settings.webhooks)
+    hooks = StatusHooks(Fallback(messages, settings.fallback), settings.webhooks,
+                        BounceFallback(messages, settings.fallback))
+    return_paths = return_paths_for(settings)
     dispatcher = Dispatcher(
         db, transports, settings.dispatch,
         sender=settings.email.sender, reply_to=settings.email.reply_to, public_url=settings.http.public_url,
         metrics=metrics, clock=clock, hooks=hooks,
         fallback_every=settings.fallback.check_interval if settings.fallback.enabled else None,
+        return_paths=return_paths,
     )
+    bounces = None
+    if return_paths and settings.email.bounces.listen:
+        from gateway.delivery.bounce_listener import BounceListener  # aiosmtpd only where bounces are set up
+
+        bounces = BounceListener(db, hooks, return_paths, settings.email.bounces, clock=clock, wake=dispatcher.wake)
     numbers = NumberFormat(settings.gateway.number_format, settings.gateway.timezone, settings.gateway.check_digit)
     service = ProtocolService(db, messages, numbers, settings, on_enqueued=dispatcher.wake)
     inbound = InboundSMS(db, messages, settings, wake=dispatcher.wake)
@@ -113,7 +128,14 @@ def build_runtime(
     scheduler = SweepScheduler(sweeps, schedules, run_at_start=settings.sweeps.run_at_start, clock=clock)
     probes = TransportProbes(transports, every=settings.dispatch.probe_interval)
     return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound,
-                   probes, sweeps=sweeps, scheduler=scheduler, clock=clock)
+                   probes, sweeps=sweeps, scheduler=scheduler, bounces=bounces, clock=clock)
+
+
+def return_paths_for(settings: Settings) -> ReturnPaths | None:
+    bounces = settings.email.bounces
+    if not bounces.domain or bounces.secret is None:
+        return None
+    return ReturnPaths(bounces.domain, bounces.secret.get_secret_value(), bounces.local_part)
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
@@ -169,7 +191,11 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
                 dispatcher_task["listener"] = asyncio.create_task(listener.run(listener_stop), name="listener")
             if runtime.scheduler and runtime.settings.sweeps.enabled:
                 await runtime.scheduler.start()
+            if runtime.bounces is not None:
+                await runtime.bounces.start()
         yield
+        if runtime.bounces is not None:
+            await runtime.bounces.stop()
         if runtime.scheduler:
             await runtime.scheduler.stop()
         listener_stop.set()

@@ -54,6 +54,29 @@ class SMTPSettings(Section):
         return self
 
 
+class BounceSettings(Section):
+    """Every email's return path is unique to it (VERP) on `domain`; the MTA that receives mail for
+    that domain forwards it to the listener, and a delivery status notification there makes the
+    notification `undelivered`."""
+
+    domain: str | None = Field(None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+    local_part: str = Field("bounces", pattern=r"^[a-z0-9][a-z0-9._-]{0,40}$")
+    # The HMAC key of each return path's token, so nobody can forge a bounce for another notification.
+    secret: SecretStr | None = None
+    listen: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(2526, ge=0, le=65535)
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    max_size: int = Field(1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _secret_with_domain(self) -> BounceSettings:
+        if self.domain and (self.secret is None or len(self.secret.get_secret_value()) < 16):
+            raise ValueError("secret: required when domain is set, at least 16 characters "
+                             "(the key that makes each return path unforgeable)")
+        return self
+
+
 class EmailSettings(Section):
     transport: Literal["smtp", "maildir"] = "maildir"
     from_: str | None = Field(None, alias="from")
@@ -62,6 +85,8 @@ class EmailSettings(Section):
     # One relay (a table) or several tried in order (an array of tables, each with a name).
     smtp: Annotated[Annotated[SMTPSettings, Tag(ONE)] | Annotated[list[SMTPSettings], Tag(MANY)],
                     Discriminator(_one_or_many)] = SMTPSettings()
+
+    bounces: BounceSettings = BounceSettings()
 
     @field_validator("smtp")
     @classmethod

@@ -37,6 +37,7 @@ from gateway.delivery.errors import DeliveryError, UnknownOutcomeError
 from gateway.delivery.outbox import Claimed, Result
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.status_hooks import StatusHooks
+from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics, mask
 from gateway.store.database import Database
 
@@ -70,6 +71,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         hooks: StatusHooks | None = None,
         fallback_every: float | None = None,
+        return_paths: ReturnPaths | None = None,
     ) -> None:
         self.db = db
         self.transports = transports
@@ -86,6 +88,7 @@ class Dispatcher:
         )
         self.clock = clock
         self.hooks = hooks
+        self.return_paths = return_paths  # each email's own envelope sender, when bounces are set up
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
         self._sending: dict[asyncio.Task[Result], Claimed] = {}
@@ -191,6 +194,7 @@ class Dispatcher:
                 notification_id=row.id, channel="email", to=row.recipient, text=row.body_text,
                 subject=row.subject, html=row.body_html, message_id=message_id_for(row.id, self.sender),
                 reply_to=self.reply_to,
+                return_path=self.return_paths.for_notification(row.id) if self.return_paths else None,
             )
         if row.channel == "sms":
             return Message(

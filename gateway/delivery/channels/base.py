@@ -25,6 +25,7 @@ class Message:
     message_id: str | None = None  # email only: deterministic, derived from notification_id
     reply_to: str | None = None    # email only
     status_callback: str | None = None  # sms only: where the provider posts receipts
+    return_path: str | None = None  # email only: the envelope sender (MAIL FROM) unique to it, for bounces
     headers: dict[str, str] = field(default_factory=dict)
 
 

@@ -65,7 +65,7 @@ class SMTPTransport:
         email = build_email(message, self._sender) if fast is None else None
         client = await self._idle.get()
         try:
-            await self._deliver(client, payload, email, recipient)
+            await self._deliver(client, payload, email, recipient, message.return_path or self._envelope_sender)
         except DeliveryError:
             raise
         except BaseException:
@@ -76,19 +76,19 @@ class SMTPTransport:
         return Receipt(provider_id=message_id if email is None else str(email["Message-ID"]), status="sent")
 
     async def _deliver(self, client: aiosmtplib.SMTP, payload: bytes | None, email: EmailMessage | None,
-                       recipient: str) -> None:
+                       recipient: str, envelope_sender: str) -> None:
         reused = client.is_connected
         if not reused:
             await self._connect(client)
         try:
-            await self._transact(client, payload, email, recipient)
+            await self._transact(client, payload, email, recipient, envelope_sender)
         except _DroppedBeforeData:
             if not reused:
                 raise
             # A server that closed an idle connection is often only noticed on its next use.
             log.info("smtp connection was closed by the server; reconnecting", extra={"action": "smtp_reconnect"})
             await self._connect(client)
-            await self._transact(client, payload, email, recipient)
+            await self._transact(client, payload, email, recipient, envelope_sender)
 
     async def _connect(self, client: aiosmtplib.SMTP) -> None:
         try:
@@ -105,8 +105,8 @@ class SMTPTransport:
             ) from exc
 
     async def _transact(self, client: aiosmtplib.SMTP, payload: bytes | None, email: EmailMessage | None,
-                        recipient: str) -> None:
-        utf8 = not (self._envelope_sender + recipient).isascii()
+                        recipient: str, envelope_sender: str) -> None:
+        utf8 = not (envelope_sender + recipient).isascii()
         if utf8 and not client.supports_extension("smtputf8"):
             raise PermanentDeliveryError(f"{recipient!r} needs SMTPUTF8, which the server does not offer")
         if payload is not None:  # already 7-bit clean: no body options needed
@@ -121,7 +121,7 @@ class SMTPTransport:
 
         data_began = sender_accepted = False
         try:
-            await client.mail(self._envelope_sender, options=options, encoding=encoding)
+            await client.mail(envelope_sender, options=options, encoding=encoding)
             sender_accepted = True
             await client.rcpt(recipient, encoding=encoding)
             data_began = True
