@@ -20,7 +20,7 @@ from aiohttp import web
 from gateway.api import keys
 from gateway.api.routes import build_web_app
 from gateway.api.runtime_keys import (CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES,
-                                      TRANSPORTS)
+                                      TRANSPORTS, UNSUBSCRIBE)
 from gateway.clock import utcnow
 from gateway.config import Settings
 from gateway.daemon.http_timeouts import body_deadline
@@ -35,6 +35,7 @@ from gateway.delivery.fallback import Fallback
 from gateway.delivery.probes import TransportProbes
 from gateway.delivery.providers import build_transports
 from gateway.delivery.status_hooks import StatusHooks
+from gateway.delivery.unsubscribe_links import UnsubscribeLinks
 from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics
 from gateway.protocols.inbound import InboundSMS
@@ -49,7 +50,7 @@ from gateway.store.migrate import migrate
 from gateway.store.preflight import require_reachable
 from gateway.sweeps.runner import SweepRunner
 from gateway.sweeps.scheduler import SweepScheduler
-from gateway.sweeps.schedules import load_schedules
+from gateway.sweeps.schedules import Schedule, load_schedules
 
 if TYPE_CHECKING:
     from gateway.delivery.bounce_listener import BounceListener
@@ -105,13 +106,17 @@ def build_runtime(
     messages = MessageBuilder(templates, settings)
     hooks = StatusHooks(Fallback(messages, settings.fallback), settings.webhooks,
                         BounceFallback(messages, settings.fallback))
+    # A bad schedule file stops start-up here, naming the file and the key (a ConfigError).
+    schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
+                               default_locale=settings.gateway.default_locale)
     return_paths = return_paths_for(settings)
+    unsubscribe = unsubscribe_links_for(settings, schedules)
     dispatcher = Dispatcher(
         db, transports, settings.dispatch,
         sender=settings.email.sender, reply_to=settings.email.reply_to, public_url=settings.http.public_url,
         metrics=metrics, clock=clock, hooks=hooks,
         fallback_every=settings.fallback.check_interval if settings.fallback.enabled else None,
-        return_paths=return_paths,
+        return_paths=return_paths, unsubscribe=unsubscribe,
     )
     bounces = None
     if return_paths and settings.email.bounces.listen:
@@ -121,14 +126,20 @@ def build_runtime(
     numbers = NumberFormat(settings.gateway.number_format, settings.gateway.timezone, settings.gateway.check_digit)
     service = ProtocolService(db, messages, numbers, settings, on_enqueued=dispatcher.wake)
     inbound = InboundSMS(db, messages, settings, wake=dispatcher.wake)
-    # A bad schedule file stops start-up here, naming the file and the key (a ConfigError).
-    schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
-                               default_locale=settings.gateway.default_locale)
     sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock)
     scheduler = SweepScheduler(sweeps, schedules, run_at_start=settings.sweeps.run_at_start, clock=clock)
     probes = TransportProbes(transports, every=settings.dispatch.probe_interval)
     return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound,
                    probes, sweeps=sweeps, scheduler=scheduler, bounces=bounces, clock=clock)
+
+
+def unsubscribe_links_for(settings: Settings, schedules: list[Schedule]) -> UnsubscribeLinks | None:
+    """Links on the templates sweeps send to consumers unasked (reminders), when a secret is set."""
+    secret = settings.email.unsubscribe.secret
+    if secret is None:
+        return None
+    proactive = {s.template for s in schedules if s.audience == "consumer" and s.template}
+    return UnsubscribeLinks(settings.http.public_url, secret.get_secret_value(), proactive)
 
 
 def return_paths_for(settings: Settings) -> ReturnPaths | None:
@@ -174,6 +185,7 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     app[STATUS_HOOKS] = runtime.hooks
     app[CLOCK] = runtime.clock
     app[TRANSPORTS] = runtime.transports
+    app[UNSUBSCRIBE] = runtime.dispatcher.unsubscribe
     # Innermost: the body is read within http.read_timeout once the key and scope are checked.
     app.middlewares.append(body_deadline(runtime.settings.http.read_timeout))
     dispatcher_task: dict[str, asyncio.Task[None]] = {}

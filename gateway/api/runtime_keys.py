@@ -29,3 +29,5 @@ CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 READINESS: web.AppKey[dict[str, Any]] = web.AppKey("readiness", dict)
 # channel -> transport, as built: /readyz and /metrics read the providers' breakers from them.
 TRANSPORTS: web.AppKey[dict[str, Any]] = web.AppKey("transports", dict)
+# The unsubscribe links' verifier (None when email.unsubscribe.secret is unset).
+UNSUBSCRIBE: web.AppKey[Any] = web.AppKey("unsubscribe")

@@ -19,6 +19,7 @@ from gateway.config.delivery import (
     SMSSettings,
     SMTPSettings,
     TwilioSettings,
+    UnsubscribeSettings,
     WebhooksSettings,
 )
 from gateway.config.load import ENV_PREFIX, load_settings, mask_url
@@ -44,5 +45,5 @@ __all__ = [
     "Duration", "EmailSettings", "FallbackSettings", "GatewaySettings", "HTTPSettings", "InboundSettings",
     "LimitsSettings", "OperationsSettings", "PolicySettings", "ProfileSettings", "QuietHoursSettings", "Rate",
     "RetentionSettings", "SMSSettings", "SMTPSettings", "Settings", "Size", "SweepsSettings", "TemplatesSettings",
-    "TwilioSettings", "WebhooksSettings", "load_settings", "mask_url", "parse_duration", "parse_rate", "parse_size",
+    "TwilioSettings", "UnsubscribeSettings", "WebhooksSettings", "load_settings", "mask_url", "parse_duration", "parse_rate", "parse_size",
 ]

@@ -77,6 +77,20 @@ class BounceSettings(Section):
         return self
 
 
+class UnsubscribeSettings(Section):
+    """List-Unsubscribe (RFC 8058 one-click) on the emails the consumer did not ask for (reminders)."""
+
+    # The HMAC key of each link's token; unset, no email carries the headers.
+    secret: SecretStr | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 16:
+            raise ValueError("expected at least 16 characters (the key that makes each link unforgeable)")
+        return secret
+
+
 class EmailSettings(Section):
     transport: Literal["smtp", "maildir"] = "maildir"
     from_: str | None = Field(None, alias="from")
@@ -87,6 +101,7 @@ class EmailSettings(Section):
                     Discriminator(_one_or_many)] = SMTPSettings()
 
     bounces: BounceSettings = BounceSettings()
+    unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
 
     @field_validator("smtp")
     @classmethod

@@ -37,6 +37,7 @@ from gateway.delivery.errors import DeliveryError, UnknownOutcomeError
 from gateway.delivery.outbox import Claimed, Result
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.status_hooks import StatusHooks
+from gateway.delivery.unsubscribe_links import UnsubscribeLinks
 from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics, mask
 from gateway.store.database import Database
@@ -72,6 +73,7 @@ class Dispatcher:
         hooks: StatusHooks | None = None,
         fallback_every: float | None = None,
         return_paths: ReturnPaths | None = None,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         self.db = db
         self.transports = transports
@@ -89,6 +91,7 @@ class Dispatcher:
         self.clock = clock
         self.hooks = hooks
         self.return_paths = return_paths  # each email's own envelope sender, when bounces are set up
+        self.unsubscribe = unsubscribe  # List-Unsubscribe on proactive emails, when set up
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
         self._sending: dict[asyncio.Task[Result], Claimed] = {}
@@ -195,6 +198,7 @@ class Dispatcher:
                 subject=row.subject, html=row.body_html, message_id=message_id_for(row.id, self.sender),
                 reply_to=self.reply_to,
                 return_path=self.return_paths.for_notification(row.id) if self.return_paths else None,
+                headers=self.unsubscribe.headers(row.id, row.template) if self.unsubscribe else {},
             )
         if row.channel == "sms":
             return Message(

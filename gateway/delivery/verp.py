@@ -8,28 +8,21 @@ refused at RCPT, so a stranger cannot mark someone's notification undelivered.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 
-TOKEN_CHARS = 16  # base32: 80 bits of the HMAC
+from gateway.delivery.signed_ids import TOKEN_CHARS, SignedIds
 
 
 class ReturnPaths:
     def __init__(self, domain: str, secret: str, local_part: str = "bounces") -> None:
         self.domain = domain.lower()
         self.local_part = local_part
-        self._key = secret.encode()
+        self._ids = SignedIds(secret, "notification")
         self._pattern = re.compile(
             rf"^{re.escape(local_part)}\+n(\d{{1,18}})\.([a-z2-7]{{{TOKEN_CHARS}}})@{re.escape(self.domain)}$")
 
-    def _token(self, notification_id: int) -> str:
-        digest = hmac.new(self._key, f"notification:{notification_id}".encode(), hashlib.sha256).digest()
-        return base64.b32encode(digest).decode("ascii").lower()[:TOKEN_CHARS]
-
     def for_notification(self, notification_id: int) -> str:
-        return f"{self.local_part}+n{notification_id}.{self._token(notification_id)}@{self.domain}"
+        return f"{self.local_part}+n{notification_id}.{self._ids.token(notification_id)}@{self.domain}"
 
     def notification_of(self, address: str) -> int | None:
         """The notification a return path names, or None when it is not one of ours or is forged."""
@@ -37,6 +30,4 @@ class ReturnPaths:
         if match is None:
             return None
         notification_id = int(match.group(1))
-        if not hmac.compare_digest(match.group(2), self._token(notification_id)):
-            return None
-        return notification_id
+        return notification_id if self._ids.verify(notification_id, match.group(2)) else None

@@ -215,6 +215,18 @@ class OptOut(Base):
     keyword: Mapped[str] = mapped_column(String(20))
 
 
+class EmailOptOut(Base):
+    """An address that unsubscribed from the emails it did not ask for (List-Unsubscribe, RFC 8058),
+    as an SMS STOP is for a phone. Kept as the SHA-256 of the lower-cased address: no address in clear."""
+
+    __tablename__ = "email_opt_outs"
+
+    email_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    via: Mapped[str] = mapped_column(String(20))  # one-click (a mail provider), page (the consumer's button)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+
+
 class RateLimit(Base):
     """Hits per key and fixed window, counted in the database so limits hold across processes."""
 

@@ -21,6 +21,7 @@ from sqlalchemy import Row, Select, exists, select
 
 from gateway.delivery import outbox
 from gateway.delivery.notifications import address_key, build_notification
+from gateway.protocols.email_opt_outs import email_key, opted_out_keys
 from gateway.rendering.context import consumer_context, protocol_fields
 from gateway.store.models import Notification, OptOut, Protocol
 from gateway.store.sweep_models import OPEN_STATUSES, SweepMark
@@ -97,6 +98,9 @@ async def sweep_protocols(ctx: SweepContext, slot: str, lo: datetime | None, hi:
             if not rows:
                 return
             opted_out = await _opted_out(session, rows) if "sms" in ctx.schedule.channels else set()
+            if "email" in ctx.schedule.channels and ctx.schedule.audience == "consumer":
+                # Phones and address hashes cannot be mistaken for each other in one set.
+                opted_out |= await opted_out_keys(session, (r.consumer_email for r in rows))
         cursor = (rows[-1].deadline_at, rows[-1].id)
         batch += 1
         ctx.result.batches += 1
@@ -181,7 +185,8 @@ def _to_consumer(ctx: SweepContext, row: Row[Any], opted_out: set[str], key: str
     contacts = {"email": row.consumer_email, "sms": row.consumer_phone}
     chosen = [c for c in (row.notify or "").split(",") if c] or [c for c, v in contacts.items() if v]
     wanted = [c for c in ctx.schedule.channels if c in chosen and contacts.get(c)]
-    targets = [c for c in wanted if not (c == "sms" and row.consumer_phone in opted_out)]
+    targets = [c for c in wanted if not (c == "sms" and row.consumer_phone in opted_out)
+               and not (c == "email" and email_key(row.consumer_email) in opted_out)]
     if not targets:
         outcome = "opted_out" if wanted else "no_contact"
         return Plan(row.id, row.deadline_at, outcome, detail=f"channels {','.join(wanted) or 'none'}")
@@ -196,5 +201,6 @@ def _to_consumer(ctx: SweepContext, row: Row[Any], opted_out: set[str], key: str
         notifications.append(build_notification(
             rendered, protocol_id=row.id, recipient=contacts[channel], audience="consumer", now=ctx.at,
             next_attempt_at=send_at, dedup_key=f"{key}:{channel}", reason=reason))
-    detail = "sms opted out" if len(targets) < len(wanted) else None
+    left_out = [c for c in wanted if c not in targets]
+    detail = f"{','.join(left_out)} opted out" if left_out else None
     return Plan(row.id, row.deadline_at, "sent", notifications, detail=detail)
