@@ -11,6 +11,7 @@ whole) and `load` (file and environment); every room imports what it needs from 
 
 from gateway.config.delivery import (
     BounceSettings,
+    DKIMSettings,
     DispatchSettings,
     EmailSettings,
     FallbackSettings,
@@ -41,7 +42,7 @@ from gateway.config.settings import PACKAGE_DIR, Settings
 from gateway.config.units import ConfigError, Duration, Rate, Size, parse_duration, parse_rate, parse_size
 
 __all__ = [
-    "ENV_PREFIX", "PACKAGE_DIR", "AuthSettings", "BounceSettings", "ConfigError", "DatabaseSettings", "DirSettings", "DispatchSettings",
+    "ENV_PREFIX", "PACKAGE_DIR", "AuthSettings", "BounceSettings", "DKIMSettings", "ConfigError", "DatabaseSettings", "DirSettings", "DispatchSettings",
     "Duration", "EmailSettings", "FallbackSettings", "GatewaySettings", "HTTPSettings", "InboundSettings",
     "LimitsSettings", "OperationsSettings", "PolicySettings", "ProfileSettings", "QuietHoursSettings", "Rate",
     "RetentionSettings", "SMSSettings", "SMTPSettings", "Settings", "Size", "SweepsSettings", "TemplatesSettings",

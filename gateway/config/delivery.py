@@ -91,6 +91,28 @@ class UnsubscribeSettings(Section):
         return secret
 
 
+class DKIMSettings(Section):
+    """Sign each email (dkimpy) for installations that send straight to the world, not through a
+    relay that signs. All three keys or none."""
+
+    selector: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    domain: str | None = None
+    private_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> DKIMSettings:
+        given = {k: v for k, v in (("selector", self.selector), ("domain", self.domain),
+                                   ("private_key_file", self.private_key_file)) if v}
+        if given and len(given) < 3:
+            missing = next(k for k in ("selector", "domain", "private_key_file") if k not in given)
+            raise ValueError(f"{missing}: required when email.dkim.{next(iter(given))} is set")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.private_key_file is not None
+
+
 class EmailSettings(Section):
     transport: Literal["smtp", "maildir"] = "maildir"
     from_: str | None = Field(None, alias="from")
@@ -102,6 +124,7 @@ class EmailSettings(Section):
 
     bounces: BounceSettings = BounceSettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    dkim: DKIMSettings = DKIMSettings()
 
     @field_validator("smtp")
     @classmethod

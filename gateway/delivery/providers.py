@@ -26,9 +26,16 @@ def _breaker(settings: Settings, clock: Callable[[], datetime]) -> CircuitBreake
 def _email(settings: Settings, metrics: Metrics, clock: Callable[[], datetime]) -> Transport:
     if settings.email.transport != "smtp":
         return build_email_transport(settings)
-    from gateway.delivery.channels.smtp import SMTPTransport  # imported only when chosen
+    from gateway.delivery.channels.dkim_signer import DKIMSigner  # imported only when chosen
+    from gateway.delivery.channels.smtp import SMTPTransport
 
-    providers = [Provider(relay.name, SMTPTransport(relay, settings.email.sender), _breaker(settings, clock))
+    dkim = settings.email.dkim
+    signer = None
+    if dkim.enabled:  # a key file others may read stops start-up here, in one line
+        assert dkim.selector and dkim.domain and dkim.private_key_file
+        signer = DKIMSigner(dkim.selector, dkim.domain, settings.path(dkim.private_key_file))
+    providers = [Provider(relay.name, SMTPTransport(relay, settings.email.sender, signer=signer),
+                          _breaker(settings, clock))
                  for relay in settings.email.relays]
     return FailoverTransport("email", "smtp", providers, metrics)
 

@@ -18,6 +18,7 @@ from aiosmtplib.email import flatten_message, parse_address
 
 from gateway.config import SMTPSettings
 from gateway.delivery.channels.base import Message, Receipt
+from gateway.delivery.channels.dkim_signer import DKIMSigner
 from gateway.delivery.channels.email_message import build_email, email_bytes
 from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
 
@@ -31,8 +32,9 @@ class _DroppedBeforeData(TransientDeliveryError):
 
 
 class SMTPTransport:
-    def __init__(self, settings: SMTPSettings, sender: str) -> None:
+    def __init__(self, settings: SMTPSettings, sender: str, *, signer: DKIMSigner | None = None) -> None:
         self._settings = settings
+        self._signer = signer  # DKIM, when email.dkim is set
         self._sender = sender  # the From header, display name and all
         self._envelope_sender = parse_address(sender)  # the bare address for MAIL FROM
         self._clients = [self._new_client() for _ in range(settings.pool_size)]
@@ -118,6 +120,8 @@ class SMTPTransport:
             options = (["BODY=8BITMIME"] if eight_bit else []) + (["SMTPUTF8"] if utf8 else [])
             data = flatten_message(email, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
         encoding = "utf-8" if utf8 else "ascii"
+        if self._signer is not None:
+            data = await self._signer.sign_async(data)
 
         data_began = sender_accepted = False
         try:
