@@ -36,7 +36,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("email_opt_outs")
-    with op.batch_alter_table("notification_attempts", schema=None) as batch_op:
-        batch_op.drop_column("provider")
-    with op.batch_alter_table("notifications", schema=None) as batch_op:
-        batch_op.drop_column("provider")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+, PostgreSQL) rather than a batch: SQLite's batch
+    # recreates the table, which its foreign keys from attempts and callbacks refuse.
+    op.execute("ALTER TABLE notification_attempts DROP COLUMN provider")
+    op.execute("ALTER TABLE notifications DROP COLUMN provider")
