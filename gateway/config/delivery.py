@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, SecretStr, Tag, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
 from gateway.config.sections import Section
 from gateway.config.units import Duration, OptionalRate, Rate
@@ -120,16 +120,11 @@ class EmailSettings(Section):
     maildir: Path = Path("var/mail")
     # One relay (a table) or several tried in order (an array of tables, each with a name).
     smtp: Annotated[Annotated[SMTPSettings, Tag(ONE)] | Annotated[list[SMTPSettings], Tag(MANY)],
-                    Discriminator(_one_or_many)] = SMTPSettings()
+                    Discriminator(_one_or_many), AfterValidator(_distinct_names)] = SMTPSettings()
 
     bounces: BounceSettings = BounceSettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
     dkim: DKIMSettings = DKIMSettings()
-
-    @field_validator("smtp")
-    @classmethod
-    def _relays_named(cls, value: SMTPSettings | list[SMTPSettings]) -> SMTPSettings | list[SMTPSettings]:
-        return _distinct_names(value)
 
     @property
     def relays(self) -> list[SMTPSettings]:
@@ -162,7 +157,7 @@ class SMSSettings(Section):
     allowed_countries: list[str] = ["BR"]
     # One account or messaging service (a table) or several tried in order (an array of tables).
     twilio: Annotated[Annotated[TwilioSettings, Tag(ONE)] | Annotated[list[TwilioSettings], Tag(MANY)],
-                      Discriminator(_one_or_many)] = TwilioSettings()
+                      Discriminator(_one_or_many), AfterValidator(_distinct_names)] = TwilioSettings()
     # Write what GSM-7 lacks without it (ç->c, ã->a): about half the segments for Portuguese,
     # for operators who prefer cost to accents. Applied when a message is rendered.
     transliterate: bool = False
@@ -175,11 +170,6 @@ class SMSSettings(Section):
         if isinstance(value, str):
             value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
         return [str(v).strip().upper() for v in value] if isinstance(value, list) else value
-
-    @field_validator("twilio")
-    @classmethod
-    def _accounts_named(cls, value: TwilioSettings | list[TwilioSettings]) -> TwilioSettings | list[TwilioSettings]:
-        return _distinct_names(value)
 
     @property
     def accounts(self) -> list[TwilioSettings]:
@@ -210,7 +200,7 @@ class DispatchSettings(Section):
     shutdown_timeout: Duration = 10.0
     # A provider's circuit breaker opens after this many failures in a row, and lets one send
     # through again (half-open) this long after it opened.
-    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_failures: int = Field(5, ge=1, le=1_000_000)
     breaker_cooldown: Duration = 60.0
     # How long a transport's probe (SMTP session, Twilio account, writable folder) stands
     # before /readyz asks again: a probe opens a connection to the provider.
