@@ -237,4 +237,25 @@ def _hold_and_webhook_paths(number: dict[str, Any]) -> dict[str, Any]:
                                        "schema": {"type": "string"}}],
             "requestBody": form({"MessageSid": 1, "MessageStatus": 1, "ErrorCode": 1}),
             "responses": {"204": {"description": "Recorded"}, **webhook_refusals}}},
+        "/u/{token}": _unsubscribe_paths(),
+    }
+
+
+def _unsubscribe_paths() -> dict[str, Any]:
+    token = {"name": "token", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": r"^[0-9]{1,18}\.[a-z2-7]{16}$"},
+             "description": "the notification's id and an HMAC of it, from the List-Unsubscribe header"}
+    html = {"text/html": {"schema": {"type": "string"}}}
+    text = {"text/plain": {"schema": {"type": "string"}}, **html}
+    return {
+        "get": {"summary": "A page with one button to stop email reminders (a GET changes nothing)", "security": [],
+                "parameters": [token], "responses": {"200": {"description": "The page", "content": html},
+                                                     "404": {"description": "Unknown link", "content": html}}},
+        "post": {"summary": "One-click unsubscribe from email reminders (RFC 8058)", "security": [],
+                 "parameters": [token],
+                 "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
+                     "type": "object", "properties": {"List-Unsubscribe": {"type": "string"}}}}}},
+                 "responses": {"200": {"description": "Unsubscribed (HTML when the request accepts it)", "content": text},
+                               "404": {"description": "Unknown link", "content": text},
+                               "413": _problem("Body too large")}},
     }

@@ -149,6 +149,8 @@ class ProtocolOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] | None = None
+    providers: dict[str, dict[str, dict[str, str]]] | None = Field(
+        None, description="/readyz: channel -> provider -> {breaker: closed|open|half_open, probe: ok or what is wrong}")
 
 
 # Operations: templates, evidence, dead letters
