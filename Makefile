@@ -40,8 +40,17 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed-test
 	scripts/with-postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: $(BIN)/.installed-test
+test-all: $(BIN)/.installed-test install-mta
 	scripts/with-postgres.sh $(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
+
+# A real MTA for the slow bounce test (tests/test_bounces_postfix.py): Debian's postfix, left
+# unconfigured and not started (the test runs its own instance from a temporary folder). As root.
+.PHONY: install-mta
+install-mta:
+	@command -v postfix >/dev/null 2>&1 || { \
+	  apt-get update -qq && \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postfix; }
 
 clean:
 	rm -rf $(VENV) $(VENV)-lock var build *.egg-info
