@@ -5,6 +5,7 @@ Real parts: two aiosmtpd sinks, two accounts on the Twilio fake, the real SDK an
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
+from twilio.request_validator import RequestValidator
 
 from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.config import ConfigError, load_settings
@@ -31,7 +33,7 @@ from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Attempt, Notification
 from tests.fakes.smtp_sink import SMTPSink, free_port
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import FixedClock, make_settings, opened_event
+from tests.helpers import FixedClock, make_settings, message_sid, opened_event
 
 T0 = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
 SENDER = "Atendimento <atendimento@example.com>"
@@ -156,7 +158,8 @@ async def test_a_refusing_relay_fails_over_to_the_next_and_the_record_names_both
 
 
 async def test_a_dead_relay_opens_its_breaker_and_is_probed_again_after_the_cool_down(
-        tmp_path: Path, sqlite_url: str, backup: SMTPSink) -> None:
+        tmp_path: Path, sqlite_url: str, backup: SMTPSink, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.delivery.failover")
     clock = FixedClock(T0)
     down = SMTPSink()  # its port, nothing listening yet: connection refused
     runtime = await email_runtime(tmp_path, sqlite_url, [relay("primary", down.port), relay("backup", backup.port)],
@@ -177,6 +180,8 @@ async def test_a_dead_relay_opens_its_breaker_and_is_probed_again_after_the_cool
             await open_protocols(runtime, 1, start=10)
             await runtime.dispatcher.run_until_idle()
             assert len(down.messages) == 1 and email.states()["primary"] == "closed"
+            actions = [(r.action, r.provider) for r in caplog.records if getattr(r, "action", "").startswith("provider_")]
+            assert actions == [("provider_breaker_opened", "primary"), ("provider_breaker_closed", "primary")]
         finally:
             await down.__aexit__()
     finally:
@@ -333,3 +338,34 @@ def test_network_causes_are_named_wherever_they_sit_in_the_chain() -> None:
     assert readable_code(raised(ConnectionRefusedError(111, "refused")), "smtp") == "connection_refused"
     assert readable_code(raised(TimeoutError()), "twilio") == "timeout"
     assert readable_code(raised(ConnectionResetError()), "smtp") == "connection_lost"
+
+
+async def test_receipts_for_either_account_are_checked_with_that_accounts_token(tmp_path: Path, sqlite_url: str) -> None:
+    first, second = "AC" + "1" * 32, "AC" + "2" * 32
+    accounts = [{"name": "main", "account_sid": first, "auth_token": "token-one", "from": "+15005550006"},
+                {"name": "spare", "account_sid": second, "auth_token": "token-two", "from": "+15005550007"}]
+    settings = make_settings(tmp_path, sqlite_url, sms={"transport": "twilio", "twilio": accounts},
+                             http={"public_url": "https://gw.example"})
+    runtime = build_runtime(settings, clock=FixedClock(T0))
+    await prepare(runtime)
+    path = "/v1/webhooks/twilio/status?notification=999"
+
+    async def post(form: dict[str, str], token: str) -> int:
+        signature = RequestValidator(token).compute_signature("https://gw.example" + path, form)
+        answer = await client.post(path, data=form, headers={"X-Twilio-Signature": signature})
+        return answer.status
+
+    client = TestClient(TestServer(web_app(runtime, run_dispatcher=False)))
+    async with client:  # the web app closes the runtime on its way out
+        receipt = {"MessageSid": message_sid("r1"), "MessageStatus": "delivered"}
+        assert await post({**receipt, "AccountSid": second}, "token-two") == 204
+        assert await post({**receipt, "AccountSid": first}, "token-one") == 204
+        assert await post({**receipt, "AccountSid": second}, "token-one") == 403  # the other account's token
+        assert await post({**receipt, "AccountSid": "AC" + "3" * 32}, "token-one") == 403  # not ours at all
+        inbound = {"AccountSid": second, "MessageSid": message_sid("i1"), "From": "+5511987654321",
+                   "To": "+15005550007", "Body": "PROTOCOLO"}
+        signature = RequestValidator("token-two").compute_signature("https://gw.example/v1/webhooks/twilio/inbound",
+                                                                     inbound)
+        answer = await client.post("/v1/webhooks/twilio/inbound", data=inbound,
+                                   headers={"X-Twilio-Signature": signature})
+        assert answer.status == 200  # the spare account's number is one of ours

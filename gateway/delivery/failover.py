@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 from gateway.delivery.breaker import CircuitBreaker
@@ -21,6 +22,8 @@ from gateway.delivery.error_codes import readable_code
 from gateway.delivery.errors import (CircuitOpenError, DeliveryError, PermanentDeliveryError, ProviderTry,
                                      TransientDeliveryError)
 from gateway.observability import Metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,23 +53,23 @@ class FailoverTransport:
             try:
                 receipt = await provider.transport.send(message)
             except PermanentDeliveryError as exc:
-                provider.breaker.succeeded()  # it answered: the provider works, the message does not
+                self._succeeded(provider)  # it answered: the provider works, the message does not
                 self._count(provider, exc, "refused", tried)
                 raise
             except TransientDeliveryError as exc:
-                provider.breaker.failed()
+                self._failed(provider)
                 self._count(provider, exc, "failed_over", [])
                 tried.append(ProviderTry(provider.name, str(exc)[:1000], exc.code))
                 last = exc
                 continue
             except DeliveryError as exc:  # the outcome is unknown: stop here, see the module's doc
-                provider.breaker.failed()
+                self._failed(provider)
                 self._count(provider, exc, "unknown", tried)
                 raise
             except BaseException:
                 provider.breaker.released()
                 raise
-            provider.breaker.succeeded()
+            self._succeeded(provider)
             self.metrics.provider_sends.labels(self.channel, provider.name, "sent").inc()
             return dataclasses.replace(receipt, provider=provider.name, tried=tuple(tried))
         if last is None:
@@ -79,6 +82,21 @@ class FailoverTransport:
         last.provider = tried[-1].provider
         last.tried = tried[:-1]
         raise last
+
+    def _failed(self, provider: Provider) -> None:
+        was = provider.breaker.state
+        provider.breaker.failed()
+        if provider.breaker.state == "open" and was != "open":
+            log.warning("%s provider %s is resting after failures", self.channel, provider.name, extra={
+                "action": "provider_breaker_opened", "channel": self.channel, "provider": provider.name,
+                "failures": provider.breaker.failures})
+
+    def _succeeded(self, provider: Provider) -> None:
+        was = provider.breaker.state
+        provider.breaker.succeeded()
+        if was != "closed":
+            log.info("%s provider %s works again", self.channel, provider.name, extra={
+                "action": "provider_breaker_closed", "channel": self.channel, "provider": provider.name})
 
     def _count(self, provider: Provider, exc: DeliveryError, outcome: str, tried: list[ProviderTry]) -> None:
         self.metrics.provider_sends.labels(self.channel, provider.name, outcome).inc()
