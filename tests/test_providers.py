@@ -5,6 +5,7 @@ Real parts: two aiosmtpd sinks, two accounts on the Twilio fake, the real SDK an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from gateway.app import Runtime, build_runtime, prepare, web_app
+from gateway.cli import main
 from gateway.config import ConfigError, load_settings
 from gateway.delivery.admin import list_notifications
 from gateway.delivery.breaker import CircuitBreaker
@@ -134,7 +136,8 @@ async def email_runtime(tmp_path: Path, db_url: str, relays: list[dict[str, Any]
 
 
 async def test_a_refusing_relay_fails_over_to_the_next_and_the_record_names_both(
-        tmp_path: Path, db_url: str, sink: SMTPSink, backup: SMTPSink) -> None:
+        tmp_path: Path, db_url: str, sink: SMTPSink, backup: SMTPSink, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     sink.refuse(lambda rcpt: "451 4.3.0 try later")
     runtime = await email_runtime(tmp_path, db_url, [relay("primary", sink.port), relay("backup", backup.port)],
                                   FixedClock(T0))
@@ -153,6 +156,11 @@ async def test_a_refusing_relay_fails_over_to_the_next_and_the_record_names_both
         export = await export_protocol(runtime.db, number, now=T0)
         attempts = export["record"]["notifications"][0]["delivery"]["attempts"]
         assert [a["provider"] for a in attempts] == ["primary", "backup"]
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("GATEWAY_DATABASE__URL", runtime.settings.database_url)
+        assert await asyncio.to_thread(main, ["outbox", "list", "--status", "sent"]) == 0
+        header, row = capsys.readouterr().out.splitlines()
+        assert header.split()[4] == "PROVIDER" and row.split()[4] == "backup"
     finally:
         await runtime.aclose()
 
