@@ -24,7 +24,7 @@ from gateway.api.runtime_keys import (CLOCK, DB, INBOUND, METRICS, READINESS, SE
 from gateway.clock import utcnow
 from gateway.config import Settings
 from gateway.daemon.http_timeouts import body_deadline
-from gateway.daemon.listen import bind, bound_port
+from gateway.daemon.listen import CannotListen, bind, bind_bounces, bound_port
 from gateway.daemon.private_files import keep_private
 from gateway.daemon.readiness import readiness_checks
 from gateway.delivery.bounce_fallback import BounceFallback
@@ -239,15 +239,23 @@ async def start(runtime: Runtime, host: str, port: int) -> tuple[web.AppRunner, 
 def serve(settings: Settings) -> None:
     """`protocol-gateway run`: serve until SIGINT or SIGTERM (aiohttp's run_app owns the signals).
 
-    The port first (one line and exit status 2 when it is taken, before anything touches the
-    database), then private files, the database (one line when it cannot be reached), the
+    The ports first (HTTP, then the bounce listener's; one line and exit status 2 when one is
+    taken, before anything touches the database), then private files, the database (one line when it cannot be reached), the
     transports' probes (a warning each: the outbox keeps the messages), then serving.
     """
     sockets = bind(settings)
+    try:
+        bounce_sockets = bind_bounces(settings)
+    except CannotListen:
+        for sock in sockets:
+            sock.close()
+        raise
     keep_private(settings)
 
     async def make_app() -> web.Application:
         runtime = build_runtime(settings)
+        if runtime.bounces is not None:
+            runtime.bounces.sockets = bounce_sockets
         try:
             await prepare(runtime)
             await runtime.probes.check()  # a failing transport is logged now, and /readyz says so

@@ -6,6 +6,7 @@ the forms Postfix and Exim send."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from gateway.app import Runtime, build_runtime, prepare, web_app
+from gateway.cli import main
 from gateway.config import ConfigError, load_settings
 from gateway.delivery.dsn import failures
 from gateway.delivery.verp import ReturnPaths
@@ -205,3 +207,18 @@ async def test_the_daemon_starts_the_listener_on_loopback_and_stops_it(tmp_path:
         writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_a_taken_bounce_port_stops_start_up_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = tmp_path / "settings.toml"
+        settings.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/gw.db"\n[http]\nport = 0\n'
+                            f'[email.bounces]\ndomain = "{DOMAIN}"\nsecret = "{SECRET}"\nport = {port}\n')
+        assert main(["--config", str(settings), "run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith(f"email.bounces.port: 127.0.0.1:{port} is already in use by another process")
+    assert not (tmp_path / "gw.db").exists()  # stopped before the database was touched

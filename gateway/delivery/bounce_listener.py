@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from datetime import datetime
 
@@ -34,26 +35,33 @@ class BounceListener:
                  clock: Callable[[], datetime], wake: Callable[[], None]) -> None:
         self.db, self.hooks, self.paths, self.settings = db, hooks, paths, settings
         self.clock, self.wake = clock, wake
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self.port: int | None = None
+        # Bound at start-up by the daemon (a taken port stops it in one line); else bound in start().
+        self.sockets: list[socket.socket] | None = None
 
     async def start(self) -> int:
         protocol = LMTP if self.settings.protocol == "lmtp" else SMTP
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: protocol(self, hostname="protocol-gateway", ident="protocol-gateway bounces",
-                             data_size_limit=self.settings.max_size, timeout=IDLE_TIMEOUT),
-            self.settings.host, self.settings.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+
+        def factory() -> SMTP:
+            return protocol(self, hostname="protocol-gateway", ident="protocol-gateway bounces",
+                            data_size_limit=self.settings.max_size, timeout=IDLE_TIMEOUT)
+
+        if self.sockets:
+            self._servers = [await loop.create_server(factory, sock=sock) for sock in self.sockets]
+        else:
+            self._servers = [await loop.create_server(factory, self.settings.host, self.settings.port)]
+        self.port = self._servers[0].sockets[0].getsockname()[1]
         log.info("bounce listener started", extra={"action": "bounce_listener_started", "host": self.settings.host,
                                                     "port": self.port, "protocol": self.settings.protocol})
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+            await server.wait_closed()
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
