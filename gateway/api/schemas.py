@@ -146,6 +146,22 @@ class ProtocolOut(BaseModel):
     notifications: list[NotificationOut]
 
 
+class ProtocolSummary(BaseModel):
+    number: str
+    status: ProtocolStatus
+    subject: str
+    category: str | None
+    profile: str
+    opened_at: datetime
+    deadline_at: datetime | None
+    resolved_at: datetime | None
+
+
+class ProtocolList(BaseModel):
+    protocols: list[ProtocolSummary] = Field(description="newest first (by opened_at, then the order of receipt)")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
 class Health(BaseModel):
     status: str
     checks: dict[str, str] | None = None
