@@ -9,7 +9,7 @@ from pydantic_core import core_schema
 
 from gateway.api import schemas as s
 from gateway.api.schemas import status_list_pattern
-from gateway.protocols import search
+from gateway.protocols import reports, search
 
 REF = "#/components/schemas/{model}"
 # Requests whose text is stored (each event type with its own `data`; dead letters' reasons)...
@@ -18,7 +18,7 @@ _STORED = [s.CloudEventIn, *s.EVENT_ENVELOPES.values(), s.OpenedData, s.UpdatedD
 # ...and the rest: a preview (it stores nothing) and what the gateway answers.
 _OTHERS = [s.TemplatePreviewRequest, s.EventAnswer, s.BatchAnswer, s.Problem, s.ProtocolOut, s.Health,
            s.TemplatePreview, s.TemplateList, s.ProtocolExport, s.OutboxList, s.OutboxItem, s.OutboxRequeueAnswer,
-           s.ProtocolList]
+           s.ProtocolList, s.ComplianceReport]
 
 
 # The body of a request that is stored may hold no NUL character (PostgreSQL text cannot): the
@@ -114,6 +114,14 @@ def build_spec(version: str) -> dict[str, Any]:
                 "responses": {"200": _json(s.ProtocolList, "A page"),
                               "422": _problem("Invalid parameters: `errors[].field` names each, unknown ones too"),
                               **COMMON}}},
+            "/v1/reports/compliance": {"get": {
+                "summary": "Per category, profile or channel: opened, resolved within the deadline, open past it, "
+                           "consumer requests in time, notifications by channel and status",
+                "x-scope": "protocols:read", "parameters": _report_parameters(),
+                "responses": {"200": {"description": "The report; CSV for Accept: text/csv or format=csv",
+                                      "content": {"application/json": {"schema": _ref(s.ComplianceReport)},
+                                                  "text/csv": {"schema": {"type": "string"}}}},
+                              "422": _problem("Invalid parameters"), **COMMON}}},
             "/v1/protocols/{number}": {
                 "get": {
                     "summary": "A protocol with its events and notifications",
@@ -171,6 +179,19 @@ def _search_parameters() -> list[dict[str, Any]]:
     ]
     return [{"name": name, "in": "query", "schema": schema, **({"description": d} if d else {})}
             for name, schema, d in params]
+
+
+def _report_parameters() -> list[dict[str, Any]]:
+    day = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "format": "date"}
+    return [
+        {"name": "from", "in": "query", "schema": day,
+         "description": f"first day opened (gateway.timezone); default: {reports.DEFAULT_DAYS} days before `to`"},
+        {"name": "to", "in": "query", "schema": day, "description": "last day opened, included; default: today"},
+        {"name": "group_by", "in": "query", "schema": {"type": "string", "enum": list(reports.GROUPS)},
+         "description": "default category"},
+        {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
+         "description": "csv: the same as Accept: text/csv"},
+    ]
 
 
 def _operations_paths(number: dict[str, Any]) -> dict[str, Any]:

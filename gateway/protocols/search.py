@@ -111,13 +111,13 @@ def parse_filters(query: Mapping[str, str], *, zone: str, regions: list[str]) ->
                 bad(name, f"expected 1 to {MAX_TEXT} characters")
     for name in ("opened_from", "opened_to"):
         if (value := query.get(name)) is not None:
-            day = _date(value)
+            day = parse_day(value)
             if day is None:
                 bad(name, "expected a date, YYYY-MM-DD (a day in gateway.timezone)")
             elif name == "opened_from":
-                out["opened_from"] = datetime.combine(day, time(), tz).astimezone(timezone.utc)
+                out["opened_from"] = day_start(day, tz)
             else:
-                out["opened_before"] = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(timezone.utc)
+                out["opened_before"] = day_start(day + timedelta(days=1), tz)
     if (limit := query.get("limit")) is not None:
         if limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_LIMIT:
             out["limit"] = int(limit)
@@ -134,7 +134,13 @@ def parse_filters(query: Mapping[str, str], *, zone: str, regions: list[str]) ->
     return Filters(**out)
 
 
-def _date(value: str) -> date | None:
+def day_start(day: date, tz: ZoneInfo) -> datetime:
+    """The instant a day begins in a zone, in UTC (not always midnight: some zones skip it)."""
+    return datetime.combine(day, time(), tz).astimezone(timezone.utc)
+
+
+def parse_day(value: str) -> date | None:
+    """A YYYY-MM-DD day, or None for anything else (2026-02-30 included)."""
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         return None
     try:
