@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.api import keys
 from gateway.api.routes import build_web_app
+from gateway.web.console import add_console
 from gateway.api.runtime_keys import CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES
 from gateway.clock import utcnow
 from gateway.config import Settings
@@ -152,6 +153,8 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     app[CLOCK] = runtime.clock
     # Innermost: the body is read within http.read_timeout once the key and scope are checked.
     app.middlewares.append(body_deadline(runtime.settings.http.read_timeout))
+    if runtime.settings.console.enabled:
+        add_console(app)
     dispatcher_task: dict[str, asyncio.Task[None]] = {}
     app[READINESS] = readiness_checks(runtime, dispatcher_task)
 

@@ -202,7 +202,7 @@ async def test_the_cli_lists_with_the_same_filters(cases, settings: Settings, tm
 
 
 def test_the_migration_digests_addresses_as_the_code_does() -> None:
-    path = Path(__file__).resolve().parent.parent / "gateway/store/migrations/versions/0007_issue18_search.py"
+    path = Path(__file__).resolve().parent.parent / "gateway/store/migrations/versions/0007_issue18_search_console.py"
     namespace: dict = {}
     exec(compile(path.read_text("utf-8"), str(path), "exec"), namespace)  # noqa: S102 (our own file)
     for email in ("maria@example.com", "Maria@Example.COM", "jösé@müller.example", "JÖSÉ@müller.example"):

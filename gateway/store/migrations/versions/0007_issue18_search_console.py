@@ -1,4 +1,4 @@
-"""protocols.consumer_email_digest and the indexes search needs (GET /v1/protocols)
+"""protocols.consumer_email_digest and the indexes search needs (GET /v1/protocols); console_sessions
 
 Revision ID: 0007
 Revises: 0005
@@ -6,13 +6,16 @@ Create Date: 2026-12-05
 
 Search finds an address by the SHA-256 of its case-folded form (`Maria@Example.com` finds
 `maria@example.com`), through an index; existing rows are filled here. Listing newest first,
-alone or within a category, walks (opened_at, id) by keyset.
+alone or within a category, walks (opened_at, id) by keyset. `console_sessions` holds the
+operations console's signed-in browsers (the SHA-256 of each cookie, never the cookie).
 """
 
 import hashlib
 
 import sqlalchemy as sa
 from alembic import op
+
+import gateway.store.types
 
 revision = "0007"
 down_revision = "0005"
@@ -37,6 +40,19 @@ def upgrade() -> None:
         batch_op.create_index("ix_protocols_opened", ["opened_at", "id"], unique=False)
         batch_op.create_index("ix_protocols_category_opened", ["category", "opened_at", "id"], unique=False)
     _fill_digests()
+    op.create_table(
+        "console_sessions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("key_name", sa.String(length=100), nullable=False),
+        sa.Column("csrf", sa.String(length=64), nullable=False),
+        sa.Column("created_at", gateway.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", gateway.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", gateway.store.types.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_console_sessions")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_console_sessions_token_hash")),
+    )
+    op.create_index(op.f("ix_console_sessions_expires_at"), "console_sessions", ["expires_at"], unique=False)
 
 
 def _fill_digests() -> None:
@@ -50,6 +66,8 @@ def _fill_digests() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_console_sessions_expires_at"), table_name="console_sessions")
+    op.drop_table("console_sessions")
     with op.batch_alter_table("protocols", schema=None) as batch_op:
         batch_op.drop_index("ix_protocols_category_opened")
         batch_op.drop_index("ix_protocols_opened")
