@@ -269,3 +269,9 @@ def test_every_text_the_templates_translate_has_its_portuguese() -> None:
     texts = {m for f in TEMPLATES_DIR.glob("*.html") for m in re.findall(r'_\("([^"]+)"\)', f.read_text("utf-8"))}
     texts |= {m for f in TEMPLATES_DIR.glob("*.html") for m in re.findall(r"_\('([^']+)'\)", f.read_text("utf-8"))}
     assert texts and sorted(texts - set(i18n.PT_BR)) == []
+
+
+def test_every_reason_the_outbox_gives_has_its_portuguese() -> None:
+    from gateway.web import reasons
+
+    assert sorted({*reasons.CODES.values(), *reasons.STATUSES.values()} - set(i18n.PT_BR)) == []

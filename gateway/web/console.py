@@ -55,6 +55,7 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
     menu = [(path, label) for path, label, scope in MENU if session and session.allows(scope)]
     html = request.app[ENV].get_template(template).render(
         _=i18n.translator(lang), lang=lang, session=session, menu=menu, path=request.path,
+        zone=request.app[SETTINGS].gateway.timezone,
         csrf=session.csrf if session else context.pop("csrf", ""), **context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 

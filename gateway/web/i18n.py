@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -93,6 +94,8 @@ PT_BR: dict[str, str] = {
     "Show": "Mostrar",
     "Download CSV": "Baixar CSV",
     "Resolved in time": "Resolvidos no prazo",
+    "Protocols opened": "Abertos",
+    "Protocols resolved": "Resolvidos",
     "Open past deadline": "Abertos fora do prazo",
     "Requests": "Pedidos",
     "In time": "No prazo",
@@ -132,6 +135,27 @@ PT_BR: dict[str, str] = {
     "The database is unavailable; try again.": "O banco de dados está indisponível; tente de novo.",
     "An unexpected error occurred; it has been logged.": "Ocorreu um erro inesperado; ele foi registrado.",
     "Skip to content": "Ir para o conteúdo",
+    # The outbox's reasons (gateway/web/reasons.py).
+    "The phone number is not valid: correct the consumer's number upstream.":
+        "O número de telefone não é válido: corrija o número do consumidor no sistema de origem.",
+    "The consumer replied STOP to our SMS number: they receive no SMS until they text START.":
+        "O consumidor respondeu STOP ao nosso número: não recebe SMS até enviar START.",
+    "SMS to this region is not enabled in the Twilio account.": "SMS para esta região não está habilitado na conta Twilio.",
+    "The number cannot receive SMS (a landline?): use email.": "O número não recebe SMS (telefone fixo?): use o e-mail.",
+    "The phone was unreachable (switched off or out of coverage).":
+        "O telefone estava inalcançável (desligado ou fora da área de cobertura).",
+    "The phone number does not exist according to the carrier.": "Segundo a operadora, o número não existe.",
+    "The carrier says it cannot deliver to this number (a landline?).":
+        "A operadora diz que não consegue entregar a este número (telefone fixo?).",
+    "The carrier filtered the message as spam.": "A operadora filtrou a mensagem como spam.",
+    "WhatsApp: free text outside the 24-hour window; an approved template is needed.":
+        "WhatsApp: texto livre fora da janela de 24 horas; é preciso um modelo aprovado.",
+    "Gave up after dispatch.give_up_after of retries: retry once the cause is fixed.":
+        "Desistiu após dispatch.give_up_after de tentativas: tente de novo quando a causa for resolvida.",
+    "The provider refused it for good.": "O provedor recusou definitivamente.",
+    "The provider accepted it but could not deliver it.": "O provedor aceitou, mas não conseguiu entregar.",
+    "The provider did not answer in time: it may have been sent; it will be sent again.":
+        "O provedor não respondeu a tempo: pode ter sido enviada; será enviada de novo.",
 }
 CATALOGUES = {"pt-BR": PT_BR, "en": {}}
 
@@ -155,8 +179,8 @@ def translator(lang: str) -> Callable[[str], str]:
 
 
 def when(value: str | datetime | None, zone: str = "UTC") -> str:
-    """A time as people read it in the console: `2026-11-22 14:43 UTC`; nothing for none."""
+    """A time as people read it in the console, in gateway.timezone: `2026-11-22 11:43 -03`; a dash for none."""
     if value is None:
         return "—"
     moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
