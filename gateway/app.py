@@ -154,7 +154,7 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     # Innermost: the body is read within http.read_timeout once the key and scope are checked.
     app.middlewares.append(body_deadline(runtime.settings.http.read_timeout))
     if runtime.settings.console.enabled:
-        add_console(app)
+        add_console(app, list(runtime.sweeps.schedules.values()) if runtime.sweeps else [])
     dispatcher_task: dict[str, asyncio.Task[None]] = {}
     app[READINESS] = readiness_checks(runtime, dispatcher_task)
 

@@ -122,6 +122,7 @@ async def test_every_page_has_a_strict_policy_and_errors_are_pages(console) -> N
     runtime, client, _ = console
     await sign_in(client, await admin_key(runtime))
     for path in ("/console/protocols", "/console/outbox", "/console/reports", "/console/templates", "/console/keys",
+                 "/console/schedules",
                  "/console/sign-in", "/console/nowhere", "/console/protocols/123456789"):
         r = await client.get(path)
         assert r.headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'self'"), path
@@ -275,3 +276,17 @@ def test_every_reason_the_outbox_gives_has_its_portuguese() -> None:
     from gateway.web import reasons
 
     assert sorted({*reasons.CODES.values(), *reasons.STATUSES.values()} - set(i18n.PT_BR)) == []
+
+
+async def test_schedules_show_their_next_runs_and_what_the_last_did(console) -> None:
+    from gateway.store.sweep_models import SweepRun
+
+    runtime, client, clock = console
+    name = next(iter(runtime.sweeps.schedules))
+    async with runtime.db.write() as session:
+        session.add(SweepRun(schedule=name, kind=runtime.sweeps.schedules[name].kind, at=T0, finished_at=T0,
+                             outcome="done", result={"reminders": 7}))
+    await sign_in(client, await admin_key(runtime, ["console", "outbox:admin"]))
+    html = await (await client.get("/console/schedules")).text()
+    assert f">{name}" in html and "reminders: 7" in html and "2026-11-22 11:43 -03" in html
+    assert html.count("Next runs") == len(runtime.sweeps.schedules)

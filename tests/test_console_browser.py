@@ -125,6 +125,9 @@ async def test_an_operator_finds_reads_retries_previews_and_downloads(served, tm
         await (await download.value).save_as(saved)
         assert saved.read_text("utf-8").splitlines()[1].startswith("billing,1,")
 
+        await page.get_by_role("link", name="Schedules").click()
+        await expect(page.get_by_role("heading", name="Schedules", exact=True)).to_be_visible()
+        await accessible(page, "schedules", axe)
         await page.get_by_role("link", name="Keys").click()
         await accessible(page, "keys", axe)
         await page.get_by_role("button", name="Sign out").click()

@@ -36,7 +36,7 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", 
 # Menu entries: path, label, the scope that shows it.
 MENU = (("/console/protocols", "Protocols", "protocols:read"), ("/console/outbox", "Outbox", "outbox:admin"),
         ("/console/reports", "Reports", "protocols:read"), ("/console/templates", "Templates", "templates:read"),
-        ("/console/keys", "Keys", "admin"))
+        ("/console/schedules", "Schedules", "outbox:admin"), ("/console/keys", "Keys", "admin"))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -187,11 +187,12 @@ async def home(request: web.Request) -> web.StreamResponse:
     return render(request, "error.html", status=403, message="The request was refused.")
 
 
-def add_console(app: web.Application) -> None:
+def add_console(app: web.Application, schedules: list[Any]) -> None:
     """Routes, static files and the middleware; pages come from their own modules."""
-    from gateway.web import pages_keys, pages_outbox, pages_protocols, pages_reports, pages_templates
+    from gateway.web import pages_keys, pages_outbox, pages_protocols, pages_reports, pages_schedules, pages_templates
 
     app[ENV] = build_environment()
+    app[pages_schedules.SCHEDULES] = schedules
     app.middlewares.append(console_middleware)
     router = app.router
     router.add_get(PREFIX, home)
@@ -200,5 +201,5 @@ def add_console(app: web.Application) -> None:
     router.add_post(PREFIX + "/sign-in", post_sign_in)
     router.add_post(PREFIX + "/sign-out", post_sign_out)
     router.add_static(PREFIX + "/static", HERE / "static", append_version=False)
-    for module in (pages_protocols, pages_outbox, pages_reports, pages_templates, pages_keys):
+    for module in (pages_protocols, pages_outbox, pages_reports, pages_templates, pages_schedules, pages_keys):
         module.add_routes(router)

@@ -135,6 +135,13 @@ PT_BR: dict[str, str] = {
     "The database is unavailable; try again.": "O banco de dados está indisponível; tente de novo.",
     "An unexpected error occurred; it has been logged.": "Ocorreu um erro inesperado; ele foi registrado.",
     "Skip to content": "Ir para o conteúdo",
+    "Schedules": "Agendamentos",
+    "disabled": "desativado",
+    "Next runs": "Próximas execuções",
+    "Last runs": "Últimas execuções",
+    "When": "Quando",
+    "What it did": "O que fez",
+    "It has not run yet.": "Ainda não rodou.",
     # The outbox's reasons (gateway/web/reasons.py).
     "The phone number is not valid: correct the consumer's number upstream.":
         "O número de telefone não é válido: corrija o número do consumidor no sistema de origem.",
