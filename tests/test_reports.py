@@ -19,10 +19,8 @@ from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.cli import main
 from gateway.config import Settings
 from gateway.protocols import reports
-from gateway.protocols.schemas import EVENT_DATA
-from gateway.protocols.service import IncomingEvent
 from gateway.store.models import ConsumerRequest, Notification, Protocol
-from tests.helpers import FixedClock, admin_key
+from tests.helpers import FixedClock, admin_key, handle_event
 
 RECEIVED = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 NOW = RECEIVED + timedelta(hours=2)
@@ -43,10 +41,7 @@ STATUSES = {"p1": ["delivered", "sent"], "p2": ["failed", "delivered"], "p3": ["
 
 
 async def post(runtime: Runtime, event_id: str, event_type: str, **data) -> dict:
-    outcome = await runtime.service.handle(IncomingEvent(
-        source="urn:test:crm", id=event_id, type=event_type, time=None,
-        data=EVENT_DATA[event_type].model_validate(data)), received_at=RECEIVED)
-    return outcome.body
+    return await handle_event(runtime, event_id, event_type, received_at=RECEIVED, **data)
 
 
 async def build_cases(runtime: Runtime) -> dict[str, str]:

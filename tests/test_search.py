@@ -17,10 +17,8 @@ from gateway.cli import main
 from gateway.config import Settings
 from gateway.protocols import search
 from gateway.protocols.anonymize import anonymize
-from gateway.protocols.schemas import EVENT_DATA
-from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Protocol, email_digest
-from tests.helpers import FixedClock, admin_key
+from tests.helpers import FixedClock, admin_key, handle_event
 
 RECEIVED = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 NOW = RECEIVED + timedelta(hours=1)
@@ -36,10 +34,7 @@ CASES = {
 
 
 async def post(runtime: Runtime, event_id: str, event_type: str, **data) -> dict:
-    outcome = await runtime.service.handle(IncomingEvent(
-        source="urn:test:crm", id=event_id, type=event_type, time=None,
-        data=EVENT_DATA[event_type].model_validate(data)), received_at=RECEIVED)
-    return outcome.body
+    return await handle_event(runtime, event_id, event_type, received_at=RECEIVED, **data)
 
 
 async def open_cases(runtime: Runtime) -> dict[str, str]:

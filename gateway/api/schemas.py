@@ -131,21 +131,6 @@ class NotificationOut(BaseModel):
     delivered_at: datetime | None
 
 
-class ProtocolOut(BaseModel):
-    number: str
-    status: ProtocolStatus
-    subject: str
-    category: str | None
-    profile: str
-    opened_at: datetime
-    deadline_at: datetime | None
-    resolved_at: datetime | None
-    retention_until: datetime | None
-    legal_hold: bool
-    events: list[EventOut]
-    notifications: list[NotificationOut]
-
-
 class ProtocolSummary(BaseModel):
     number: str
     status: ProtocolStatus
@@ -155,6 +140,13 @@ class ProtocolSummary(BaseModel):
     opened_at: datetime
     deadline_at: datetime | None
     resolved_at: datetime | None
+
+
+class ProtocolOut(ProtocolSummary):
+    retention_until: datetime | None
+    legal_hold: bool
+    events: list[EventOut]
+    notifications: list[NotificationOut]
 
 
 class ProtocolList(BaseModel):
