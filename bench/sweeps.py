@@ -122,7 +122,7 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def fill_sqlite(path: Path, n: int) -> None:
+def fill_sqlite(path: Path, n: int, source: Any = None) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
@@ -139,7 +139,7 @@ def fill_sqlite(path: Path, n: int) -> None:
                 values.clear()
         conn.commit()
 
-    for count, (protocol, event, notes) in enumerate(rows(n), 1):
+    for count, (protocol, event, notes) in enumerate(source or rows(n), 1):  # `source`: bench/search.py's rows
         for table, row in (("protocols", protocol), ("events", event), *(("notifications", x) for x in notes)):
             columns.setdefault(table, _columns(row))
             batches[table].append(tuple(_sqlite_value(row[c]) for c in columns[table]))
@@ -153,7 +153,7 @@ def fill_sqlite(path: Path, n: int) -> None:
     conn.close()
 
 
-async def fill_postgres(url: str, n: int) -> None:
+async def fill_postgres(url: str, n: int, source: Any = None) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
@@ -167,7 +167,7 @@ async def fill_postgres(url: str, n: int) -> None:
                     await conn.copy_records_to_table(table, records=values, columns=columns[table])
                     values.clear()
 
-        for count, (protocol, event, notes) in enumerate(rows(n), 1):
+        for count, (protocol, event, notes) in enumerate(source or rows(n), 1):  # `source`: bench/search.py's rows
             for table, row in (("protocols", protocol), ("events", event), *(("notifications", x) for x in notes)):
                 columns.setdefault(table, _columns(row))
                 batches[table].append(tuple(row[c] for c in columns[table]))

@@ -21,6 +21,7 @@ from gateway.api import keys
 from gateway.api.routes import build_web_app
 from gateway.api.runtime_keys import (CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES,
                                       TRANSPORTS, UNSUBSCRIBE)
+from gateway.web.console import add_console
 from gateway.clock import utcnow
 from gateway.config import Settings
 from gateway.daemon.http_timeouts import body_deadline
@@ -188,6 +189,8 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     app[UNSUBSCRIBE] = runtime.dispatcher.unsubscribe
     # Innermost: the body is read within http.read_timeout once the key and scope are checked.
     app.middlewares.append(body_deadline(runtime.settings.http.read_timeout))
+    if runtime.settings.console.enabled:
+        add_console(app, list(runtime.sweeps.schedules.values()) if runtime.sweeps else [])
     dispatcher_task: dict[str, asyncio.Task[None]] = {}
     app[READINESS] = readiness_checks(runtime, dispatcher_task)
 

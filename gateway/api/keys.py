@@ -29,7 +29,7 @@ CACHE_ENTRIES = 1024  # key rows kept at most: only existing keys are cached, so
 # Per Database: key id -> (read at, monotonic; secret hash; what the row says).
 _cache: weakref.WeakKeyDictionary[Database, dict[str, tuple[float, str, KeyInfo]]] = weakref.WeakKeyDictionary()
 
-SCOPES = ("events:write", "protocols:read", "protocols:write", "templates:read", "outbox:admin", "admin")
+SCOPES = ("events:write", "protocols:read", "protocols:write", "templates:read", "outbox:admin", "console", "admin")
 PREFIX = "pgw"
 MAX_SOURCE = 500  # characters: a CloudEvents source is stored in a column of this size
 

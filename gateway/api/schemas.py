@@ -131,7 +131,7 @@ class NotificationOut(BaseModel):
     delivered_at: datetime | None
 
 
-class ProtocolOut(BaseModel):
+class ProtocolSummary(BaseModel):
     number: str
     status: ProtocolStatus
     subject: str
@@ -140,10 +140,44 @@ class ProtocolOut(BaseModel):
     opened_at: datetime
     deadline_at: datetime | None
     resolved_at: datetime | None
+
+
+class ProtocolOut(ProtocolSummary):
     retention_until: datetime | None
     legal_hold: bool
     events: list[EventOut]
     notifications: list[NotificationOut]
+
+
+class ProtocolList(BaseModel):
+    protocols: list[ProtocolSummary] = Field(description="newest first (by opened_at, then the order of receipt)")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class ComplianceCounts(BaseModel):
+    opened: int
+    resolved: int
+    resolved_within_deadline: int
+    resolved_within_deadline_share: float | None = Field(description="of those resolved; null when none was")
+    open_past_deadline: int = Field(description="open or reopened, past the deadline at the report's `at`")
+    requests: int = Field(description="consumer requests (confirmation, history, postal copy) about these protocols")
+    requests_fulfilled_in_time: int
+    requests_fulfilled_in_time_share: float | None = Field(description="of the requests; null when there was none")
+    notifications: dict[str, dict[str, int]] = Field(description="channel -> status -> count")
+
+
+class ComplianceGroup(ComplianceCounts):
+    group: str | None = Field(description="the category, profile or channel; null for protocols without one")
+
+
+class ComplianceReport(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    group_by: Literal["category", "profile", "channel"]
+    at: datetime
+    groups: list[ComplianceGroup] = Field(description="most protocols opened first")
+    total: ComplianceCounts
 
 
 class Health(BaseModel):

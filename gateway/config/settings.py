@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from gateway.config.console import ConsoleSettings
 from gateway.config.delivery import (
     DispatchSettings,
     EmailSettings,
@@ -54,6 +55,7 @@ class Settings(Section):
     inbound: InboundSettings = InboundSettings()
     fallback: FallbackSettings = FallbackSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    console: ConsoleSettings = ConsoleSettings()
     templates: TemplatesSettings = TemplatesSettings(dir=Path("templates"))
     schedules: DirSettings = DirSettings(dir=Path("schedules"))
     # Where relative paths are read from: the settings file's folder, else the working directory.

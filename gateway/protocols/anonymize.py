@@ -39,8 +39,9 @@ from gateway.store.vacuum import vacuum_sqlite
 log = logging.getLogger(__name__)
 
 EVENT_STUB = {"anonymized": True}
-REMOVED = ["protocols.consumer_name", "protocols.consumer_email", "protocols.consumer_phone", "protocols.subject",
-           "protocols.metadata", "events.data", "events.fingerprint", "notifications.recipient (consumer)",
+REMOVED = ["protocols.consumer_name", "protocols.consumer_email", "protocols.consumer_email_digest",
+           "protocols.consumer_phone", "protocols.subject", "protocols.metadata", "events.data", "events.fingerprint",
+           "notifications.recipient (consumer)",
            "notifications.subject", "notifications.body_text", "notifications.body_html", "notifications.last_error",
            "notification_attempts.error", "provider_callbacks.payload", "consumer_requests.address",
            "inbound_messages (from, body)", "opt_outs", "rate_limits"]
@@ -104,8 +105,8 @@ async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: 
 
     counts: dict[str, int] = {}
     counts["protocols"] = (await run(update(Protocol).where(Protocol.id.in_(ids)).values(
-        consumer_name=None, consumer_email=None, consumer_phone=None, subject="", extra=None,
-        status="anonymized", anonymized_at=at, updated_at=at))).rowcount
+        consumer_name=None, consumer_email=None, consumer_email_digest=None, consumer_phone=None,
+        subject="", extra=None, status="anonymized", anonymized_at=at, updated_at=at))).rowcount
     counts["events"] = (await run(update(Event).where(Event.protocol_id.in_(ids)).values(
         data=EVENT_STUB, fingerprint="anonymized"))).rowcount
     # Messages about no single protocol (a reply to an inbound SMS) sent to a released contact.

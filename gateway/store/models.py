@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 from gateway.store.types import JSONDoc, UTCDateTime
 
@@ -40,6 +41,15 @@ ACTIVE_STATUSES = ("queued", "sending", "unknown")
 ACTIVE_CONDITION = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_STATUSES) + ")"
 
 
+def email_digest(email: str | None) -> str | None:
+    """What an address is searched by: SHA-256 of its case-folded form (`Maria@` finds `maria@`).
+
+    A digest rather than a second copy of the address, so the search column adds no readable
+    personal datum (it is no secret either: an address can be tried). Migration 0007 repeats it.
+    """
+    return hashlib.sha256(email.casefold().encode("utf-8")).hexdigest() if email else None
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -57,6 +67,8 @@ class Protocol(Base):
     channel: Mapped[str | None] = mapped_column(String(16))
     consumer_name: Mapped[str | None] = mapped_column(Text)
     consumer_email: Mapped[str | None] = mapped_column(String(320))
+    # Kept with consumer_email by the validator below; SQL UPDATEs that clear the address clear it too.
+    consumer_email_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     consumer_phone: Mapped[str | None] = mapped_column(String(20), index=True)
     consumer_locale: Mapped[str] = mapped_column(String(35))
     consumer_timezone: Mapped[str] = mapped_column(String(64))
@@ -72,6 +84,11 @@ class Protocol(Base):
     # The last event about this protocol: a protocol silent for long counts as abandoned for retention.
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @validates("consumer_email")
+    def _keep_email_digest(self, _key: str, value: str | None) -> str | None:
+        self.consumer_email_digest = email_digest(value)
+        return value
 
 
 class Event(Base):

@@ -1,7 +1,7 @@
 """notifications.provider, notification_attempts.provider: which named relay or account was tried;
 email_opt_outs: addresses that unsubscribed (List-Unsubscribe one-click)
 
-Revision ID: 0007
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-05
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 import gateway.store.types
 
-revision = "0007"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

@@ -1,4 +1,4 @@
-"""Migration 0007 (issue 17) upgrades a database at 0005 with rows in it, on SQLite and
+"""Migration 0006 (issue 17) upgrades a database at 0005 with rows in it, on SQLite and
 PostgreSQL, and comes back down: the provider columns start empty (those sends named no
 provider), the opt-out table starts empty."""
 
@@ -41,7 +41,7 @@ async def test_an_upgrade_from_0005_keeps_every_row_and_names_no_provider_for_ol
             created_at=AT)])
         await conn.execute(attempts.insert(), [dict(id=1, notification_id=1, attempt=1, outcome="sent",
                                                     started_at=AT, finished_at=AT)])
-    await upgrade_to(db, "0007")
+    await upgrade_to(db, "0006")
     async with db.writer.begin() as conn:
         assert (await conn.execute(sa.text("SELECT provider, recipient FROM notifications"))).all() == [
             (None, "maria@example.com")]
