@@ -51,10 +51,10 @@ def due(name: str, opened: date, **overrides) -> str:
         ("co", date(2026, 3, 16), "2026-04-09T23:59:59-05:00",
          "Tue 17..Fri 20 (1..4), Mon 23 San José, Tue 24..Wed 1 Apr (5..11), Holy Thu 2 and Fri 3, "
          "Mon 6..Thu 9 (12..15)"),
-        # cl: 10 business days; Chile's Fiestas Patrias 18-19 September.
-        ("cl", date(2026, 9, 10), "2026-09-25T23:59:59-03:00",
+        # cl-sello-sernac: 10 business days; Chile's Fiestas Patrias 18-19 September.
+        ("cl-sello-sernac", date(2026, 9, 10), "2026-09-25T23:59:59-03:00",
          "Fri 11..Thu 17 (1..5), Fri 18 holiday, Mon 21..Fri 25 (6..10)"),
-        ("cl", date(2026, 12, 21), "2027-01-06T23:59:59-03:00",
+        ("cl-sello-sernac", date(2026, 12, 21), "2027-01-06T23:59:59-03:00",
          "Tue 22..Thu 24 (1..3), 25 Dec, Mon 28..Thu 31 (4..7), 1 Jan, Mon 4..Wed 6 (8..10)"),
     ],
 )
@@ -99,7 +99,7 @@ def test_retention_end_per_profile():
     assert retention_end(PROFILES["br-sac-2008"], resolved) == datetime(2028, 11, 30, 12, 0, tzinfo=UTC)
     leap = datetime(2024, 2, 29, 9, 0, tzinfo=UTC)
     assert retention_end(PROFILES["br-sac"], leap) == datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-    for name in ("es", "co", "cl"):
+    for name in ("es", "co", "cl-sello-sernac"):
         assert retention_end(PROFILES[name], resolved) is None, name  # a setting, not a guess
     es = apply_overrides(PROFILES["es"], {"retention_years": 5, "retention_days": 10})
     assert es.retention_end(resolved) == datetime(2031, 12, 10, 12, 0, tzinfo=UTC)
@@ -145,5 +145,5 @@ def test_overrides_from_settings_reach_the_profiles(tmp_path):
     assert (profile.answer_days, profile.business_days, profile.subdiv) == (10, True, "SP")
     assert get_profile("br-sac").answer_days == 7  # the built-ins are untouched
     profiles = Profiles.from_settings(settings)
-    assert profiles.without_retention() == ["co", "cl"]
+    assert profiles.without_retention() == ["co", "cl-sello-sernac"]
     assert "es: 5 years after resolution" == profiles.get("es").retention_rule()

@@ -87,6 +87,15 @@ class GatewaySettings(Section):
             raise ValueError(f"expected an IANA time zone such as 'America/Sao_Paulo', got {name!r}") from None
         return name
 
+    @field_validator("default_profile")
+    @classmethod
+    def _profile(cls, name: str) -> str:
+        from gateway.protocols.profiles import PROFILES, canonical_name
+
+        if canonical_name(name) not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+        return name
+
     @field_validator("default_locale")
     @classmethod
     def _locale(cls, name: str) -> str:

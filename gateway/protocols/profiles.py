@@ -13,6 +13,7 @@ module-level `PROFILES` are the built-ins, as the law we could verify sets them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -21,6 +22,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
+
+log = logging.getLogger(__name__)
 
 # Decreto 11.034/2022 was published in the DOU on 2022-04-06 and took effect 180 days later.
 BR_SAC_2022_FROM = date(2022, 10, 3)
@@ -128,14 +131,30 @@ PROFILES: dict[str, Profile] = {
                 history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
                 retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2),
         Profile("br-sac-2008", "BR", "America/Sao_Paulo", 5, True, "Decreto 6.523/2008 art. 17",
-                history_days=None, history_hours=72, history_law="Decreto 6.523/2008 art. 15",
+                history_days=None, history_hours=72, history_law="Decreto 6.523/2008 art. 16",
                 retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2),
         # No history clock or retention minimum we could verify: 5 days is an operational default.
         Profile("es", "ES", "Europe/Madrid", 15, True, "Ley 10/2025"),
         Profile("co", "CO", "America/Bogota", 15, True, "Ley 1480/2011 art. 58"),
-        Profile("cl", "CL", "America/Santiago", 10, True, "Ley 19.496 art. 56"),
+        # Art. 56 binds the customer-service units of financial providers holding the SERNAC seal
+        # (arts. 55-56, added by Ley 20.555), not every supplier: hence the name.
+        Profile("cl-sello-sernac", "CL", "America/Santiago", 10, True,
+                "Ley 19.496 art. 56 (financial providers holding the SERNAC seal)"),
     )
 }
+
+# Old names still accepted (settings, events, rows written before the rename), each with a warning.
+ALIASES: dict[str, str] = {"cl": "cl-sello-sernac"}
+
+
+def canonical_name(name: str) -> str:
+    """The profile's current name: an old one is translated, with a warning naming the new one."""
+    new = ALIASES.get(name)
+    if new is None:
+        return name
+    log.warning("profile %r is now named %r; the old name is kept as an alias", name, new,
+                extra={"action": "profile_alias", "profile": name, "renamed_to": new})
+    return new
 
 
 class UnknownProfile(KeyError):
@@ -147,7 +166,7 @@ def get_profile(name: str, settings: Any = None) -> Profile:
     if settings is not None:
         return Profiles.from_settings(settings).get(name)
     try:
-        return PROFILES[name]
+        return PROFILES[canonical_name(name)]
     except KeyError:
         raise UnknownProfile(name) from None
 
@@ -262,9 +281,10 @@ class Profiles:
         profiles = dict(PROFILES)
         for name, section in overrides.items():
             values = section.model_dump() if hasattr(section, "model_dump") else dict(section)
+            name = ALIASES.get(name, name)  # the settings already warned of an old name
             profiles[name] = apply_overrides(profiles[name], values)
         policy = getattr(settings, "policy", None)
-        return cls(profiles, settings.gateway.default_profile,
+        return cls(profiles, ALIASES.get(settings.gateway.default_profile, settings.gateway.default_profile),
                    policy.br_sac_from if policy is not None else BR_SAC_2022_FROM)
 
     @property
@@ -273,7 +293,7 @@ class Profiles:
 
     def get(self, name: str) -> Profile:
         try:
-            return self.profiles[name]
+            return self.profiles[canonical_name(name)]
         except KeyError:
             raise UnknownProfile(name) from None
 

@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.protocols.profiles import PROFILES
+from gateway.protocols.profiles import ALIASES, PROFILES
 
 NotificationStatus = Literal[
     "queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled"
@@ -147,7 +147,7 @@ class OpenedData(StrictModel):
     category: str | None = Field(None, max_length=200)
     opened_at: Time | None = None
     # The service looks the name up (an unknown one is 422 naming it); the spec lists the same names.
-    profile: Annotated[str, Field(max_length=32, json_schema_extra={"enum": sorted(PROFILES)})] | None = None
+    profile: Annotated[str, Field(max_length=32, json_schema_extra={"enum": sorted([*PROFILES, *ALIASES])})] | None = None
     metadata: dict[str, Any] | None = Field(None, description=f"any JSON object, nested at most {MAX_DEPTH} levels")
 
     _single_line = field_validator("subject")(_no_line_breaks)

@@ -1,7 +1,7 @@
 """The retention sweeps: notices before records expire, and at expiry the operator's choice.
 
 When a record's retention ends is `protocols.retention`'s rule; anonymizing one is
-`protocols.anonymize`. Profiles without a period (es, co, cl until one is set) take part in
+`protocols.anonymize`. Profiles without a period (es, co, cl-sello-sernac until one is set) take part in
 nothing here.
 
 At expiry `retention.action` decides: `notify` (the default) reports the expired records to
