@@ -31,6 +31,15 @@ END_OF_DAY = time(23, 59, 59)
 
 
 @dataclass(frozen=True)
+class CategoryRule:
+    """A category's own answer clock inside a profile (a regulator's shorter deadline for, say,
+    a request for cancellation); what it leaves unset is the profile's."""
+
+    answer_days: int | None = None
+    business_days: bool | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     country: str                 # ISO 3166 code for the `holidays` package
@@ -50,6 +59,8 @@ class Profile:
     retention_days: int | None = None
     retention_law: str | None = None
     legal_minimum_years: int = 0  # the law's floor: a configured retention may not go below it
+    # Per category (the protocol's `category`, compared exactly): its own answer clock.
+    categories: Mapping[str, CategoryRule] = field(default_factory=dict, hash=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -74,10 +85,19 @@ class Profile:
                 remaining -= 1
         return day
 
-    def deadline(self, opened_at: datetime) -> datetime:
+    def answer_clock(self, category: str | None = None) -> tuple[int, bool]:
+        """(days, business?) for a demand of `category`: the category's own rule, else the profile's."""
+        rule = self.categories.get(category) if category is not None else None
+        if rule is None:
+            return self.answer_days, self.business_days
+        return (rule.answer_days if rule.answer_days is not None else self.answer_days,
+                rule.business_days if rule.business_days is not None else self.business_days)
+
+    def deadline(self, opened_at: datetime, category: str | None = None) -> datetime:
         """When the answer is due, for a demand opened (or reopened) at `opened_at` (aware)."""
         zone = self.zone
-        day = self.add_days(opened_at.astimezone(zone).date(), self.answer_days, business=self.business_days)
+        days, business = self.answer_clock(category)
+        day = self.add_days(opened_at.astimezone(zone).date(), days, business=business)
         return datetime.combine(day, END_OF_DAY, tzinfo=zone)
 
     def history_due(self, requested_at: datetime) -> datetime:
@@ -235,6 +255,10 @@ def apply_overrides(profile: Profile, values: Mapping[str, Any]) -> Profile:
             raise ValueError(f"retention_years: below the legal minimum of {profile.legal_minimum_years} years "
                              f"after resolution ({profile.retention_law})")
         changes.update(retention_years=years, retention_days=days)
+    if values.get("categories"):
+        changes["categories"] = {**profile.categories, **{
+            name: CategoryRule(rule.get("answer_days"), rule.get("business_days"))
+            for name, rule in values["categories"].items()}}
     updated = dataclasses.replace(profile, **changes)
     if updated.subdiv is not None:
         try:

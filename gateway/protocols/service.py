@@ -263,7 +263,7 @@ class ProtocolService:
             extra=data.metadata,
             opened_at=opened_at,
             received_at=received_at,
-            deadline_at=profile.deadline(opened_at),
+            deadline_at=profile.deadline(opened_at, data.category),
             legal_hold=False,
             updated_at=received_at,
             last_event_at=received_at,  # set now, so the insert carries it (no second UPDATE)
@@ -310,7 +310,7 @@ class ProtocolService:
         protocol.status = "reopened"
         protocol.resolved_at = None
         protocol.retention_until = None
-        protocol.deadline_at = get_profile(protocol.profile, self.settings).deadline(reopened_at)  # the clock restarts
+        protocol.deadline_at = get_profile(protocol.profile, self.settings).deadline(reopened_at, protocol.category)  # the clock restarts
         protocol.updated_at = received_at
         return _Change(protocol, self._tell(protocol, "protocol_reopened", received_at, event={
             "type": event.type, "occurred_at": reopened_at, "reason": data.reason}), occurred_at=reopened_at)
