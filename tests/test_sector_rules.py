@@ -91,3 +91,127 @@ def test_number_layouts_that_cannot_give_6_to_30_digits_stop_start_up(tmp_path):
         with pytest.raises(ConfigError, match=rf"^settings: gateway\.number_format: .*{message}"):
             make_settings(tmp_path, "sqlite+aiosqlite:///x.db", gateway=gateway)
     make_settings(tmp_path, "sqlite+aiosqlite:///x.db", gateway={"check_digit": "none", "number_format": "{seq:06d}"})
+
+
+# Deadline extensions
+
+
+async def _open(gw, event_id: str = "o", **data):
+    response = await gw.post("protocol.opened", event_id, {"subject": "Cobrança", "consumer": consumer(), **data})
+    assert response.status == 202, await response.text()
+    return (await response.json())["protocol"]["number"]
+
+
+async def test_a_deadline_extension_is_refused_where_the_profile_allows_none(tmp_path, db_url):
+    async with served(make_settings(tmp_path, db_url), OPENED) as gw:
+        number = await _open(gw)
+        response = await gw.post("protocol.deadline_extended", "x", {"number": number, "reason": "laudo", "days": 5})
+        assert response.status == 422
+        problem = await response.json()
+        assert problem["errors"] == [{"field": "data.days", "message": "profile br-sac allows no extension "
+                                                                       "(profiles.br-sac.max_extensions)"}]
+        assert (await gw.document(number))["deadline_at"] == "2026-11-30T02:59:59Z"  # unchanged
+
+
+async def test_a_deadline_extension_moves_the_deadline_tells_the_consumer_and_shows_in_the_history(tmp_path, db_url):
+    settings = make_settings(tmp_path, db_url, profiles={"br-sac-2008": {"max_extensions": 2}})
+    async with served(settings, OPENED) as gw:
+        number = await _open(gw, profile="br-sac-2008")
+        # Sun 22: 5 business days is Fri 27 (20 November is before). + 5 business days: Mon 30 .. Fri 4 Dec.
+        response = await gw.post("protocol.deadline_extended", "x1",
+                                 {"number": number, "reason": "Aguardamos o laudo técnico.", "days": 5})
+        assert response.status == 202, await response.text()
+        body = await response.json()
+        assert body["protocol"]["deadline_at"] == "2026-12-05T02:59:59Z"
+        assert [n["channel"] for n in body["notifications"]] == ["email"]
+        # A date instead of days; then the third is one too many.
+        response = await gw.post("protocol.deadline_extended", "x2",
+                                 {"number": number, "reason": "Perícia.", "deadline_at": "2026-12-11T20:00:00-03:00"})
+        assert (await response.json())["protocol"]["deadline_at"] == "2026-12-11T23:00:00Z"
+        response = await gw.post("protocol.deadline_extended", "x3", {"number": number, "reason": "r", "days": 1})
+        assert response.status == 422
+        assert (await response.json())["errors"][0]["field"] == "data.days"
+        assert "at most 2 extension(s)" in (await response.json())["errors"][0]["message"]
+        document = await gw.document(number)
+        assert document["deadline_at"] == "2026-12-11T23:00:00Z"
+        assert [e["type"] for e in document["events"]].count("protocol.deadline_extended") == 2
+        assert [n["template"] for n in document["notifications"]].count("protocol_deadline_extended") == 2
+        async with gw.runtime.db.read() as session:
+            from sqlalchemy import select
+
+            from gateway.store.models import Notification
+            bodies = (await session.scalars(select(Notification.body_text).where(
+                Notification.template == "protocol_deadline_extended").order_by(Notification.id))).all()
+        assert "Novo prazo de resposta: 04/12/2026 23:59" in bodies[0]
+        assert "Prazo anterior: 27/11/2026 23:59" in bodies[0] and "Aguardamos o laudo técnico." in bodies[0]
+        # The history the consumer asks for lists the extension with its reason.
+        response = await gw.client.post(f"/v1/protocols/{number}/resend", data='{"channel": "email", "history": true}',
+                                        headers={**gw.headers, "Content-Type": "application/json"})
+        assert response.status == 202, await response.text()
+        async with gw.runtime.db.read() as session:
+            history = (await session.scalars(select(Notification.body_text).where(
+                Notification.template == "protocol_history"))).one()
+        assert "Prazo prorrogado" in history and "Perícia." in history
+
+
+async def test_a_deadline_extension_that_is_not_later_or_gives_both_or_neither_is_refused(tmp_path, db_url):
+    settings = make_settings(tmp_path, db_url, profiles={"br-sac": {"max_extensions": 3}})
+    async with served(settings, OPENED) as gw:
+        number = await _open(gw)
+        cases = [
+            ({"deadline_at": "2026-11-29T12:00:00-03:00"}, "data.deadline_at", "later than the current deadline"),
+            ({"days": 2, "deadline_at": "2026-12-29T12:00:00-03:00"}, "data.days", "one of them"),
+            ({}, "data.days", "one of them"),
+            ({"days": 0}, "data.days", "greater than or equal to 1"),
+        ]
+        for i, (extra, field, message) in enumerate(cases):
+            response = await gw.post("protocol.deadline_extended", f"bad{i}", {"number": number, "reason": "r", **extra})
+            assert response.status == 422, extra
+            (error,) = (await response.json())["errors"]
+            assert error["field"] == field and message in error["message"], (extra, error)
+        await gw.post("protocol.resolved", "r", {"number": number, "resolution": "feito"})
+        response = await gw.post("protocol.deadline_extended", "late", {"number": number, "reason": "r", "days": 1})
+        assert response.status == 422
+        assert (await response.json())["errors"][0]["field"] == "data.number"
+        assert (await gw.document(number))["deadline_at"] == "2026-11-30T02:59:59Z"
+
+
+# Retention extensions
+
+
+async def test_a_retention_extension_lengthens_the_record_before_and_after_resolution(tmp_path, db_url):
+    async with served(make_settings(tmp_path, db_url), OPENED) as gw:
+        before = await _open(gw, "o1")
+        after = await _open(gw, "o2")
+        response = await gw.post("protocol.retention_extended", "r1",
+                                 {"number": before, "reason": "reclamação no Procon", "years": 3})
+        assert response.status == 202, await response.text()
+        assert (await response.json())["notifications"] == []  # an operations matter: nothing to the consumer
+        for i, number in enumerate((before, after)):
+            await gw.post("protocol.resolved", f"s{i}", {"number": number, "resolution": "feito"})
+        response = await gw.post("protocol.retention_extended", "r2",
+                                 {"number": after, "reason": "reclamação na Anatel", "years": 1})
+        assert response.status == 202, await response.text()
+        # Resolved (and heard of) at 2026-11-22 14:43 UTC: 2 years (art. 12 §5), then the extension.
+        assert (await gw.document(before))["retention_until"] == "2031-11-22T14:43:00Z"
+        assert (await gw.document(after))["retention_until"] == "2029-11-22T14:43:00Z"
+        response = await gw.post("protocol.retention_extended", "r3", {"number": after, "reason": "r", "years": 0})
+        assert response.status == 422
+        assert (await response.json())["errors"][0]["field"] == "data.years"
+
+
+async def test_the_retention_sweep_respects_an_extension(tmp_path, db_url):
+    from gateway.protocols.profiles import Profiles
+    from gateway.protocols.retention import CANDIDATE_COLUMNS, effective_end
+    from gateway.store.models import Protocol
+
+    settings = make_settings(tmp_path, db_url)
+    async with served(settings, OPENED) as gw:
+        number = await _open(gw)
+        await gw.post("protocol.retention_extended", "r1", {"number": number, "reason": "Procon", "years": 2})
+        async with gw.runtime.db.read() as session:
+            from sqlalchemy import select
+            row = (await session.execute(select(*CANDIDATE_COLUMNS).where(Protocol.number == number))).one()
+    # Never resolved: abandoned a year after its last event, then 2 years, then the 2 added.
+    end = effective_end(row, Profiles.from_settings(settings), timedelta(days=365))
+    assert end == datetime(2031, 11, 22, 14, 43, tzinfo=timezone.utc)

@@ -149,6 +149,7 @@ class ProfileSettings(Section):
     retention_years: int | None = Field(None, ge=0, le=100)
     retention_days: int | None = Field(None, ge=0, le=36500)
     categories: dict[str, CategorySettings] = {}
+    max_extensions: int | None = Field(None, ge=0, le=10)
 
     @field_validator("timezone")
     @classmethod

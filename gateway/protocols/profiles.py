@@ -59,6 +59,8 @@ class Profile:
     retention_days: int | None = None
     retention_law: str | None = None
     legal_minimum_years: int = 0  # the law's floor: a configured retention may not go below it
+    # How many times `protocol.deadline_extended` may move a protocol's deadline (0: never).
+    max_extensions: int = 0
     # Per category (the protocol's `category`, compared exactly): its own answer clock.
     categories: Mapping[str, CategoryRule] = field(default_factory=dict, hash=False)
 
@@ -92,6 +94,13 @@ class Profile:
             return self.answer_days, self.business_days
         return (rule.answer_days if rule.answer_days is not None else self.answer_days,
                 rule.business_days if rule.business_days is not None else self.business_days)
+
+    def extended(self, deadline: datetime, days: int, category: str | None = None) -> datetime:
+        """`deadline` moved by `days` of the kind its clock counts (the end of that day)."""
+        zone = self.zone
+        _, business = self.answer_clock(category)
+        day = self.add_days(deadline.astimezone(zone).date(), days, business=business)
+        return datetime.combine(day, END_OF_DAY, tzinfo=zone)
 
     def deadline(self, opened_at: datetime, category: str | None = None) -> datetime:
         """When the answer is due, for a demand opened (or reopened) at `opened_at` (aware)."""
@@ -229,7 +238,7 @@ def apply_overrides(profile: Profile, values: Mapping[str, Any]) -> Profile:
     A ValueError names the key first ("retention_years: ..."), so the settings error names it.
     """
     changes: dict[str, Any] = {}
-    for key in ("answer_days", "business_days", "timezone", "subdiv"):
+    for key in ("answer_days", "business_days", "timezone", "subdiv", "max_extensions"):
         if values.get(key) is not None:
             changes[key] = values[key]
     if values.get("extra_holidays"):

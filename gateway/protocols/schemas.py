@@ -182,10 +182,26 @@ class ResendData(ResendRequest):
     number: str = Field(pattern=NUMBER_PATTERN)
 
 
+class DeadlineExtendedData(StrictModel):
+    number: str = Field(pattern=NUMBER_PATTERN)
+    reason: str = Field(min_length=1, max_length=5000, description="told to the consumer")
+    days: int | None = Field(None, ge=1, le=365, description="counted from the current deadline, in the kind of "
+                             "day the protocol's deadline counts (calendar or business); or give deadline_at")
+    deadline_at: Time | None = Field(None, description="the new deadline, later than the current one; or give days")
+
+
+class RetentionExtendedData(StrictModel):
+    number: str = Field(pattern=NUMBER_PATTERN)
+    reason: str = Field(min_length=1, max_length=5000, description="e.g. a complaint filed with a regulator")
+    years: int = Field(ge=1, le=100, description="added to the record's retention; it never shortens it")
+
+
 EVENT_DATA: dict[str, type[StrictModel]] = {
     "protocol.opened": OpenedData,
     "protocol.updated": UpdatedData,
     "protocol.resolved": ResolvedData,
     "protocol.reopened": ReopenedData,
     "protocol.resend_requested": ResendData,
+    "protocol.deadline_extended": DeadlineExtendedData,
+    "protocol.retention_extended": RetentionExtendedData,
 }

@@ -72,6 +72,10 @@ class Protocol(Base):
     # The last event about this protocol: a protocol silent for long counts as abandoned for retention.
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Years added to the record's retention by protocol.retention_extended (a regulator's complaint).
+    retention_extension_years: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The protocol this one escalates (SAC to ombudsman), if any.
+    parent_id: Mapped[int | None] = mapped_column(Id, ForeignKey("protocols.id"), index=True)
 
 
 class Event(Base):
