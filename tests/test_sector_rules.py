@@ -215,3 +215,41 @@ async def test_the_retention_sweep_respects_an_extension(tmp_path, db_url):
     # Never resolved: abandoned a year after its last event, then 2 years, then the 2 added.
     end = effective_end(row, Profiles.from_settings(settings), timedelta(days=365))
     assert end == datetime(2031, 11, 22, 14, 43, tzinfo=timezone.utc)
+
+
+# Linked protocols
+
+
+async def test_an_escalated_protocol_links_both_ways_and_its_history_includes_the_parents(tmp_path, db_url):
+    async with served(make_settings(tmp_path, db_url), OPENED) as gw:
+        sac = await _open(gw, "sac", subject="Cobrança indevida")
+        await gw.post("protocol.resolved", "sac-r", {"number": sac, "resolution": "Mantivemos a cobrança."})
+        gw.clock.advance(timedelta(days=3))
+        ombudsman = await _open(gw, "ouv", subject="Recurso à ouvidoria", parent=sac)
+        child, parent = await gw.document(ombudsman), await gw.document(sac)
+        assert (child["parent"], child["children"]) == (sac, [])
+        assert (parent["parent"], parent["children"]) == (None, [ombudsman])
+        assert [e["type"] for e in child["events"]] == ["protocol.opened"]  # the record keeps its own events
+        response = await gw.client.post(f"/v1/protocols/{ombudsman}/resend",
+                                        data='{"channel": "email", "history": true}',
+                                        headers={**gw.headers, "Content-Type": "application/json"})
+        assert response.status == 202, await response.text()
+        async with gw.runtime.db.read() as session:
+            from sqlalchemy import select
+
+            from gateway.store.models import Notification
+            history = (await session.scalars(select(Notification.body_text).where(
+                Notification.template == "protocol_history"))).one()
+        # In order: the SAC's opening and answer, then the ombudsman's opening.
+        entries = history.split("Histórico:")[1]
+        positions = [entries.index(text) for text in ("Cobrança indevida", "Mantivemos a cobrança.",
+                                                      "Recurso à ouvidoria")]
+        assert positions == sorted(positions)
+
+
+async def test_an_unknown_parent_is_refused_naming_the_field(tmp_path, db_url):
+    async with served(make_settings(tmp_path, db_url), OPENED) as gw:
+        response = await gw.post("protocol.opened", "o", {"subject": "s", "consumer": consumer(), "parent": "99999999"})
+        assert response.status == 422
+        assert (await response.json())["errors"] == [{"field": "data.parent",
+                                                      "message": "no protocol 99999999 to escalate"}]

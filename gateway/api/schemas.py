@@ -145,6 +145,8 @@ class ProtocolOut(BaseModel):
     resolved_at: datetime | None
     retention_until: datetime | None
     legal_hold: bool
+    parent: str | None = Field(description="the protocol this one escalates")
+    children: list[str] = Field(description="the protocols escalated from this one")
     events: list[EventOut]
     notifications: list[NotificationOut]
 

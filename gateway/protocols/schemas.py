@@ -149,6 +149,8 @@ class OpenedData(StrictModel):
     # The service looks the name up (an unknown one is 422 naming it); the spec lists the same names.
     profile: Annotated[str, Field(max_length=32, json_schema_extra={"enum": sorted([*PROFILES, *ALIASES])})] | None = None
     metadata: dict[str, Any] | None = Field(None, description=f"any JSON object, nested at most {MAX_DEPTH} levels")
+    parent: str | None = Field(None, pattern=NUMBER_PATTERN,
+                               description="the number of the protocol this one escalates (SAC to ombudsman)")
 
     _single_line = field_validator("subject")(_no_line_breaks)
     _shallow = field_validator("metadata")(shallow)

@@ -30,6 +30,7 @@ from gateway.protocols import ratelimit
 from gateway.protocols.contacts import ContactError, normalize_email, normalize_phone
 from gateway.protocols.event_times import not_after_receipt, within_protocol
 from gateway.protocols.extensions import extended_retention, new_deadline
+from gateway.protocols.links import history_events
 from gateway.protocols.messages import MessageBuilder
 from gateway.protocols.numbering import NumberFormat, next_sequence
 from gateway.protocols.profiles import Profile, UnknownProfile, get_profile, opening_profile, retention_end
@@ -250,6 +251,11 @@ class ProtocolService:
         if data.opened_at is None:  # the CloudEvent's time stands for the opening only without opened_at
             not_after_receipt(event.time, event.time_field, received_at=received_at)
 
+        parent_id = None
+        if data.parent is not None:
+            parent_id = session.scalar(select(Protocol.id).where(Protocol.number == data.parent))
+            if parent_id is None:
+                raise InvalidFields([FieldProblem(f"{prefix}parent", f"no protocol {data.parent} to escalate")])
         if data.number is not None:
             if session.scalar(select(Protocol.id).where(Protocol.number == data.number)) is not None:
                 raise Conflict(f"a protocol with number {data.number} already exists")
@@ -280,6 +286,7 @@ class ProtocolService:
             updated_at=received_at,
             last_event_at=received_at,  # set now, so the insert carries it (no second UPDATE)
             notify=",".join(notify),
+            parent_id=parent_id,
         )
         rows.insert_one(session, protocol)  # written once here; the answer reads it as it is
         targets = {"email": email, "sms": phone}
@@ -378,8 +385,7 @@ class ProtocolService:
                             "'protocols:write'")
         self._limit_resends(session, protocol, target, event.requester, received_at)
         if data.history:
-            events = session.scalars(
-                select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id)).all()
+            events = session.scalars(history_events(protocol.id)).all()  # with an escalated protocol's parent's
             notifications = self.messages.history(protocol, data.channel, target, history_entries(events), received_at)
         else:
             notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, data.channel, target, received_at,
