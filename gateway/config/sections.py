@@ -150,6 +150,7 @@ class ProfileSettings(Section):
     retention_days: int | None = Field(None, ge=0, le=36500)
     categories: dict[str, CategorySettings] = {}
     max_extensions: int | None = Field(None, ge=0, le=10)
+    notify_within: Duration | None = Field(None, gt=0)
 
     @field_validator("timezone")
     @classmethod

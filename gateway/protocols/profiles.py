@@ -59,6 +59,9 @@ class Profile:
     retention_days: int | None = None
     retention_law: str | None = None
     legal_minimum_years: int = 0  # the law's floor: a configured retention may not go below it
+    # Seconds within which the opening confirmation must have been accepted by a provider (the
+    # confirmation_overdue sweep alerts operations otherwise); None: no such rule.
+    notify_within: float | None = None
     # How many times `protocol.deadline_extended` may move a protocol's deadline (0: never).
     max_extensions: int = 0
     # Per category (the protocol's `category`, compared exactly): its own answer clock.
@@ -238,7 +241,7 @@ def apply_overrides(profile: Profile, values: Mapping[str, Any]) -> Profile:
     A ValueError names the key first ("retention_years: ..."), so the settings error names it.
     """
     changes: dict[str, Any] = {}
-    for key in ("answer_days", "business_days", "timezone", "subdiv", "max_extensions"):
+    for key in ("answer_days", "business_days", "timezone", "subdiv", "max_extensions", "notify_within"):
         if values.get(key) is not None:
             changes[key] = values[key]
     if values.get("extra_holidays"):
