@@ -73,3 +73,13 @@ async def test_a_run_after_downtime_catches_up_within_lookback(db, settings):
 def test_notify_within_must_be_a_duration(tmp_path):
     with pytest.raises(ConfigError, match=r"profiles\.br-sac\.notify_within"):
         sweep_settings(tmp_path, "sqlite+aiosqlite:///x.db", profiles={"br-sac": {"notify_within": "soon"}})
+
+
+async def test_br_anatel_has_24_hours_out_of_the_box(tmp_path, db_url, db):
+    settings = sweep_settings(tmp_path, db_url)  # no notify_within set: br-anatel's own 24 hours
+    runner = runner_for(db, settings, schedules_from(settings), Clock(RECEIVED))
+    telecom, general = await add(db, protocol_row(RECEIVED, profile="br-anatel"), protocol_row(RECEIVED))
+    assert (await runner.run("confirmation-overdue", at=RECEIVED + h(23))).considered == 0
+    result = await runner.run("confirmation-overdue", at=RECEIVED + h(24))
+    assert (result.considered, result.notified) == (1, 1)
+    assert {n.protocol_id for n in await notifications(db, template="confirmation_overdue")} == {telecom.id}

@@ -189,7 +189,7 @@ async def test_the_scheduler_registers_every_enabled_sweep_and_runs_each_once_at
         await scheduler.stop()
     assert not scheduler.running and scheduler.not_ready() == "not running"
     warning = next(r for r in caplog.records if getattr(r, "action", None) == "retention_unset")
-    assert warning.profiles == ["es", "co", "cl-sello-sernac"] and warning.levelname == "WARNING"
+    assert warning.profiles == ["es", "co", "cl-sello-sernac", "br-bacen-ouvidoria"] and warning.levelname == "WARNING"
 
 
 async def test_a_run_already_going_is_not_doubled(tmp_path):

@@ -253,3 +253,24 @@ async def test_an_unknown_parent_is_refused_naming_the_field(tmp_path, db_url):
         assert response.status == 422
         assert (await response.json())["errors"] == [{"field": "data.parent",
                                                       "message": "no protocol 99999999 to escalate"}]
+
+
+async def test_sector_profiles_open_with_their_own_clocks(tmp_path, db_url):
+    async with served(make_settings(tmp_path, db_url), OPENED) as gw:
+        deadlines = {}
+        for profile in ("br-ans", "br-anatel", "br-aneel", "br-bacen-ouvidoria"):
+            response = await gw.post("protocol.opened", profile, {"subject": "s", "consumer": consumer(),
+                                                                  "profile": profile})
+            assert response.status == 202, await response.text()
+            deadlines[profile] = (await response.json())["protocol"]["deadline_at"]
+        number = (await (await gw.post("protocol.opened", "x", {"subject": "s", "consumer": consumer(),
+                                                                "profile": "br-aneel"})).json())["protocol"]["number"]
+        first = await (await gw.post("protocol.deadline_extended", "e1",
+                                     {"number": number, "reason": "perícia", "days": 5})).json()
+        second = await gw.post("protocol.deadline_extended", "e2", {"number": number, "reason": "de novo", "days": 5})
+    # Sun 22 Nov: 5 business days are Mon 23..Fri 27; 10 are Mon 23..Fri 4 Dec.
+    assert deadlines == {"br-ans": "2026-11-28T02:59:59Z", "br-anatel": "2026-11-28T02:59:59Z",
+                         "br-aneel": "2026-11-28T02:59:59Z", "br-bacen-ouvidoria": "2026-12-05T02:59:59Z"}
+    # br-aneel allows one exceptional extension (REN 1000/2021 art. 421 §2): Mon 30..Fri 4 Dec.
+    assert first["protocol"]["deadline_at"] == "2026-12-05T02:59:59Z"
+    assert second.status == 422

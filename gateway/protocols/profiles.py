@@ -172,6 +172,33 @@ PROFILES: dict[str, Profile] = {
         # (arts. 55-56, added by Ley 20.555), not every supplier: hence the name.
         Profile("cl-sello-sernac", "CL", "America/Santiago", 10, True,
                 "Ley 19.496 art. 56 (financial providers holding the SERNAC seal)"),
+        # Sector profiles. Their SACs are also bound by Decreto 11.034/2022 (history within 5 days,
+        # record kept 2 years after resolution), as br-sac. The answer clocks below come from
+        # secondary sources where the README says "unverified": each is a setting to check.
+        # ANS RN 623/2024 (in force 2025-07-01, replaced RN 395/2016): coverage requests answered
+        # within 5 business days (10 for high-complexity procedures and elective admissions, 7 for
+        # non-care requests such as a readjustment: category rules). Unverified against the text.
+        Profile("br-ans", "BR", "America/Sao_Paulo", 5, True, "ANS RN 623/2024",
+                history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
+                retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2),
+        # ANATEL RGC, Resolução 765/2023 (most of it in force 2025-09-01): the protocol number by SMS or
+        # email within 24 hours (RGC 632/2014 art. 7 §3 had the same; the 765 article is unverified);
+        # complaints answered within 5 business days (unverified).
+        Profile("br-anatel", "BR", "America/Sao_Paulo", 5, True, "Anatel Resolução 765/2023 (RGC)",
+                history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
+                retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2, notify_within=24 * 3600.0),
+        # ANEEL REN 1000/2021 art. 421: a complaint answered in writing, by the channel of the protocol
+        # where possible (arts. 406, 416), within 5 business days (10 with a technical visit: a category
+        # rule); §2 allows one exceptional extension of the conclusive answer. Read in ANEEL's answers
+        # to the REN 1000 FAQ, not in the article's text.
+        Profile("br-aneel", "BR", "America/Sao_Paulo", 5, True, "ANEEL REN 1000/2021 art. 421",
+                history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
+                retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2, max_extensions=1),
+        # Resolução CMN 4.860/2020 (amended by 5.182/2024): the ombudsman's answer within 10 business
+        # days, extendable once, exceptionally and with reasons (unverified). The record's retention
+        # (reported as 5 years at the BCB's disposal) is unverified: a setting.
+        Profile("br-bacen-ouvidoria", "BR", "America/Sao_Paulo", 10, True,
+                "Resolução CMN 4.860/2020", max_extensions=1),
     )
 }
 
