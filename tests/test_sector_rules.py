@@ -274,3 +274,18 @@ async def test_sector_profiles_open_with_their_own_clocks(tmp_path, db_url):
     # br-aneel allows one exceptional extension (REN 1000/2021 art. 421 §2): Mon 30..Fri 4 Dec.
     assert first["protocol"]["deadline_at"] == "2026-12-05T02:59:59Z"
     assert second.status == 422
+
+
+def test_the_anonymization_audit_names_a_retention_extension(tmp_path):
+    from types import SimpleNamespace
+
+    from gateway.protocols.profiles import Profiles
+    from gateway.sweeps.retention import _rule
+
+    profiles = Profiles.from_settings(make_settings(tmp_path, "sqlite+aiosqlite:///x.db"))
+    end = datetime(2031, 11, 22, 14, 43, tzinfo=timezone.utc)
+    row = SimpleNamespace(profile="br-sac", status="resolved", retention_extension_years=3)
+    rule = _rule(profiles, row, end, 30 * 86400.0, "retention-expiry")
+    assert "extended by 3 years (protocol.retention_extended)" in rule and "Decreto 11.034/2022 art. 12 §5" in rule
+    assert "extended" not in _rule(profiles, SimpleNamespace(profile="br-sac", status="resolved",
+                                                             retention_extension_years=0), end, 0.0, "r")
