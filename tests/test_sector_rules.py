@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from gateway.protocols.numbering import NumberFormat, damm_valid
 from tests.helpers import make_settings
 from tests.sector_helpers import consumer, served
+from tests.test_consumer_asks import gw  # noqa: F401  (a fixture: a gateway with inbound SMS)
 
 # Sunday 2026-11-22 11:43 in São Paulo.
 OPENED = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
@@ -289,3 +290,15 @@ def test_the_anonymization_audit_names_a_retention_extension(tmp_path):
     assert "extended by 3 years (protocol.retention_extended)" in rule and "Decreto 11.034/2022 art. 12 §5" in rule
     assert "extended" not in _rule(profiles, SimpleNamespace(profile="br-sac", status="resolved",
                                                              retention_extension_years=0), end, 0.0, "r")
+
+
+async def test_the_history_asked_for_by_sms_of_an_escalated_protocol_includes_the_parents(gw):  # noqa: F811
+    sac = await gw.open("sac")
+    status, _ = await gw.event({"specversion": "1.0", "id": "sac-r", "source": "urn:test:crm",
+                                "type": "protocol.resolved", "data": {"number": sac, "resolution": "Mantivemos."}})
+    assert status == 202
+    ombudsman = await gw.open("ouv", subject="Recurso à ouvidoria", parent=sac)
+    await gw.sms_in("+5511987654321", f"Histórico {ombudsman}", "SM-escalated")
+    # Too long for one SMS: a short SMS and the whole history by email (either way, the parent's is in it).
+    replies = " ".join(n.body_text for n in await gw.notifications(template="protocol_history"))
+    assert ombudsman in replies and "Mantivemos." in replies and "Recurso à ouvidoria" in replies
