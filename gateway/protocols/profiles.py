@@ -177,7 +177,8 @@ PROFILES: dict[str, Profile] = {
         # secondary sources where the README says "unverified": each is a setting to check.
         # ANS RN 623/2024 (in force 2025-07-01, replaced RN 395/2016): coverage requests answered
         # within 5 business days (10 for high-complexity procedures and elective admissions, 7 for
-        # non-care requests such as a readjustment: category rules). Unverified against the text.
+        # non-care requests such as a readjustment: category rules). Unverified against the text, and
+        # the summaries read disagree (one says 3 business days for care requests).
         Profile("br-ans", "BR", "America/Sao_Paulo", 5, True, "ANS RN 623/2024",
                 history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
                 retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2),
