@@ -21,7 +21,7 @@ from gateway.config import ConfigError
 from gateway.protocols.profiles import ALIASES, PROFILES, Profiles, get_profile
 from gateway.store.migrate import alembic_config
 from tests.helpers import FixedClock, admin_key, make_settings, opened_event
-from tests.test_migration_0005 import empty_db, protocols, upgrade_to  # noqa: F401 (a fixture)
+from tests.test_migration_0005 import empty_db, events, protocols, upgrade_to  # noqa: F401 (a fixture)
 
 RECEIVED = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 
@@ -91,6 +91,10 @@ async def test_rows_stored_under_the_old_name_are_renamed_by_the_migration(empty
             id=i, number=f"100000{i}", issued_by="gateway", status="open", subject="s", profile=profile,
             consumer_locale="es", consumer_timezone="America/Santiago", opened_at=RECEIVED, received_at=RECEIVED,
             updated_at=RECEIVED) for i, profile in ((1, "cl"), (2, "br-sac"))])
+        # An event pointing at a protocol: a migration that copied `protocols` would fail on it.
+        await conn.execute(events.insert(), [dict(
+            id=1, protocol_id=1, source="urn:test", event_id="e1", type="protocol.opened", fingerprint="sha256:x",
+            occurred_at=RECEIVED, received_at=RECEIVED, data={}, answer={})])
     await upgrade_to(db, "0007")
     async with db.writer.begin() as conn:
         rows = (await conn.execute(sa.select(protocols.c.number, protocols.c.profile).order_by("number"))).all()
@@ -98,3 +102,5 @@ async def test_rows_stored_under_the_old_name_are_renamed_by_the_migration(empty
         await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0005"))
         rows = (await conn.execute(sa.select(protocols.c.profile).order_by("number"))).all()
         assert [r[0] for r in rows] == ["cl", "br-sac"]
+        columns = await conn.run_sync(lambda c: {col["name"] for col in sa.inspect(c).get_columns("protocols")})
+        assert "parent_id" not in columns and "retention_extension_years" not in columns

@@ -22,12 +22,13 @@ _RENAMED = {"cl": "cl-sello-sernac"}  # old -> new, as gateway.protocols.profile
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("protocols", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("retention_extension_years", sa.Integer(), server_default=sa.text("0"),
+    # recreate="never": on SQLite these are plain ALTERs. Copying `protocols` instead would fail
+    # on any database with events in it (their foreign keys refuse the DROP of the old table).
+    with op.batch_alter_table("protocols", schema=None, recreate="never") as batch_op:
+        batch_op.add_column(sa.Column("retention_extension_years", sa.Integer(), server_default="0",
                                       nullable=False))
         batch_op.add_column(sa.Column("parent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
                                       nullable=True))
-        batch_op.create_foreign_key(batch_op.f("fk_protocols_parent_id_protocols"), "protocols", ["parent_id"], ["id"])
         batch_op.create_index(batch_op.f("ix_protocols_parent_id"), ["parent_id"], unique=False)
     for old, new in _RENAMED.items():
         op.execute(_PROTOCOLS.update().where(_PROTOCOLS.c.profile == old).values(profile=new))
@@ -36,8 +37,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for old, new in _RENAMED.items():
         op.execute(_PROTOCOLS.update().where(_PROTOCOLS.c.profile == new).values(profile=old))
-    with op.batch_alter_table("protocols", schema=None) as batch_op:
+    with op.batch_alter_table("protocols", schema=None, recreate="never") as batch_op:
         batch_op.drop_index(batch_op.f("ix_protocols_parent_id"))
-        batch_op.drop_constraint(batch_op.f("fk_protocols_parent_id_protocols"), type_="foreignkey")
-        batch_op.drop_column("parent_id")
+        batch_op.drop_column("parent_id")  # SQLite 3.35 and later drop a column in place
         batch_op.drop_column("retention_extension_years")
