@@ -210,7 +210,7 @@ CONTACT = st.fixed_dictionaries({}, optional={
     "timezone": st.sampled_from(["America/Sao_Paulo", "Europe/Madrid", "Mars/Olympus", "UTC"])})
 OPENED = st.fixed_dictionaries({"subject": TEXT, "consumer": CONTACT}, optional={
     "category": TEXT, "channel": st.sampled_from(["phone", "web", "fax"]), "profile": st.sampled_from(
-        ["br-sac", "br-sac-2008", "es", "co", "cl", "mars"]),
+        ["br-sac", "br-sac-2008", "es", "co", "cl-sello-sernac", "cl", "mars"]),
     "notify": st.lists(st.sampled_from(["email", "sms"]), max_size=2, unique=True),
     "number": st.from_regex(r"\A[0-9]{6,30}\Z") | TEXT,
     "opened_at": st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.isoformat()) | TEXT,

@@ -14,7 +14,8 @@ from gateway.protocols import reports, search
 REF = "#/components/schemas/{model}"
 # Requests whose text is stored (each event type with its own `data`; dead letters' reasons)...
 _STORED = [s.CloudEventIn, *s.EVENT_ENVELOPES.values(), s.OpenedData, s.UpdatedData, s.ResolvedData,
-           s.ReopenedData, s.ResendData, s.ResendRequest, s.OutboxRetryRequest, s.OutboxRequeueRequest]
+           s.ReopenedData, s.ResendData, s.ResendRequest, s.DeadlineExtendedData, s.RetentionExtendedData,
+           s.OutboxRetryRequest, s.OutboxRequeueRequest]
 # ...and the rest: a preview (it stores nothing) and what the gateway answers.
 _OTHERS = [s.TemplatePreviewRequest, s.EventAnswer, s.BatchAnswer, s.Problem, s.ProtocolOut, s.Health,
            s.TemplatePreview, s.TemplateList, s.ProtocolExport, s.OutboxList, s.OutboxItem, s.OutboxRequeueAnswer,

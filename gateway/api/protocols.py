@@ -17,6 +17,7 @@ from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
 from gateway.clock import iso
 from gateway.errors import FieldProblem, InvalidFields, NotFound
+from gateway.protocols.links import children_numbers, parent_number
 from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Event, Notification, Protocol
 
@@ -41,10 +42,13 @@ async def get_protocol(request: web.Request) -> web.Response:
             select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id))).all()
         notifications = (await session.scalars(
             select(Notification).where(Notification.protocol_id == protocol.id).order_by(Notification.id))).all()
-    return web.json_response(protocol_document(protocol, events, notifications))
+        links = {"parent": await session.scalar(parent_number(protocol)) if protocol.parent_id else None,
+                 "children": list((await session.scalars(children_numbers(protocol))).all())}
+    return web.json_response(protocol_document(protocol, events, notifications, links))
 
 
-def protocol_document(protocol: Protocol, events: Any, notifications: Any) -> dict[str, Any]:
+def protocol_document(protocol: Protocol, events: Any, notifications: Any,
+                      links: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "number": protocol.number,
         "status": protocol.status,
@@ -56,6 +60,7 @@ def protocol_document(protocol: Protocol, events: Any, notifications: Any) -> di
         "resolved_at": iso(protocol.resolved_at),
         "retention_until": iso(protocol.retention_until),
         "legal_hold": protocol.legal_hold,
+        **(links or {"parent": None, "children": []}),
         "events": [
             {"type": e.type, "occurred_at": iso(e.occurred_at), "received_at": iso(e.received_at), "data": e.data,
              "key": e.key_name}

@@ -13,6 +13,7 @@ from gateway.delivery.admin import ALIASES, RETRYABLE, STATUSES
 # The event data shapes are the domain's; they are part of the HTTP contract too.
 from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.py and the handlers)
     EVENT_DATA,
+    DeadlineExtendedData,
     MAX_DEPTH,
     NUMBER_PATTERN,
     NotificationStatus,
@@ -22,6 +23,7 @@ from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.
     ResendData,
     ResendRequest,
     ResolvedData,
+    RetentionExtendedData,
     StrictModel,
     Time,
     UpdatedData,
@@ -38,7 +40,8 @@ class CloudEventIn(BaseModel):
     id: str = Field(min_length=1, max_length=500)
     source: str = Field(min_length=1, max_length=500)
     type: Literal[
-        "protocol.opened", "protocol.updated", "protocol.resolved", "protocol.reopened", "protocol.resend_requested"
+        "protocol.opened", "protocol.updated", "protocol.resolved", "protocol.reopened", "protocol.resend_requested",
+        "protocol.deadline_extended", "protocol.retention_extended",
     ]
     time: Time | None = None
     datacontenttype: str | None = Field(None, pattern=r"^application/json\s*(;.*)?$",
@@ -145,6 +148,8 @@ class ProtocolSummary(BaseModel):
 class ProtocolOut(ProtocolSummary):
     retention_until: datetime | None
     legal_hold: bool
+    parent: str | None = Field(description="the protocol this one escalates")
+    children: list[str] = Field(description="the protocols escalated from this one")
     events: list[EventOut]
     notifications: list[NotificationOut]
 

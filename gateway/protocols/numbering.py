@@ -1,4 +1,5 @@
-"""Protocol numbers: digits only, a date part, a never-reused sequence, a check digit.
+"""Protocol numbers: digits only, a date part, a never-reused sequence, a check digit
+(or none, `gateway.check_digit = "none"`), and any literal digits the format holds.
 
 Damm by default: it catches every single-digit error and every adjacent transposition,
 where Luhn misses 09<->90. The sequence is global, not per day, so a number is never
@@ -53,7 +54,16 @@ def luhn_valid(number: str) -> bool:
     return number.isascii() and number.isdigit() and luhn_digit(number[:-1]) == number[-1]
 
 
-CHECK_DIGITS = {"damm": (damm_digit, damm_valid), "luhn": (luhn_digit, luhn_valid)}
+def no_digit(digits: str) -> str:
+    return ""
+
+
+def digits_only(number: str) -> bool:
+    return number.isascii() and number.isdigit()
+
+
+# "none": for layouts a regulator fixes digit by digit, where an extra digit would break them.
+CHECK_DIGITS = {"damm": (damm_digit, damm_valid), "luhn": (luhn_digit, luhn_valid), "none": (no_digit, digits_only)}
 
 
 class NumberFormat:

@@ -84,6 +84,12 @@ class Protocol(Base):
     # The last event about this protocol: a protocol silent for long counts as abandoned for retention.
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Years added to the record's retention by protocol.retention_extended (a regulator's complaint).
+    retention_extension_years: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The protocol this one escalates (SAC to ombudsman), if any. No foreign key in the database:
+    # adding one makes SQLite copy the whole table, which its foreign keys then refuse; the service
+    # sets it only to a protocol it has just found, and protocols are never deleted.
+    parent_id: Mapped[int | None] = mapped_column(Id, index=True)
 
     @validates("consumer_email")
     def _keep_email_digest(self, _key: str, value: str | None) -> str | None:

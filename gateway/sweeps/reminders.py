@@ -156,7 +156,7 @@ def _reminder(ctx: SweepContext, offset: Offset, row: Row[Any], opted_out: set[s
     key = f"reminder:{ctx.schedule.name}:{row.id}:{int(row.deadline_at.timestamp())}:{offset.label}"
     reason = f"{ctx.schedule.name}: {offset.label} before the deadline"
     if ctx.schedule.audience == "operations":
-        return Plan(row.id, row.deadline_at, "sent", _to_operations(ctx, row, key, reason, extra))
+        return Plan(row.id, row.deadline_at, "sent", to_operations(ctx, row, key, reason, extra))
     return _to_consumer(ctx, row, opted_out, key, reason, extra)
 
 
@@ -168,10 +168,10 @@ def _overdue(ctx: SweepContext, row: Row[Any]) -> Plan:
     key = f"overdue:{ctx.schedule.name}:{row.id}:{int(row.deadline_at.timestamp())}"
     extra = {"overdue": {"hours": int(late.total_seconds() // 3600)}}
     return Plan(row.id, row.deadline_at, "sent",
-                _to_operations(ctx, row, key, f"{ctx.schedule.name}: deadline passed", extra))
+                to_operations(ctx, row, key, f"{ctx.schedule.name}: deadline passed", extra))
 
 
-def _to_operations(ctx: SweepContext, row: Row[Any], key: str, reason: str, extra: dict[str, Any]) -> list[Notification]:
+def to_operations(ctx: SweepContext, row: Row[Any], key: str, reason: str, extra: dict[str, Any]) -> list[Notification]:
     assert ctx.schedule.template is not None
     context = ctx.ops_context(protocol=protocol_fields(row), **extra)
     rendered = ctx.templates.render(ctx.schedule.template, "email", ctx.ops_locale, context)
