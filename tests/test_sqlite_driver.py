@@ -9,6 +9,7 @@ from sqlalchemy import event, select, text
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
+from gateway.delivery import outbox
 from gateway.store import rows
 from gateway.store.models import Notification, Protocol
 from tests.helpers import opened_event
@@ -96,3 +97,18 @@ async def test_an_events_own_statements_bypass_sqlalchemys_execution_on_sqlite(r
         stored = (await session.scalars(select(Notification).order_by(Notification.id))).all()
     assert [n.id for n in stored] == [n["id"] for n in outcome.body["notifications"]]
     assert all(n.status == "queued" and n.created_at == NOW for n in stored)
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_an_async_session_on_sqlite_keeps_sqlalchemys_path(runtime):
+    """Under `AsyncSession.run_sync` the driver is aiosqlite's, whose calls are coroutines: the
+    rows go through SQLAlchemy there (the inbound SMS reply and the sweeps enqueue this way)."""
+    await prepare(runtime)
+    protocol = _protocol("100000000003")
+    await runtime.db.transact(lambda session: rows.insert_one(session, protocol))
+    queued = [_notification(protocol.id), _notification(protocol.id)]
+    async with runtime.db.write() as session:
+        await session.run_sync(outbox.enqueue, queued)
+    async with runtime.db.read() as session:
+        stored = (await session.scalars(select(Notification.id).where(Notification.protocol_id == protocol.id))).all()
+    assert sorted(stored) == [n.id for n in queued]

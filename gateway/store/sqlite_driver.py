@@ -27,16 +27,28 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from gateway.store.database import LentConnection
 from gateway.store.types import UTCDateTime
 
 Convert = Callable[[Any], Any]
 
 
+_RAW = "gateway.sqlite3"  # where a session keeps the answer of `connection`: asked per statement
+
+
 def connection(session: Session) -> Any | None:
-    """The sqlite3 connection under `session`'s transaction, or None on another database."""
-    if session.bind.dialect.name != "sqlite":  # type: ignore[union-attr]
-        return None
-    return session.connection().connection.driver_connection
+    """The sqlite3 connection under `session`'s transaction (a `Database.transact` one), or None:
+    on PostgreSQL, and on SQLite under an `AsyncSession.run_sync`, whose driver is aiosqlite's."""
+    if _RAW in session.info:
+        return session.info[_RAW]
+    raw = None
+    if session.bind.dialect.name == "sqlite":  # type: ignore[union-attr]
+        driver = session.connection().connection.driver_connection
+        # The writer's or a reader's sqlite3 connection, lent to the sync engine (store/database.py).
+        if isinstance(driver, LentConnection):
+            raw = driver
+    session.info[_RAW] = raw
+    return raw
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:
