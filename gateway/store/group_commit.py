@@ -4,9 +4,12 @@ An event's transaction is short (a few inserts), and on SQLite there is one writ
 fifty clients, fifty transactions queue for it one after the other, each paying its own
 BEGIN, COMMIT and trip to the database thread. Here the first caller starts a
 transaction at once (no waiting for company: an idle gateway adds no latency), and
-whoever arrives while it runs waits for the next one, which takes all of them. Each
-member runs inside its own SAVEPOINT, so one that fails (a conflict, a bad field) is
-rolled back alone and gets its own exception; the others commit.
+whoever arrives while it runs waits for the next one, which takes all of them. A batch
+first runs its members one after the other with nothing between them; if one raises, that
+transaction is rolled back and the batch runs again with each member inside its own
+SAVEPOINT, so one that fails (a conflict, a bad field) is rolled back alone and gets its
+own exception; the others commit. Members fail seldom, and a savepoint is two statements
+per member: on PostgreSQL two round trips, on SQLite a twentieth of an event's CPU.
 
 Nothing is acknowledged before its commit: every member's future is resolved only after
 the transaction holding it committed, and if the commit fails, every member fails.
@@ -21,6 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from gateway.store.database import Database
+from gateway.store.outage import database_unavailable
 
 T = TypeVar("T")
 MAX_BATCH = 64  # members per transaction: bounds how long the writer is held at once
@@ -65,7 +69,12 @@ class GroupCommit:
             if len(functions) == 1:  # alone: no savepoint needed, its failure is the transaction's
                 outcomes = [(True, await self.db.transact(functions[0]))]
             else:
-                outcomes = await self.db.transact(lambda session: [_member(session, fn) for fn in functions])
+                try:
+                    outcomes = [(True, v) for v in await self.db.transact(lambda session: _all(session, functions))]
+                except _MemberFailed as failed:
+                    if database_unavailable(failed.__cause__):  # the same again would only fail again, later
+                        raise failed.__cause__ from None  # type: ignore[misc]
+                    outcomes = await self.db.transact(lambda session: [_member(session, fn) for fn in functions])
         except BaseException as exc:  # the commit failed (or never happened): nobody is acknowledged
             for _, future in batch:
                 if not future.done():
@@ -82,6 +91,20 @@ class GroupCommit:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+
+class _MemberFailed(Exception):
+    """A member raised in a batch run without savepoints: run the batch again with them."""
+
+
+def _all(session: Session, functions: list[Callable[[Session], Any]]) -> list[Any]:
+    values = []
+    for fn in functions:
+        try:
+            values.append(fn(session))
+        except Exception as exc:
+            raise _MemberFailed() from exc
+    return values
 
 
 def _member(session: Session, fn: Callable[[Session], T]) -> tuple[bool, Any]:
