@@ -8,12 +8,14 @@ import signal
 from datetime import datetime, timezone
 
 import aiohttp
+import asyncpg
 import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
+from gateway.delivery import outbox
 from gateway.errors import Conflict, InvalidFields
 from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
@@ -181,3 +183,40 @@ async def test_waiting_members_are_cancelled_with_the_leader_not_left_hanging(ru
     results = await asyncio.wait_for(asyncio.gather(first, *waiting, return_exceptions=True), timeout=10)
     assert all(isinstance(r, asyncio.CancelledError) for r in results[1:])
     assert commits._leader is None
+
+
+@pytest.mark.parametrize("engine_name", ["postgresql"])
+async def test_one_notify_per_transaction_and_kept_when_a_member_fails(runtime, db_url):
+    """Events sharing a commit send one NOTIFY (a round trip each before); one noted by a member
+    that failed went with its savepoint, so the next member sends its own."""
+    await prepare(runtime)
+    engine = runtime.db.writer.sync_engine
+    notifies: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        if "pg_notify" in statement:
+            notifies.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", seen)
+    try:
+        events = [to_incoming(opened_event(f"n-{i}", notify=["email"])) for i in range(20)]
+        await asyncio.gather(*(runtime.service.handle(e, received_at=NOW) for e in events))
+        assert len(notifies) == runtime.service.commits.transactions < 20
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", seen)
+
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    await listener.add_listener("gateway_outbox", lambda *args: woken.put_nowait(args[2]))
+    try:
+        def notify_then_fail(session):
+            outbox.notify(session)
+            raise Conflict("refused after noting its NOTIFY")
+
+        commits = GroupCommit(runtime.db)
+        results = await asyncio.gather(commits.run(notify_then_fail), commits.run(outbox.notify),
+                                       return_exceptions=True)
+        assert isinstance(results[0], Conflict) and results[1] is None and commits.transactions == 1
+        assert await asyncio.wait_for(woken.get(), 5) == "gateway_outbox"
+    finally:
+        await listener.close()

@@ -108,8 +108,12 @@ def _all(session: Session, functions: list[Callable[[Session], Any]]) -> list[An
 
 
 def _member(session: Session, fn: Callable[[Session], T]) -> tuple[bool, Any]:
+    info = dict(session.info)
     try:
         with session.begin_nested():
             return True, fn(session)
     except Exception as exc:  # rolled back to its savepoint; the rest of the batch goes on
+        # What the member noted in session.info went with its savepoint (e.g. "the NOTIFY is sent").
+        session.info.clear()
+        session.info.update(info)
         return False, exc
