@@ -25,6 +25,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from gateway.api.scopes import SCOPES  # noqa: F401 (keys.SCOPES, as callers know it)
 from gateway.store.database import Database
 from gateway.store.models import ApiKey
 
@@ -35,7 +36,6 @@ _cache: weakref.WeakKeyDictionary[Database, dict[str, tuple[float, str, KeyInfo]
 # Per Database: key id -> the read in flight, which every request that needs the row awaits.
 _reading: weakref.WeakKeyDictionary[Database, dict[str, asyncio.Future[ApiKey | None]]] = weakref.WeakKeyDictionary()
 
-SCOPES = ("events:write", "protocols:read", "protocols:write", "templates:read", "outbox:admin", "admin")
 PREFIX = "pgw"
 MAX_SOURCE = 500  # characters: a CloudEvents source is stored in a column of this size
 
