@@ -23,17 +23,14 @@ from sqlalchemy import ColumnElement, and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import parse_duration
+from gateway.delivery.admin_options import ATTENTION, DEFAULT_LIMIT, MAX_LIMIT, RETRYABLE, STATUSES  # noqa: F401
 from gateway.errors import Conflict, NotFound
 from gateway.observability import mask
 from gateway.store.models import ACTIVE_STATUSES, Attempt, Notification, Protocol, ProviderCallback
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled")
-RETRYABLE = ("dead", "failed", "undelivered", "unknown", "queued")
-ATTENTION = ("dead", "failed", "undelivered", "unknown")  # what `outbox list` shows by default
 ALIASES = {"pending": ACTIVE_STATUSES, "attention": ATTENTION, "all": STATUSES}
-DEFAULT_LIMIT, MAX_LIMIT = 50, 1000
 
 
 def parse_statuses(text: str | None) -> tuple[str, ...]:

@@ -69,10 +69,15 @@ def enqueue(session: Session, notifications: list[Notification]) -> None:
 _PG_NOTIFY = text("SELECT pg_notify('gateway_outbox', '')")
 
 
+_NOTIFIED = "gateway.outbox_notified"  # in session.info: one NOTIFY wakes them for the whole transaction
+
+
 def notify(session: Session) -> None:
-    """On PostgreSQL, wake the other gateways' dispatchers when this transaction commits."""
-    if session.bind.dialect.name == "postgresql":
+    """On PostgreSQL, wake the other gateways' dispatchers when this transaction commits: once per
+    transaction, however many events share it (a round trip each)."""
+    if session.bind.dialect.name == "postgresql" and not session.info.get(_NOTIFIED):
         session.execute(_PG_NOTIFY)
+        session.info[_NOTIFIED] = True
 
 
 # The dispatcher runs these on every turn: built once (per dialect, per limit), the values

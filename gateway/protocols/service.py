@@ -44,7 +44,7 @@ from gateway.protocols.schemas import (
     UpdatedData,
 )
 from gateway.rendering.context import history_entries
-from gateway.store import rows
+from gateway.store import rows, sqlite_driver
 from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
 from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
@@ -61,6 +61,9 @@ IDEMPOTENCY_RETRIES = 3
 _SAME_EVENT = select(Event).where(Event.source == bindparam("source"), Event.event_id == bindparam("event_id"))
 _SET_ANSWER = (update(Event.__table__).where(Event.__table__.c.id == bindparam("row_id"))
                .values(answer=bindparam("answer", type_=Event.__table__.c.answer.type)))
+# The same two on SQLite, straight to the driver on the writer's connection (store/sqlite_driver.py).
+_SQLITE_SAME_EVENT = "SELECT fingerprint, answer FROM events WHERE source = ? AND event_id = ?"
+_SQLITE_SET_ANSWER = "UPDATE events SET answer = ? WHERE id = ?"
 
 
 @dataclass(frozen=True)
@@ -174,11 +177,13 @@ class ProtocolService:
 
     def _apply_in(self, session: Session, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
         """The event's whole transaction, as a function of the session (see GroupCommit)."""
-        previous = session.scalar(_SAME_EVENT, {"source": event.source, "event_id": event.id})
+        raw = sqlite_driver.connection(session)
+        previous = self._previous(session, raw, event)
         if previous is not None:
-            if previous.fingerprint != digest:
+            fingerprint_was, answer_was = previous
+            if fingerprint_was != digest:
                 raise Conflict(f"event id {event.id!r} from this source was already used with different data")
-            return Outcome(body={**previous.answer, "duplicate": True}, duplicate=True)
+            return Outcome(body={**answer_was, "duplicate": True}, duplicate=True)
 
         change = self._handlers[event.type](session, event, received_at)
         change.protocol.last_event_at = received_at
@@ -203,9 +208,21 @@ class ProtocolService:
             change.request.notification_id = change.notifications[-1].id if change.notifications else None
             session.add(change.request)
         row.answer = self._answer(change)  # it names the notifications' ids: known only now
-        session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
+        if raw is not None:
+            sqlite_driver.execute(raw, _SQLITE_SET_ANSWER, (json.dumps(row.answer), row.id))
+        else:
+            session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
         return Outcome(body={**row.answer, "duplicate": False}, duplicate=False,
                        enqueued=len(change.notifications) + len(change.notices))
+
+    @staticmethod
+    def _previous(session: Session, raw: Any, event: IncomingEvent) -> tuple[str, dict[str, Any]] | None:
+        """The fingerprint and answer of the event already stored under this (source, id), if any."""
+        if raw is not None:
+            found = sqlite_driver.query_one(raw, _SQLITE_SAME_EVENT, (event.source, event.id))
+            return None if found is None else (found[0], sqlite_driver.json_value(found[1]))
+        previous = session.scalar(_SAME_EVENT, {"source": event.source, "event_id": event.id})
+        return None if previous is None else (previous.fingerprint, previous.answer)
 
     @staticmethod
     def _answer(change: _Change) -> dict[str, Any]:
