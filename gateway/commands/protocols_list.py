@@ -10,13 +10,16 @@ import asyncio
 import json
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.commands.database import with_database
 from gateway.commands.protocols import _actions
 from gateway.errors import InvalidFields
-from gateway.protocols import search
-from gateway.store.database import Database
+from gateway.protocols.query_limits import DEFAULT_LIMIT, MAX_LIMIT
+
+if TYPE_CHECKING:
+    from gateway.protocols import search
+    from gateway.store.database import Database
 
 EXIT_USAGE = 2
 # Options that take a value, by the query parameter each stands for.
@@ -24,6 +27,8 @@ VALUED = ("number", "phone", "email", "status", "category", "profile", "opened_f
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from gateway.protocols import search  # here: `--help` need not load SQLAlchemy
+
     query = {name: getattr(args, name) for name in VALUED if getattr(args, name) is not None}
     if args.overdue:
         query["overdue"] = "true"
@@ -70,7 +75,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--profile")
     listing.add_argument("--opened-from", dest="opened_from", metavar="YYYY-MM-DD", help="in gateway.timezone")
     listing.add_argument("--opened-to", dest="opened_to", metavar="YYYY-MM-DD", help="in gateway.timezone, included")
-    listing.add_argument("--limit", help=f"at most {search.MAX_LIMIT} (default {search.DEFAULT_LIMIT})")
+    listing.add_argument("--limit", help=f"at most {MAX_LIMIT} (default {DEFAULT_LIMIT})")
     listing.add_argument("--cursor", help="the value after `more: --cursor` of the previous page")
     listing.add_argument("--format", choices=("table", "json"), default="table")
     listing.set_defaults(func=cmd_list)

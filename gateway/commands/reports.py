@@ -10,17 +10,23 @@ import asyncio
 import json
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.commands.database import with_database
+from gateway.commands.docs import module_doc
 from gateway.errors import InvalidFields
-from gateway.protocols import reports
-from gateway.store.database import Database
+from gateway.protocols.query_limits import DEFAULT_DAYS, GROUPS
+
+if TYPE_CHECKING:
+    from gateway.protocols import reports
+    from gateway.store.database import Database
 
 EXIT_USAGE = 2
 
 
 def cmd_compliance(args: argparse.Namespace) -> int:
+    from gateway.protocols import reports  # here: `--help` need not load SQLAlchemy
+
     now = datetime.now(timezone.utc)
     query = {"group_by": args.group_by, **{k: v for k, v in (("from", args.first), ("to", args.last)) if v}}
     try:
@@ -67,10 +73,10 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     actions = group.add_subparsers(dest="reports_command", required=True, metavar="REPORT")
     compliance = actions.add_parser(
         "compliance", parents=[common], help="per category, profile or channel: deadlines met, requests in time",
-        description=reports.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=module_doc("gateway.protocols.reports"), formatter_class=argparse.RawDescriptionHelpFormatter)
     compliance.add_argument("--from", dest="first", metavar="YYYY-MM-DD",
-                            help=f"first day opened (default: {reports.DEFAULT_DAYS} days before --to)")
+                            help=f"first day opened (default: {DEFAULT_DAYS} days before --to)")
     compliance.add_argument("--to", dest="last", metavar="YYYY-MM-DD", help="last day opened, included (default: today)")
-    compliance.add_argument("--group-by", dest="group_by", choices=reports.GROUPS, default="category")
+    compliance.add_argument("--group-by", dest="group_by", choices=GROUPS, default="category")
     compliance.add_argument("--format", choices=("table", "json", "csv"), default="table")
     compliance.set_defaults(func=cmd_compliance)

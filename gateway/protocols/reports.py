@@ -24,9 +24,8 @@ from gateway.errors import FieldProblem, InvalidFields
 from gateway.protocols.search import day_start, parse_day
 from gateway.store.models import ConsumerRequest, Notification, Protocol
 
-GROUPS = ("category", "profile", "channel")
 PARAMETERS = ("from", "to", "group_by", "format")
-DEFAULT_DAYS = 30  # without `from`: the 30 days ending with `to`
+from gateway.protocols.query_limits import DEFAULT_DAYS, GROUPS  # noqa: E402,F401 (reports.GROUPS, as callers know it)
 MAX_DAYS = 3660    # about ten years: far past any retention, short of a scan of everything by mistake
 OPEN_STATUSES = ("open", "reopened")
 COUNTS = ("opened", "resolved", "resolved_within_deadline", "open_past_deadline", "requests",

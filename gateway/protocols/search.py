@@ -27,7 +27,7 @@ from gateway.protocols.contacts import ContactError, normalize_email, normalize_
 from gateway.protocols.schemas import NUMBER_PATTERN
 from gateway.store.models import Protocol, email_digest
 
-DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+from gateway.protocols.query_limits import DEFAULT_LIMIT, MAX_LIMIT  # noqa: E402,F401 (search.MAX_LIMIT, as callers know it)
 STATUSES = ("open", "resolved", "reopened", "anonymized")
 OPEN_STATUSES = ("open", "reopened")
 PARAMETERS = ("number", "phone", "email", "status", "overdue", "category", "profile", "opened_from", "opened_to",
