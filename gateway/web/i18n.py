@@ -84,6 +84,8 @@ PT_BR: dict[str, str] = {
     "Why": "Motivo",
     "Tries": "Tentativas",
     "Created": "Criada em",
+    "Last used": "Último uso",
+    "never": "nunca",
     "Compliance report": "Relatório de conformidade",
     "From": "De",
     "To": "Até",
