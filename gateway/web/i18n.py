@@ -24,6 +24,8 @@ PT_BR: dict[str, str] = {
     "A key with the scope console or admin.": "Uma chave com o escopo console ou admin.",
     "That key cannot sign in: it is wrong, revoked, or lacks the scope console.":
         "Essa chave não pode entrar: está errada, revogada ou não tem o escopo console.",
+    "Too many failed sign-ins from your address: try again in {minutes} min.":
+        "Tentativas de entrada falhas demais a partir do seu endereço: tente de novo em {minutes} min.",
     "Signed in as": "Conectado como",
     "until": "até",
     "Main menu": "Menu principal",
