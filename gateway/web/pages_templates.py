@@ -35,10 +35,7 @@ async def list_templates(request: web.Request) -> web.StreamResponse:
 
 @page("templates:read")
 async def show_template(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    templates = request.app[TEMPLATES]
-    if name not in templates.names():
-        raise NotFound("no such template")
+    name, templates = _named(request)
     source = await request.post() if request.method == "POST" else request.query
     locale = str(source.get("locale", "")) or None
     typed = str(source.get("data", "")).strip()
@@ -55,10 +52,7 @@ async def show_template(request: web.Request) -> web.StreamResponse:
 @page("templates:read")
 async def post_draft(request: web.Request) -> web.StreamResponse:
     """The scratch pad: a draft of this template's files rendered with its sample (and data typed in), never saved."""
-    name = request.match_info["name"]
-    templates = request.app[TEMPLATES]
-    if name not in templates.names():
-        raise NotFound("no such template")
+    name, templates = _named(request)
     form = await request.post()
     locale = _locale(templates, name, str(form.get("locale", "")))
     drafted = {f: str(form.get(f, "")) for f in template_drafts.FIELDS}
@@ -73,6 +67,15 @@ async def post_draft(request: web.Request) -> web.StreamResponse:
             templates, name, locale, drafted, data, max_segments=max_segments))
     return await _template_page(request, name, status=422 if error else 200, draft=drafted, draft_typed=typed,
                                 draft_locale=locale, draft_result=result, draft_error=error)
+
+
+def _named(request: web.Request) -> tuple[str, Any]:
+    """The template the path names, with the templates; NotFound when there is none."""
+    name = request.match_info["name"]
+    templates = request.app[TEMPLATES]
+    if name not in templates.names():
+        raise NotFound("no such template")
+    return name, templates
 
 
 async def _template_page(request: web.Request, name: str, *, status: int, **context: Any) -> web.Response:
