@@ -1,6 +1,6 @@
 """api_keys.last_used_at: when each key was last used, to the minute
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-05
 
@@ -13,7 +13,7 @@ from alembic import op
 
 import gateway.store.types
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
