@@ -10,6 +10,11 @@ statuses out, as a partial index needs). `ix_notifications_protocol_channel_stat
 report count notifications by channel and status from the index alone; it starts with
 `protocol_id`, so it replaces `ix_notifications_protocol_id`, which it makes redundant.
 Each index is one statement; on a large database the log says which one is being built.
+
+On a SQLite database that has planner statistics (someone ran ANALYZE), the new indexes get
+theirs at once: an index without any looks large to SQLite's planner next to the analyzed
+ones, and `overdue=true` then took another partial index and sorted (350 ms instead of 1 ms
+at 1,000,000 protocols). A database never analyzed needs nothing: every index is then alike.
 """
 
 import logging
@@ -39,6 +44,16 @@ def upgrade() -> None:
     op.create_index("ix_notifications_protocol_channel_status", "notifications", ["protocol_id", "channel", "status"],
                     unique=False)
     op.drop_index("ix_notifications_protocol_id", table_name="notifications")
+    _analyze_if_analyzed("ix_protocols_open_opened", "ix_notifications_protocol_channel_status")
+
+
+def _analyze_if_analyzed(*names: str) -> None:
+    conn = op.get_bind()
+    if conn.dialect.name != "sqlite" or conn.execute(sa.text(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'")).scalar() == 0:
+        return
+    for name in names:
+        op.execute(f"ANALYZE {name}")
 
 
 def downgrade() -> None:
