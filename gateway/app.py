@@ -87,7 +87,8 @@ def build_runtime(
         transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
     metrics = Metrics()
     messages = MessageBuilder(templates, settings)
-    hooks = StatusHooks(Fallback(messages, settings.fallback), settings.webhooks)
+    receipts = getattr(transports["sms"], "sends_receipts", False)
+    hooks = StatusHooks(Fallback(messages, settings.fallback, receipts=receipts), settings.webhooks)
     dispatcher = Dispatcher(
         db, transports, settings.dispatch,
         sender=settings.email.sender, reply_to=settings.email.reply_to, public_url=settings.http.public_url,

@@ -20,7 +20,8 @@ from gateway.observability import configure_logging
 EXIT_USAGE = 2
 # Command groups in modules of their own; each module has register(commands, common).
 COMMAND_MODULES: tuple[str, ...] = ("gateway.commands.templates", "gateway.commands.outbox", "gateway.commands.protocols",
-                                    "gateway.commands.schedules", "gateway.commands.protocols_hold")
+                                    "gateway.commands.schedules", "gateway.commands.protocols_hold",
+                                    "gateway.commands.protocols_requests")
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -18,7 +18,8 @@ from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
 from gateway.clock import iso
 from gateway.errors import FieldProblem, InvalidFields, NotFound
 from gateway.protocols.service import IncomingEvent
-from gateway.store.models import Event, Notification, Protocol
+from gateway.protocols.requests import requests_document
+from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
 
 MAX_IDEMPOTENCY_KEY = 500  # characters, as a CloudEvent id
 
@@ -41,16 +42,22 @@ async def get_protocol(request: web.Request) -> web.Response:
             select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id))).all()
         notifications = (await session.scalars(
             select(Notification).where(Notification.protocol_id == protocol.id).order_by(Notification.id))).all()
-    return web.json_response(protocol_document(protocol, events, notifications))
+        requests = (await session.scalars(
+            select(ConsumerRequest).where(ConsumerRequest.protocol_id == protocol.id).order_by(ConsumerRequest.id))).all()
+    return web.json_response(protocol_document(protocol, events, notifications, requests))
 
 
-def protocol_document(protocol: Protocol, events: Any, notifications: Any) -> dict[str, Any]:
+def protocol_document(protocol: Protocol, events: Any, notifications: Any, requests: Any = ()) -> dict[str, Any]:
     return {
         "number": protocol.number,
         "status": protocol.status,
         "subject": protocol.subject,
         "category": protocol.category,
         "profile": protocol.profile,
+        "channel": protocol.channel,
+        "consumer": {"name": protocol.consumer_name, "email": protocol.consumer_email,
+                     "phone": protocol.consumer_phone, "locale": protocol.consumer_locale,
+                     "timezone": protocol.consumer_timezone},
         "opened_at": iso(protocol.opened_at),
         "deadline_at": iso(protocol.deadline_at),
         "resolved_at": iso(protocol.resolved_at),
@@ -68,6 +75,7 @@ def protocol_document(protocol: Protocol, events: Any, notifications: Any) -> di
             }
             for n in notifications
         ],
+        "requests": requests_document(requests),
     }
 
 

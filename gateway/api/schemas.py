@@ -102,19 +102,51 @@ class NotificationOut(BaseModel):
     delivered_at: datetime | None
 
 
+class ConsumerOut(BaseModel):
+    name: str | None
+    email: str | None
+    phone: str | None
+    locale: str
+    timezone: str
+
+
+class RequestOut(BaseModel):
+    """Something the consumer asked for, with its legal clock."""
+
+    id: int
+    channel: Literal["email", "sms", "whatsapp", "mail"]
+    history: bool = Field(description="the whole history (else the confirmation again)")
+    requested_at: datetime
+    due_at: datetime
+    fulfilled_at: datetime | None
+    fulfilled_by: str | None = Field(description="the key that marked a postal request fulfilled")
+    note: str | None
+
+
+class FulfilledAnswer(RequestOut):
+    changed: bool = Field(description="false when it was already marked")
+
+
+class FulfilRequest(StrictModel):
+    note: str | None = Field(None, max_length=1000, description="what was done, for the record (no personal data)")
+
+
 class ProtocolOut(BaseModel):
     number: str
     status: ProtocolStatus
     subject: str
     category: str | None
     profile: str
+    channel: str | None = Field(description="where the demand came in")
     opened_at: datetime
     deadline_at: datetime | None
     resolved_at: datetime | None
     retention_until: datetime | None
     legal_hold: bool
+    consumer: ConsumerOut
     events: list[EventOut]
     notifications: list[NotificationOut]
+    requests: list[RequestOut]
 
 
 class Health(BaseModel):

@@ -38,6 +38,7 @@ from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.status_hooks import StatusHooks
 from gateway.observability import Metrics, mask
 from gateway.store.database import Database
+from gateway.store.installation import installation_key
 
 TURN_GATHER = 0.01  # seconds: added latency at most, per turn, when there is no backlog
 
@@ -46,10 +47,11 @@ log = logging.getLogger(__name__)
 DB_RETRY_DELAY = 1.0  # seconds to wait after the database failed a turn before trying again
 
 
-def message_id_for(notification_id: int, sender: str) -> str:
-    """Deterministic Message-ID: a resend of the same notification is recognisable as one."""
+def message_id_for(notification_id: int, sender: str, installation: str) -> str:
+    """Deterministic per notification, so a resend of it is recognisable as one, and unique across
+    installations (the database's own key): mailbox providers drop a message whose id they saw."""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "protocol-gateway.invalid"
-    return f"<notification-{notification_id}@{domain}>"
+    return f"<notification-{notification_id}.{installation}@{domain}>"
 
 
 class Dispatcher:
@@ -90,6 +92,7 @@ class Dispatcher:
         # The no-receipt fallback check runs from this loop every `fallback_every` seconds.
         self.fallback_every = fallback_every
         self._fallback_checked: datetime | None = None
+        self._installation: str | None = None  # read from the database at the first turn
 
     def wake(self) -> None:
         """Something was enqueued: look for due rows now rather than at the next poll."""
@@ -127,6 +130,8 @@ class Dispatcher:
 
     async def _turn(self, *, claim: bool = True) -> tuple[int, list[Claimed]]:
         """One transaction: record what finished, follow it up, claim for the free slots."""
+        if self._installation is None:
+            self._installation = await self.db.query(installation_key)
         results, self._finished = self._finished, []
         free = self.settings.workers - len(self._sending) if claim else 0
         if not results and free <= 0:
@@ -186,7 +191,7 @@ class Dispatcher:
         if row.channel == "email":
             return Message(
                 notification_id=row.id, channel="email", to=row.recipient, text=row.body_text,
-                subject=row.subject, html=row.body_html, message_id=message_id_for(row.id, self.sender),
+                subject=row.subject, html=row.body_html, message_id=message_id_for(row.id, self.sender, self._installation or ""),
                 reply_to=self.reply_to,
             )
         if row.channel == "sms":

@@ -12,6 +12,8 @@ from gateway.delivery.channels.email_message import build_email
 
 
 class MaildirTransport:
+    sends_receipts = False
+
     def __init__(self, folder: Path, sender: str) -> None:
         self._folder = folder
         self._sender = sender

@@ -31,6 +31,8 @@ class _DroppedBeforeData(TransientDeliveryError):
 
 
 class SMTPTransport:
+    sends_receipts = False  # acceptance by the relay is all SMTP says
+
     def __init__(self, settings: SMTPSettings, sender: str) -> None:
         self._settings = settings
         self._sender = sender  # the From header, display name and all
