@@ -15,18 +15,22 @@ from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy import text
 
 from gateway.api import keys
 from gateway.api.routes import build_web_app
 from gateway.api.runtime_keys import CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES
 from gateway.clock import utcnow
 from gateway.config import Settings
+from gateway.daemon.http_timeouts import body_deadline
+from gateway.daemon.listen import bind, bound_port
+from gateway.daemon.private_files import keep_private
+from gateway.daemon.readiness import readiness_checks
 from gateway.delivery.channels.base import Transport
 from gateway.delivery.channels.factory import build_email_transport, build_sms_transport
 from gateway.delivery.channels.webhook import WebhookTransport
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.fallback import Fallback
+from gateway.delivery.probes import TransportProbes
 from gateway.delivery.status_hooks import StatusHooks
 from gateway.observability import Metrics
 from gateway.protocols.inbound import InboundSMS
@@ -38,6 +42,7 @@ from gateway.store.checkpoint import run_checkpoints
 from gateway.store.database import Database
 from gateway.store.listen import OutboxListener
 from gateway.store.migrate import migrate
+from gateway.store.preflight import require_reachable
 from gateway.sweeps.runner import SweepRunner
 from gateway.sweeps.scheduler import SweepScheduler
 from gateway.sweeps.schedules import load_schedules
@@ -57,11 +62,13 @@ class Runtime:
     messages: MessageBuilder
     hooks: StatusHooks
     inbound: InboundSMS
+    probes: TransportProbes
     sweeps: SweepRunner | None = None
     scheduler: SweepScheduler | None = None
     clock: Callable[[], datetime] = utcnow  # the one source of "now" for every part (tests pass a fixed one)
 
     async def aclose(self) -> None:
+        await self.probes.aclose()
         for transport in self.transports.values():
             try:
                 await transport.aclose()
@@ -78,7 +85,8 @@ def build_runtime(
     clock: Callable[[], datetime] = utcnow,
 ) -> Runtime:
     db = db or Database(settings.database_url, sqlite_synchronous=settings.database.sqlite_synchronous,
-                        pool_size=max(10, settings.dispatch.workers + 2))
+                        pool_size=max(10, settings.dispatch.workers + 2),
+                        connect_timeout=settings.database.connect_timeout)
     templates = Templates(settings.templates_dir, settings.gateway.default_locale,
                           sms_transliterate=settings.sms.transliterate, auto_reload=settings.templates.reload)
     transports = transports or {"email": build_email_transport(settings), "sms": build_sms_transport(settings)}
@@ -103,8 +111,9 @@ def build_runtime(
                                default_locale=settings.gateway.default_locale)
     sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock)
     scheduler = SweepScheduler(sweeps, schedules, run_at_start=settings.sweeps.run_at_start, clock=clock)
+    probes = TransportProbes(transports, every=settings.dispatch.probe_interval)
     return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound,
-                   sweeps=sweeps, scheduler=scheduler, clock=clock)
+                   probes, sweeps=sweeps, scheduler=scheduler, clock=clock)
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
@@ -123,7 +132,9 @@ async def bootstrap_admin_key(runtime: Runtime) -> None:
 
 
 async def prepare(runtime: Runtime) -> None:
-    """Migrate, create the first key: what must be true before serving."""
+    """Reach the database, migrate, create the first key: what must be true before serving.
+    An unreachable database is one line naming database.url (DatabaseNotReady)."""
+    await require_reachable(runtime.db, runtime.settings.origin("database.url"))
     await migrate(runtime.db)
     await bootstrap_admin_key(runtime)
 
@@ -140,28 +151,10 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     app[INBOUND] = runtime.inbound
     app[STATUS_HOOKS] = runtime.hooks
     app[CLOCK] = runtime.clock
+    # Innermost: the body is read within http.read_timeout once the key and scope are checked.
+    app.middlewares.append(body_deadline(runtime.settings.http.read_timeout))
     dispatcher_task: dict[str, asyncio.Task[None]] = {}
-
-    async def database_ready() -> str | None:
-        async with runtime.db.read() as session:
-            await session.execute(text("SELECT 1"))
-        return None
-
-    async def dispatcher_ready() -> str | None:
-        task = dispatcher_task.get("task")
-        return None if task is not None and not task.done() else "not running"
-
-    async def transports_ready() -> str | None:
-        missing = [c for c in ("email", "sms") if c not in runtime.transports]
-        return f"missing {', '.join(missing)}" if missing else None
-
-    async def scheduler_ready() -> str | None:
-        if not runtime.settings.sweeps.enabled:
-            return None  # turned off on purpose ([sweeps] enabled = false)
-        return runtime.scheduler.not_ready() if runtime.scheduler else "not built"
-
-    app[READINESS] = {"database": database_ready, "transports": transports_ready, "dispatcher": dispatcher_ready,
-                      "scheduler": scheduler_ready}
+    app[READINESS] = readiness_checks(runtime, dispatcher_task)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         listener_stop = asyncio.Event()
@@ -171,7 +164,7 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
         if run_dispatcher:
             dispatcher_task["task"] = asyncio.create_task(runtime.dispatcher.run(), name="dispatcher")
             if not runtime.db.is_sqlite:  # other processes' enqueues wake this one at once
-                listener = OutboxListener(runtime.db.url, runtime.dispatcher.wake)
+                listener = OutboxListener(runtime.db.postgres or runtime.db.url, runtime.dispatcher.wake)
                 dispatcher_task["listener"] = asyncio.create_task(listener.run(listener_stop), name="listener")
             if runtime.scheduler and runtime.settings.sweeps.enabled:
                 await runtime.scheduler.start()
@@ -195,7 +188,8 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
 async def start(runtime: Runtime, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve in the running loop (for the demo and tests); returns the runner and the bound port."""
     await prepare(runtime)
-    runner = web.AppRunner(web_app(runtime), access_log=None)
+    runner = web.AppRunner(web_app(runtime), access_log=None,
+                           keepalive_timeout=runtime.settings.http.keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -204,18 +198,32 @@ async def start(runtime: Runtime, host: str, port: int) -> tuple[web.AppRunner, 
 
 
 def serve(settings: Settings) -> None:
-    """`protocol-gateway run`: serve until SIGINT or SIGTERM (aiohttp's run_app owns the signals)."""
+    """`protocol-gateway run`: serve until SIGINT or SIGTERM (aiohttp's run_app owns the signals).
+
+    The port first (one line and exit status 2 when it is taken, before anything touches the
+    database), then private files, the database (one line when it cannot be reached), the
+    transports' probes (a warning each: the outbox keeps the messages), then serving.
+    """
+    sockets = bind(settings)
+    keep_private(settings)
 
     async def make_app() -> web.Application:
         runtime = build_runtime(settings)
-        await prepare(runtime)
+        try:
+            await prepare(runtime)
+            await runtime.probes.check()  # a failing transport is logged now, and /readyz says so
+        except BaseException:
+            await runtime.aclose()
+            raise
         warm_templates(runtime.templates)  # what is on disk now is what a broken edit falls back to
         log.info("serving", extra={"action": "http_started",
-                                   "url": f"http://{settings.http.host}:{settings.http.port}",
+                                   "url": f"http://{settings.http.host}:{bound_port(sockets)}",
+                                   "settings": str(settings.settings_file or "no settings file: defaults"),
                                    "email": settings.email.transport, "sms": settings.sms.transport,
                                    "database": "sqlite" if runtime.db.is_sqlite else "postgresql",
                                    "templates": str(Path(settings.templates_dir))})
         return web_app(runtime)
 
-    web.run_app(make_app(), host=settings.http.host, port=settings.http.port, print=None, access_log=None,
-                shutdown_timeout=settings.dispatch.shutdown_timeout)
+    web.run_app(make_app(), sock=sockets, print=None, access_log=None,
+                shutdown_timeout=settings.dispatch.shutdown_timeout,
+                keepalive_timeout=settings.http.keepalive_timeout)

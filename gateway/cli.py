@@ -1,7 +1,10 @@
-"""`protocol-gateway`: run, migrate, keys, demo.
+"""`protocol-gateway`: run, migrate, keys, demo, and the command groups of commands/.
 
-A command's result goes to stdout and nothing else does; logs go to stderr as JSON lines.
-A wrong setting stops the command with one line naming the key, exit status 2.
+A command's result goes to stdout and nothing else does; logs go to stderr as JSON lines,
+after one line saying which settings file the command reads. A wrong setting, a database
+that is missing, unreachable or at another schema, or a port in use stops the command with
+one line naming the key, exit status 2. Only `run` and `migrate` create a database or
+change its schema. A reader that goes away (`| head`) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -9,41 +12,56 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+
+from asyncpg import InterfaceError, PostgresError
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.api import keys
+from gateway.commands.database import with_database
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.observability import configure_logging
+from gateway.store.outage import connect_failure, database_unavailable
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a tool killed by SIGPIPE, which Python ignores
 # Command groups in modules of their own; each module has register(commands, common).
 COMMAND_MODULES: tuple[str, ...] = ("gateway.commands.templates", "gateway.commands.outbox", "gateway.commands.protocols",
                                     "gateway.commands.schedules", "gateway.commands.protocols_hold",
                                     "gateway.commands.protocols_requests")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
+def _version() -> str:
+    try:
+        return version("protocol-gateway")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import serve
 
-    serve(_settings(args))
+    serve(args.settings)
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from gateway.daemon.private_files import keep_private
     from gateway.store.database import Database
     from gateway.store.migrate import migrate
+    from gateway.store.preflight import require_reachable
 
-    settings = _settings(args)
+    settings: Settings = args.settings
+    keep_private(settings)  # the database it may create holds personal data
 
     async def go() -> tuple[str | None, str | None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, connect_timeout=settings.database.connect_timeout)
         try:
+            await require_reachable(db, settings.origin("database.url"))
             return await migrate(db)
         finally:
             await db.dispose()
@@ -53,37 +71,27 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_db(settings: Settings, work):  # type: ignore[no-untyped-def]
-    from gateway.store.database import Database
-    from gateway.store.migrate import migrate
-
-    db = Database(settings.database_url)
-    try:
-        await migrate(db)
-        return await work(db)
-    finally:
-        await db.dispose()
-
-
 def cmd_keys_create(args: argparse.Namespace) -> int:
     scopes = keys.parse_scopes(args.scopes)
-    key = asyncio.run(_with_db(_settings(args), lambda db: keys.create_key(
-        db, args.name, scopes, now=datetime.now(timezone.utc))))
+    sources = keys.parse_sources(args.sources) if args.sources is not None else None
+    key = asyncio.run(with_database(args.settings, lambda db: keys.create_key(
+        db, args.name, scopes, now=datetime.now(timezone.utc), sources=sources)))
     print(key)
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    rows = asyncio.run(_with_db(_settings(args), keys.list_keys))
-    print(f"{'NAME':<24} {'SCOPES':<40} {'CREATED':<20} STATUS")
+    rows = asyncio.run(with_database(args.settings, keys.list_keys))
+    print(f"{'NAME':<24} {'SCOPES':<40} {'CREATED':<20} {'STATUS':<24} SOURCES")
     for k in rows:
         status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        print(f"{k.name:<24} {','.join(sorted(k.scopes)):<40} {k.created_at:%Y-%m-%d %H:%M}     {status}")
+        sources = ",".join(sorted(k.sources)) if k.sources is not None else "any"
+        print(f"{k.name:<24} {','.join(sorted(k.scopes)):<40} {k.created_at:%Y-%m-%d %H:%M}     {status:<24} {sources}")
     return 0
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    asyncio.run(_with_db(_settings(args), lambda db: keys.revoke(db, args.name, now=datetime.now(timezone.utc))))
+    asyncio.run(with_database(args.settings, lambda db: keys.revoke(db, args.name, now=datetime.now(timezone.utc))))
     print(f"revoked {args.name}")
     return 0
 
@@ -100,19 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="settings file (default: GATEWAY_CONFIG, else ./settings.toml if present)")
     parser = argparse.ArgumentParser(prog="protocol-gateway", parents=[common],
                                      description="Issues, sends and resends customer-service protocol numbers.")
+    parser.add_argument("--version", action="version", version=f"protocol-gateway {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("run", parents=[common], help="start the daemon").set_defaults(func=cmd_run)
     commands.add_parser("migrate", parents=[common], help="upgrade the database schema").set_defaults(func=cmd_migrate)
     commands.add_parser("demo", parents=[common],
                         help="run the daemon in a temporary folder, open a sample protocol, show what the consumer got"
-                        ).set_defaults(func=cmd_demo)
+                        ).set_defaults(func=cmd_demo, own_settings=True)
 
     keys_parser = commands.add_parser("keys", parents=[common], help="API keys")
     key_commands = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = key_commands.add_parser("create", parents=[common], help="create a key and print it (only once)")
     create.add_argument("name")
     create.add_argument("--scopes", required=True, help=f"comma-separated: {', '.join(keys.SCOPES)}")
+    create.add_argument("--sources", help="comma-separated CloudEvents sources the key may post as (default: any)")
     create.set_defaults(func=cmd_keys_create)
     key_commands.add_parser("list", parents=[common], help="list keys (never the keys themselves)"
                             ).set_defaults(func=cmd_keys_list)
@@ -124,21 +134,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def announce_settings(settings: Settings) -> None:
+    """Which settings the command reads, on stderr: a command run in the wrong folder says so."""
+    where = f"settings from {settings.settings_file}" if settings.settings_file else "no settings file: defaults"
+    if settings.origins:
+        where += f", and {len(settings.origins)} GATEWAY_* variable{'s' if len(settings.origins) != 1 else ''}"
+    print(f"protocol-gateway: {where}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
     configure_logging()
     try:
-        return args.func(args)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    except keys.KeyRefused as exc:
-        print(f"protocol-gateway: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        try:
+            if not getattr(args, "own_settings", False):
+                args.settings = load_settings(args.config)
+                if args.func is not cmd_run:  # the daemon says it in its "serving" log line instead
+                    announce_settings(args.settings)
+            code = args.func(args)
+            sys.stdout.flush()  # a reader gone away shows here, inside the try, not at exit
+            return code
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_USAGE
+        except keys.KeyRefused as exc:
+            print(f"protocol-gateway: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        except (SQLAlchemyError, PostgresError, InterfaceError) as exc:
+            if not database_unavailable(exc):
+                raise
+            # The database went away after the command's first check: still one line, no traceback.
+            print(f"protocol-gateway: the database became unavailable: {connect_failure(exc) or type(exc).__name__}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    except BrokenPipeError:
+        # `protocol-gateway templates list | head`: the reader has what it wanted. Point stdout
+        # at /dev/null so that the interpreter's last flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

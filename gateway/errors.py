@@ -46,3 +46,10 @@ class RateLimited(ServiceError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after  # whole seconds, for the Retry-After header
+
+
+class Forbidden(ServiceError):
+    """The key may post this kind of event, but not this one (an address not on record, a source not its own)."""
+
+    status = 403
+    title = "Forbidden"

@@ -22,7 +22,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# Internationalised addresses too (RFC 6531: `jösé@example.com`, `maria@müller.example`): `\w` is
+# Unicode here, so a letter outside ASCII no longer lets an address through in clear.
+_EMAIL = re.compile(r"([\w.%+-])[\w.%+'-]*@([\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,})")
 # A phone has at most 15 digits (E.164); protocol numbers are longer or sit in fields named
 # for them, which are not scrubbed (SAFE_FIELDS), so operators can still search logs by number.
 # Not after "12:" or "." either: the seconds and fractions of a time ("15:22:08.294123") are no phone.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import socket
 from datetime import datetime, timedelta, timezone
@@ -65,3 +66,8 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def message_sid(label: str) -> str:
+    """A Twilio message SID as Twilio issues them (SM and 32 hex digits), named by a test's label."""
+    return "SM" + hashlib.md5(label.encode(), usedforsecurity=False).hexdigest()

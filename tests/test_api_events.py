@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -190,22 +190,25 @@ async def test_get_protocol_has_the_documented_shape(client, key):
     assert set(doc) == {"number", "status", "subject", "category", "profile", "opened_at", "deadline_at",
                         "resolved_at", "retention_until", "legal_hold", "events", "notifications"}
     assert doc["category"] == "billing" and doc["profile"] == "br-sac" and doc["legal_hold"] is False
-    assert set(doc["events"][0]) == {"type", "occurred_at", "received_at", "data"}
+    assert set(doc["events"][0]) == {"type", "occurred_at", "received_at", "data", "key"}
     assert set(doc["notifications"][0]) == {"id", "channel", "template", "status", "attempts", "last_error",
                                             "provider_id", "created_at", "sent_at", "delivered_at"}
     assert doc["notifications"][0]["template"] == "protocol_opened"
     assert (await client.get("/v1/protocols/12345678", headers=auth(key))).status == 404
 
 
-async def test_resolve_then_reopen_moves_status_and_clocks(client, key):
+async def test_resolve_then_reopen_moves_status_and_clocks(client, key, runtime):
     number = (await (await post(client, key, opened_event())).json())["protocol"]["number"]
+    runtime.clock.advance(timedelta(days=2, hours=11))  # received at 2026-11-25T12:30Z
     resolved = {"specversion": "1.0", "id": "r1", "source": "urn:test:crm", "type": "protocol.resolved",
                 "data": {"number": number, "resolution": "Estornado.", "resolved_at": "2026-11-25T12:00:00Z"}}
     body = await (await post(client, key, resolved)).json()
     assert body["protocol"]["status"] == "resolved"
     doc = await (await client.get(f"/v1/protocols/{number}", headers=auth(key))).json()
     assert doc["resolved_at"] == "2026-11-25T12:00:00Z"
-    assert doc["retention_until"] == "2028-11-25T12:00:00Z"  # 2 years after resolution (art. 12 §5)
+    # 2 years (art. 12 §5) from the later of resolved_at and the time the resolution was received
+    assert doc["retention_until"] == "2028-11-25T12:30:00Z"
+    runtime.clock.advance(timedelta(days=6))
     reopened = {"specversion": "1.0", "id": "r2", "source": "urn:test:crm", "type": "protocol.reopened",
                 "time": "2026-12-01T12:00:00Z", "data": {"number": number, "reason": "Voltou a cobrar."}}
     body = await (await post(client, key, reopened)).json()
@@ -219,7 +222,8 @@ async def test_resend_over_rest_queues_one_message_to_the_new_address(client, ke
                           headers=auth(key, "application/json"))
     assert r.status == 202
     body = await r.json()
-    assert [n["channel"] for n in body["notifications"]] == ["email"]
+    # The confirmation to the new address, then the contacts on record told where it went.
+    assert [n["channel"] for n in body["notifications"]] == ["email", "email", "sms"]
     r = await client.post(f"/v1/protocols/{number}/resend", data=json.dumps({"channel": "fax"}),
                           headers=auth(key, "application/json"))
     assert r.status == 422 and (await r.json())["errors"][0]["field"] == "channel"

@@ -142,6 +142,8 @@ async def test_a_wrong_content_type_is_415_and_bytes_that_are_not_utf8_json_are_
             await problem(await client.request(method, url, data=body, headers=auth(key, wrong)), 415,
                           "unsupported-media-type")
         for name, raw in NOT_UTF8_JSON.items():
+            if name == "nul" and path.endswith("/preview"):
+                continue  # a preview stores nothing: a NUL is only text there (tests/test_spec_agreement.py)
             document = await problem(await client.request(method, url, data=raw, headers=auth(key, content_type)),
                                      400, "malformed")
             assert "Traceback" not in document["detail"], (path, name)

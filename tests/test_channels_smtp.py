@@ -255,3 +255,19 @@ def test_fast_writer_leaves_unusual_addresses_to_the_email_package() -> None:
 async def test_a_lone_dot_line_arrives_whole(sink: SMTPSink, transport: SMTPTransport) -> None:
     await transport.send(FAST_CASES[0])
     assert "\n.\n" in sink.messages[0].get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("subject", [
+    ("Protocolo 20260312000000017 - reclamacao sobre cobranca indevida - Empresa Exemplo S.A. - " * 25)[:2000],
+    "Protocolo " + "x" * 1990,
+    ("Reclamação =?utf-8?q?nao_decodifique?= — cobrança " * 40)[:2000],
+], ids=["ascii-words", "one-long-word", "accents-and-lookalikes"])
+async def test_a_2000_character_subject_is_delivered_whole(sink: SMTPSink, transport: SMTPTransport,
+                                                          subject: str) -> None:
+    # Unfolded, such a Subject line passes 998 octets: the server answers "500 Line too long"
+    # and the notice would be failed for good.
+    receipt = await transport.send(email(subject=subject))
+
+    assert receipt.status == "sent"
+    [received] = sink.messages
+    assert received["Subject"] == subject

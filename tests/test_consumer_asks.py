@@ -21,7 +21,7 @@ from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.delivery.channels import webhook as signing
 from gateway.store.models import ConsumerRequest, InboundMessage, Notification, OptOut
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import admin_key, free_port, make_settings, opened_event
+from tests.helpers import admin_key, free_port, make_settings, message_sid, opened_event
 
 PUBLIC = "https://gw.example.com"
 CE = "application/cloudevents+json"
@@ -61,13 +61,14 @@ class Gateway:
                                       headers=self.headers("application/json"))
 
     async def twilio_post(self, path: str, form: dict[str, str], *, signature: str | None = None):
+        form = {"AccountSid": self.twilio.account_sid, **form}  # as Twilio sends every webhook
         url = PUBLIC + path
         if signature is None:
             signature = RequestValidator(self.twilio.auth_token).compute_signature(url, form)
         return await self.client.post(path, data=form, headers={"X-Twilio-Signature": signature})
 
     async def sms_in(self, from_: str, body: str, sid: str) -> None:
-        r = await self.twilio_post("/v1/webhooks/twilio/inbound", {"MessageSid": sid, "From": from_,
+        r = await self.twilio_post("/v1/webhooks/twilio/inbound", {"MessageSid": message_sid(sid), "From": from_,
                                                                     "To": "+15005550006", "Body": body})
         assert r.status == 200 and "<Response>" in await r.text()
 
@@ -259,10 +260,10 @@ async def test_inbound_is_idempotent_rate_limited_and_stop_start_opt_out(tmp_pat
 @pytest.mark.parametrize("signature", ["", "bm90IGEgc2lnbmF0dXJl"])
 async def test_a_bad_or_missing_signature_is_403_and_nothing_happens(gw, signature):
     await gw.open()
-    form = {"MessageSid": "SMx", "From": "+5511987654321", "Body": "PROTOCOLO"}
+    form = {"MessageSid": message_sid("x"), "From": "+5511987654321", "Body": "PROTOCOLO"}
     r = await gw.twilio_post("/v1/webhooks/twilio/inbound", form, signature=signature)
     assert r.status == 403 and r.content_type == "application/problem+json"
-    r = await gw.twilio_post("/v1/webhooks/twilio/status?notification=1", {"MessageSid": "SMx",
+    r = await gw.twilio_post("/v1/webhooks/twilio/status?notification=1", {"MessageSid": message_sid("x"),
                                                                            "MessageStatus": "delivered"},
                              signature=signature)
     assert r.status == 403
@@ -303,9 +304,9 @@ async def test_a_late_receipt_settles_an_unknown_outcome(tmp_path, db_url, twili
         await gw.deliver()
         (sms,) = await gw.notifications(channel="sms")
         assert sms.status == "unknown"
-        await receipt(gw, sms.id, "delivered", "SM-late")
+        await receipt(gw, sms.id, "delivered", message_sid("late"))
         (sms,) = await gw.notifications(channel="sms")
-        assert sms.status == "delivered" and sms.provider_id == "SM-late"
+        assert sms.status == "delivered" and sms.provider_id == message_sid("late")
     finally:
         await client.close()
 

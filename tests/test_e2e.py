@@ -188,6 +188,7 @@ def test_keys_create_list_revoke(tmp_path: Path):
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*CLI, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 
+    assert cli("migrate").returncode == 0  # keys never create the database: run and migrate do
     created = cli("keys", "create", "crm", "--scopes", "events:write,protocols:read")
     assert created.returncode == 0, created.stderr
     assert re.fullmatch(r"pgw_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n", created.stdout)  # the key alone
@@ -212,9 +213,12 @@ def test_the_demo_prints_what_the_consumer_received(tmp_path: Path):
 
 def test_a_non_editable_install_runs_from_another_folder(tmp_path: Path):
     """`pip install .` ships the templates and migrations inside the package."""
-    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    site, elsewhere, source = tmp_path / "site", tmp_path / "elsewhere", tmp_path / "source"
     elsewhere.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+    # A copy without build/: setuptools reuses build/lib, which may hold files since deleted.
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "*.egg-info", "var", "node_modules", ".hypothesis", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(source)],
                    check=True, capture_output=True, timeout=300)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["PYTHONPATH"] = str(site)  # ahead of the editable install in the venv

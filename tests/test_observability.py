@@ -28,3 +28,12 @@ def test_formatter_masks_extra_fields_and_keeps_the_action():
     line = json.loads(JSONFormatter().format(record))
     assert line["action"] == "outbox_sent" and line["protocol"] == "20261122000000011"
     assert "joao@" not in line["message"] and "12345678" not in line["to"]
+
+
+def test_internationalised_email_addresses_are_masked_too():
+    """RFC 6531 addresses (a letter outside ASCII in the mailbox or the domain) used to pass in clear."""
+    line = scrub("550 <jösé@example.com> unknown; 550 <maria@müller.example> unknown; ok <ação@domínio.com.br>")
+    assert line == "550 <j***@example.com> unknown; 550 <m***@müller.example> unknown; ok <a***@domínio.com.br>"
+    record = logging.makeLogRecord({"msg": "bounce from %s", "args": ("jösé@example.com",), "levelno": 30,
+                                    "levelname": "WARNING", "name": "t"})
+    assert "jösé" not in JSONFormatter().format(record)

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -332,6 +333,19 @@ async def test_database_cut_while_sends_are_in_flight_records_them_once_it_retur
     assert len(ids) == count and max(ids.values()) == 1  # nothing sent twice: the leases never expired
 
 
+async def prepared(settings):  # type: ignore[no-untyped-def]
+    """A migrated runtime and the headers of an admin key for posting events."""
+    runtime = build_runtime(settings)
+    await prepare(runtime)
+    key = await admin_key(runtime)
+    return runtime, {"Authorization": f"Bearer {key}", "Content-Type": CE}
+
+
+def burst(prefix: str, count: int) -> list[dict]:
+    return [opened_event(f"{prefix}-{i}", notify=["email"], consumer={"email": f"{prefix[0]}{i}@example.com"})
+            for i in range(count)]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("engine_name", ["postgresql"])  # the database goes away behind a TCP proxy
 async def test_database_cut_during_a_burst_gives_202_or_503_and_every_202_is_kept(
@@ -344,13 +358,9 @@ async def test_database_cut_during_a_burst_gives_202_or_503_and_every_202_is_kep
                              email={"transport": "smtp", "from": "gw@example.com",
                                     "smtp": {"host": sink.host, "port": sink.port, "starttls": False}},
                              sweeps={"enabled": False})
-    runtime = build_runtime(settings)
-    await prepare(runtime)
-    key = await admin_key(runtime)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": CE}
+    runtime, headers = await prepared(settings)
     count = 60
-    events = [opened_event(f"burst-{i}", notify=["email"], consumer={"email": f"b{i}@example.com"})
-              for i in range(count)]
+    events = burst("burst", count)
     try:
         async with TestClient(TestServer(web_app(runtime))) as client:
             accepted: list[int] = []
@@ -386,3 +396,99 @@ async def test_database_cut_during_a_burst_gives_202_or_503_and_every_202_is_kep
     kept = await read(db_url, select(Event.event_id))
     assert sorted(kept) == sorted(e["id"] for e in events)  # each exactly once
     assert len(message_ids(sink)) == count and max(message_ids(sink).values()) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine_name", ["postgresql"])
+async def test_postgres_restarting_under_load_gives_503_never_500_and_the_pool_recovers(
+        tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The server ending every session of the gateway's database again and again during a burst
+    (pg_terminate_backend: SQLSTATE 57P01, what a restart or a failover does to open
+    connections): each answer is a 202 or a 503 problem, nothing is lost, and without a
+    restart of the gateway everything refused goes through once the server stops."""
+    settings = make_settings(tmp_path, db_url, sweeps={"enabled": False})
+    runtime, headers = await prepared(settings)
+    count = 80
+    events = burst("restart", count)
+    admin = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    caplog.set_level(logging.ERROR, logger="gateway.api")
+    try:
+        async with TestClient(TestServer(web_app(runtime))) as client:
+            answers: list[tuple[int, dict]] = []
+
+            async def post(event: dict) -> tuple[int, dict]:
+                r = await client.post("/v1/events", data=json.dumps(event), headers=headers)
+                return r.status, await r.json()
+
+            limit = asyncio.Semaphore(8)
+
+            async def limited(event: dict) -> None:
+                async with limit:
+                    answers.append(await post(event))
+
+            async def restarts() -> int:
+                ended = 0
+                while len(answers) < count:
+                    ended += await admin.fetchval(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                    await asyncio.sleep(0.02)
+                return ended
+
+            restarting = asyncio.create_task(restarts())
+            await asyncio.gather(*(limited(e) for e in events))
+            ended = await restarting
+            statuses = [status for status, _ in answers]
+            assert set(statuses) <= {202, 503}, statuses
+            assert ended > 0 and 503 in statuses  # the server did go away under the requests
+            for status, body in answers:
+                if status == 503:
+                    assert body["type"] == "/problems/unavailable" and body["status"] == 503
+            # No restart of the gateway: the pool finds its dead connections and replaces them.
+            again = [await post(e) for e in events]
+            assert {status for status, _ in again} <= {200, 202}, again
+            assert (await client.get("/readyz")).status in (200, 503)  # the probe of a transport may lag; not a 500
+            r = await client.get("/readyz")
+            assert (await r.json())["checks"]["database"] == "ok"
+    finally:
+        await admin.close()
+    assert not [r for r in caplog.records if getattr(r, "action", None) == "http_error"]  # no 500 logged
+    kept = await read(db_url, select(Event.event_id))
+    assert sorted(kept) == sorted(e["id"] for e in events)  # each exactly once
+
+
+def _through_sqlalchemy(error: BaseException) -> BaseException:
+    """`error` as SQLAlchemy hands it to the API: a DBAPIError whose cause is the driver's."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        try:
+            raise error
+        except BaseException as cause:
+            raise DBAPIError("SELECT 1", {}, cause) from cause
+    except DBAPIError as wrapped:
+        return wrapped
+
+
+@pytest.mark.parametrize(("error", "unavailable"), [
+    (asyncpg.AdminShutdownError("terminating connection due to administrator command"), True),  # 57P01
+    (asyncpg.CrashShutdownError("terminating connection because of crash of another server process"), True),
+    (asyncpg.CannotConnectNowError("the database system is starting up"), True),  # 57P03
+    (asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),  # 08003
+    (asyncpg.ConnectionFailureError("connection failure"), True),  # 08006
+    (asyncpg.UniqueViolationError("duplicate key value"), False),  # the request's own conflict: not an outage
+    (asyncpg.QueryCanceledError("canceling statement due to statement timeout"), False),  # 57014, not 57P
+])
+def test_what_counts_as_the_database_being_away(error: BaseException, unavailable: bool) -> None:
+    from gateway.store.outage import database_unavailable
+
+    assert database_unavailable(_through_sqlalchemy(error)) is unavailable
+
+
+def test_a_session_left_unusable_by_a_lost_connection_is_an_outage() -> None:
+    from sqlalchemy.exc import PendingRollbackError
+
+    from gateway.store.outage import database_unavailable
+
+    assert database_unavailable(PendingRollbackError("This Session's transaction has been rolled back"))
+    assert not database_unavailable(ValueError("a bug"))

@@ -172,7 +172,9 @@ async def test_the_api(client: TestClient, runtime: Runtime, ids) -> None:
         note = await session.scalar(select(Attempt.error).where(Attempt.notification_id == ids["dead"][0],
                                                                 Attempt.outcome == "requeued"))
     assert note.startswith("requeued (was dead): by API key 'test-") and note.endswith(": outage over")
-    for bad in ({"status": "sent"}, {}, {"status": "dead", "limit": 0}, {"status": "dead", "colour": 1}):
+    # An empty status list (or one naming nothing) would requeue everything that needs attention.
+    for bad in ({"status": "sent"}, {}, {"status": "dead", "limit": 0}, {"status": "dead", "colour": 1},
+                {"status": []}, {"status": ""}, {"status": " , "}, {"status": ["dead", ""]}):
         assert (await client.post("/v1/outbox/requeue", headers=ops, data=json.dumps(bad))).status == 422, bad
 
     admin = bearer(await admin_key(runtime, ["admin"]))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,8 +13,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 import gateway
+from gateway.api.runtime_keys import TEMPLATES
+from gateway.api.templates import PREVIEW_LIMITS, PreviewLimits
 from gateway.app import build_runtime, prepare, web_app
 from gateway.cli import main
+from gateway.rendering.templates import Templates
 from tests.helpers import admin_key, make_settings
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
@@ -155,3 +160,72 @@ async def test_a_broken_template_toml_is_listed_with_its_error(client: TestClien
     assert "error" not in listed[NAME]
     response = await preview(client, "broken")
     assert response.status == 422 and (await response.json())["file"] == "broken/template.toml"
+
+
+# Off the event loop, with a size cap and a time cap (issue 14)
+
+
+class HeldTemplates(Templates):
+    """The real templates, whose render waits until the test lets it go: while it waits, the
+    gateway must still answer other requests (a render on the event loop would stall them all)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def render(self, *args, **kwargs):
+        self.entered.set()
+        if not self.release.wait(10):
+            raise AssertionError("nothing else was answered while the preview rendered")
+        return super().render(*args, **kwargs)
+
+
+@pytest.fixture
+async def served(tmp_path: Path, sqlite_url: str, folder: Path):
+    """The app with its parts reachable, so a test can give the preview other templates or limits."""
+    (tmp_path / "no_schedules").mkdir(exist_ok=True)
+    settings = make_settings(tmp_path, sqlite_url, templates={"dir": str(folder)},
+                             schedules={"dir": str(tmp_path / "no_schedules")})
+    runtime = build_runtime(settings)
+    await prepare(runtime)
+    key = await admin_key(runtime, ["templates:read"])
+    app = web_app(runtime, run_dispatcher=False)
+    yield app, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, folder
+
+
+async def test_a_preview_renders_off_the_event_loop(served) -> None:
+    app, headers, folder = served
+    held = app[TEMPLATES] = HeldTemplates(folder, "pt-BR")
+    async with TestClient(TestServer(app)) as client:
+        pending = asyncio.create_task(client.post(f"/v1/templates/{NAME}/preview", headers=headers,
+                                                  data=json.dumps({"channel": "sms"})))
+        assert await asyncio.to_thread(held.entered.wait, 10)
+        assert (await client.get("/healthz")).status == 200  # answered while the render holds its thread
+        held.release.set()
+        response = await pending
+        assert response.status == 200 and NUMBER in (await response.json())["sms"]["text"]
+
+
+async def test_a_preview_body_over_the_cap_is_413_naming_data(served) -> None:
+    app, headers, _ = served
+    async with TestClient(TestServer(app)) as client:
+        big = {"data": {"protocol": {"subject": "x" * (PreviewLimits().max_body + 1)}}}
+        response = await client.post(f"/v1/templates/{NAME}/preview", headers=headers, data=json.dumps(big))
+        assert response.status == 413 and response.content_type == "application/problem+json"
+        assert [e["field"] for e in (await response.json())["errors"]] == ["data"]
+        deep: dict = {}
+        for _ in range(40):
+            deep = {"x": deep}
+        response = await client.post(f"/v1/templates/{NAME}/preview", headers=headers,
+                                     data=json.dumps({"data": deep}))
+        assert response.status == 422 and (await response.json())["errors"][0]["field"] == "data"
+
+
+async def test_a_preview_past_the_time_cap_is_422(served) -> None:
+    app, headers, _ = served
+    app[PREVIEW_LIMITS] = PreviewLimits(seconds=0.0)  # every render is past it: no waiting in the test
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post(f"/v1/templates/{NAME}/preview", headers=headers, data=json.dumps({}))
+        body = await response.json()
+        assert response.status == 422 and body["errors"][0]["field"] == "template", body
+        assert "longer than 0 s" in body["errors"][0]["message"]

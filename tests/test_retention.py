@@ -15,6 +15,7 @@ from gateway.errors import NotFound
 from gateway.protocols.anonymize import anonymize_number
 from gateway.protocols.legal_hold import set_legal_hold
 from gateway.protocols.profiles import Profiles
+from gateway.protocols.ratelimit import contact_key
 from gateway.protocols.retention import RetentionRefused
 from gateway.store.database import Database
 from gateway.store.models import (
@@ -136,8 +137,8 @@ async def consumer_with_everything(db: Database) -> Protocol:
                        body="PROTOCOLO por favor, aqui é a Zuleica", received_at=p.opened_at,
                        reply_notification_id=general.id),
         OptOut(phone=PHONE, opted_out_at=p.opened_at, keyword="STOP"),
-        RateLimit(key=f"resend:contact:{EMAIL}", window_start=p.opened_at, hits=2),
-        RateLimit(key=f"inbound:{PHONE}", window_start=p.opened_at, hits=3),
+        RateLimit(key=contact_key("resend", EMAIL), window_start=p.opened_at, hits=2),
+        RateLimit(key=contact_key("inbound", PHONE), window_start=p.opened_at, hits=3),
     )
     return p
 
@@ -204,6 +205,8 @@ async def test_anonymization_leaves_no_personal_datum_anywhere(db, db_url, tmp_p
         assert [(n.channel, n.status, n.template_hash) for n in sent][:2] == [
             ("email", "delivered", "sha256:abc"), ("sms", "delivered", "sha256:abc")]
         assert sent[3].recipient == "ops@example.com"  # operations addresses are not the consumer's
+        # Rate-limit keys hold the contact's digest, not the contact: found by the same digest.
+        assert (await session.scalars(select(RateLimit.key))).all() == []
         audit = (await session.scalars(select(RetentionAudit).order_by(RetentionAudit.id))).all()
     assert [a.action for a in audit] == ["anonymized", "anonymize_run"]
     assert audit[0].number == p.number and "Decreto 11.034/2022 art. 12 §5" in audit[0].rule

@@ -144,6 +144,8 @@ def test_cli_list_and_run(tmp_path, capsys):
     assert "operations-digest\n  operations_digest -> operations (email)" in out
     assert "next: 2026-11-23 08:00 -03, 2026-11-24 08:00 -03" in out
 
+    assert cli.main(["--config", str(config), "migrate"]) == 0  # only run and migrate create a database
+    capsys.readouterr()
     assert cli.main(["--config", str(config), "schedules", "run", "operations-digest", "--at", "2026-11-23T08:30",
                      "--dry-run"]) == 0
     captured = capsys.readouterr()

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.api import request_limits
 from gateway.api.keys import KeyInfo, verify
 from gateway.api.problems import Problem
 from gateway.api.runtime_keys import DB
@@ -46,6 +47,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scope = _scope_of(request)
     if scope is not None and not key.allows(scope):
         raise Problem(403, f"this key lacks the scope {scope!r}")
+    # Before the body is read or parsed: a flood must cost us as little as possible.
+    request_limits.check(request, key.name)
     request[KEY_INFO] = key
     return await handler(request)
 

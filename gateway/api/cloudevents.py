@@ -1,8 +1,8 @@
 """CloudEvents 1.0 over HTTP: structured, batch and binary modes, into `IncomingEvent`s.
 
 Order of refusals follows DESIGN.md: 413 (body too large), 415 (content type), 400
-(malformed body), 422 (invalid fields). In batch mode each event stands alone: a bad one
-becomes a problem in its slot and the others go on.
+(malformed body), 403 (a source the key is not bound to), 422 (invalid fields). In batch mode
+each event stands alone: a bad one becomes a problem in its slot and the others go on.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from urllib.parse import unquote
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway.api.keys import KeyInfo
 from gateway.api.problems import Problem
 from gateway.api.schemas import EVENT_DATA, CloudEventIn
 from gateway.errors import FieldProblem, InvalidFields
-from gateway.protocols.service import IncomingEvent
+from gateway.protocols.service import IN_PROCESS, IncomingEvent, Requester
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -38,7 +39,8 @@ def field_problems(error: ValidationError, prefix: str = "") -> list[FieldProble
     return problems
 
 
-def decode_json(raw: bytes) -> Any:
+def decode_json(raw: bytes, *, stored: bool = True) -> Any:
+    """The body as JSON, or Problem(400). A body that is `stored` may hold no NUL character."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -48,7 +50,7 @@ def decode_json(raw: bytes) -> Any:
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
         # PostgreSQL text cannot hold NUL: refuse it here rather than fail at the database.
-        nul = "\\u0000" in text and _has_nul(value)
+        nul = stored and "\\u0000" in text and _has_nul(value)
     except json.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except ValueError as exc:  # NaN or Infinity (not JSON), or an integer past Python's 4,300 digits
@@ -89,20 +91,26 @@ def validate_data(event_type: str, data: Any, prefix: str = "data.") -> BaseMode
         raise InvalidFields(field_problems(exc, prefix)) from None
 
 
-def to_incoming(envelope: Any, *, field_prefix: str = "") -> IncomingEvent:
-    """One structured event (a dict) into an IncomingEvent, or InvalidFields / Problem(400)."""
+def requester(key: KeyInfo) -> Requester:
+    """Who posts: the key's name goes on every stored event; only protocols:write may redirect."""
+    return Requester(key.name, may_send_elsewhere=key.allows("protocols:write"))
+
+
+def to_incoming(envelope: Any, key: KeyInfo | None = None, *, field_prefix: str = "") -> IncomingEvent:
+    """One structured event (a dict) into an IncomingEvent, or InvalidFields / Problem(400 or 403).
+    Without a key the event is the gateway's own (benchmarks, tests): any source, no key recorded."""
     if not isinstance(envelope, dict):
         raise Problem(400, "an event must be a JSON object")
     try:
         ce = CloudEventIn.model_validate(envelope)
     except ValidationError as exc:
         raise InvalidFields(field_problems(exc, field_prefix)) from None
-    content_type = (ce.datacontenttype or BINARY).split(";")[0].strip().lower()
-    if content_type != BINARY:
-        raise InvalidFields([FieldProblem(f"{field_prefix}datacontenttype", "expected 'application/json'")])
+    if key is not None and not key.allows_source(ce.source):
+        raise Problem(403, f"this key may not post events from the source {ce.source[:100]!r} "
+                           f"({field_prefix}source): it is bound to other sources")
     data = validate_data(ce.type, ce.data, f"{field_prefix}data.")
     return IncomingEvent(source=ce.source, id=ce.id, type=ce.type, time=ce.time, data=data,
-                         field_prefix=f"{field_prefix}data.")
+                         field_prefix=f"{field_prefix}data.", requester=requester(key) if key else IN_PROCESS)
 
 
 def binary_envelope(request: web.Request, body: Any) -> dict[str, Any]:
@@ -124,8 +132,8 @@ def header_value(name: str, raw: str) -> str:
         raise Problem(400, f"{name}: percent-encoded bytes that are not UTF-8") from None
 
 
-async def parse(request: web.Request) -> tuple[str, list[IncomingEvent | Exception]]:
-    """('single' | 'batch', events or the error each one met)."""
+async def parse(request: web.Request, key: KeyInfo) -> tuple[str, list[IncomingEvent | Exception]]:
+    """('single' | 'batch', events or the error each one met), as posted with `key`."""
     raw = await request.read()
     content_type = request.content_type.lower()
     if content_type not in ACCEPTED:
@@ -138,13 +146,13 @@ async def parse(request: web.Request) -> tuple[str, list[IncomingEvent | Excepti
         results: list[IncomingEvent | Exception] = []
         for event in body:
             try:
-                results.append(to_incoming(event))
+                results.append(to_incoming(event, key))
             except (Problem, InvalidFields) as exc:
                 results.append(exc)
         return "batch", results
     if content_type == BINARY and "ce-specversion" in request.headers:
-        return "single", [to_incoming(binary_envelope(request, body))]
+        return "single", [to_incoming(binary_envelope(request, body), key)]
     if content_type == BINARY and not (isinstance(body, dict) and "specversion" in body):
         raise Problem(400, "binary mode needs the headers ce-specversion, ce-id, ce-source and ce-type; "
                            f"or send a structured event as {STRUCTURED}")
-    return "single", [to_incoming(body)]
+    return "single", [to_incoming(body, key)]

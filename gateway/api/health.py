@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.api.runtime_keys import CLOCK, DB, METRICS, READINESS
 from gateway.delivery.admin import outbox_stats
+from gateway.store.outage import connect_failure
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -19,7 +20,7 @@ async def readyz(request: web.Request) -> web.Response:
         try:
             reason = await check()
         except Exception as exc:  # a readiness probe reports, it never raises
-            reason = f"{type(exc).__name__}"
+            reason = connect_failure(exc) or type(exc).__name__
         checks[name] = "ok" if reason is None else reason
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}

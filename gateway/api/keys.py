@@ -31,6 +31,7 @@ _cache: weakref.WeakKeyDictionary[Database, dict[str, tuple[float, str, KeyInfo]
 
 SCOPES = ("events:write", "protocols:read", "protocols:write", "templates:read", "outbox:admin", "admin")
 PREFIX = "pgw"
+MAX_SOURCE = 500  # characters: a CloudEvents source is stored in a column of this size
 
 
 class KeyRefused(Exception):
@@ -43,9 +44,20 @@ class KeyInfo:
     scopes: frozenset[str]
     created_at: datetime
     revoked_at: datetime | None
+    sources: frozenset[str] | None = None  # the CloudEvents sources it may post as; None: any
 
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
+
+    def allows_source(self, source: str) -> bool:
+        """Bound keys post only as their own sources, so one upstream cannot take another's
+        (source, id) pairs and have the real events refused as conflicts."""
+        return self.sources is None or source in self.sources
+
+
+def _info(row: ApiKey) -> KeyInfo:
+    return KeyInfo(row.name, frozenset(row.scopes.split(",")), row.created_at, row.revoked_at,
+                   frozenset(row.sources) if row.sources is not None else None)
 
 
 def _hash(secret: str) -> str:
@@ -62,13 +74,26 @@ def parse_scopes(text: str) -> list[str]:
     return scopes
 
 
-async def create_key(db: Database, name: str, scopes: list[str], *, now: datetime) -> str:
-    """Store a new key and return it whole: the only time it is ever seen."""
+def parse_sources(text: str) -> list[str]:
+    """'urn:a,urn:b' -> ['urn:a', 'urn:b']: the CloudEvents sources a key is bound to."""
+    sources = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not sources:
+        raise KeyRefused("expected at least one source, e.g. --sources urn:acme:crm")
+    too_long = next((s for s in sources if len(s) > MAX_SOURCE), None)
+    if too_long is not None:
+        raise KeyRefused(f"a source has at most {MAX_SOURCE} characters: {too_long[:40]!r}...")
+    return sources
+
+
+async def create_key(db: Database, name: str, scopes: list[str], *, now: datetime,
+                     sources: list[str] | None = None) -> str:
+    """Store a new key and return it whole: the only time it is ever seen. With `sources`, the
+    key may post events only as those CloudEvents sources."""
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     try:
         async with db.write() as session:
             session.add(ApiKey(name=name, key_id=key_id, secret_hash=_hash(secret), scopes=",".join(scopes),
-                               created_at=now))
+                               created_at=now, sources=sources))
     except IntegrityError:
         raise KeyRefused(f"a key named {name!r} exists already") from None
     return f"{PREFIX}_{key_id}_{secret}"
@@ -87,8 +112,7 @@ async def verify(db: Database, presented: str) -> KeyInfo | None:
             return None  # not cached: unknown ids are what a guesser sends, and they must not fill memory
         if len(cached) >= CACHE_ENTRIES:
             cached.clear()
-        entry = cached[key_id] = (time.monotonic(), row.secret_hash,
-                                  KeyInfo(row.name, frozenset(row.scopes.split(",")), row.created_at, row.revoked_at))
+        entry = cached[key_id] = (time.monotonic(), row.secret_hash, _info(row))
     _, secret_hash, info = entry
     if not hmac.compare_digest(secret_hash, _hash(secret)) or info.revoked_at is not None:
         return None
@@ -98,7 +122,7 @@ async def verify(db: Database, presented: str) -> KeyInfo | None:
 async def list_keys(db: Database) -> list[KeyInfo]:
     async with db.read() as session:
         rows = (await session.scalars(select(ApiKey).order_by(ApiKey.name))).all()
-    return [KeyInfo(r.name, frozenset(r.scopes.split(",")), r.created_at, r.revoked_at) for r in rows]
+    return [_info(r) for r in rows]
 
 
 async def revoke(db: Database, name: str, *, now: datetime) -> None:

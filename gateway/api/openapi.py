@@ -4,18 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 
 from gateway.api import schemas as s
 
 REF = "#/components/schemas/{model}"
-_MODELS = [s.CloudEventIn, s.OpenedData, s.UpdatedData, s.ResolvedData, s.ReopenedData, s.ResendData,
-           s.ResendRequest, s.EventAnswer, s.BatchAnswer, s.Problem, s.ProtocolOut, s.Health]
-# Operations: templates, evidence, dead letters.
-_MODELS += [s.TemplatePreviewRequest, s.TemplatePreview, s.TemplateList, s.ProtocolExport, s.OutboxList,
-            s.OutboxItem, s.OutboxRetryRequest, s.OutboxRequeueRequest, s.OutboxRequeueAnswer]
-# Consumer requests marked by operations.
-_MODELS += [s.FulfilRequest, s.FulfilledAnswer]
+# Requests whose text is stored (each event type with its own `data`; dead letters' reasons)...
+_STORED = [s.CloudEventIn, *s.EVENT_ENVELOPES.values(), s.OpenedData, s.UpdatedData, s.ResolvedData,
+           s.ReopenedData, s.ResendData, s.ResendRequest, s.OutboxRetryRequest, s.OutboxRequeueRequest,
+           s.FulfilRequest]
+# ...and the rest: a preview (it stores nothing) and what the gateway answers.
+_OTHERS = [s.TemplatePreviewRequest, s.EventAnswer, s.BatchAnswer, s.Problem, s.ProtocolOut, s.Health,
+           s.TemplatePreview, s.TemplateList, s.ProtocolExport, s.OutboxList, s.OutboxItem, s.OutboxRequeueAnswer,
+           s.FulfilledAnswer]
+
+
+# The body of a request that is stored may hold no NUL character (PostgreSQL text cannot): the
+# gateway answers 400 for one anywhere in it, and the spec says so on every string such a request types.
+NUL_FREE = "^[^\\u0000]*$"
+
+
+class NulFreeJsonSchema(GenerateJsonSchema):
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        out = super().str_schema(schema)
+        if "pattern" in out:
+            return {**out, "allOf": [{"pattern": NUL_FREE}]}
+        return {**out, "pattern": NUL_FREE}
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        return {**super().dict_schema(schema), "propertyNames": {"pattern": NUL_FREE}}
 
 
 def _ref(model: type) -> dict[str, str]:
@@ -30,14 +48,27 @@ def _json(model: type, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-COMMON = {"401": _problem("No or bad API key"), "403": _problem("The key lacks the scope"),
+COMMON = {"401": _problem("No or bad API key"),
+          "403": _problem("The key lacks the scope, or may not do this: post as a source it is not bound to, "
+                          "resend to an address not on record"),
+          "429": {**_problem("The key made more requests than limits.requests_per_key allows"),
+                  "headers": {"Retry-After": {"description": "seconds until one more request fits",
+                                              "schema": {"type": "integer"}}}},
           "503": _problem("Database unavailable: nothing was accepted")}
 
 
+# What the schemas cannot say: a request that fits them may still name no real contact.
+WORLDLY_422 = ("Invalid fields: also for a request that fits the schema but names a phone number that does not "
+               "exist, an address email_validator refuses, a locale CLDR does not know, no contact for a channel "
+               "to notify, or a time before the opening or after receipt")
+
+
 def build_spec(version: str) -> dict[str, Any]:
-    _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=REF)
-    components = defs.get("$defs", {})
-    event_schema = {"oneOf": [_ref(s.CloudEventIn)]}
+    _, stored = models_json_schema([(m, "validation") for m in _STORED], ref_template=REF,
+                                   schema_generator=NulFreeJsonSchema)
+    _, others = models_json_schema([(m, "validation") for m in _OTHERS], ref_template=REF)
+    components = {**stored.get("$defs", {}), **others.get("$defs", {})}
+    event_schema = {"oneOf": [_ref(m) for m in s.EVENT_ENVELOPES.values()]}
     number = {"name": "number", "in": "path", "required": True, "schema": {"type": "string", "pattern": s.NUMBER_PATTERN}}
     return {
         "openapi": "3.1.0",
@@ -55,9 +86,15 @@ def build_spec(version: str) -> dict[str, Any]:
                     "x-scope": "events:write",
                     "requestBody": {"required": True, "content": {
                         "application/cloudevents+json": {"schema": event_schema},
-                        "application/cloudevents-batch+json": {"schema": {"type": "array", "items": _ref(s.CloudEventIn)}},
-                        "application/json": {"schema": {"type": "object",
-                                                        "description": "binary mode: the event's data, with ce-* headers"}},
+                        # Each entry stands alone: one that is not a valid event is a problem in its slot
+                        # of a 200 answer, so the array may hold anything.
+                        "application/cloudevents-batch+json": {"schema": {
+                            "type": "array", "items": {"description": "an event, as in structured mode"}}},
+                        # Binary mode (ce-specversion, ce-id, ce-source, ce-type headers) takes the event's
+                        # `data` as the body; without those headers the body is a structured event.
+                        "application/json": {"schema": {
+                            **event_schema, "description": "a structured event; or, with the headers ce-specversion, "
+                                                           "ce-id, ce-source, ce-type (and ce-time), the event's data"}},
                     }},
                     "responses": {
                         "202": _json(s.EventAnswer, "Accepted: committed with its notifications"),
@@ -66,7 +103,7 @@ def build_spec(version: str) -> dict[str, Any]:
                         "400": _problem("Malformed body"), "404": _problem("Unknown protocol"),
                         "409": _problem("Event id reused with other data, or number taken"),
                         "413": _problem("Body too large"), "415": _problem("Wrong content type"),
-                        "422": _problem("Invalid fields"), **COMMON,
+                        "422": _problem(WORLDLY_422), **COMMON,
                     },
                 }
             },
@@ -90,7 +127,7 @@ def build_spec(version: str) -> dict[str, Any]:
                                   "400": _problem("Malformed body"), "404": _problem("Unknown protocol"),
                                   "409": _problem("Idempotency-Key reused with other data"),
                                   "413": _problem("Body too large"), "415": _problem("Wrong content type"),
-                                  "422": _problem("Invalid fields"), **COMMON},
+                                  "422": _problem(WORLDLY_422), **COMMON},
                 }
             },
             **_operations_paths(number),
@@ -129,7 +166,7 @@ def _operations_paths(number: dict[str, Any]) -> dict[str, Any]:
                           **refusals, "422": _problem("Invalid fields, or the template does not render: "
                                                       "`errors[].field` names the variable (data.x.y) or `template`; "
                                                       "`file`, `line` and `variable` say where"),
-                          "404": _problem("Unknown template"), **COMMON}}},
+                          "404": _problem("Unknown template, or one without the channel asked for"), **COMMON}}},
         "/v1/protocols/{number}/export": {"get": {
             "summary": "The complete record of a protocol, with the SHA-256 digest of its canonical JSON",
             "x-scope": "protocols:read", "parameters": [number],
@@ -139,11 +176,12 @@ def _operations_paths(number: dict[str, Any]) -> dict[str, Any]:
             "summary": "Notifications by status, newest first (default: dead, failed, undelivered, unknown)",
             "x-scope": "outbox:admin",
             "parameters": [
-                {"name": "status", "in": "query", "schema": {"type": "string"},
+                {"name": "status", "in": "query", "schema": {"type": "string", "pattern": s.OUTBOX_STATUSES},
                  "description": "comma-separated statuses, or pending, attention, all"},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "ids below this"},
-                {"name": "protocol", "in": "query", "schema": {"type": "string"}}],
+                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                 "description": "ids below this"},
+                {"name": "protocol", "in": "query", "schema": {"type": "string", "pattern": s.NUMBER_PATTERN}}],
             "responses": {"200": _json(s.OutboxList, "A page"), "422": _problem("Invalid parameters"),
                           **COMMON}}},
         "/v1/outbox/{id}/retry": {"post": {
@@ -165,7 +203,7 @@ def _hold_and_webhook_paths(number: dict[str, Any]) -> dict[str, Any]:
     """Legal holds (README "Retention and anonymization") and Twilio's webhooks ("Texting the gateway")."""
     reason = {"required": False, "content": {"application/json": {"schema": {
         "type": "object", "additionalProperties": False,
-        "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}}}}}
+        "properties": {"reason": {"type": ["string", "null"], "maxLength": 500, "pattern": NUL_FREE}}}}}}
     held = {"description": "The hold as it is now; `changed` is false when it already was so",
             "content": {"application/json": {"schema": {
                 "type": "object", "required": ["number", "legal_hold", "changed"],

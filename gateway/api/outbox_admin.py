@@ -16,23 +16,27 @@ from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
 from gateway.api.problems import Problem
 from gateway.api.runtime_keys import CLOCK, DB, SERVICE
-from gateway.api.schemas import NUMBER_PATTERN, OutboxRequeueRequest, OutboxRetryRequest
+from gateway.api.schemas import NUMBER_PATTERN, OUTBOX_STATUSES, OutboxRequeueRequest, OutboxRetryRequest
 from gateway.delivery import admin as outbox_admin
 from gateway.errors import FieldProblem, InvalidFields, NotFound
 
 SCOPE = "outbox:admin"
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number names nothing (and would overflow the driver)
+LIST_PARAMETERS = frozenset({"status", "limit", "before", "protocol"})
 
 
 @requires(SCOPE)
 async def list_outbox(request: web.Request) -> web.Response:
     query = request.query
-    problems: list[FieldProblem] = []
-    try:
-        statuses = outbox_admin.parse_statuses(query.get("status"))
-    except ValueError as exc:
-        problems.append(FieldProblem("status", str(exc)))
-        statuses = ()
+    # Unknown parameters are refused, as unknown fields are: a typo (`limt=5`) is not ignored.
+    problems = [FieldProblem(name, "not a known parameter") for name in sorted(set(query) - LIST_PARAMETERS)]
+    statuses: tuple[str, ...] = ()
+    raw_status = query.get("status")
+    if raw_status is not None and not re.match(OUTBOX_STATUSES, raw_status):
+        problems.append(FieldProblem("status", "expected statuses separated by commas: "
+                                               f"{', '.join(outbox_admin.STATUSES + tuple(outbox_admin.ALIASES))}"))
+    else:
+        statuses = outbox_admin.parse_statuses(raw_status)
     limit = _int(query, "limit", outbox_admin.DEFAULT_LIMIT, problems, low=1, high=outbox_admin.MAX_LIMIT)
     before = _int(query, "before", None, problems, low=1, high=MAX_ID)
     if query.get("protocol") is not None and not re.match(NUMBER_PATTERN, query["protocol"]):
@@ -66,13 +70,9 @@ async def post_retry(request: web.Request) -> web.Response:
 async def post_requeue(request: web.Request) -> web.Response:
     body: OutboxRequeueRequest = await _body(request, OutboxRequeueRequest)
     now = request.app[CLOCK]()
-    try:
-        statuses = outbox_admin.parse_statuses(",".join(body.status) if isinstance(body.status, list) else body.status)
-        refused = [s for s in statuses if s not in outbox_admin.RETRYABLE]
-        if refused:
-            raise ValueError(f"cannot requeue {', '.join(refused)}: only {', '.join(outbox_admin.RETRYABLE)}")
-    except ValueError as exc:
-        raise InvalidFields([FieldProblem("status", str(exc))]) from None
+    # The schema holds `status` to names that can be requeued, at least one: an empty list or ","
+    # would otherwise read as "everything that needs attention".
+    statuses = outbox_admin.parse_statuses(",".join(body.status) if isinstance(body.status, list) else body.status)
     async with request.app[DB].write() as session:
         ids = await outbox_admin.requeue(session, statuses=statuses, now=now, reason=_reason(request, body.reason),
                                          since=body.since, limit=body.limit, dry_run=body.dry_run)

@@ -9,20 +9,16 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from asyncpg.exceptions import PostgresConnectionError
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from gateway.errors import FieldProblem, InvalidFields, RateLimited, ServiceError
-from gateway.store.database import DatabaseUnavailable
+from gateway.store.outage import database_unavailable
 
 log = logging.getLogger("gateway.api")
 
 CONTENT_TYPE = "application/problem+json"
 # Types are relative URI references; each is described in the README's "Errors" section.
 TYPES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-         409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "invalid-fields",
-         429: "rate-limited", 500: "internal", 503: "unavailable"}
+         408: "request-timeout", 409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "invalid-fields",
+         429: "rate-limited", 431: "headers-too-large", 500: "internal", 503: "unavailable", 504: "timeout"}
 
 
 def problem_body(status: int, detail: str, *, title: str | None = None,
@@ -68,8 +64,6 @@ def problem_from_service(exc: ServiceError) -> dict[str, Any]:
     return body
 
 
-DB_DOWN = (DatabaseUnavailable, OperationalError, InterfaceError, PoolTimeout, ConnectionError, OSError)
-
 _AIOHTTP_DETAIL = {
     404: "no such endpoint",
     405: "this endpoint does not accept this method",
@@ -95,22 +89,9 @@ async def problem_middleware(request: web.Request, handler: Callable[[web.Reques
         detail = _AIOHTTP_DETAIL.get(exc.status, exc.reason)
         return problem(exc.status, detail, headers=headers)
     except Exception as exc:
-        if isinstance(exc, DB_DOWN) or _connection_lost(exc):
+        if database_unavailable(exc):  # refused, dropped, restarting (57P), or a session it left unusable
             log.error("database unavailable", extra={"action": "db_unavailable", "error": type(exc).__name__})
             return problem(503, "the database is unavailable; nothing was accepted, retry later",
                            headers={"Retry-After": "5"})
         log.exception("unhandled error", extra={"action": "http_error", "path": request.path})
         return problem(500, "an unexpected error occurred; it has been logged")
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    """A connection dropped mid-statement or mid-commit reaches us as a plain DBAPIError
-    ("connection was closed in the middle of operation"): the database is away, not a bug."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # causes can chain; a few links always reach the driver's error
-        if seen is None:
-            return False
-        if isinstance(seen, (PostgresConnectionError, ConnectionError)) or getattr(seen, "connection_invalidated", False):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

@@ -64,7 +64,8 @@ def protocol_document(protocol: Protocol, events: Any, notifications: Any, reque
         "retention_until": iso(protocol.retention_until),
         "legal_hold": protocol.legal_hold,
         "events": [
-            {"type": e.type, "occurred_at": iso(e.occurred_at), "received_at": iso(e.received_at), "data": e.data}
+            {"type": e.type, "occurred_at": iso(e.occurred_at), "received_at": iso(e.received_at), "data": e.data,
+             "key": e.key_name}
             for e in events
         ],
         "notifications": [
@@ -99,6 +100,7 @@ async def post_resend(request: web.Request) -> web.Response:
     if len(event_id) > MAX_IDEMPOTENCY_KEY:  # it is stored as the event id, which has this limit
         raise InvalidFields([FieldProblem("Idempotency-Key", f"at most {MAX_IDEMPOTENCY_KEY} characters")])
     event = IncomingEvent(source=f"urn:protocol-gateway:api-key:{key.name}", id=event_id,
-                          type="protocol.resend_requested", time=None, data=data, field_prefix="")
+                          type="protocol.resend_requested", time=None, data=data, field_prefix="",
+                          requester=cloudevents.requester(key))
     outcome = await request.app[SERVICE].handle(event, received_at=request.app[CLOCK]())
     return web.json_response(outcome.body, status=200 if outcome.duplicate else 202)

@@ -10,7 +10,9 @@ from aiohttp import web
 from gateway.api import events, health, protocols
 from gateway.api.auth import auth_middleware
 from gateway.api.openapi import build_spec
+from gateway.api.parser_refusals import answer_parse_errors_as_problems
 from gateway.api.problems import problem_middleware
+from gateway.api.request_limits import build_limiter
 
 
 def _version() -> str:
@@ -28,6 +30,8 @@ ROUTE_MODULES: tuple[str, ...] = ("gateway.api.webhooks", "gateway.api.templates
 def build_web_app(max_body: int) -> web.Application:
     # problem_middleware is outermost so that auth refusals and aiohttp's own errors become problems.
     app = web.Application(middlewares=[problem_middleware, auth_middleware], client_max_size=max_body)
+    answer_parse_errors_as_problems(app)
+    app.on_startup.append(build_limiter)
     spec = build_spec(_version())
 
     async def openapi(_request: web.Request) -> web.Response:

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model, field_validator
+
+from gateway.delivery.admin import ALIASES, RETRYABLE, STATUSES
 
 # The event data shapes are the domain's; they are part of the HTTP contract too.
 from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.py and the handlers)
     EVENT_DATA,
+    MAX_DEPTH,
     NUMBER_PATTERN,
     NotificationStatus,
     OpenedData,
@@ -20,7 +23,9 @@ from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.
     ResendRequest,
     ResolvedData,
     StrictModel,
+    Time,
     UpdatedData,
+    shallow,
 )
 
 
@@ -35,10 +40,33 @@ class CloudEventIn(BaseModel):
     type: Literal[
         "protocol.opened", "protocol.updated", "protocol.resolved", "protocol.reopened", "protocol.resend_requested"
     ]
-    time: AwareDatetime | None = None
-    datacontenttype: str | None = None
+    time: Time | None = None
+    datacontenttype: str | None = Field(None, pattern=r"^application/json\s*(;.*)?$",
+                                        description="the data is JSON: application/json (the default)")
     subject: str | None = None
     data: dict[str, Any]
+
+
+def _envelope(event_type: str, data: type[BaseModel]) -> type[CloudEventIn]:
+    """The envelope of one event type with its own `data`, for /openapi.json: the handler checks
+    the envelope (CloudEventIn) and then `data` with the very model named here (EVENT_DATA)."""
+    name = "".join(part.title() for part in event_type.removeprefix("protocol.").split("_")) + "Event"
+    model: type[CloudEventIn] = create_model(name, __base__=CloudEventIn, __doc__=f"A {event_type} event.",
+                                             type=(Literal[event_type], ...), data=(data, ...))  # type: ignore[call-overload]
+    return model
+
+
+EVENT_ENVELOPES: dict[str, type[CloudEventIn]] = {t: _envelope(t, m) for t, m in EVENT_DATA.items()}
+
+
+def status_list_pattern(names: tuple[str, ...]) -> str:
+    """Comma-separated names, at least one ('dead', 'dead, failed'): the spec and the check alike."""
+    word = "(" + "|".join(names) + ")"
+    return rf"^\s*{word}\s*(,\s*{word}\s*)*$"
+
+
+OUTBOX_STATUSES = status_list_pattern(STATUSES + tuple(ALIASES))  # GET /v1/outbox?status=
+REQUEUE_STATUSES = status_list_pattern(RETRYABLE)                  # POST /v1/outbox/requeue
 
 
 # Answers
@@ -87,6 +115,7 @@ class EventOut(BaseModel):
     occurred_at: datetime
     received_at: datetime
     data: dict[str, Any]
+    key: str | None = Field(description="the name of the API key that posted it (None: the gateway itself)")
 
 
 class NotificationOut(BaseModel):
@@ -161,7 +190,10 @@ class TemplatePreviewRequest(StrictModel):
     locale: str | None = Field(None, max_length=35, description="default: the sample's locale")
     channel: Literal["email", "sms"] | None = Field(None, description="default: every channel the locale has")
     data: dict[str, Any] | None = Field(
-        None, description="merged over the template's sample; RFC 3339 strings with an offset become date-times")
+        None, description="merged over the template's sample; RFC 3339 strings with an offset become date-times; "
+                          f"nested at most {MAX_DEPTH} levels")
+
+    _shallow = field_validator("data")(shallow)
 
 
 class SmsCounts(BaseModel):
@@ -259,12 +291,27 @@ class OutboxRetryRequest(StrictModel):
     reason: str | None = Field(None, max_length=500, description="why, for the record")
 
 
+def _number_not_text(value: Any) -> Any:
+    """JSON Schema's integer: 5 or 5.0, never "5" or true (pydantic would read those as 5 and 1)."""
+    if isinstance(value, (str, bool)):
+        raise ValueError("expected a whole number")
+    return value
+
+
+def whole_number(low: int, high: int) -> Any:
+    """An integer from `low` to `high` (the constraints first, so the spec shows them as such)."""
+    return Annotated[int, Field(ge=low, le=high), BeforeValidator(_number_not_text)]
+
+
 class OutboxRequeueRequest(StrictModel):
-    status: str | list[str] = Field(description="dead, failed, undelivered, unknown or queued (one or a list)")
-    since: AwareDatetime | None = Field(None, description="only those whose last attempt ended at or after this")
-    limit: int | None = Field(None, ge=1, le=100_000)
+    status: Annotated[str, Field(pattern=REQUEUE_STATUSES)] | Annotated[
+        list[Literal[RETRYABLE]], Field(min_length=1)] = Field(  # type: ignore[valid-type]
+        description="dead, failed, undelivered, unknown or queued: one, several separated by commas, or a "
+                    "non-empty list (an empty one would requeue everything)")
+    since: Time | None = Field(None, description="only those whose last attempt ended at or after this")
+    limit: whole_number(1, 100_000) | None = None  # type: ignore[valid-type]
     reason: str | None = Field(None, max_length=500)
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 class OutboxRequeueAnswer(BaseModel):

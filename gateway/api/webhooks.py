@@ -3,11 +3,19 @@
 The signature covers the URL Twilio called, so it is checked against `http.public_url`
 (behind a proxy, the URL aiohttp sees is not the one Twilio signed). A missing or bad
 signature is 403 and nothing happens.
+
+Twilio signs the URL followed by every parameter's name and value run together, so the
+boundaries between parameters are not signed: a captured request can be re-split into
+others with the same signature (`MessageSid=SM…` + `To=+1…` becomes `MessageSid=SM…To+1…`, a
+"new" message). So a signed request is also held to what Twilio really sends: message SIDs
+of exactly `SM` or `MM` and 32 hex digits, our `AccountSid`, and, for an inbound message,
+one of our numbers as `To` (each checked where the settings name it).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +28,35 @@ from gateway.delivery.receipts import apply_twilio_receipt
 log = logging.getLogger("gateway.webhooks")
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+
+
+def _refuse(request: web.Request, why: str) -> Problem:
+    log.warning("webhook refused", extra={"action": "webhook_refused", "path": request.path, "reason": why})
+    return Problem(403, f"this request is not one Twilio sends for our account: {why}")
+
+
+def message_sid(request: web.Request, form: dict[str, Any]) -> str:
+    """The MessageSid, as Twilio issues them: anything else is a re-split replay or a forgery."""
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    if not sid:
+        raise Problem(400, "a Twilio webhook needs MessageSid")
+    if not MESSAGE_SID.fullmatch(sid):
+        raise _refuse(request, "MessageSid is not SM or MM followed by 32 hex digits")
+    return sid
+
+
+def check_account(request: web.Request, form: dict[str, Any]) -> None:
+    ours = request.app[SETTINGS].sms.twilio.account_sid
+    if ours and form.get("AccountSid") != ours:
+        raise _refuse(request, "AccountSid is not sms.twilio.account_sid")
+
+
+def check_our_number(request: web.Request, form: dict[str, Any]) -> None:
+    """An inbound message is addressed to us: `To` is our sending number, when one is set."""
+    ours = request.app[SETTINGS].sms.twilio.from_
+    if ours and ours.removeprefix("whatsapp:") != (form.get("To") or "").removeprefix("whatsapp:"):
+        raise _refuse(request, "To is not our number (sms.twilio.from)")
 
 
 async def verified_form(request: web.Request) -> dict[str, Any]:
@@ -39,8 +76,10 @@ async def verified_form(request: web.Request) -> dict[str, Any]:
 
 async def inbound(request: web.Request) -> web.Response:
     form = await verified_form(request)
-    sid = form.get("MessageSid") or form.get("SmsSid")
-    if not sid or not form.get("From"):
+    sid = message_sid(request, form)
+    check_account(request, form)
+    check_our_number(request, form)
+    if not form.get("From"):
         raise Problem(400, "an inbound SMS needs MessageSid and From")
     await request.app[INBOUND].receive(sid=sid, from_raw=form["From"], to=form.get("To"), body=form.get("Body", ""),
                                        now=request.app[CLOCK]())
@@ -50,6 +89,8 @@ async def inbound(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     form = await verified_form(request)
+    message_sid(request, form)
+    check_account(request, form)
     raw_id = request.query.get("notification")
     # ASCII digits that fit a BIGINT: anything else names no notification (and would overflow the driver).
     notification_id = int(raw_id) if raw_id and raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 19 else None

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gateway.commands.database import with_database
-from gateway.config import load_settings
 from gateway.delivery import admin as outbox_admin
 from gateway.errors import ServiceError
 from gateway.store.database import Database
@@ -44,7 +43,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             return await outbox_admin.list_notifications(session, statuses=statuses, limit=args.limit,
                                                          before=args.before, protocol=args.protocol)
 
-    items = asyncio.run(with_database(load_settings(args.config), work))
+    items = asyncio.run(with_database(args.settings, work))
     if args.format == "json":
         print(json.dumps([i.as_dict() for i in items], ensure_ascii=False, indent=2))
         return 0
@@ -64,7 +63,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             return await outbox_admin.retry(session, args.id, now=datetime.now(timezone.utc), reason=reason)
 
     try:
-        item = asyncio.run(with_database(load_settings(args.config), work))
+        item = asyncio.run(with_database(args.settings, work))
     except ServiceError as exc:
         print(f"outbox retry: {exc.detail}", file=sys.stderr)
         return EXIT_REFUSED
@@ -88,7 +87,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
                                               limit=args.limit, dry_run=args.dry_run)
 
     try:
-        ids = asyncio.run(with_database(load_settings(args.config), work))
+        ids = asyncio.run(with_database(args.settings, work))
     except ValueError as exc:
         print(f"outbox requeue: {exc}", file=sys.stderr)
         return EXIT_USAGE

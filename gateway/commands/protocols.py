@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from gateway.commands.database import with_database
-from gateway.config import load_settings
 from gateway.errors import NotFound
 from gateway.protocols import export
 from gateway.store.database import Database
@@ -28,13 +28,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         return await export.export_protocol(db, args.number, now=datetime.now(timezone.utc))
 
     try:
-        document = asyncio.run(with_database(load_settings(args.config), work))
+        document = asyncio.run(with_database(args.settings, work))
     except NotFound as exc:
         print(f"protocols export: {exc.detail}", file=sys.stderr)
         return EXIT_FAILED
     text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        # The record is personal data: the file is the user's alone, whatever the shell's umask.
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
         print(f"{args.output}: sha256 {document['digest']['value']}")
     else:
         sys.stdout.write(text)

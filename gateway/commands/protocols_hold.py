@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gateway.commands.database import with_database
-from gateway.config import load_settings
 from gateway.errors import ServiceError
 from gateway.protocols.anonymize import anonymize_number
 from gateway.protocols.legal_hold import set_legal_hold
@@ -35,7 +34,7 @@ def _actor() -> str:
 
 
 def _run(args: argparse.Namespace, work: Any) -> int:
-    settings = load_settings(args.config)
+    settings = args.settings
     try:
         result = asyncio.run(with_database(settings, lambda db: work(settings, db)))
     except ServiceError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.commands.database import with_database
-from gateway.config import Settings, load_settings
+from gateway.config import Settings
 from gateway.protocols.retention import RetentionRefused
 from gateway.rendering.templates import Templates
 from gateway.store.database import Database
@@ -47,7 +47,7 @@ def _load(settings: Settings) -> tuple[Templates, list[Schedule]]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = args.settings
     _, schedules = _load(settings)
     try:
         at = parse_at(args.at, settings.gateway.timezone)
@@ -68,7 +68,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = args.settings
     templates, schedules = _load(settings)
     by_name = {s.name: s for s in schedules}
     if args.name not in by_name:

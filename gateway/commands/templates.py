@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Settings, load_settings
+from gateway.config import Settings
 from gateway.rendering.check import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CheckUsageError, check_templates
 from gateway.rendering.preview import PreviewDataError, describe, load_data, preview
 from gateway.rendering.templates import TemplateError, TemplateNotFoundError, Templates
@@ -32,7 +32,7 @@ def _templates(settings: Settings, folder: Path | None) -> Templates:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = args.settings
     try:
         report = check_templates(_templates(settings, args.dir), max_segments=settings.sms.max_segments,
                                  names=args.names or None)
@@ -50,7 +50,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = args.settings
     templates = _templates(settings, args.dir)
     try:
         data = load_data(args.data) if args.data else None
@@ -91,7 +91,7 @@ def _preview_text(result: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = args.settings
     templates = _templates(settings, args.dir)
     rows = [describe(templates, name) for name in templates.names()]
     if args.format == "json":

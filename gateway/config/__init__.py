@@ -20,7 +20,7 @@ from gateway.config.delivery import (
     TwilioSettings,
     WebhooksSettings,
 )
-from gateway.config.load import ENV_PREFIX, load_settings
+from gateway.config.load import ENV_PREFIX, load_settings, mask_url
 from gateway.config.sections import (
     AuthSettings,
     CompanySettings,
@@ -44,5 +44,5 @@ __all__ = [
     "Duration", "EmailSettings", "FallbackSettings", "GatewaySettings", "HTTPSettings", "InboundSettings",
     "LimitsSettings", "OperationsSettings", "PolicySettings", "ProfileSettings", "QuietHoursSettings", "Rate",
     "RetentionSettings", "SMSSettings", "SMTPSettings", "Settings", "Size", "SweepsSettings", "TemplatesSettings",
-    "TwilioSettings", "WebhooksSettings", "load_settings", "parse_duration", "parse_rate", "parse_size",
+    "TwilioSettings", "WebhooksSettings", "load_settings", "mask_url", "parse_duration", "parse_rate", "parse_size",
 ]

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.config.sections import Section
-from gateway.config.units import Duration, Rate
+from gateway.config.units import Duration, OptionalRate, Rate
 
 
 class SMTPSettings(Section):
@@ -100,14 +100,20 @@ class DispatchSettings(Section):
     unknown_retry_after: Duration = 600.0
     poll_interval: Duration = 1.0
     shutdown_timeout: Duration = 10.0
+    # How long a transport's probe (SMTP session, Twilio account, writable folder) stands
+    # before /readyz asks again: a probe opens a connection to the provider.
+    probe_interval: Duration = 60.0
 
 
 class LimitsSettings(Section):
-    """Against abuse: counted in the database, so they hold across processes."""
+    """Against abuse. Resends and inbound texts are counted in the database, so they hold across
+    processes; API requests per key are counted in each process's memory (N processes: N times)."""
 
     resend_per_protocol: Rate = (5, 3600.0)
     resend_per_contact: Rate = (10, 86400.0)
     inbound_per_phone: Rate = (10, 3600.0)
+    # One misbehaving upstream must not starve the others; 0 turns it off.
+    requests_per_key: OptionalRate = (6000, 60.0)
 
 
 class InboundSettings(Section):

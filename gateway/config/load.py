@@ -48,6 +48,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def mask_url(url: str) -> str:
+    """postgresql+asyncpg://user:PASSWORD@host/db -> postgresql+asyncpg://user:***@host/db."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
 def _describe(error: dict[str, Any], origins: dict[tuple[str, ...], str], source: str) -> str:
     loc = tuple(str(p) for p in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
@@ -63,7 +68,7 @@ def _describe(error: dict[str, Any], origins: dict[tuple[str, ...], str], source
     elif "input" in error and not isinstance(error["input"], dict) and "got " not in message:
         shown = "***" if any(s in key for s in ("password", "token", "secret")) else error["input"]
         if isinstance(shown, str):  # a URL may carry a password: postgresql+asyncpg://user:PASSWORD@host/db
-            shown = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", shown)
+            shown = mask_url(shown)
         message = f"{message} (got {shown!r})"
     where = next((name for parts, name in origins.items() if parts[: len(loc)] == loc), source)
     return f"settings: {key}: {message} [{where}]"
@@ -103,7 +108,9 @@ def load_settings(
     if overrides:
         data = _merge(data, dict(overrides))
     try:
-        return Settings.model_validate({**data, "base_dir": base_dir})
+        return Settings.model_validate({**data, "base_dir": base_dir,
+                                        "source": str(Path(source).resolve()) if path is not None else source,
+                                        "origins": {".".join(parts): name for parts, name in origins.items()}})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise ConfigError(_describe(first, origins, source)) from None

@@ -27,6 +27,8 @@ class DatabaseSettings(Section):
     url: str = "sqlite+aiosqlite:///var/gateway.db"
     # SQLite: NORMAL survives a process crash; FULL also survives power loss (see README).
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # PostgreSQL: a host that never answers stops start-up (and fails a request) after this.
+    connect_timeout: Duration = 10.0
 
     @field_validator("url")
     @classmethod
@@ -47,6 +49,19 @@ class HTTPSettings(Section):
     # and port, so changing the port alone cannot leave callbacks pointing at the old one.
     public_url: str = "http://127.0.0.1:8080"
     max_body: Size = 1024 * 1024
+    # An idle connection, or one whose request head has not arrived, is closed after this.
+    keepalive_timeout: Duration = 75.0
+    # A request body must arrive whole within this (a client trickling bytes holds a connection).
+    read_timeout: Duration = 30.0
+    # /readyz is 503 when the disk under the SQLite database or a file transport has less free.
+    readyz_min_free: Size = 64 * 1024 * 1024
+
+    @field_validator("keepalive_timeout", "read_timeout")
+    @classmethod
+    def _positive(cls, seconds: float) -> float:
+        if seconds <= 0:
+            raise ValueError("expected a duration longer than zero (a connection must end some time)")
+        return seconds
 
     @model_validator(mode="before")
     @classmethod

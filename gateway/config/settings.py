@@ -61,6 +61,10 @@ class Settings(Section):
     schedules: DirSettings = DirSettings(dir=Path("schedules"))
     # Where relative paths are read from: the settings file's folder, else the working directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    # Where the values came from, for messages that name a key: the settings file (or
+    # "defaults" when there is none), and the GATEWAY_* variable of each key set that way.
+    source: str = Field("defaults", exclude=True)
+    origins: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @field_validator("profiles")
     @classmethod
@@ -75,6 +79,14 @@ class Settings(Section):
             except ValueError as exc:
                 raise ValueError(f"{name}.{exc}") from None
         return profiles
+
+    @property
+    def settings_file(self) -> Path | None:
+        return None if self.source == "defaults" else Path(self.source)
+
+    def origin(self, key: str) -> str:
+        """Where `key` ("database.url") was set: its GATEWAY_* variable, else the settings file."""
+        return self.origins.get(key, self.source)
 
     def path(self, value: Path) -> Path:
         """A path from the settings, made absolute against `base_dir`."""

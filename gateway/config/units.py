@@ -64,3 +64,14 @@ def parse_rate(value: Any) -> tuple[int, float]:
 
 
 Rate = Annotated[tuple[int, float], BeforeValidator(parse_rate)]
+
+
+def parse_optional_rate(value: Any) -> tuple[int, float] | None:
+    """'6000/1m' -> (6000, 60.0); 0, '0', '0/1m' or 'off' -> None (no limit)."""
+    if value is None or (not isinstance(value, bool) and str(value).strip().lower() in ("0", "off")):
+        return None
+    rate = parse_rate(value)
+    return rate if rate[0] > 0 else None  # '0/1m' allows nothing: read it as off, as '0' is
+
+
+OptionalRate = Annotated[tuple[int, float] | None, BeforeValidator(parse_optional_rate)]

@@ -45,6 +45,8 @@ TURN_GATHER = 0.01  # seconds: added latency at most, per turn, when there is no
 log = logging.getLogger(__name__)
 
 DB_RETRY_DELAY = 1.0  # seconds to wait after the database failed a turn before trying again
+LOG_LEVELS = {"queued": logging.WARNING, "unknown": logging.WARNING, "failed": logging.ERROR, "dead": logging.ERROR,
+              "undelivered": logging.ERROR}
 
 
 def message_id_for(notification_id: int, sender: str, installation: str) -> str:
@@ -232,10 +234,14 @@ class Dispatcher:
         action = {"sent": "outbox_sent", "delivered": "outbox_sent", "queued": "outbox_retry"}.get(
             result.status, f"outbox_{result.status}"
         )
-        log.info(
-            "notification %s", result.status,
+        # A retry or an unknown outcome is a warning and a refusal for good an error, each with
+        # the provider's words (addresses and phones in them masked by the log formatter):
+        # a relay refusing every message for a day must show in the log, not hide at info.
+        level = LOG_LEVELS.get(result.status, logging.INFO)
+        log.log(
+            level, "notification %s", result.status,
             extra={"action": action, "notification": row.id, "channel": row.channel, "to": mask(row.recipient),
-                   "attempt": row.attempts, "error_code": result.error_code,
+                   "attempt": row.attempts, "error_code": result.error_code, "error": result.error,
                    "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None},
         )
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import NotFound
 from gateway.protocols.profiles import Profiles
+from gateway.protocols.ratelimit import contact_digest
 from gateway.protocols.retention import CANDIDATE_COLUMNS, RetentionRefused, effective_end
 from gateway.store.append_only import allow_redaction
 from gateway.store.database import Database
@@ -132,7 +133,8 @@ async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: 
         ConsumerRequest.protocol_id.in_(ids)).values(address=None))).rowcount
     counts["opt_outs"] = (await run(delete(OptOut).where(OptOut.phone.in_(phones)))).rowcount if phones else 0
     if released:
-        named = or_(*(RateLimit.key.contains(c, autoescape=True) for c in released))
+        # Keys hold a contact's digest, never the contact (protocols/ratelimit.py).
+        named = or_(*(RateLimit.key.endswith(f":contact:{contact_digest(c)}") for c in released))
         counts["rate_limits"] = (await run(delete(RateLimit).where(named))).rowcount
         unmatched = or_(*(cast(ProviderCallback.payload, String).contains(p, autoescape=True) for p in phones)) \
             if phones else None

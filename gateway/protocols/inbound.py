@@ -102,8 +102,8 @@ class InboundSMS:
         count, window = self.settings.limits.inbound_per_phone
         try:
             async with session.begin_nested():
-                await session.run_sync(lambda sync: ratelimit.hit(sync, f"inbound:{phone}", limit=count,
-                                                                   window=window, now=now,
+                key = ratelimit.contact_key("inbound", phone)
+                await session.run_sync(lambda sync: ratelimit.hit(sync, key, limit=count, window=window, now=now,
                                                                    what="messages from this phone"))
         except RateLimited:
             return "rate_limited"  # recorded, not answered: a loop or an abuse must not cost SMS

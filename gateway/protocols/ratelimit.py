@@ -3,10 +3,15 @@
 One upsert per hit: the row for (key, window) is created or bumped in the caller's
 transaction, and the count it returns decides. A refused hit is rolled back with the
 caller's transaction, so only accepted requests count.
+
+A contact (an email address may be 320 characters) is never written into a key as it is:
+its SHA-256 is, so every key fits the column, and anonymization finds the rows of a contact
+it releases by the same digest (`contact_digest`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import datetime, timedelta, timezone
 
@@ -19,6 +24,21 @@ from gateway.store.database import dialect_insert
 from gateway.store.models import RateLimit
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def contact_digest(contact: str) -> str:
+    """A fixed-length stand-in for a phone or email address (compared without case, as matched)."""
+    return hashlib.sha256(contact.casefold().encode("utf-8")).hexdigest()
+
+
+def contact_key(kind: str, contact: str) -> str:
+    """'resend:contact:<sha256>': one consumer's budget, whichever protocol asks."""
+    return f"{kind}:contact:{contact_digest(contact)}"
+
+
+def requester_key(protocol_id: int, requester: str | None) -> str:
+    """One requester's (an API key's) budget for one protocol; `gateway` for the gateway's own callers."""
+    return f"resend:protocol:{protocol_id}:by:{requester or 'gateway'}"
 
 
 def window_start(now: datetime, window: float) -> datetime:

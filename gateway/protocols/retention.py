@@ -25,7 +25,9 @@ class RetentionRefused(ServiceError):
 
 def retention_start(row: Any, abandoned_after: timedelta) -> datetime | None:
     if row.status == "resolved":
-        return row.resolved_at
+        # Never earlier than we heard of the resolution (a back-dated resolved_at must not shorten
+        # the record's life): the last event received is the resolution, or came after it.
+        return max(row.resolved_at, row.last_event_at or row.resolved_at)
     if row.status in OPEN_STATUSES:
         last = row.last_event_at or row.updated_at
         return last + abandoned_after if last else None

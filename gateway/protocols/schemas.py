@@ -6,9 +6,25 @@ The domain owns these shapes; `api/` validates HTTP bodies with them and publish
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+import zoneinfo
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from babel import Locale, UnknownLocaleError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
+
+from gateway.protocols.profiles import PROFILES
 
 NotificationStatus = Literal[
     "queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled"
@@ -17,6 +33,81 @@ ProtocolStatus = Literal["open", "resolved", "reopened", "anonymized"]
 ContactChannel = Literal["phone", "chat", "email", "whatsapp", "web", "in_person"]
 
 NUMBER_PATTERN = r"^[0-9]{6,30}$"
+
+# Years a time an event or a request gives may have, as written. Outside them, dates are typos or
+# probes (year 1, 9999) and would overflow a deadline or a conversion to UTC further on: refused
+# here, naming the field. /openapi.json says the same with a pattern on the year.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
+_YEARS = r"^(19[7-9][0-9]|2[0-9]{3})-"
+# Free-form JSON (`metadata`, preview data) nested deeper than this is refused: serializing it
+# fails past about 255 levels, and no real record needs more than a few.
+MAX_DEPTH = 32
+# The IANA areas of "Area/Location" zone names. Bare names in the zone folder ("localtime",
+# "posixrules", "Factory") and the old aliases ("Brazil/East") are not places a consumer lives.
+IANA_AREAS = frozenset({"Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe",
+                        "Indian", "Pacific", "Etc"})
+_ZONE_NAME = re.compile(r"^[A-Za-z]+(?:/[A-Za-z0-9_+-]+){1,2}$")
+
+
+def _written(value: Any) -> Any:
+    """A time is written as RFC 3339 text; pydantic would also read a number as Unix seconds."""
+    if isinstance(value, (int, float)):
+        raise ValueError("expected an RFC 3339 date-time with an offset, as text")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"expected a time in the years {FIRST_YEAR} to {LAST_YEAR}")
+    return value  # as given: the fingerprint of a repeat must not change
+
+
+Time = Annotated[AwareDatetime, BeforeValidator(_written), AfterValidator(_in_range), WithJsonSchema(
+    {"type": "string", "format": "date-time", "pattern": _YEARS,
+     "description": f"RFC 3339 with an offset, in the years {FIRST_YEAR} to {LAST_YEAR}"})]
+
+
+def depth(value: Any) -> int:
+    """How deeply JSON containers nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def shallow(value: Any) -> Any:
+    if value is not None and depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def known_locale(name: str | None) -> str | None:
+    """A BCP 47 tag CLDR knows ('pt-BR', 'es', 'es-ES'); kept as given (templates fall back)."""
+    if name is None:
+        return None
+    try:
+        Locale.parse(name.replace("_", "-"), sep="-")
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise ValueError(f"expected a locale such as 'pt-BR', 'es' or 'en', got {name[:40]!r}") from None
+    return name
+
+
+def iana_zone(name: str | None) -> str | None:
+    """An IANA Area/Location ('America/Sao_Paulo') or 'UTC'; not the files beside them in the zone folder."""
+    if name is None:
+        return None
+    if name != "UTC" and not (_ZONE_NAME.match(name) and name.split("/", 1)[0] in IANA_AREAS):
+        raise ValueError(f"expected an IANA time zone such as 'America/Sao_Paulo', got {name[:64]!r}")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name[:64]!r}") from None
+    return name
 
 
 def _no_line_breaks(value: str | None) -> str | None:
@@ -36,13 +127,15 @@ class StrictModel(BaseModel):
 
 class Consumer(StrictModel):
     name: str | None = Field(None, max_length=200)
-    email: str | None = Field(None, max_length=320)
+    email: str | None = Field(None, max_length=320, json_schema_extra={"format": "email"})
     phone: str | None = Field(None, max_length=40)
-    region: str | None = Field(None, min_length=2, max_length=2, description="ISO 3166 region for a national phone number")
+    region: str | None = Field(None, pattern="^[A-Za-z]{2}$", description="ISO 3166 region for a national phone number")
     locale: str | None = Field(None, max_length=35)
     timezone: str | None = Field(None, max_length=64)
 
     _single_line = field_validator("name", "email", "phone")(_no_line_breaks)
+    _locale = field_validator("locale")(known_locale)
+    _timezone = field_validator("timezone")(iana_zone)
 
 
 class OpenedData(StrictModel):
@@ -52,11 +145,13 @@ class OpenedData(StrictModel):
     notify: list[Literal["email", "sms"]] | None = Field(None, description="default: every contact given")
     channel: ContactChannel | None = None
     category: str | None = Field(None, max_length=200)
-    opened_at: AwareDatetime | None = None
-    profile: str | None = Field(None, max_length=32)
-    metadata: dict[str, Any] | None = None
+    opened_at: Time | None = None
+    # The service looks the name up (an unknown one is 422 naming it); the spec lists the same names.
+    profile: Annotated[str, Field(max_length=32, json_schema_extra={"enum": sorted(PROFILES)})] | None = None
+    metadata: dict[str, Any] | None = Field(None, description=f"any JSON object, nested at most {MAX_DEPTH} levels")
 
     _single_line = field_validator("subject")(_no_line_breaks)
+    _shallow = field_validator("metadata")(shallow)
 
 
 class UpdatedData(StrictModel):
@@ -67,7 +162,7 @@ class UpdatedData(StrictModel):
 class ResolvedData(StrictModel):
     number: str = Field(pattern=NUMBER_PATTERN)
     resolution: str = Field(min_length=1, max_length=5000)
-    resolved_at: AwareDatetime | None = None
+    resolved_at: Time | None = None
 
 
 class ReopenedData(StrictModel):
@@ -78,7 +173,7 @@ class ReopenedData(StrictModel):
 class ResendRequest(StrictModel):
     channel: Literal["email", "sms", "mail"]
     to: str | None = Field(None, max_length=500, description="an address the consumer gives now")
-    history: bool = False
+    history: StrictBool = False  # true or false, not "yes" or 1: the spec says boolean
 
     _single_line = field_validator("to")(_no_line_breaks)
 

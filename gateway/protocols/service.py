@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,9 +24,11 @@ from sqlalchemy.orm import Session
 from gateway.clock import iso
 from gateway.config import Settings
 from gateway.delivery import outbox
-from gateway.errors import Conflict, FieldProblem, InvalidFields, NotFound
+from gateway.errors import Conflict, FieldProblem, Forbidden, InvalidFields, NotFound
+from gateway.observability import mask
 from gateway.protocols import ratelimit
 from gateway.protocols.contacts import ContactError, normalize_email, normalize_phone
+from gateway.protocols.event_times import not_after_receipt, within_protocol
 from gateway.protocols.messages import MessageBuilder
 from gateway.protocols.numbering import NumberFormat, next_sequence
 from gateway.protocols.profiles import Profile, UnknownProfile, get_profile, opening_profile, retention_end
@@ -41,12 +42,27 @@ from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
 log = logging.getLogger(__name__)
 
 CONFIRMATION_TEMPLATE = "protocol_opened"
+# Told to the consumer's contacts on record when a resend went to an address they never gave us.
+SENT_ELSEWHERE_TEMPLATE = "history_sent_elsewhere"
 # A repeat racing its original on PostgreSQL meets the unique key; look again this often.
 IDEMPOTENCY_RETRIES = 3
 # Built once: every event runs them, and building a statement costs more than SQLite running it.
 _SAME_EVENT = select(Event).where(Event.source == bindparam("source"), Event.event_id == bindparam("event_id"))
 _SET_ANSWER = (update(Event.__table__).where(Event.__table__.c.id == bindparam("row_id"))
                .values(answer=bindparam("answer", type_=Event.__table__.c.answer.type)))
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who posts an event: the API key's name (stored with the event, never taken from the body),
+    and whether it may have the protocol sent to an address not on record (scope protocols:write)."""
+
+    name: str | None
+    may_send_elsewhere: bool
+
+
+# The gateway itself, its CLI and its tests: trusted callers in this process.
+IN_PROCESS = Requester(None, may_send_elsewhere=True)
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,12 @@ class IncomingEvent:
     time: datetime | None
     data: BaseModel
     field_prefix: str = "data."  # where `data` sits in the request body, for error paths
+    requester: Requester = IN_PROCESS
+
+    @property
+    def time_field(self) -> str:
+        """The path of the CloudEvent's own `time`, beside `data` in the request body."""
+        return self.field_prefix.removesuffix("data.") + "time"
 
 
 @dataclass
@@ -84,6 +106,9 @@ class _Change:
     notifications: list[Notification] = field(default_factory=list)
     occurred_at: datetime | None = None
     request: ConsumerRequest | None = None  # what the consumer asked for, with its legal clock
+    # Messages about the change that do not fulfil the request (telling the contacts on record
+    # where a resend went): queued with it, never what marks the request fulfilled.
+    notices: list[Notification] = field(default_factory=list)
 
 
 class ProtocolService:
@@ -154,18 +179,20 @@ class ProtocolService:
             data=event.data.model_dump(mode="json", exclude_none=True),
             fingerprint=digest,
             answer={},
+            key_name=event.requester.name,
         )
         rows.insert_one(session, row)
-        for notification in change.notifications:
+        for notification in change.notifications + change.notices:
             notification.event_id = row.id
-        outbox.enqueue(session, change.notifications)
+        outbox.enqueue(session, change.notifications + change.notices)
         if change.request is not None:
             change.request.event_id = row.id
             change.request.notification_id = change.notifications[-1].id if change.notifications else None
             session.add(change.request)
         row.answer = self._answer(change)  # it names the notifications' ids: known only now
         session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
-        return Outcome(body={**row.answer, "duplicate": False}, duplicate=False, enqueued=len(change.notifications))
+        return Outcome(body={**row.answer, "duplicate": False}, duplicate=False,
+                       enqueued=len(change.notifications) + len(change.notices))
 
     @staticmethod
     def _answer(change: _Change) -> dict[str, Any]:
@@ -177,7 +204,8 @@ class ProtocolService:
                 "opened_at": iso(p.opened_at),
                 "deadline_at": iso(p.deadline_at),
             },
-            "notifications": [{"id": n.id, "channel": n.channel, "status": n.status} for n in change.notifications],
+            "notifications": [{"id": n.id, "channel": n.channel, "status": n.status}
+                              for n in change.notifications + change.notices],
         }
 
     # Event types
@@ -187,7 +215,7 @@ class ProtocolService:
         prefix = event.field_prefix
         problems: list[FieldProblem] = []
         profile = self._profile(data.profile, prefix, problems)
-        zone = self._zone(data.consumer.timezone, profile, prefix, problems)
+        zone = self._zone(data.consumer.timezone, profile)
         notify = data.notify if data.notify is not None else [
             c for c, given in (("email", data.consumer.email), ("sms", data.consumer.phone)) if given
         ]
@@ -206,6 +234,9 @@ class ProtocolService:
         if problems:
             raise InvalidFields(problems)
         assert profile is not None
+        not_after_receipt(data.opened_at, f"{prefix}opened_at", received_at=received_at)
+        if data.opened_at is None:  # the CloudEvent's time stands for the opening only without opened_at
+            not_after_receipt(event.time, event.time_field, received_at=received_at)
 
         if data.number is not None:
             if session.scalar(select(Protocol.id).where(Protocol.number == data.number)) is not None:
@@ -247,6 +278,7 @@ class ProtocolService:
     def _updated(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: UpdatedData = event.data  # type: ignore[assignment]
         protocol = self._find(session, data.number)
+        within_protocol(event.time, event.time_field, opened_at=protocol.opened_at, received_at=received_at)
         protocol.updated_at = received_at
         occurred_at = event.time or received_at
         return _Change(protocol, self._tell(protocol, "protocol_updated", received_at, event={
@@ -255,10 +287,17 @@ class ProtocolService:
     def _resolved(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ResolvedData = event.data  # type: ignore[assignment]
         protocol = self._find(session, data.number)
+        within_protocol(data.resolved_at, f"{event.field_prefix}resolved_at", opened_at=protocol.opened_at,
+                        received_at=received_at)
+        if data.resolved_at is None:
+            within_protocol(event.time, event.time_field, opened_at=protocol.opened_at, received_at=received_at)
         resolved_at = data.resolved_at or event.time or received_at
         protocol.status = "resolved"
         protocol.resolved_at = resolved_at
-        protocol.retention_until = retention_end(get_profile(protocol.profile, self.settings), resolved_at)
+        # From the later of the two: a resolution stamped earlier than we heard of it must not
+        # shorten the record's life (the stated time is kept as given, for the record).
+        protocol.retention_until = retention_end(get_profile(protocol.profile, self.settings),
+                                                 max(resolved_at, received_at))
         protocol.updated_at = received_at
         return _Change(protocol, self._tell(protocol, "protocol_resolved", received_at, event={
             "type": event.type, "occurred_at": resolved_at, "resolution": data.resolution}), occurred_at=resolved_at)
@@ -266,6 +305,7 @@ class ProtocolService:
     def _reopened(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ReopenedData = event.data  # type: ignore[assignment]
         protocol = self._find(session, data.number)
+        within_protocol(event.time, event.time_field, opened_at=protocol.opened_at, received_at=received_at)
         reopened_at = event.time or received_at
         protocol.status = "reopened"
         protocol.resolved_at = None
@@ -279,6 +319,7 @@ class ProtocolService:
         data: ResendData = event.data  # type: ignore[assignment]
         prefix = event.field_prefix
         protocol = self._find(session, data.number)
+        within_protocol(event.time, event.time_field, opened_at=protocol.opened_at, received_at=received_at)
         protocol.updated_at = received_at
         request = ConsumerRequest(
             protocol_id=protocol.id, kind="history" if data.history else "confirmation", channel=data.channel,
@@ -288,10 +329,15 @@ class ProtocolService:
         )
         if data.channel == "mail":
             # Postal mail is fulfilled by operations; the request with its clock is the record.
-            self._limit_resends(session, protocol, None, received_at)
+            # Nothing reaches the consumer, so only the requester's own budget is spent.
+            self._limit_resends(session, protocol, None, event.requester, received_at)
             return _Change(protocol, request=request)
         target = self._resend_target(protocol, data, prefix)
-        self._limit_resends(session, protocol, target, received_at)
+        elsewhere = not self._on_record(protocol, data.channel, target)
+        if elsewhere and not event.requester.may_send_elsewhere:
+            raise Forbidden(f"sending to an address that is not on record ({prefix}to) needs the scope "
+                            "'protocols:write'")
+        self._limit_resends(session, protocol, target, event.requester, received_at)
         if data.history:
             events = session.scalars(
                 select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id)).all()
@@ -299,7 +345,17 @@ class ProtocolService:
         else:
             notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, data.channel, target, received_at,
                                                   reason="resend requested")]
-        return _Change(protocol, notifications, request=request)
+        notices = self._tell(protocol, SENT_ELSEWHERE_TEMPLATE, received_at, masked_to=mask(target),
+                             sent_channel=data.channel, history=data.history, requested_at=received_at,
+                             reason="a resend went to an address not on record") if elsewhere else []
+        return _Change(protocol, notifications, request=request, notices=notices)
+
+    @staticmethod
+    def _on_record(protocol: Protocol, channel: str, target: str) -> bool:
+        """Whether `target` is the protocol's own contact for the channel (email local parts compared
+        without case: a consumer typing 'Maria@' means the same mailbox)."""
+        on_record = protocol.consumer_email if channel == "email" else protocol.consumer_phone
+        return on_record is not None and on_record.casefold() == target.casefold()
 
     def _resend_target(self, protocol: Protocol, data: ResendData, prefix: str) -> str:
         """The address the consumer gave now, validated, or the one on record."""
@@ -322,16 +378,20 @@ class ProtocolService:
         assert target is not None
         return target
 
-    def _limit_resends(self, session: Session, protocol: Protocol, target: str | None,
-                             now: datetime) -> None:
-        limits = self.settings.limits
-        count, window = limits.resend_per_protocol
-        ratelimit.hit(session, f"resend:protocol:{protocol.id}", limit=count, window=window, now=now,
-                            what="resends of this protocol")
+    def _limit_resends(self, session: Session, protocol: Protocol, target: str | None, requester: Requester,
+                       now: datetime) -> None:
+        """The consumer's budgets (per protocol, per address) are spent only by what reaches them;
+        every request, postal ones included, also spends the requester's own budget for the protocol,
+        so one upstream cannot use up what another (or the consumer) is allowed."""
+        count, window = self.settings.limits.resend_per_protocol
+        ratelimit.hit(session, ratelimit.requester_key(protocol.id, requester.name), limit=count, window=window,
+                      now=now, what="resend requests of this protocol by this key")
         if target:
-            count, window = limits.resend_per_contact
-            ratelimit.hit(session, f"resend:contact:{target}", limit=count, window=window, now=now,
-                                what="resends to this address")
+            ratelimit.hit(session, f"resend:protocol:{protocol.id}", limit=count, window=window, now=now,
+                          what="resends of this protocol")
+            count, window = self.settings.limits.resend_per_contact
+            ratelimit.hit(session, ratelimit.contact_key("resend", target), limit=count, window=window, now=now,
+                          what="resends to this address")
 
     def _tell(self, protocol: Protocol, template: str, now: datetime, **extra: Any) -> list[Notification]:
         """The consumer hears of a change by the channels chosen at the opening."""
@@ -355,14 +415,11 @@ class ProtocolService:
             return None
 
     @staticmethod
-    def _zone(name: str | None, profile: Profile | None, prefix: str, problems: list[FieldProblem]) -> str:
-        if name is None:
-            return profile.timezone if profile else "UTC"
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            problems.append(FieldProblem(f"{prefix}consumer.timezone", f"unknown time zone {name!r}"))
-        return name
+    def _zone(name: str | None, profile: Profile | None) -> str:
+        """The consumer's zone (checked by the schema: an IANA Area/Location), else the profile's."""
+        if name is not None:
+            return name
+        return profile.timezone if profile else "UTC"
 
     @staticmethod
     def _contact(check: Callable[[str], str], raw: str, path: str, problems: list[FieldProblem]) -> str | None:

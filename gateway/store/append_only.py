@@ -39,7 +39,8 @@ LIFTED = "gateway.append_only.lifted"  # session.info key: the reason the guard 
 # Per table: the columns no update may change (None: no column may change).
 GUARDED: dict[str, frozenset[str] | None] = {
     Event.__tablename__: frozenset(
-        {"protocol_id", "source", "event_id", "type", "occurred_at", "received_at", "data", "fingerprint"}),
+        {"protocol_id", "source", "event_id", "type", "occurred_at", "received_at", "data", "fingerprint",
+                   "key"}),
     Notification.__tablename__: frozenset(
         {"protocol_id", "event_id", "channel", "audience", "recipient", "template", "template_hash", "locale",
          "subject", "body_text", "body_html", "created_at"}),

@@ -16,6 +16,7 @@ function runs through `AsyncSession.run_sync` (asyncpg has no thread to hop to).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from gateway.store.outage import DatabaseUnavailable  # noqa: F401 (the API imports it from here)
+from gateway.store.pg_tls import PostgresTarget, postgres_target
+
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # another process holding the write lock: wait, do not fail
@@ -38,10 +42,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000  # another process holding the write lock: wait,
 # a fifth of an event's CPU when each commits alone). This is only the safety net, for
 # a writer with no daemon beside it (the CLI) or a checkpointer that cannot keep up.
 WRITER_AUTOCHECKPOINT_PAGES = 10_000
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached: the API answers 503 and acknowledges nothing."""
+CONNECT_TIMEOUT = 10.0  # seconds: a host that never answers stops start-up instead of hanging it
+# The database holds personal data: its folder and file are the owner's alone whatever the
+# umask; SQLite gives its -wal and -shm files the database file's mode.
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
 def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, synchronous: str, autocheckpoint: int | None = None) -> None:
@@ -90,13 +94,16 @@ class _Borrowed:
 class Database:
     """The writer and reader engines (the same engine on PostgreSQL) and their sessions."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 10,
+                 connect_timeout: float = CONNECT_TIMEOUT, create: bool = True) -> None:
+        """`create=False` (the CLI's commands but `migrate`) never makes a SQLite file or its folder."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.postgres: PostgresTarget | None = None
         if self.is_sqlite:
-            path = url.split(":///", 1)[1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path = sqlite_path(url)
+            if path is not None and create:
+                create_sqlite_file(path)
             # One writer connection: concurrent writers queue in the pool (cheap, fair)
             # instead of polling SQLite's busy handler. Other processes still meet busy_timeout.
             self.writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
@@ -108,7 +115,11 @@ class Database:
             self._sync_writer = _lending_engine(begin="BEGIN IMMEDIATE")
             self._sync_reader = _lending_engine(begin="BEGIN")
         else:
-            self.writer = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            self.postgres = postgres_target(url, connect_timeout=connect_timeout)
+            # pool_pre_ping: a connection the server dropped (a restart, pg_terminate_backend)
+            # is found dead at checkout and replaced, so the pool recovers by itself.
+            self.writer = create_async_engine(self.postgres.url, connect_args=self.postgres.connect_args,
+                                              pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
             self.reader = self.writer
         self._write = async_sessionmaker(self.writer, expire_on_commit=False)
         self._read = async_sessionmaker(self.reader, expire_on_commit=False)
@@ -166,6 +177,26 @@ class Database:
             self._sync_reader.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = path.split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def create_sqlite_file(path: Path) -> None:
+    """Make the folder (0700) and an empty database file (0600) before SQLite does, so that
+    neither is ever readable by others, whatever the process's umask."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        return
+    os.fchmod(fd, PRIVATE_FILE)  # the umask only removes bits; this says exactly which
+    os.close(fd)
 
 
 def _lending_engine(*, begin: str) -> Any:

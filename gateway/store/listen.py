@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncpg
 
+from gateway.store.pg_tls import PostgresTarget, postgres_target
+
 log = logging.getLogger("gateway.listen")
 
 CHANNEL = "gateway_outbox"
@@ -22,8 +24,9 @@ RECONNECT_DELAY = 5.0  # seconds between tries while the database is away
 
 
 class OutboxListener:
-    def __init__(self, url: str, on_notify: Callable[[], None]) -> None:
-        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    def __init__(self, target: PostgresTarget | str, on_notify: Callable[[], None]) -> None:
+        # The engine's own target, TLS options and all (a URL string is read the same way).
+        self.target = postgres_target(target) if isinstance(target, str) else target
         self.on_notify = on_notify
         self.listening = asyncio.Event()  # set while a connection listens (tests wait on it)
 
@@ -31,7 +34,7 @@ class OutboxListener:
         while not stop.is_set():
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(self.dsn)
+                conn = await asyncpg.connect(self.target.dsn, **self.target.connect_args)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("listen connection failed", extra={"action": "listen_failed", "error": type(exc).__name__})
                 await _wait(stop, RECONNECT_DELAY)
@@ -41,6 +44,10 @@ class OutboxListener:
                 await conn.add_listener(CHANNEL, self._notified)
                 self.listening.set()
                 await _first(stop.wait(), lost.wait())
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+                # The server ended the session before LISTEN took (a restart, pg_terminate_backend):
+                # reconnect as when it drops later, rather than lose the wake-ups for good.
+                log.warning("listen connection lost", extra={"action": "listen_failed", "error": type(exc).__name__})
             finally:
                 self.listening.clear()
                 with contextlib.suppress(Exception):

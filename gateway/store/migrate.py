@@ -28,12 +28,22 @@ def alembic_config(connection: Any = None) -> Config:
     return config
 
 
-def _head() -> str | None:
+def head_revision() -> str | None:
+    """The newest schema this version knows."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def known_revision(revision: str) -> bool:
+    """False for a revision a newer version wrote (this one has no script for it)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic says "unknown" in a few ways (ResolutionError, CommandError)
+        return False
+
+
 async def current_revision(db: Database) -> str | None:
-    async with db.writer.connect() as conn:
+    # A reader: asking must not take SQLite's write lock from a running daemon.
+    async with db.reader.connect() as conn:
         return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
 
@@ -43,7 +53,7 @@ async def migrate(db: Database) -> tuple[str | None, str | None]:
         if not db.is_sqlite:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         before = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-        if before != _head():
+        if before != head_revision():
             await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
         after = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
     if before != after:

@@ -91,6 +91,9 @@ class Event(Base):
     fingerprint: Mapped[str] = mapped_column(String(80))
     # The first answer, returned again (with "duplicate": true) to a repeat.
     answer: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
+    # The name of the API key that posted it (None for the gateway's own callers). Set from the
+    # request's key, never from the body: the `source` says whatever the caller wrote.
+    key_name: Mapped[str | None] = mapped_column("key", String(100))
 
 
 class Notification(Base):
@@ -180,6 +183,8 @@ class ApiKey(Base):
     # HMAC secret that signs them (kept in clear: it must sign, not just verify).
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    # The CloudEvents sources this key may post as (a JSON list); None: any source.
+    sources: Mapped[list[str] | None] = mapped_column(JSONDoc)
 
 
 class ConsumerRequest(Base):

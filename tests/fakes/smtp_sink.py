@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,10 @@ class Received:
 class SMTPSink:
     host = "127.0.0.1"
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls_context: ssl.SSLContext | None = None, require_starttls: bool = False) -> None:
+        # With a TLS context the sink offers STARTTLS; require_starttls refuses MAIL before it
+        # ("530 Must issue a STARTTLS command first"), as relays that insist on TLS do.
+        self.tls_context, self.require_starttls = tls_context, require_starttls
         self.port = free_port()
         self.received: list[Received] = []
         self.connections = 0
@@ -134,7 +138,8 @@ class SMTPSink:
 class _Controller(Controller):
     def __init__(self, sink: SMTPSink) -> None:
         # server_hostname: aiosmtpd would otherwise ask DNS for this machine's FQDN.
-        super().__init__(sink, hostname=sink.host, port=sink.port, server_hostname="sink.test", ready_timeout=5)
+        super().__init__(sink, hostname=sink.host, port=sink.port, server_hostname="sink.test", ready_timeout=5,
+                         tls_context=sink.tls_context, require_starttls=sink.require_starttls)
         self.sink = sink
         self.counting = False
 

@@ -7,7 +7,8 @@
         ...
         assert fake.messages[0].form["To"] == "+5511987654321"
 
-It serves only `POST /2010-04-01/Accounts/{sid}/Messages.json`, checks Basic auth
+It serves `POST /2010-04-01/Accounts/{sid}/Messages.json` (and `GET .../Accounts/{sid}.json`,
+the account, which the gateway fetches to probe its credentials), checks Basic auth
 (401, code 20003, otherwise), and answers 201 with Twilio's fields. Each POST takes the
 next scripted `Answer` if any; otherwise numbers ending in one of `invalid_numbers`
 get 400/21211 and those ending in one of `stopped_numbers` get 400/21610 (the
@@ -64,6 +65,7 @@ class FakeTwilio:
         self.invalid_numbers: set[str] = set()  # suffixes answered 400/21211
         self.stopped_numbers: set[str] = set()  # suffixes answered 400/21610
         self.messages: list[Posted] = []
+        self.account_fetches = 0  # GET Accounts/{sid}.json: the gateway's probe, answered 401 on a bad login
         self.base_url = ""  # set on start: http://127.0.0.1:PORT
         self._scripted: deque[Answer] = deque()
         self._runner: web.AppRunner | None = None
@@ -75,6 +77,7 @@ class FakeTwilio:
     async def __aenter__(self) -> FakeTwilio:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
+        app.router.add_get("/2010-04-01/Accounts/{sid}.json", self._fetch_account)  # the gateway's probe
         # handler_cancellation: a client that gave up ends a delayed answer, so cleanup is quick.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
@@ -106,6 +109,13 @@ class FakeTwilio:
             return web.json_response(_error_body(answer), status=answer.status, headers=headers)
         posted.sid = "SM" + secrets.token_hex(16)
         return web.json_response(self._message_body(posted), status=answer.status, headers=headers)
+
+    async def _fetch_account(self, request: web.Request) -> web.Response:
+        self.account_fetches += 1
+        if _basic_auth(request) != (self.account_sid, self.auth_token) or request.match_info["sid"] != self.account_sid:
+            return web.json_response(_error_body(Answer(status=401, code=20003)), status=401)
+        return web.json_response({"sid": self.account_sid, "friendly_name": "fake", "status": "active",
+                                  "type": "Full", "uri": f"/2010-04-01/Accounts/{self.account_sid}.json"})
 
     def _answer_for(self, to: str) -> Answer:
         if self._scripted:

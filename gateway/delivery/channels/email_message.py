@@ -6,12 +6,13 @@ import binascii
 import re
 import secrets
 from datetime import datetime, timezone
-from email.header import Header
 from email.message import EmailMessage
+from email.parser import Parser
 from email.policy import default as default_policy
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr
 
 from gateway.delivery.channels.base import Message
+from gateway.delivery.channels.email_headers import check_single_line, mailbox, unstructured
 from gateway.delivery.errors import PermanentDeliveryError
 
 # RFC 5322 field names: printable ASCII except the colon.
@@ -22,17 +23,14 @@ def build_email(message: Message, sender: str) -> EmailMessage:
     """From, To, Subject, Reply-To, Message-ID, Date, the text (and html) body, then `message.headers`.
 
     Extra headers replace a built one of the same name. Raises `PermanentDeliveryError`
-    if any header would carry CR or LF: the caller cleans values, but a line break that
+    if any header would carry a line break: the caller cleans values, but a break that
     slipped through would let a value inject headers of its own, so refuse here too.
     """
-    message_id = message.message_id or make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or None)
-    if not message_id.startswith("<"):
-        message_id = f"<{message_id}>"
     headers: dict[str, str] = {
         "From": sender,
         "To": message.to,
         "Subject": message.subject or "",
-        "Message-ID": message_id,
+        "Message-ID": _message_id(message, sender),
         "Date": format_datetime(datetime.now(timezone.utc)),
     }
     if message.reply_to:
@@ -43,42 +41,56 @@ def build_email(message: Message, sender: str) -> EmailMessage:
         for same in [k for k in headers if k.lower() == name.lower()]:
             del headers[same]
         headers[name] = value
+    written, rest = [], {}
     for name, value in headers.items():
-        if "\r" in value or "\n" in value:
-            raise PermanentDeliveryError(f"header {name} contains a line break")
-
-    email = EmailMessage(policy=default_policy)
+        check_single_line(name, value)
+        field = _field(name, value)
+        if field is None:
+            rest[name] = value
+        else:
+            written.append(field)
+    # Parsed, our folded fields are kept as written: Python's own folding would decode text that
+    # looks like an encoded word, and the Maildir writer (mailbox) would not fold at all.
+    email = Parser(policy=default_policy).parsestr("\r\n".join(written) + "\r\n\r\n", headersonly=True)
+    assert isinstance(email, EmailMessage)
     try:
-        for name, value in headers.items():
+        for name, value in rest.items():
             email[name] = value
     except (ValueError, TypeError, IndexError) as exc:  # the header parsers' ways of saying "malformed"
         raise PermanentDeliveryError(f"cannot build the email headers: {exc}") from exc
     email.set_content(message.text)
     if message.html is not None:
         email.add_alternative(message.html, subtype="html")  # makes it multipart/alternative
+        email.set_boundary(_boundary())  # Python's own makes the line 83 octets where Maildir does not fold it
     return email
+
+
+def _field(name: str, value: str) -> str | None:
+    """The folded field for the headers a consumer reads, or None for the `email` package to write."""
+    kind = name.lower()
+    if kind == "subject":
+        return unstructured(name, value)
+    if kind in ("from", "to", "reply-to"):
+        return mailbox(name, value)
+    return None
+
+
+def _message_id(message: Message, sender: str) -> str:
+    message_id = message.message_id or make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or None)
+    return message_id if message_id.startswith("<") else f"<{message_id}>"
 
 
 # The SMTP hot path. Python's `email` package parses every header it is given and costs
 # about 1.3 ms a message, more than the SMTP exchange itself; this writer builds the same
-# message directly, 7-bit clean (RFC 2047 words for non-ASCII headers, quoted-printable
-# bodies through the C `binascii`), so no 8BITMIME or SMTPUTF8 is needed. Anything it does
-# not cover (a non-ASCII address) returns None and goes through `build_email` instead.
+# message directly, 7-bit clean (headers from `email_headers`, quoted-printable bodies
+# through the C `binascii`), so no 8BITMIME or SMTPUTF8 is needed. Anything it does not
+# cover (a non-ASCII address, extra headers) returns None and goes through `build_email`.
 
 _BOUNDARY_PREFIX = "=_pgw_"
 
 
-def _header_value(value: str) -> str:
-    if value.isascii():
-        return value
-    return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
-
-
-def _address(value: str) -> str | None:
-    name, address = parseaddr(value)
-    if not address or not address.isascii() or "@" not in address:
-        return None
-    return formataddr((name, address), charset="utf-8") if name else address
+def _boundary() -> str:
+    return _BOUNDARY_PREFIX + secrets.token_hex(12)  # "=_" never appears in quoted-printable text
 
 
 def _qp(text: str) -> bytes:
@@ -97,31 +109,29 @@ def email_bytes(message: Message, sender: str, *, now: datetime | None = None) -
     """(RFC 5322 bytes for SMTP DATA, the Message-ID), or None when `build_email` must do it."""
     for name, value in (("From", sender), ("To", message.to), ("Reply-To", message.reply_to or ""),
                         ("Subject", message.subject or ""), ("Message-ID", message.message_id or "")):
-        if "\r" in value or "\n" in value:
-            raise PermanentDeliveryError(f"header {name} contains a line break")
-    sender_field, to_field = _address(sender), _address(message.to)
-    reply_to = _address(message.reply_to) if message.reply_to else None
-    if sender_field is None or to_field is None or (message.reply_to and reply_to is None) or message.headers:
+        check_single_line(name, value)
+    if message.headers:
         return None
-    message_id = message.message_id or make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or None)
-    if not message_id.startswith("<"):
-        message_id = f"<{message_id}>"
-    subject = message.subject or ""
+    sender_field, to_field = mailbox("From", sender), mailbox("To", message.to)
+    reply_to = mailbox("Reply-To", message.reply_to) if message.reply_to else None
+    if sender_field is None or to_field is None or (message.reply_to and reply_to is None):
+        return None
+    message_id = _message_id(message, sender)
     if not message_id.isascii():
         return None
     lines = [
-        f"From: {sender_field}",
-        f"To: {to_field}",
-        f"Subject: {_header_value(subject)}",
+        sender_field,
+        to_field,
+        unstructured("Subject", message.subject or ""),
         f"Message-ID: {message_id}",
         f"Date: {format_datetime(now or datetime.now(timezone.utc))}",
     ]
     if reply_to:
-        lines.append(f"Reply-To: {reply_to}")
+        lines.append(reply_to)
     lines.append("MIME-Version: 1.0")
     if message.html is None:
         return ("\r\n".join(lines) + "\r\n").encode() + _part("text/plain", message.text), message_id
-    boundary = _BOUNDARY_PREFIX + secrets.token_hex(12)  # never appears in quoted-printable text
+    boundary = _boundary()
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     head = ("\r\n".join(lines) + "\r\n\r\n").encode()
     sep = f"\r\n--{boundary}\r\n".encode()

@@ -121,14 +121,17 @@ class SMTPTransport:
             data = flatten_message(email, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
         encoding = "utf-8" if utf8 else "ascii"
 
-        data_began = False
+        data_began = sender_accepted = False
         try:
             await client.mail(self._envelope_sender, options=options, encoding=encoding)
+            sender_accepted = True
             await client.rcpt(recipient, encoding=encoding)
             data_began = True
             await client.data(data)
         except SMTPResponseException as exc:  # a refusal: the server answered and kept nothing
             await _reset(client)
+            if not sender_accepted:  # about our session or sender (530 STARTTLS or AUTH first), not this message
+                raise self._session_refused(exc) from exc
             raise _refusal(exc) from exc
         except (SMTPException, OSError) as exc:  # timeouts and disconnects are OSErrors too
             client.close()
@@ -137,6 +140,35 @@ class SMTPTransport:
             if isinstance(exc, ConnectionError):
                 raise _DroppedBeforeData(f"SMTP connection lost before DATA: {exc}") from exc
             raise TransientDeliveryError(f"SMTP transaction failed before DATA: {exc!r}") from exc
+
+    def _session_refused(self, exc: SMTPResponseException) -> TransientDeliveryError:
+        # Every message would meet the same refusal until the settings or the relay are fixed,
+        # so it is retried (and /readyz says so) rather than failing each message for good.
+        return TransientDeliveryError(
+            f"the SMTP server {self._settings.host}:{self._settings.port} refuses mail from our sender: "
+            f"{exc.code} {exc.message} (check email.smtp.starttls, .username and email.from)", code=str(exc.code))
+
+    async def probe(self) -> None:
+        """What every send needs, with nothing sent: connect, EHLO, STARTTLS and login as
+        configured, then MAIL FROM our sender and RSET. Raises a TransientDeliveryError saying
+        what failed."""
+        client = self._new_client()
+        try:
+            await self._connect(client)
+            try:
+                await client.mail(self._envelope_sender)
+                await client.rset()
+            except SMTPResponseException as exc:
+                raise self._session_refused(exc) from exc
+            except (SMTPException, OSError) as exc:
+                raise TransientDeliveryError(
+                    f"the SMTP session with {self._settings.host}:{self._settings.port} failed: {exc}") from exc
+        finally:
+            if client.is_connected:
+                try:
+                    await client.quit(timeout=QUIT_TIMEOUT)
+                except (SMTPException, OSError):
+                    client.close()
 
     async def aclose(self) -> None:
         """QUIT every open connection, waiting for sends in flight to finish first."""

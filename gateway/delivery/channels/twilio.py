@@ -97,6 +97,23 @@ class TwilioTransport:
             raise UnknownOutcomeError(f"Twilio call failed after the request may have been sent: {exc!r}") from exc
         return Receipt(provider_id=sent.sid, status="sent", segments=_segments(sent.num_segments))
 
+    async def probe(self) -> None:
+        """The account answers with our credentials at `api_base_url` (GET Accounts/{sid}); nothing is sent."""
+        client = self._client_in_loop()
+        try:
+            async with asyncio.timeout(self._settings.timeout):
+                await client.api.v2010.accounts(self._settings.account_sid).fetch_async()
+        except (TwilioRestException, TwilioServiceException) as exc:
+            what = "refused our credentials" if exc.status in (401, 403) else "answered"
+            raise TransientDeliveryError(
+                f"Twilio at {self._settings.api_base_url} {what}: HTTP {exc.status}, error {exc.code} "
+                "(check sms.twilio.account_sid and .auth_token)", code=str(exc.code) if exc.code else None) from exc
+        except TimeoutError as exc:
+            raise TransientDeliveryError(f"Twilio at {self._settings.api_base_url} did not answer within "
+                                         f"{self._settings.timeout:g}s") from exc
+        except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+            raise TransientDeliveryError(f"cannot reach Twilio at {self._settings.api_base_url}: {exc}") from exc
+
     def _params(self, message: Message) -> dict[str, str]:
         s = self._settings
         params = {"to": message.to, "body": message.text}
