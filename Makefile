@@ -30,21 +30,40 @@ $(BIN)/.installed-bench: $(BIN)/.installed-test $(LOCK)/bench.txt
 	$(PIP_LOCKED) $(LOCK)/bench.txt
 	@touch $@
 
+# The console's browser tests: Debian's chromium (apt, as root or through sudo, when missing; never
+# `playwright install`, which downloads browsers from elsewhere) and axe-core from its npm lock.
+BROWSER_DIR := tests/browser
+$(BROWSER_DIR)/node_modules/.installed: $(BROWSER_DIR)/package-lock.json
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --silent
+	@touch $@
+
 install: $(BIN)/.installed
-install-test: $(BIN)/.installed-test
+install-test: $(BIN)/.installed-test $(BROWSER_DIR)/node_modules/.installed
 
 run: $(BIN)/.installed
 	$(BIN)/protocol-gateway run
 
 # A throwaway PostgreSQL (free port, removed on exit) unless GATEWAY_TEST_DATABASE_URL is set.
-test: $(BIN)/.installed-test
+test: $(BIN)/.installed-test $(BROWSER_DIR)/node_modules/.installed
 	scripts/with-postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: $(BIN)/.installed-test
+test-all: $(BIN)/.installed-test $(BROWSER_DIR)/node_modules/.installed install-mta
 	scripts/with-postgres.sh $(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
 
+# A real MTA for the slow bounce test (tests/test_bounces_postfix.py): Debian's postfix, left
+# unconfigured and not started (the test runs its own instance from a temporary folder). As root.
+.PHONY: install-mta
+install-mta:
+	@command -v postfix >/dev/null 2>&1 || { \
+	  apt-get update -qq && \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postfix; }
+
 clean:
-	rm -rf $(VENV) $(VENV)-lock var build *.egg-info
+	rm -rf $(VENV) $(VENV)-lock var build *.egg-info $(BROWSER_DIR)/node_modules
 
 # Refresh the locks from pyproject.toml's ranges, keeping every pin that still fits;
 # UPGRADE=1 moves everything to the newest allowed, UPGRADE=babel moves one package.

@@ -14,6 +14,12 @@ Baseline, same run, same database kind: N tasks each doing one INSERT of an even
 what the database allows with one commit per event. The gateway's own transaction per
 event is heavier (a counter, a protocol, the event, two rendered notifications).
 
+Raw server, same run: a plain aiohttp server (bench/raw_server.py) that writes each
+POSTed event with aiosqlite (`BEGIN IMMEDIATE; INSERT; COMMIT`) or asyncpg (one
+autocommitted INSERT) and answers 202, posted to by the same load generator: what HTTP
+and the database allow with nothing else in between. The `Database.write()` baseline goes
+through SQLAlchemy and skips HTTP; this one is the honest ceiling.
+
 Reference, same run: the gateway itself with group commit off (a batch of one: one
 commit per event, the naive design), so the gain of group commit is measured apart from
 everything else the gateway does.
@@ -35,6 +41,7 @@ from bench.child import run_generator
 from bench.databases import PostgresStore, SQLiteStore
 from bench.loadgen import opened_event
 from bench.progress import Ticker, say
+from bench.raw_server import PostgresServer, SQLiteServer, serve
 from bench.settings import bench_settings
 from bench.stats import latency_summary
 from gateway.api import keys
@@ -155,6 +162,31 @@ async def baseline_round(store: Store, template: str, *, clients: int, events: i
     return figures(store.name, "baseline: 1 INSERT + COMMIT per event", clients, events, elapsed, latencies, 0)
 
 
+RAW = "raw aiohttp server: 1 INSERT + COMMIT per request"
+
+
+async def raw_round(store: Store, template: str, *, clients: int, events: int, label: str) -> dict[str, Any]:
+    url = await store.clone(template)
+    server: SQLiteServer | PostgresServer = (
+        SQLiteServer(url.split(":///", 1)[1]) if store.name == "sqlite"
+        else PostgresServer(url, pool_size=max(10, DispatchSettings().workers + 2)))  # the gateway's pool size
+    try:
+        runner, port = await serve(server, HOST)
+        try:
+            result = await _load(f"http://{HOST}:{port}", "-", clients=clients, events=events, label=label)
+        finally:
+            await runner.cleanup()
+        written = await server.rows() - clients  # the load generator's untimed warm-up, one event per client
+    finally:
+        await server.close()
+        await store.drop(url)
+    accepted = result["statuses"].get("202", 0)
+    if result["errors"]:
+        say(f"{label}: {events - accepted} requests not accepted, e.g. {result['errors'][0]}")
+    return figures(store.name, RAW, clients, events, result["elapsed"], result["latencies"], events - accepted,
+                   rows_written=written)
+
+
 async def run_ingest(stores: list[Store], folder: Path, *, clients: list[int], events: int, rounds: int,
                      dispatcher: str) -> list[dict[str, Any]]:
     """Every (database, clients) pair: baseline and gateway alternately, `rounds` times each."""
@@ -163,19 +195,22 @@ async def run_ingest(stores: list[Store], folder: Path, *, clients: list[int], e
         template = await store.template("ingest")
         for n in clients:
             for r in range(1, rounds + 1):
-                variants = ["baseline", "gateway", "one-commit"]
+                variants = ["raw", "baseline", "gateway", "one-commit"]
                 turn = (r - 1) % len(variants)
                 for what in variants[turn:] + variants[:turn]:  # each variant takes each place in turn
                     label = f"ingest-{store.name}-c{n}-r{r}-{what}"
                     say(f"{label}: {events} events")
-                    if what == "baseline":
+                    if what == "raw":
+                        row = await raw_round(store, template, clients=n, events=events, label=label)
+                    elif what == "baseline":
                         row = await baseline_round(store, template, clients=n, events=events, label=label)
                     else:
                         row = await gateway_round(store, template, folder, clients=n, events=events,
                                                   label=label, dispatcher=dispatcher,
                                                   group_commit=what == "gateway")
                     row["round"] = r
-                    row["role"] = {"baseline": "baseline", "gateway": "gateway", "one-commit": "reference"}[what]
+                    row["role"] = {"raw": "raw", "baseline": "baseline", "gateway": "gateway",
+                                   "one-commit": "reference"}[what]
                     say(f"{label}: {row['rate']:.0f} events/s, p50 {row['p50_ms']:.1f} ms, "
                         f"p99 {row['p99_ms']:.1f} ms")
                     results.append(row)

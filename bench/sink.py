@@ -28,6 +28,7 @@ import json
 import re
 import sys
 import time
+from typing import Any
 
 from bench.child import HOST, ChildServer, answer_commands
 
@@ -43,11 +44,21 @@ def message_id_of(content: bytes) -> str:
 
 
 class CountingHandler:
-    def __init__(self, record: bool = False) -> None:
+    def __init__(self, record: bool = False, refuse: str | None = None) -> None:
+        self.refuse = refuse  # a reply to every RCPT ("451 4.3.0 try later"): a relay that refuses all
+        self.refused = 0
         self.messages = 0
         self.bytes = 0
         self.record = record
         self.arrivals: list[tuple[str, float]] = []
+
+    async def handle_RCPT(self, server: object, session: object, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.refuse:
+            self.refused += 1
+            return self.refuse
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         content = getattr(envelope, "original_content", None) or b""
@@ -62,23 +73,24 @@ class CountingHandler:
         return json.dumps(taken)
 
 
-async def serve(record: bool) -> None:
+async def serve(record: bool, refuse: str | None = None) -> None:
     from aiosmtpd.smtp import SMTP
 
-    handler = CountingHandler(record)
+    handler = CountingHandler(record, refuse)
     loop = asyncio.get_running_loop()
     # hostname given: aiosmtpd would otherwise ask DNS for this machine's name.
     server = await loop.create_server(lambda: SMTP(handler, hostname="sink.bench", ident="bench-sink"), HOST, 0)
     print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
-    await answer_commands({"count": lambda: f"{handler.messages} {handler.bytes}", "dump": handler.dump})
+    await answer_commands({"count": lambda: f"{handler.messages} {handler.bytes}", "dump": handler.dump,
+                           "refused": lambda: str(handler.refused)})
     server.close()
 
 
 class SinkProcess(ChildServer):
     module = "bench.sink"
 
-    def __init__(self, *, record: bool = False) -> None:
-        super().__init__(*(["--record"] if record else []))
+    def __init__(self, *, record: bool = False, refuse: str | None = None) -> None:
+        super().__init__(*(["--record"] if record else []), *(["--refuse", refuse] if refuse else []))
 
     async def __aenter__(self) -> SinkProcess:
         await super().__aenter__()
@@ -90,4 +102,5 @@ class SinkProcess(ChildServer):
 
 
 if __name__ == "__main__":
-    asyncio.run(serve("--record" in sys.argv[1:]))
+    args = sys.argv[1:]
+    asyncio.run(serve("--record" in args, args[args.index("--refuse") + 1] if "--refuse" in args else None))

@@ -3,6 +3,9 @@
     python -m bench.sweeps                                  # 1,000,000 protocols on SQLite
     python -m bench.sweeps --pg postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
     python -m bench.sweeps --protocols 20000 --sqlite --pg URL   # both, smaller
+    python -m bench.sweeps --cases retention-notice,anonymize     # only these (a schedule, or "anonymize")
+    python -m bench.sweeps --profile /tmp/sweeps                  # and a cProfile of each sweep there
+    python -m bench.sweeps --keep-fill /tmp/1m.db                 # SQLite: fill once, keep a copy, reuse it
 
 The store is filled straight through the driver (not the service: that is the ingest bench)
 with a year and a half of br-sac protocols as the service leaves them, one event and two
@@ -12,18 +15,21 @@ process so that its peak memory (max RSS) is its own: a first (catch-up) run of 
 sweep, a second run that finds nothing new, the digest, the retention notice, the expiry in
 `notify` mode, and the expiry in `anonymize` mode (the records past 2 years and 30 days).
 
-Progress goes to stderr; a table to stdout and to bench/results/sweeps-<db>-<n>.md.
+Progress goes to stderr (each sweep's batches as they go, with the seconds since it started); a
+table to stdout and to bench/results/sweeps-<db>-<n>.md (`--out` for another folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import multiprocessing
 import os
 import random
 import resource
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -122,7 +128,7 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def fill_sqlite(path: Path, n: int) -> None:
+def fill_sqlite(path: Path, n: int, source: Any = None) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
@@ -139,7 +145,7 @@ def fill_sqlite(path: Path, n: int) -> None:
                 values.clear()
         conn.commit()
 
-    for count, (protocol, event, notes) in enumerate(rows(n), 1):
+    for count, (protocol, event, notes) in enumerate(source or rows(n), 1):  # `source`: bench/search.py's rows
         for table, row in (("protocols", protocol), ("events", event), *(("notifications", x) for x in notes)):
             columns.setdefault(table, _columns(row))
             batches[table].append(tuple(_sqlite_value(row[c]) for c in columns[table]))
@@ -153,7 +159,7 @@ def fill_sqlite(path: Path, n: int) -> None:
     conn.close()
 
 
-async def fill_postgres(url: str, n: int) -> None:
+async def fill_postgres(url: str, n: int, source: Any = None) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
@@ -167,7 +173,7 @@ async def fill_postgres(url: str, n: int) -> None:
                     await conn.copy_records_to_table(table, records=values, columns=columns[table])
                     values.clear()
 
-        for count, (protocol, event, notes) in enumerate(rows(n), 1):
+        for count, (protocol, event, notes) in enumerate(source or rows(n), 1):  # `source`: bench/search.py's rows
             for table, row in (("protocols", protocol), ("events", event), *(("notifications", x) for x in notes)):
                 columns.setdefault(table, _columns(row))
                 batches[table].append(tuple(row[c] for c in columns[table]))
@@ -191,7 +197,7 @@ def _memory(field: str) -> float:
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
-def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any) -> None:
+def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any, profile: str | None = None) -> None:
     """In a fresh process: run one sweep as of `at`; report seconds, counts and max RSS."""
     from gateway.config import load_settings
     from gateway.rendering.templates import Templates
@@ -211,8 +217,22 @@ def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any) -> 
         runner = SweepRunner(db, templates, settings, schedules, clock=lambda: at)
         before = _memory("VmHWM")
         started = time.perf_counter()
-        result = await runner.run(schedule, at=at)
+        last = [started]
+
+        def progress(message: str) -> None:  # at most one line a second: a million rows make many batches
+            now = time.perf_counter()
+            if now - last[0] >= 1.0:
+                last[0] = now
+                say(f"    {now - started:6.1f} s  {message}")
+
+        profiler = cProfile.Profile() if profile else None
+        if profiler is not None:
+            profiler.enable()
+        result = await runner.run(schedule, at=at, progress=progress)
         seconds = time.perf_counter() - started
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
         await db.dispose()
         return {"seconds": seconds, "rss_before_mib": before, "rss_peak_mib": _memory("VmHWM"),
                 "result": result.as_dict()}
@@ -220,10 +240,10 @@ def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any) -> 
     queue.put(asyncio.run(go()))
 
 
-def measure(url: str, schedule: str, action: str, at: datetime) -> dict[str, Any]:
+def measure(url: str, schedule: str, action: str, at: datetime, profile: str | None = None) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_measure, args=(url, schedule, action, at, queue))
+    process = context.Process(target=_measure, args=(url, schedule, action, at, queue, profile))
     process.start()
     outcome = queue.get()
     process.join()
@@ -238,7 +258,7 @@ def _did(result: dict[str, Any]) -> str:
     return ", ".join(parts) or (result.get("skipped") or "nothing due")
 
 
-async def prepare(kind: str, n: int, folder: Path, pg: str | None) -> tuple[str, Any]:
+async def prepare(kind: str, n: int, folder: Path, pg: str | None, keep: Path | None = None) -> tuple[str, Any]:
     from gateway.store.database import Database
     from gateway.store.migrate import migrate
 
@@ -255,6 +275,11 @@ async def prepare(kind: str, n: int, folder: Path, pg: str | None) -> tuple[str,
         await admin.execute(f"CREATE DATABASE {name}")
         await admin.close()
         url = pg.rsplit("/", 1)[0] + "/" + name
+    if kind == "sqlite" and keep is not None and keep.exists():
+        # The same store for two runs (the code before and after a change, say): copied, never filled again.
+        shutil.copy(keep, path)
+        say(f"  {kind}: copied {keep} ({keep.stat().st_size / 2**20:,.0f} MiB)")
+        return url, path
     db = Database(url)
     await migrate(db)
     await db.dispose()
@@ -266,6 +291,8 @@ async def prepare(kind: str, n: int, folder: Path, pg: str | None) -> tuple[str,
     if filler.exitcode != 0:
         raise SystemExit(f"filling the {kind} database failed")
     say(f"  {kind}: {n:,} protocols, {n:,} events, {2 * n:,} notifications in {time.perf_counter() - started:.0f} s")
+    if kind == "sqlite" and keep is not None:
+        shutil.copy(path, keep)
     return url, (path if kind == "sqlite" else name)
 
 
@@ -284,35 +311,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", type=int, default=1_000_000)
     parser.add_argument("--sqlite", action="store_true", help="measure SQLite (the default without --pg)")
     parser.add_argument("--pg", metavar="URL", help="a PostgreSQL server to create a database on")
+    parser.add_argument("--cases", help="comma-separated schedule names (or 'anonymize') to run, default all")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="write a cProfile of each sweep (.prof) here")
+    parser.add_argument("--keep-fill", type=Path, metavar="FILE",
+                        help="SQLite: copy this filled store if it exists, else fill and keep a copy here")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"where the table goes (default {RESULTS})")
     args = parser.parse_args(argv)
+    wanted = set(args.cases.split(",")) if args.cases else None
+    cases = [c for c in CASES if wanted is None or c[1] in wanted or (c[2] in wanted)]
     kinds = (["sqlite"] if args.sqlite or not args.pg else []) + (["postgresql"] if args.pg else [])
-    RESULTS.mkdir(exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     for kind in kinds:
         with tempfile.TemporaryDirectory() as tmp:
             say(f"{kind}: filling")
-            url, handle = asyncio.run(prepare(kind, args.protocols, Path(tmp), args.pg))
+            url, handle = asyncio.run(prepare(kind, args.protocols, Path(tmp), args.pg, args.keep_fill))
             size = ""
             if kind == "sqlite":
                 size = f", file {Path(handle).stat().st_size / 2**20:,.0f} MiB"
+            started = datetime.now(timezone.utc)
+            load_at_start = os.getloadavg()
             lines = [f"# Sweeps over {args.protocols:,} protocols on {kind}{size}", "",
-                     f"As of {AT.isoformat()} ({EARLY:%H:%M}Z for the deadline reminders); {os.cpu_count()} CPUs; Python {sys.version.split()[0]}.", "",
+                     f"As of {AT.isoformat()} ({EARLY:%H:%M}Z for the deadline reminders); {os.cpu_count()} CPUs; Python {sys.version.split()[0]}.",
+                     f"Measured {started:%Y-%m-%d %H:%M} UTC; load average (1, 5, 15 min) at the start "
+                     f"{', '.join(f'{v:.2f}' for v in load_at_start)}, at the end LOAD_AT_END.", "",
                      "| sweep | seconds | peak RSS (MiB) | RSS before the run (MiB) | what it did |", "|---|---:|---:|---:|---|"]
             figures = []
             try:
-                for label, schedule, action, at in CASES:
+                for label, schedule, action, at in cases:
                     say(f"{kind}: {label}")
-                    outcome = measure(url, schedule, action, at)
+                    profile = str(args.profile / f"{kind}-{schedule}-{action}.prof") if args.profile else None
+                    outcome = measure(url, schedule, action, at, profile)
                     figures.append({"case": label, **outcome})
                     lines.append(f"| {label} | {outcome['seconds']:.2f} | {outcome['rss_peak_mib']:.0f} | "
                                  f"{outcome['rss_before_mib']:.0f} | {_did(outcome['result'])} |")
                     say(f"  {outcome['seconds']:.2f} s, {outcome['rss_peak_mib']:.0f} MiB: {_did(outcome['result'])}")
             finally:
                 asyncio.run(drop(kind, handle, args.pg))
-            text = "\n".join(lines) + "\n"
+            text = ("\n".join(lines) + "\n").replace(
+                "LOAD_AT_END", ", ".join(f"{v:.2f}" for v in os.getloadavg()))
             print(text)
-            stem = f"sweeps-{kind}-{args.protocols}"
-            (RESULTS / f"{stem}.md").write_text(text, encoding="utf-8")
-            (RESULTS / f"{stem}.json").write_text(json.dumps(figures, indent=2, default=str), encoding="utf-8")
+            stem = f"sweeps-{kind}-{args.protocols}-{started:%Y%m%d-%H%M%S}"
+            (args.out / f"{stem}.md").write_text(text, encoding="utf-8")
+            (args.out / f"{stem}.json").write_text(json.dumps(figures, indent=2, default=str), encoding="utf-8")
     return 0
 
 

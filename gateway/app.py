@@ -13,25 +13,31 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.api import keys
 from gateway.api.routes import build_web_app
-from gateway.api.runtime_keys import CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES
+from gateway.api.runtime_keys import (CLOCK, DB, INBOUND, METRICS, READINESS, SERVICE, SETTINGS, STATUS_HOOKS, TEMPLATES,
+                                      TRANSPORTS, UNSUBSCRIBE)
+from gateway.web.console import add_console
 from gateway.clock import utcnow
 from gateway.config import Settings
 from gateway.daemon.http_timeouts import body_deadline
-from gateway.daemon.listen import bind, bound_port
+from gateway.daemon.listen import CannotListen, bind, bind_bounces, bound_port
 from gateway.daemon.private_files import keep_private
 from gateway.daemon.readiness import readiness_checks
+from gateway.delivery.bounce_fallback import BounceFallback
 from gateway.delivery.channels.base import Transport
-from gateway.delivery.channels.factory import build_email_transport, build_sms_transport
 from gateway.delivery.channels.webhook import WebhookTransport
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.fallback import Fallback
 from gateway.delivery.probes import TransportProbes
+from gateway.delivery.providers import build_transports
 from gateway.delivery.status_hooks import StatusHooks
+from gateway.delivery.unsubscribe_links import UnsubscribeLinks
+from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics
 from gateway.protocols.inbound import InboundSMS
 from gateway.protocols.messages import MessageBuilder
@@ -45,7 +51,10 @@ from gateway.store.migrate import migrate
 from gateway.store.preflight import require_reachable
 from gateway.sweeps.runner import SweepRunner
 from gateway.sweeps.scheduler import SweepScheduler
-from gateway.sweeps.schedules import load_schedules
+from gateway.sweeps.schedules import Schedule, load_schedules
+
+if TYPE_CHECKING:
+    from gateway.delivery.bounce_listener import BounceListener
 
 log = logging.getLogger("gateway.app")
 
@@ -65,6 +74,7 @@ class Runtime:
     probes: TransportProbes
     sweeps: SweepRunner | None = None
     scheduler: SweepScheduler | None = None
+    bounces: BounceListener | None = None  # the DSN listener, when email.bounces.domain is set
     clock: Callable[[], datetime] = utcnow  # the one source of "now" for every part (tests pass a fixed one)
 
     async def aclose(self) -> None:
@@ -89,31 +99,56 @@ def build_runtime(
                         connect_timeout=settings.database.connect_timeout)
     templates = Templates(settings.templates_dir, settings.gateway.default_locale,
                           sms_transliterate=settings.sms.transliterate, auto_reload=settings.templates.reload)
-    transports = transports or {"email": build_email_transport(settings), "sms": build_sms_transport(settings)}
+    metrics = Metrics()
+    transports = transports or build_transports(settings, metrics, clock)
     if settings.webhooks.url and "webhook" not in transports:
         assert settings.webhooks.secret is not None  # the settings refuse a url without one
         transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
-    metrics = Metrics()
     messages = MessageBuilder(templates, settings)
     receipts = getattr(transports["sms"], "sends_receipts", False)
-    hooks = StatusHooks(Fallback(messages, settings.fallback, receipts=receipts), settings.webhooks)
+    hooks = StatusHooks(Fallback(messages, settings.fallback, receipts=receipts), settings.webhooks,
+                        BounceFallback(messages, settings.fallback))
+    # A bad schedule file stops start-up here, naming the file and the key (a ConfigError).
+    schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
+                               default_locale=settings.gateway.default_locale)
+    return_paths = return_paths_for(settings)
+    unsubscribe = unsubscribe_links_for(settings, schedules)
     dispatcher = Dispatcher(
         db, transports, settings.dispatch,
         sender=settings.email.sender, reply_to=settings.email.reply_to, public_url=settings.http.public_url,
         metrics=metrics, clock=clock, hooks=hooks,
         fallback_every=settings.fallback.check_interval if settings.fallback.enabled else None,
+        return_paths=return_paths, unsubscribe=unsubscribe,
     )
+    bounces = None
+    if return_paths and settings.email.bounces.listen:
+        from gateway.delivery.bounce_listener import BounceListener  # aiosmtpd only where bounces are set up
+
+        bounces = BounceListener(db, hooks, return_paths, settings.email.bounces, clock=clock, wake=dispatcher.wake)
     numbers = NumberFormat(settings.gateway.number_format, settings.gateway.timezone, settings.gateway.check_digit)
     service = ProtocolService(db, messages, numbers, settings, on_enqueued=dispatcher.wake)
     inbound = InboundSMS(db, messages, settings, wake=dispatcher.wake)
-    # A bad schedule file stops start-up here, naming the file and the key (a ConfigError).
-    schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
-                               default_locale=settings.gateway.default_locale)
     sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock)
     scheduler = SweepScheduler(sweeps, schedules, run_at_start=settings.sweeps.run_at_start, clock=clock)
     probes = TransportProbes(transports, every=settings.dispatch.probe_interval)
     return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound,
-                   probes, sweeps=sweeps, scheduler=scheduler, clock=clock)
+                   probes, sweeps=sweeps, scheduler=scheduler, bounces=bounces, clock=clock)
+
+
+def unsubscribe_links_for(settings: Settings, schedules: list[Schedule]) -> UnsubscribeLinks | None:
+    """Links on the templates sweeps send to consumers unasked (reminders), when a secret is set."""
+    secret = settings.email.unsubscribe.secret
+    if secret is None:
+        return None
+    proactive = {s.template for s in schedules if s.audience == "consumer" and s.template}
+    return UnsubscribeLinks(settings.http.public_url, secret.get_secret_value(), proactive)
+
+
+def return_paths_for(settings: Settings) -> ReturnPaths | None:
+    bounces = settings.email.bounces
+    if not bounces.domain or bounces.secret is None:
+        return None
+    return ReturnPaths(bounces.domain, bounces.secret.get_secret_value(), bounces.local_part)
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
@@ -151,8 +186,12 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
     app[INBOUND] = runtime.inbound
     app[STATUS_HOOKS] = runtime.hooks
     app[CLOCK] = runtime.clock
+    app[TRANSPORTS] = runtime.transports
+    app[UNSUBSCRIBE] = runtime.dispatcher.unsubscribe
     # Innermost: the body is read within http.read_timeout once the key and scope are checked.
     app.middlewares.append(body_deadline(runtime.settings.http.read_timeout))
+    if runtime.settings.console.enabled:
+        add_console(app, list(runtime.sweeps.schedules.values()) if runtime.sweeps else [])
     dispatcher_task: dict[str, asyncio.Task[None]] = {}
     app[READINESS] = readiness_checks(runtime, dispatcher_task)
 
@@ -168,7 +207,11 @@ def web_app(runtime: Runtime, *, run_dispatcher: bool = True) -> web.Application
                 dispatcher_task["listener"] = asyncio.create_task(listener.run(listener_stop), name="listener")
             if runtime.scheduler and runtime.settings.sweeps.enabled:
                 await runtime.scheduler.start()
+            if runtime.bounces is not None:
+                await runtime.bounces.start()
         yield
+        if runtime.bounces is not None:
+            await runtime.bounces.stop()
         if runtime.scheduler:
             await runtime.scheduler.stop()
         listener_stop.set()
@@ -200,15 +243,23 @@ async def start(runtime: Runtime, host: str, port: int) -> tuple[web.AppRunner, 
 def serve(settings: Settings) -> None:
     """`protocol-gateway run`: serve until SIGINT or SIGTERM (aiohttp's run_app owns the signals).
 
-    The port first (one line and exit status 2 when it is taken, before anything touches the
-    database), then private files, the database (one line when it cannot be reached), the
+    The ports first (HTTP, then the bounce listener's; one line and exit status 2 when one is
+    taken, before anything touches the database), then private files, the database (one line when it cannot be reached), the
     transports' probes (a warning each: the outbox keeps the messages), then serving.
     """
     sockets = bind(settings)
+    try:
+        bounce_sockets = bind_bounces(settings)
+    except CannotListen:
+        for sock in sockets:
+            sock.close()
+        raise
     keep_private(settings)
 
     async def make_app() -> web.Application:
         runtime = build_runtime(settings)
+        if runtime.bounces is not None:
+            runtime.bounces.sockets = bounce_sockets
         try:
             await prepare(runtime)
             await runtime.probes.check()  # a failing transport is logged now, and /readyz says so

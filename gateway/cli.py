@@ -5,6 +5,10 @@ after one line saying which settings file the command reads. A wrong setting, a 
 that is missing, unreachable or at another schema, or a port in use stops the command with
 one line naming the key, exit status 2. Only `run` and `migrate` create a database or
 change its schema. A reader that goes away (`| head`) ends the command quietly.
+
+Importing this module loads neither SQLAlchemy nor the database drivers nor the settings'
+models: `--help`, `--version` and the template commands start in a fraction of a second
+(`tests/test_cli_imports.py`); each command imports what it uses when it runs.
 """
 
 from __future__ import annotations
@@ -16,26 +20,26 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from asyncpg import InterfaceError, PostgresError
-from sqlalchemy.exc import SQLAlchemyError
-
-from gateway.api import keys
+from gateway.api.scopes import SCOPES
 from gateway.commands.database import with_database
-from gateway.config import ConfigError, Settings, load_settings
-from gateway.observability import configure_logging
-from gateway.store.outage import connect_failure, database_unavailable
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # as a tool killed by SIGPIPE, which Python ignores
 # Command groups in modules of their own; each module has register(commands, common).
 COMMAND_MODULES: tuple[str, ...] = ("gateway.commands.templates", "gateway.commands.outbox", "gateway.commands.protocols",
                                     "gateway.commands.schedules", "gateway.commands.protocols_hold",
+                                    "gateway.commands.protocols_list", "gateway.commands.reports",
                                     "gateway.commands.protocols_requests")
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # reading the metadata takes a while
+
     try:
         return version("protocol-gateway")
     except PackageNotFoundError:  # run from a source tree that was never installed
@@ -72,6 +76,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
+    from gateway.api import keys
+
     scopes = keys.parse_scopes(args.scopes)
     sources = keys.parse_sources(args.sources) if args.sources is not None else None
     key = asyncio.run(with_database(args.settings, lambda db: keys.create_key(
@@ -81,6 +87,8 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
+    from gateway.api import keys
+
     rows = asyncio.run(with_database(args.settings, keys.list_keys))
     print(f"{'NAME':<24} {'SCOPES':<40} {'CREATED':<20} {'STATUS':<24} SOURCES")
     for k in rows:
@@ -91,6 +99,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from gateway.api import keys
+
     asyncio.run(with_database(args.settings, lambda db: keys.revoke(db, args.name, now=datetime.now(timezone.utc))))
     print(f"revoked {args.name}")
     return 0
@@ -102,13 +112,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(sys.stdout))
 
 
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"protocol-gateway {_version()}")  # on stdout, as argparse's own action does
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
                         help="settings file (default: GATEWAY_CONFIG, else ./settings.toml if present)")
     parser = argparse.ArgumentParser(prog="protocol-gateway", parents=[common],
                                      description="Issues, sends and resends customer-service protocol numbers.")
-    parser.add_argument("--version", action="version", version=f"protocol-gateway {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("run", parents=[common], help="start the daemon").set_defaults(func=cmd_run)
@@ -121,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = key_commands.add_parser("create", parents=[common], help="create a key and print it (only once)")
     create.add_argument("name")
-    create.add_argument("--scopes", required=True, help=f"comma-separated: {', '.join(keys.SCOPES)}")
+    create.add_argument("--scopes", required=True, help=f"comma-separated: {', '.join(SCOPES)}")
     create.add_argument("--sources", help="comma-separated CloudEvents sources the key may post as (default: any)")
     create.set_defaults(func=cmd_keys_create)
     key_commands.add_parser("list", parents=[common], help="list keys (never the keys themselves)"
@@ -132,6 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(commands, common)
     return parser
+
+
+def _key_refused(exc: Exception) -> bool:
+    keys = sys.modules.get("gateway.api.keys")  # not loaded: a key command never ran
+    return keys is not None and isinstance(exc, keys.KeyRefused)
+
+
+def _database_failure(exc: Exception) -> str | None:
+    """What to say when the database became unavailable during the command; None for anything else.
+    Neither SQLAlchemy nor asyncpg loaded: the command never touched a database."""
+    if "sqlalchemy" not in sys.modules and "asyncpg" not in sys.modules:
+        return None
+    from asyncpg import InterfaceError, PostgresError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.store.outage import connect_failure, database_unavailable
+
+    if not isinstance(exc, (SQLAlchemyError, PostgresError, InterfaceError)) or not database_unavailable(exc):
+        return None
+    return connect_failure(exc) or type(exc).__name__
 
 
 def announce_settings(settings: Settings) -> None:
@@ -146,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not hasattr(args, "config"):
         args.config = None
+    # Past parsing (`--help` and `--version` never get here); the database's modules only when used.
+    from gateway.config import ConfigError, load_settings
+    from gateway.observability import configure_logging
+
     configure_logging()
     try:
         try:
@@ -159,17 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(str(exc), file=sys.stderr)
             return EXIT_USAGE
-        except keys.KeyRefused as exc:
-            print(f"protocol-gateway: {exc}", file=sys.stderr)
-            return 1
         except KeyboardInterrupt:
             return 130
-        except (SQLAlchemyError, PostgresError, InterfaceError) as exc:
-            if not database_unavailable(exc):
+        except Exception as exc:
+            if _key_refused(exc):
+                print(f"protocol-gateway: {exc}", file=sys.stderr)
+                return 1
+            failure = _database_failure(exc)
+            if failure is None:
                 raise
             # The database went away after the command's first check: still one line, no traceback.
-            print(f"protocol-gateway: the database became unavailable: {connect_failure(exc) or type(exc).__name__}",
-                  file=sys.stderr)
+            print(f"protocol-gateway: the database became unavailable: {failure}", file=sys.stderr)
             return EXIT_USAGE
     except BrokenPipeError:
         # `protocol-gateway templates list | head`: the reader has what it wanted. Point stdout

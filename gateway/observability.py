@@ -30,6 +30,7 @@ _EMAIL = re.compile(r"([\w.%+-])[\w.%+'-]*@([\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,})")
 # Not after "12:" or "." either: the seconds and fractions of a time ("15:22:08.294123") are no phone.
 _PHONE = re.compile(r"(?<![\d.])(?<!\d:)\+?\d[\d\s().-]{6,18}\d(?![\d])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+BREAKER_VALUES = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
 SAFE_FIELDS = frozenset({"action", "protocol", "number", "notification", "event_type", "logger", "level", "time"})
 
 
@@ -131,6 +132,19 @@ class Metrics:
         self.provider_errors = Counter(
             "gateway_provider_errors", "Provider errors by channel and code", ["channel", "code"], registry=r
         )
+        # Per named provider (relay, account): the failover's view, codes readable (smtp_550, timeout).
+        self.provider_sends = Counter(
+            "gateway_provider_sends", "Sends per provider by outcome (sent, refused, failed_over, unknown)",
+            ["channel", "provider", "outcome"], registry=r,
+        )
+        self.provider_failures = Counter(
+            "gateway_provider_failures", "Errors per provider by readable code (smtp_550, twilio_21211, timeout...)",
+            ["channel", "provider", "code"], registry=r,
+        )
+        self.provider_breaker = Gauge(
+            "gateway_provider_breaker_open", "A provider's circuit breaker: 0 closed, 0.5 half-open, 1 open",
+            ["channel", "provider"], registry=r,
+        )
         self.events = Counter("gateway_events", "Events accepted by type", ["type", "outcome"], registry=r)
         self.outbox_depth = Gauge("gateway_outbox_depth", "Notifications by status", ["status"], registry=r)
         self.outbox_oldest_due_seconds = Gauge(
@@ -179,6 +193,12 @@ class Metrics:
             self.observe_sweep(sweep, seconds=time.perf_counter() - started, ok=False)
             raise
         self.observe_sweep(sweep, seconds=time.perf_counter() - started, items=run.items)
+
+    def set_breakers(self, states: Mapping[str, Mapping[str, str]]) -> None:
+        """channel -> provider -> breaker state, as a scrape finds them."""
+        for channel, providers in states.items():
+            for provider, state in providers.items():
+                self.provider_breaker.labels(channel, provider).set(BREAKER_VALUES.get(state, 1.0))
 
     def set_outbox(self, depth: Mapping[str, int], *, oldest_due_seconds: float, dead: int) -> None:
         """The outbox as a scrape finds it: every status is set, zero included, so none goes stale."""

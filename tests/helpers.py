@@ -35,6 +35,18 @@ async def admin_key(runtime: Runtime, scopes: list[str] | None = None, name: str
                                  now=datetime.now(timezone.utc))
 
 
+async def handle_event(runtime: Runtime, event_id: str, event_type: str, *, received_at: datetime,
+                       **data: Any) -> dict[str, Any]:
+    """Post an event of any type straight to the service (as the gateway's own caller); its answer's body."""
+    from gateway.protocols.schemas import EVENT_DATA
+    from gateway.protocols.service import IncomingEvent
+
+    outcome = await runtime.service.handle(IncomingEvent(
+        source="urn:test:crm", id=event_id, type=event_type, time=None,
+        data=EVENT_DATA[event_type].model_validate(data)), received_at=received_at)
+    return outcome.body
+
+
 def opened_event(event_id: str = "evt-1", **data: Any) -> dict[str, Any]:
     """A valid protocol.opened in structured mode; `data` keys override the sample's."""
     body: dict[str, Any] = {

@@ -31,7 +31,7 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     databases = ["sqlite"] + (["postgresql"] if os.environ.get("GATEWAY_TEST_DATABASE_URL") else [])
     rows = {(e["scenario"], e["database"], e["concurrency"], e["role"]) for e in run["summary"]}
     expected = {("ingest", db, clients, role) for db in databases for clients in (1, 10)
-                for role in ("baseline", "gateway", "reference")}
+                for role in ("raw", "baseline", "gateway", "reference")}
     expected |= {("drain", db, 4, role) for db in databases for role in ("baseline", "gateway", "reference")}
     expected |= {("e2e", db, 20, "gateway") for db in databases}
     expected |= {("sms", db, WORKERS, role) for db in databases for role in ("baseline", "gateway")}
@@ -50,6 +50,10 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
         for clients in (1, 10):
             assert f"| {db} | {clients} | gateway |" in text
         assert f"| {db} | 4 | gateway |" in text
+    # The raw aiohttp server (bench/raw_server.py) answered every POST with 202, having written it.
+    raws = [r for r in run["rounds"] if r["scenario"] == "ingest" and r["role"] == "raw"]
+    assert raws and all(r["errors"] == 0 and r["rows_written"] == r["count"] for r in raws)
+    assert "gateway ÷ raw server" in text
     # Every message the gateway was asked to send reached the sink and was recorded as sent.
     drains = [r for r in run["rounds"] if r["scenario"] == "drain"]
     assert all(r["sink_received"] == r["count"] for r in drains)

@@ -53,8 +53,10 @@ def test_the_shipped_schedules_load_against_the_shipped_templates():
     kinds = {s.name: s.kind for s in schedules}
     assert kinds == {"deadline-reminder": "deadline_reminder", "deadline-warning": "deadline_reminder",
                      "operations-digest": "operations_digest", "overdue-alert": "overdue_alert",
-                     "retention-expiry": "anonymize", "retention-notice": "retention_notice"}
-    for name in ("deadline_reminder", "deadline_warning", "overdue_alert", "operations_digest", "retention_notice"):
+                     "retention-expiry": "anonymize", "retention-notice": "retention_notice",
+                     "confirmation-overdue": "confirmation_overdue"}
+    for name in ("deadline_reminder", "deadline_warning", "overdue_alert", "operations_digest", "retention_notice",
+                 "confirmation_overdue"):
         assert TEMPLATES.locales(name) == ["en", "es", "pt-BR"], name
 
 
@@ -154,7 +156,7 @@ def test_cli_list_and_run(tmp_path, capsys):
     assert "operations-digest: digest for 2026-11-23T08:00" in captured.err
 
     assert cli.main(["--config", str(config), "schedules", "run", "nope"]) == 2
-    assert "no schedule 'nope'; known: deadline-reminder" in capsys.readouterr().err
+    assert "no schedule 'nope'; known: confirmation-overdue, deadline-reminder" in capsys.readouterr().err
 
 
 class FakeRunner:
@@ -187,7 +189,7 @@ async def test_the_scheduler_registers_every_enabled_sweep_and_runs_each_once_at
         await scheduler.stop()
     assert not scheduler.running and scheduler.not_ready() == "not running"
     warning = next(r for r in caplog.records if getattr(r, "action", None) == "retention_unset")
-    assert warning.profiles == ["es", "co", "cl"] and warning.levelname == "WARNING"
+    assert warning.profiles == ["es", "co", "cl-sello-sernac", "br-bacen-ouvidoria"] and warning.levelname == "WARNING"
 
 
 async def test_a_run_already_going_is_not_doubled(tmp_path):

@@ -72,7 +72,7 @@ def protected_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     found = []
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource is not None else {}
-        path = info.get("path") or info.get("formatter")
+        path = info.get("path") or info.get("formatter") or info.get("prefix", "")  # static files: a prefix
         if route.method == "HEAD" or not path.startswith("/v1/") or path.startswith("/v1/webhooks/"):
             continue
         found.append((route.method, path, getattr(route.handler, SCOPE_ATTR, None)))

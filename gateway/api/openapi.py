@@ -8,16 +8,18 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_jso
 from pydantic_core import core_schema
 
 from gateway.api import schemas as s
+from gateway.api.schemas import status_list_pattern
+from gateway.protocols import reports, search
 
 REF = "#/components/schemas/{model}"
 # Requests whose text is stored (each event type with its own `data`; dead letters' reasons)...
 _STORED = [s.CloudEventIn, *s.EVENT_ENVELOPES.values(), s.OpenedData, s.UpdatedData, s.ResolvedData,
-           s.ReopenedData, s.ResendData, s.ResendRequest, s.OutboxRetryRequest, s.OutboxRequeueRequest,
-           s.FulfilRequest]
+           s.ReopenedData, s.ResendData, s.ResendRequest, s.DeadlineExtendedData, s.RetentionExtendedData,
+           s.OutboxRetryRequest, s.OutboxRequeueRequest, s.FulfilRequest]
 # ...and the rest: a preview (it stores nothing) and what the gateway answers.
 _OTHERS = [s.TemplatePreviewRequest, s.EventAnswer, s.BatchAnswer, s.Problem, s.ProtocolOut, s.Health,
            s.TemplatePreview, s.TemplateList, s.ProtocolExport, s.OutboxList, s.OutboxItem, s.OutboxRequeueAnswer,
-           s.FulfilledAnswer]
+           s.ProtocolList, s.ComplianceReport, s.FulfilledAnswer]
 
 
 # The body of a request that is stored may hold no NUL character (PostgreSQL text cannot): the
@@ -107,6 +109,20 @@ def build_spec(version: str) -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/protocols": {"get": {
+                "summary": "Find protocols by contact, status, deadline, category, profile or date, newest first",
+                "x-scope": "protocols:read", "parameters": _search_parameters(),
+                "responses": {"200": _json(s.ProtocolList, "A page"),
+                              "422": _problem("Invalid parameters: `errors[].field` names each, unknown ones too"),
+                              **COMMON}}},
+            "/v1/reports/compliance": {"get": {
+                "summary": "Per category, profile or channel: opened, resolved within the deadline, open past it, "
+                           "consumer requests in time, notifications by channel and status",
+                "x-scope": "protocols:read", "parameters": _report_parameters(),
+                "responses": {"200": {"description": "The report; CSV for Accept: text/csv or format=csv",
+                                      "content": {"application/json": {"schema": _ref(s.ComplianceReport)},
+                                                  "text/csv": {"schema": {"type": "string"}}}},
+                              "422": _problem("Invalid parameters"), **COMMON}}},
             "/v1/protocols/{number}": {
                 "get": {
                     "summary": "A protocol with its events and notifications",
@@ -144,6 +160,39 @@ def build_spec(version: str) -> dict[str, Any]:
                                                             "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         },
     }
+
+
+def _search_parameters() -> list[dict[str, Any]]:
+    text = {"type": "string", "minLength": 1, "maxLength": search.MAX_TEXT, "pattern": NUL_FREE}
+    day = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "format": "date"}
+    params = [
+        ("number", {"type": "string", "pattern": s.NUMBER_PATTERN}, "exactly this number"),
+        ("phone", {"type": "string"}, "E.164, or national in the first of sms.allowed_countries; compared as E.164"),
+        ("email", {"type": "string", "format": "email"}, "the consumer's address; case does not matter"),
+        ("status", {"type": "string", "pattern": status_list_pattern(search.STATUSES)},
+         "comma-separated: open, resolved, reopened, anonymized"),
+        ("overdue", {"type": "string", "enum": ["true", "false"]}, "true: open or reopened past its deadline"),
+        ("category", text, None), ("profile", text, None),
+        ("opened_from", day, "opened on or after this day (gateway.timezone)"),
+        ("opened_to", day, "opened on or before this day (gateway.timezone)"),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": search.MAX_LIMIT}, f"default {search.DEFAULT_LIMIT}"),
+        ("cursor", {"type": "string", "maxLength": 200}, "next_cursor of the previous page"),
+    ]
+    return [{"name": name, "in": "query", "schema": schema, **({"description": d} if d else {})}
+            for name, schema, d in params]
+
+
+def _report_parameters() -> list[dict[str, Any]]:
+    day = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "format": "date"}
+    return [
+        {"name": "from", "in": "query", "schema": day,
+         "description": f"first day opened (gateway.timezone); default: {reports.DEFAULT_DAYS} days before `to`"},
+        {"name": "to", "in": "query", "schema": day, "description": "last day opened, included; default: today"},
+        {"name": "group_by", "in": "query", "schema": {"type": "string", "enum": list(reports.GROUPS)},
+         "description": "default category"},
+        {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
+         "description": "csv: the same as Accept: text/csv"},
+    ]
 
 
 def _operations_paths(number: dict[str, Any]) -> dict[str, Any]:
@@ -250,4 +299,25 @@ def _hold_and_webhook_paths(number: dict[str, Any]) -> dict[str, Any]:
                                        "schema": {"type": "string"}}],
             "requestBody": form({"MessageSid": 1, "MessageStatus": 1, "ErrorCode": 1}),
             "responses": {"204": {"description": "Recorded"}, **webhook_refusals}}},
+        "/u/{token}": _unsubscribe_paths(),
+    }
+
+
+def _unsubscribe_paths() -> dict[str, Any]:
+    token = {"name": "token", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": r"^[0-9]{1,18}\.[a-z2-7]{16}$"},
+             "description": "the notification's id and an HMAC of it, from the List-Unsubscribe header"}
+    html = {"text/html": {"schema": {"type": "string"}}}
+    text = {"text/plain": {"schema": {"type": "string"}}, **html}
+    return {
+        "get": {"summary": "A page with one button to stop email reminders (a GET changes nothing)", "security": [],
+                "parameters": [token], "responses": {"200": {"description": "The page", "content": html},
+                                                     "404": {"description": "Unknown link", "content": html}}},
+        "post": {"summary": "One-click unsubscribe from email reminders (RFC 8058)", "security": [],
+                 "parameters": [token],
+                 "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
+                     "type": "object", "properties": {"List-Unsubscribe": {"type": "string"}}}}}},
+                 "responses": {"200": {"description": "Unsubscribed (HTML when the request accepts it)", "content": text},
+                               "404": {"description": "Unknown link", "content": text},
+                               "413": _problem("Body too large")}},
     }

@@ -17,6 +17,7 @@ from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
 from gateway.clock import iso
 from gateway.errors import FieldProblem, InvalidFields, NotFound
+from gateway.protocols.links import children_numbers, parent_number
 from gateway.protocols.service import IncomingEvent
 from gateway.protocols.requests import requests_document
 from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
@@ -44,10 +45,13 @@ async def get_protocol(request: web.Request) -> web.Response:
             select(Notification).where(Notification.protocol_id == protocol.id).order_by(Notification.id))).all()
         requests = (await session.scalars(
             select(ConsumerRequest).where(ConsumerRequest.protocol_id == protocol.id).order_by(ConsumerRequest.id))).all()
-    return web.json_response(protocol_document(protocol, events, notifications, requests))
+        links = {"parent": await session.scalar(parent_number(protocol)) if protocol.parent_id else None,
+                 "children": list((await session.scalars(children_numbers(protocol))).all())}
+    return web.json_response(protocol_document(protocol, events, notifications, requests, links))
 
 
-def protocol_document(protocol: Protocol, events: Any, notifications: Any, requests: Any = ()) -> dict[str, Any]:
+def protocol_document(protocol: Protocol, events: Any, notifications: Any, requests: Any = (),
+                      links: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "number": protocol.number,
         "status": protocol.status,
@@ -63,6 +67,7 @@ def protocol_document(protocol: Protocol, events: Any, notifications: Any, reque
         "resolved_at": iso(protocol.resolved_at),
         "retention_until": iso(protocol.retention_until),
         "legal_hold": protocol.legal_hold,
+        **(links or {"parent": None, "children": []}),
         "events": [
             {"type": e.type, "occurred_at": iso(e.occurred_at), "received_at": iso(e.received_at), "data": e.data,
              "key": e.key_name}

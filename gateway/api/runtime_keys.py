@@ -27,3 +27,7 @@ STATUS_HOOKS: web.AppKey[StatusHooks] = web.AppKey("status_hooks", StatusHooks)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 # Readiness checks: name -> async callable returning None when fine, or a reason.
 READINESS: web.AppKey[dict[str, Any]] = web.AppKey("readiness", dict)
+# channel -> transport, as built: /readyz and /metrics read the providers' breakers from them.
+TRANSPORTS: web.AppKey[dict[str, Any]] = web.AppKey("transports", dict)
+# The unsubscribe links' verifier (None when email.unsubscribe.secret is unset).
+UNSUBSCRIBE: web.AppKey[Any] = web.AppKey("unsubscribe")

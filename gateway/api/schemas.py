@@ -13,6 +13,7 @@ from gateway.delivery.admin import ALIASES, RETRYABLE, STATUSES
 # The event data shapes are the domain's; they are part of the HTTP contract too.
 from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.py and the handlers)
     EVENT_DATA,
+    DeadlineExtendedData,
     MAX_DEPTH,
     NUMBER_PATTERN,
     NotificationStatus,
@@ -22,6 +23,7 @@ from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.
     ResendData,
     ResendRequest,
     ResolvedData,
+    RetentionExtendedData,
     StrictModel,
     Time,
     UpdatedData,
@@ -38,7 +40,8 @@ class CloudEventIn(BaseModel):
     id: str = Field(min_length=1, max_length=500)
     source: str = Field(min_length=1, max_length=500)
     type: Literal[
-        "protocol.opened", "protocol.updated", "protocol.resolved", "protocol.reopened", "protocol.resend_requested"
+        "protocol.opened", "protocol.updated", "protocol.resolved", "protocol.reopened", "protocol.resend_requested",
+        "protocol.deadline_extended", "protocol.retention_extended",
     ]
     time: Time | None = None
     datacontenttype: str | None = Field(None, pattern=r"^application/json\s*(;.*)?$",
@@ -160,7 +163,7 @@ class FulfilRequest(StrictModel):
     note: str | None = Field(None, max_length=1000, description="what was done, for the record (no personal data)")
 
 
-class ProtocolOut(BaseModel):
+class ProtocolSummary(BaseModel):
     number: str
     status: ProtocolStatus
     subject: str
@@ -170,17 +173,55 @@ class ProtocolOut(BaseModel):
     opened_at: datetime
     deadline_at: datetime | None
     resolved_at: datetime | None
+
+
+class ProtocolOut(ProtocolSummary):
     retention_until: datetime | None
     legal_hold: bool
     consumer: ConsumerOut
+    parent: str | None = Field(description="the protocol this one escalates")
+    children: list[str] = Field(description="the protocols escalated from this one")
     events: list[EventOut]
     notifications: list[NotificationOut]
     requests: list[RequestOut]
 
 
+class ProtocolList(BaseModel):
+    protocols: list[ProtocolSummary] = Field(description="newest first (by opened_at, then the order of receipt)")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class ComplianceCounts(BaseModel):
+    opened: int
+    resolved: int
+    resolved_within_deadline: int
+    resolved_within_deadline_share: float | None = Field(description="of those resolved; null when none was")
+    open_past_deadline: int = Field(description="open or reopened, past the deadline at the report's `at`")
+    requests: int = Field(description="consumer requests (confirmation, history, postal copy) about these protocols")
+    requests_fulfilled_in_time: int
+    requests_fulfilled_in_time_share: float | None = Field(description="of the requests; null when there was none")
+    notifications: dict[str, dict[str, int]] = Field(description="channel -> status -> count")
+
+
+class ComplianceGroup(ComplianceCounts):
+    group: str | None = Field(description="the category, profile or channel; null for protocols without one")
+
+
+class ComplianceReport(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    group_by: Literal["category", "profile", "channel"]
+    at: datetime
+    groups: list[ComplianceGroup] = Field(description="most protocols opened first")
+    total: ComplianceCounts
+
+
 class Health(BaseModel):
     status: str
     checks: dict[str, str] | None = None
+    providers: dict[str, dict[str, dict[str, str]]] | None = Field(
+        None, description="/readyz: channel -> provider -> {breaker: closed|open|half_open, probe: ok or what is wrong}")
 
 
 # Operations: templates, evidence, dead letters
@@ -278,6 +319,7 @@ class OutboxItem(BaseModel):
     last_error: str | None
     error_code: str | None
     provider_id: str | None
+    provider: str | None = Field(description="the named relay or account of the last try")
     duplicate_possible: bool
     reason: str | None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from twilio.request_validator import RequestValidator
 
 from gateway.api.problems import Problem
 from gateway.api.runtime_keys import CLOCK, DB, INBOUND, SETTINGS, STATUS_HOOKS
+from gateway.config import Settings, TwilioSettings
 from gateway.delivery.receipts import apply_twilio_receipt
 
 log = logging.getLogger("gateway.webhooks")
@@ -47,24 +49,30 @@ def message_sid(request: web.Request, form: dict[str, Any]) -> str:
 
 
 def check_account(request: web.Request, form: dict[str, Any]) -> None:
-    ours = request.app[SETTINGS].sms.twilio.account_sid
-    if ours and form.get("AccountSid") != ours:
-        raise _refuse(request, "AccountSid is not sms.twilio.account_sid")
+    ours = [a.account_sid for a in request.app[SETTINGS].sms.accounts if a.account_sid]
+    if ours and form.get("AccountSid") not in ours:
+        raise _refuse(request, "AccountSid is not one of sms.twilio's account_sid")
 
 
 def check_our_number(request: web.Request, form: dict[str, Any]) -> None:
-    """An inbound message is addressed to us: `To` is our sending number, when one is set."""
-    ours = request.app[SETTINGS].sms.twilio.from_
-    if ours and ours.removeprefix("whatsapp:") != (form.get("To") or "").removeprefix("whatsapp:"):
+    """An inbound message is addressed to us: `To` is one of our sending numbers, when they are set."""
+    ours = [a.from_.removeprefix("whatsapp:") for a in request.app[SETTINGS].sms.accounts if a.from_]
+    if ours and (form.get("To") or "").removeprefix("whatsapp:") not in ours:
         raise _refuse(request, "To is not our number (sms.twilio.from)")
+
+
+def _account_for(settings: Settings, form: Mapping[str, Any]) -> TwilioSettings:
+    """The account whose token signs this request: Twilio signs with the token of the AccountSid it names."""
+    accounts = settings.sms.accounts
+    return next((a for a in accounts if a.account_sid and a.account_sid == form.get("AccountSid")), accounts[0])
 
 
 async def verified_form(request: web.Request) -> dict[str, Any]:
     settings = request.app[SETTINGS]
-    token = settings.sms.twilio.auth_token
+    form = await request.post() if request.content_type == "application/x-www-form-urlencoded" else {}
+    token = _account_for(settings, form).auth_token
     if token is None:
         raise Problem(403, "Twilio webhooks need sms.twilio.auth_token to check their signature")
-    form = await request.post() if request.content_type == "application/x-www-form-urlencoded" else {}
     params = {k: v for k, v in form.items() if isinstance(v, str)}
     url = settings.http.public_url + request.path_qs
     signature = request.headers.get("X-Twilio-Signature", "")

@@ -9,16 +9,19 @@ an empty `var/gateway.db` behind and a read-only one never migrates.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from gateway.config import Settings
-from gateway.store.database import Database
-from gateway.store.preflight import require_current_schema, require_existing, require_reachable
+if TYPE_CHECKING:  # imported when a command runs: `--help` and `templates` never load SQLAlchemy
+    from gateway.config import Settings
+    from gateway.store.database import Database
 
 T = TypeVar("T")
 
 
 async def with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    from gateway.store.database import Database
+    from gateway.store.preflight import require_current_schema, require_existing, require_reachable
+
     origin = settings.origin("database.url")
     require_existing(settings.database_url, origin)
     db = Database(settings.database_url, sqlite_synchronous=settings.database.sqlite_synchronous,

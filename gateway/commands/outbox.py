@@ -12,12 +12,15 @@ import getpass
 import json
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.commands.database import with_database
-from gateway.delivery import admin as outbox_admin
+from gateway.delivery import admin_options
 from gateway.errors import ServiceError
-from gateway.store.database import Database
+
+if TYPE_CHECKING:
+    from gateway.delivery import admin as outbox_admin
+    from gateway.store.database import Database
 
 EXIT_REFUSED, EXIT_USAGE = 1, 2
 
@@ -32,6 +35,8 @@ def _who(args: argparse.Namespace) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from gateway.delivery import admin as outbox_admin  # here: `--help` need not load SQLAlchemy
+
     try:
         statuses = outbox_admin.parse_statuses(args.status)
     except ValueError as exc:
@@ -47,15 +52,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([i.as_dict() for i in items], ensure_ascii=False, indent=2))
         return 0
-    print(f"{'ID':>8} {'STATUS':<11} {'CHANNEL':<7} {'TRIES':>5} {'PROTOCOL':<20} {'TO':<24} {'CREATED':<17} ERROR")
+    print(f"{'ID':>8} {'STATUS':<11} {'CHANNEL':<7} {'TRIES':>5} {'PROVIDER':<12} {'PROTOCOL':<20} {'TO':<24} "
+          f"{'CREATED':<17} ERROR")
     for i in items:
         error = f"{i.error_code or ''} {i.last_error or ''}".strip().replace("\n", " ")
-        print(f"{i.id:>8} {i.status:<11} {i.channel:<7} {i.attempts:>5} {i.protocol or '-':<20} {i.recipient or '-':<24} "
+        print(f"{i.id:>8} {i.status:<11} {i.channel:<7} {i.attempts:>5} {i.provider or '-':<12} {i.protocol or '-':<20} "
+              f"{i.recipient or '-':<24} "
               f"{i.created_at:%Y-%m-%d %H:%M}  {error[:80]}")
     return 0
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from gateway.delivery import admin as outbox_admin
+
     reason = _who(args)
 
     async def work(db: Database) -> outbox_admin.OutboxItem:
@@ -72,6 +81,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_requeue(args: argparse.Namespace) -> int:
+    from gateway.delivery import admin as outbox_admin
+
     now = datetime.now(timezone.utc)
     try:
         statuses = outbox_admin.parse_statuses(args.status)
@@ -110,8 +121,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     listing = actions.add_parser("list", parents=[common], help="notifications by status, newest first")
     listing.add_argument("--status", help="comma-separated statuses, or pending (queued, sending, unknown), "
                                           "attention (dead, failed, undelivered, unknown: the default), all")
-    listing.add_argument("--limit", type=int, default=outbox_admin.DEFAULT_LIMIT,
-                         help=f"at most this many (default {outbox_admin.DEFAULT_LIMIT}, max {outbox_admin.MAX_LIMIT})")
+    listing.add_argument("--limit", type=int, default=admin_options.DEFAULT_LIMIT,
+                         help=f"at most this many (default {admin_options.DEFAULT_LIMIT}, "
+                              f"max {admin_options.MAX_LIMIT})")
     listing.add_argument("--before", type=int, metavar="ID", help="only ids below this one (the next page)")
     listing.add_argument("--protocol", metavar="NUMBER", help="only this protocol's notifications")
     listing.add_argument("--format", choices=("text", "json"), default="text")
@@ -124,7 +136,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     requeue = actions.add_parser("requeue", parents=[common, why],
                                  help="queue again every notification in a status (never a delivered one)")
     requeue.add_argument("--status", required=True,
-                         help=f"comma-separated, of {', '.join(outbox_admin.RETRYABLE)}")
+                         help=f"comma-separated, of {', '.join(admin_options.RETRYABLE)}")
     requeue.add_argument("--since", metavar="TIME",
                          help="only those whose last attempt ended at or after TIME (2026-11-22T10:00:00Z, or 2h ago)")
     requeue.add_argument("--limit", type=int, help="at most this many, oldest first")

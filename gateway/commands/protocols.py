@@ -13,17 +13,21 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.commands.database import with_database
+from gateway.commands.docs import module_doc
 from gateway.errors import NotFound
-from gateway.protocols import export
-from gateway.store.database import Database
+
+if TYPE_CHECKING:
+    from gateway.store.database import Database
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from gateway.protocols import export  # here: `--help` need not load SQLAlchemy
+
     async def work(db: Database) -> dict[str, Any]:
         return await export.export_protocol(db, args.number, now=datetime.now(timezone.utc))
 
@@ -45,6 +49,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from gateway.protocols import export
+
     try:
         document = json.loads(args.file.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -72,7 +78,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     actions = _actions(commands, common)
     exporting = actions.add_parser(
         "export", parents=[common], help="the complete record of a protocol as JSON, with its SHA-256 digest",
-        description=export.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=module_doc("gateway.protocols.export"), formatter_class=argparse.RawDescriptionHelpFormatter)
     exporting.add_argument("number", metavar="NUMBER")
     exporting.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)")
     exporting.set_defaults(func=cmd_export)

@@ -14,14 +14,13 @@ import getpass
 import json
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.commands.database import with_database
 from gateway.errors import ServiceError
-from gateway.protocols.anonymize import anonymize_number
-from gateway.protocols.legal_hold import set_legal_hold
-from gateway.protocols.profiles import Profiles
-from gateway.store.database import Database
+
+if TYPE_CHECKING:
+    from gateway.store.database import Database
 
 EXIT_REFUSED = 1
 
@@ -45,6 +44,8 @@ def _run(args: argparse.Namespace, work: Any) -> int:
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
+    from gateway.protocols.legal_hold import set_legal_hold  # here: `--help` need not load SQLAlchemy
+
     async def work(_settings: Any, db: Database) -> dict[str, Any]:
         return await set_legal_hold(db, args.number, True, at=datetime.now(timezone.utc), actor=_actor(),
                                     reason=args.reason)
@@ -52,6 +53,8 @@ def cmd_hold(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    from gateway.protocols.legal_hold import set_legal_hold
+
     async def work(_settings: Any, db: Database) -> dict[str, Any]:
         return await set_legal_hold(db, args.number, False, at=datetime.now(timezone.utc), actor=_actor(),
                                     reason=args.reason)
@@ -59,6 +62,9 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
+    from gateway.protocols.anonymize import anonymize_number
+    from gateway.protocols.profiles import Profiles
+
     async def work(settings: Any, db: Database) -> dict[str, Any]:
         return await anonymize_number(db, Profiles.from_settings(settings), args.number, at=datetime.now(timezone.utc),
                                       abandoned_after=settings.retention.abandoned_after, actor=_actor(),

@@ -12,16 +12,16 @@ import asyncio
 import json
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gateway.commands.database import with_database
-from gateway.config import Settings
-from gateway.protocols.retention import RetentionRefused
-from gateway.rendering.templates import Templates
-from gateway.store.database import Database
-from gateway.sweeps.runner import SweepRunner, UnknownSchedule
-from gateway.sweeps.schedules import Schedule, load_schedules
+
+if TYPE_CHECKING:  # imported when a command runs: `--help` need not load SQLAlchemy
+    from gateway.config import Settings
+    from gateway.rendering.templates import Templates
+    from gateway.store.database import Database
+    from gateway.sweeps.schedules import Schedule
 
 EXIT_REFUSED, EXIT_USAGE = 1, 2
 
@@ -39,6 +39,9 @@ def parse_at(value: str | None, zone: str) -> datetime:
 
 
 def _load(settings: Settings) -> tuple[Templates, list[Schedule]]:
+    from gateway.rendering.templates import Templates
+    from gateway.sweeps.schedules import load_schedules
+
     templates = Templates(settings.templates_dir, settings.gateway.default_locale,
                           sms_transliterate=settings.sms.transliterate)
     schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
@@ -68,6 +71,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.protocols.retention import RetentionRefused
+    from gateway.sweeps.runner import SweepRunner, UnknownSchedule
+
     settings = args.settings
     templates, schedules = _load(settings)
     by_name = {s.name: s for s in schedules}

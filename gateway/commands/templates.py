@@ -6,12 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.config import Settings
-from gateway.rendering.check import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, CheckUsageError, check_templates
-from gateway.rendering.preview import PreviewDataError, describe, load_data, preview
-from gateway.rendering.templates import TemplateError, TemplateNotFoundError, Templates
+if TYPE_CHECKING:  # imported when a command runs: `protocol-gateway --help` need not load Jinja2
+    from gateway.config import Settings
+    from gateway.rendering.templates import Templates
 
 CHECK_HELP = """\
 Renders every template, in every locale and channel, with the samples its template.toml
@@ -27,11 +26,15 @@ Exit status: 0 no errors (warnings allowed unless --strict), 1 errors (or warnin
 
 
 def _templates(settings: Settings, folder: Path | None) -> Templates:
+    from gateway.rendering.templates import Templates
+
     return Templates(folder.resolve() if folder else settings.templates_dir, settings.gateway.default_locale,
                      sms_transliterate=settings.sms.transliterate)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.rendering.check import EXIT_USAGE, CheckUsageError, check_templates
+
     settings = args.settings
     try:
         report = check_templates(_templates(settings, args.dir), max_segments=settings.sms.max_segments,
@@ -50,6 +53,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from gateway.rendering.check import EXIT_ERRORS, EXIT_OK, EXIT_USAGE
+    from gateway.rendering.preview import PreviewDataError, load_data, preview
+    from gateway.rendering.templates import TemplateError, TemplateNotFoundError
+
     settings = args.settings
     templates = _templates(settings, args.dir)
     try:
@@ -91,6 +98,9 @@ def _preview_text(result: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from gateway.rendering.check import EXIT_OK
+    from gateway.rendering.preview import describe
+
     settings = args.settings
     templates = _templates(settings, args.dir)
     rows = [describe(templates, name) for name in templates.names()]

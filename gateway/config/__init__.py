@@ -10,6 +10,8 @@ whole) and `load` (file and environment); every room imports what it needs from 
 """
 
 from gateway.config.delivery import (
+    BounceSettings,
+    DKIMSettings,
     DispatchSettings,
     EmailSettings,
     FallbackSettings,
@@ -18,6 +20,7 @@ from gateway.config.delivery import (
     SMSSettings,
     SMTPSettings,
     TwilioSettings,
+    UnsubscribeSettings,
     WebhooksSettings,
 )
 from gateway.config.load import ENV_PREFIX, load_settings, mask_url
@@ -40,9 +43,9 @@ from gateway.config.settings import PACKAGE_DIR, Settings
 from gateway.config.units import ConfigError, Duration, Rate, Size, parse_duration, parse_rate, parse_size
 
 __all__ = [
-    "ENV_PREFIX", "PACKAGE_DIR", "AuthSettings", "CompanySettings", "ConfigError", "DatabaseSettings", "DirSettings", "DispatchSettings",
+    "ENV_PREFIX", "PACKAGE_DIR", "AuthSettings", "BounceSettings", "CompanySettings", "DKIMSettings", "ConfigError", "DatabaseSettings", "DirSettings", "DispatchSettings",
     "Duration", "EmailSettings", "FallbackSettings", "GatewaySettings", "HTTPSettings", "InboundSettings",
     "LimitsSettings", "OperationsSettings", "PolicySettings", "ProfileSettings", "QuietHoursSettings", "Rate",
     "RetentionSettings", "SMSSettings", "SMTPSettings", "Settings", "Size", "SweepsSettings", "TemplatesSettings",
-    "TwilioSettings", "WebhooksSettings", "load_settings", "mask_url", "parse_duration", "parse_rate", "parse_size",
+    "TwilioSettings", "UnsubscribeSettings", "WebhooksSettings", "load_settings", "mask_url", "parse_duration", "parse_rate", "parse_size",
 ]

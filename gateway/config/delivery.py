@@ -5,15 +5,39 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
 from gateway.config.sections import Section
 from gateway.config.units import Duration, OptionalRate, Rate
 
+# Lower case, as environment overrides name a provider (GATEWAY_EMAIL__SMTP__BACKUP__PASSWORD).
+PROVIDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+# The two forms of a provider setting; load.py leaves these tags out of the key it names.
+ONE, MANY = "one-provider", "provider-list"
+
+
+def _one_or_many(value: Any) -> str:
+    return MANY if isinstance(value, list) else ONE
+
+
+def _distinct_names(value: Any) -> Any:
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("expected at least one provider")
+        names = [p.name for p in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"each provider needs a name of its own (twice: {', '.join(twice)})")
+    return value
+
 
 class SMTPSettings(Section):
+    # Names the relay in the record (attempts, /readyz, /metrics) and in GATEWAY_EMAIL__SMTP__<NAME>__*.
+    name: str = Field("smtp", pattern=PROVIDER_NAME)
     host: str = "localhost"
     port: int = Field(587, ge=1, le=65535)
     starttls: bool = True
@@ -30,12 +54,81 @@ class SMTPSettings(Section):
         return self
 
 
+class BounceSettings(Section):
+    """Every email's return path is unique to it (VERP) on `domain`; the MTA that receives mail for
+    that domain forwards it to the listener, and a delivery status notification there makes the
+    notification `undelivered`."""
+
+    domain: str | None = Field(None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+    local_part: str = Field("bounces", pattern=r"^[a-z0-9][a-z0-9._-]{0,40}$")
+    # The HMAC key of each return path's token, so nobody can forge a bounce for another notification.
+    secret: SecretStr | None = None
+    listen: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(2526, ge=0, le=65535)
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    max_size: int = Field(1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _secret_with_domain(self) -> BounceSettings:
+        if self.domain and (self.secret is None or len(self.secret.get_secret_value()) < 16):
+            raise ValueError("secret: required when domain is set, at least 16 characters "
+                             "(the key that makes each return path unforgeable)")
+        return self
+
+
+class UnsubscribeSettings(Section):
+    """List-Unsubscribe (RFC 8058 one-click) on the emails the consumer did not ask for (reminders)."""
+
+    # The HMAC key of each link's token; unset, no email carries the headers.
+    secret: SecretStr | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 16:
+            raise ValueError("expected at least 16 characters (the key that makes each link unforgeable)")
+        return secret
+
+
+class DKIMSettings(Section):
+    """Sign each email (dkimpy) for installations that send straight to the world, not through a
+    relay that signs. All three keys or none."""
+
+    selector: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    domain: str | None = None
+    private_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> DKIMSettings:
+        given = {k: v for k, v in (("selector", self.selector), ("domain", self.domain),
+                                   ("private_key_file", self.private_key_file)) if v}
+        if given and len(given) < 3:
+            missing = next(k for k in ("selector", "domain", "private_key_file") if k not in given)
+            raise ValueError(f"{missing}: required when email.dkim.{next(iter(given))} is set")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.private_key_file is not None
+
+
 class EmailSettings(Section):
     transport: Literal["smtp", "maildir"] = "maildir"
     from_: str | None = Field(None, alias="from")
     reply_to: str | None = None
     maildir: Path = Path("var/mail")
-    smtp: SMTPSettings = SMTPSettings()
+    # One relay (a table) or several tried in order (an array of tables, each with a name).
+    smtp: Annotated[Annotated[SMTPSettings, Tag(ONE)] | Annotated[list[SMTPSettings], Tag(MANY)],
+                    Discriminator(_one_or_many), AfterValidator(_distinct_names)] = SMTPSettings()
+
+    bounces: BounceSettings = BounceSettings()
+    unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    dkim: DKIMSettings = DKIMSettings()
+
+    @property
+    def relays(self) -> list[SMTPSettings]:
+        return self.smtp if isinstance(self.smtp, list) else [self.smtp]
 
     @model_validator(mode="after")
     def _sender(self) -> EmailSettings:
@@ -49,6 +142,7 @@ class EmailSettings(Section):
 
 
 class TwilioSettings(Section):
+    name: str = Field("twilio", pattern=PROVIDER_NAME)
     account_sid: str | None = None
     auth_token: SecretStr | None = None
     from_: str | None = Field(None, alias="from")
@@ -61,7 +155,9 @@ class SMSSettings(Section):
     transport: Literal["twilio", "file"] = "file"
     file: Path = Path("var/sms.jsonl")
     allowed_countries: list[str] = ["BR"]
-    twilio: TwilioSettings = TwilioSettings()
+    # One account or messaging service (a table) or several tried in order (an array of tables).
+    twilio: Annotated[Annotated[TwilioSettings, Tag(ONE)] | Annotated[list[TwilioSettings], Tag(MANY)],
+                      Discriminator(_one_or_many), AfterValidator(_distinct_names)] = TwilioSettings()
     # Write what GSM-7 lacks without it (ç->c, ã->a), applied when a message is rendered. On by
     # default: one accent makes a whole SMS UCS-2 (70 characters a segment instead of 160), which
     # doubles what most Portuguese and Spanish SMS cost, and unaccented SMS are what Brazilian
@@ -78,16 +174,21 @@ class SMSSettings(Section):
             value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
         return [str(v).strip().upper() for v in value] if isinstance(value, list) else value
 
+    @property
+    def accounts(self) -> list[TwilioSettings]:
+        return self.twilio if isinstance(self.twilio, list) else [self.twilio]
+
     @model_validator(mode="after")
     def _twilio_complete(self) -> SMSSettings:
         if self.transport == "twilio":
-            t = self.twilio
-            if not t.account_sid:
-                raise ValueError("twilio.account_sid: required when transport is 'twilio'")
-            if not t.auth_token:
-                raise ValueError("twilio.auth_token: required when transport is 'twilio'")
-            if not (t.from_ or t.messaging_service_sid):
-                raise ValueError("twilio.from: 'from' or 'messaging_service_sid' is required when transport is 'twilio'")
+            for i, t in enumerate(self.accounts):
+                key = f"twilio.{i}" if isinstance(self.twilio, list) else "twilio"
+                if not t.account_sid:
+                    raise ValueError(f"{key}.account_sid: required when transport is 'twilio'")
+                if not t.auth_token:
+                    raise ValueError(f"{key}.auth_token: required when transport is 'twilio'")
+                if not (t.from_ or t.messaging_service_sid):
+                    raise ValueError(f"{key}.from: 'from' or 'messaging_service_sid' is required when transport is 'twilio'")
         return self
 
 
@@ -100,6 +201,10 @@ class DispatchSettings(Section):
     unknown_retry_after: Duration = 600.0
     poll_interval: Duration = 1.0
     shutdown_timeout: Duration = 10.0
+    # A provider's circuit breaker opens after this many failures in a row, and lets one send
+    # through again (half-open) this long after it opened.
+    breaker_failures: int = Field(5, ge=1, le=1_000_000)
+    breaker_cooldown: Duration = 60.0
     # How long a transport's probe (SMTP session, Twilio account, writable folder) stands
     # before /readyz asks again: a probe opens a connection to the provider.
     probe_interval: Duration = 60.0

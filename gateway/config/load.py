@@ -12,10 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.config.delivery import MANY, ONE
 from gateway.config.settings import Settings
 from gateway.config.units import ConfigError
 
 ENV_PREFIX = "GATEWAY_"
+PROVIDER_FORMS = (ONE, MANY)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
@@ -38,13 +40,32 @@ def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tup
     return tree, origins
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], over: dict[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = _merge(merged[key], value, (*path, key))
+        elif isinstance(value, dict) and _named_list(merged.get(key)):
+            merged[key] = _merge_by_name(merged[key], value, (*path, key))
         else:
             merged[key] = value
+    return merged
+
+
+def _named_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _merge_by_name(items: list[dict[str, Any]], over: dict[str, Any], path: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A list of providers takes overrides per provider name: GATEWAY_EMAIL__SMTP__BACKUP__PASSWORD
+    sets the password of the relay named "backup" (secrets stay out of the file)."""
+    merged = [dict(item) for item in items]
+    for name, values in over.items():
+        target = next((item for item in merged if str(item.get("name", "")).lower() == name), None)
+        if target is None or not isinstance(values, dict):
+            known = ", ".join(str(item.get("name")) for item in merged)
+            raise ConfigError(f"settings: {'.'.join((*path, name))}: no provider named {name!r} (known: {known})")
+        target.update(_merge(target, values, (*path, name)))
     return merged
 
 
@@ -54,7 +75,7 @@ def mask_url(url: str) -> str:
 
 
 def _describe(error: dict[str, Any], origins: dict[tuple[str, ...], str], source: str) -> str:
-    loc = tuple(str(p) for p in error["loc"])
+    loc = tuple(str(p) for p in error["loc"] if p not in PROVIDER_FORMS)
     message = error["msg"].removeprefix("Value error, ")
     # A section's own check names its key first ("from: required ..."): fold it into the path.
     inner = re.match(r"^([a-z_][a-z0-9_.-]*): (.*)$", message)

@@ -95,7 +95,7 @@ class GatewaySettings(Section):
     # The number the gateway issues: the date part (in `timezone`), a zero-padded
     # sequence, then a Damm check digit. Digits only, 6 to 30 of them.
     number_format: str = "{date:%Y%m%d}{seq:08d}"
-    check_digit: Literal["damm", "luhn"] = "damm"
+    check_digit: Literal["damm", "luhn", "none"] = "damm"
     company_name: str = "Atendimento ao Cliente"
 
     @field_validator("timezone")
@@ -105,6 +105,15 @@ class GatewaySettings(Section):
             zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"expected an IANA time zone such as 'America/Sao_Paulo', got {name!r}") from None
+        return name
+
+    @field_validator("default_profile")
+    @classmethod
+    def _profile(cls, name: str) -> str:
+        from gateway.protocols.profiles import PROFILES, canonical_name
+
+        if canonical_name(name) not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
         return name
 
     @field_validator("default_locale")
@@ -125,9 +134,26 @@ class GatewaySettings(Section):
             sample = fmt.format(date=date(2026, 1, 1), seq=1)
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"expected a format using only {{date:...}} and {{seq:...}}: {exc}") from None
-        if not sample.isdigit() or not 5 <= len(sample) <= 29:
-            raise ValueError("expected a format that gives 5 to 29 digits (the check digit makes 6 to 30)")
+        if not sample.isascii() or not sample.isdigit():
+            raise ValueError("expected a format that gives digits only (literal digits, {date:...}, {seq:...})")
         return fmt
+
+    @model_validator(mode="after")
+    def _number_length(self) -> GatewaySettings:
+        # Checked here, where check_digit is known: without one the format alone makes the number.
+        length = len(self.number_format.format(date=date(2026, 1, 1), seq=1))
+        if self.check_digit == "none" and not 6 <= length <= 30:
+            raise ValueError("number_format: expected a format that gives 6 to 30 digits (check_digit is 'none')")
+        if self.check_digit != "none" and not 5 <= length <= 29:
+            raise ValueError("number_format: expected a format that gives 5 to 29 digits (the check digit makes 6 to 30)")
+        return self
+
+
+class CategorySettings(Section):
+    """`[profiles.<name>.categories.<category>]`: that category's own answer clock."""
+
+    answer_days: int | None = Field(None, ge=1, le=365)
+    business_days: bool | None = None
 
 
 class CompanySettings(Section):
@@ -201,6 +227,9 @@ class ProfileSettings(Section):
     history_hours: int | None = Field(None, ge=1, le=24 * 365)
     retention_years: int | None = Field(None, ge=0, le=100)
     retention_days: int | None = Field(None, ge=0, le=36500)
+    categories: dict[str, CategorySettings] = {}
+    max_extensions: int | None = Field(None, ge=0, le=10)
+    notify_within: Duration | None = Field(None, gt=0)
 
     @field_validator("timezone")
     @classmethod

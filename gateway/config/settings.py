@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from gateway.config.console import ConsoleSettings
 from gateway.config.delivery import (
     DispatchSettings,
     EmailSettings,
@@ -57,6 +58,7 @@ class Settings(Section):
     inbound: InboundSettings = InboundSettings()
     fallback: FallbackSettings = FallbackSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    console: ConsoleSettings = ConsoleSettings()
     templates: TemplatesSettings = TemplatesSettings(dir=Path("templates"))
     schedules: DirSettings = DirSettings(dir=Path("schedules"))
     # Where relative paths are read from: the settings file's folder, else the working directory.
@@ -69,16 +71,21 @@ class Settings(Section):
     @field_validator("profiles")
     @classmethod
     def _known_profiles(cls, profiles: dict[str, ProfileSettings]) -> dict[str, ProfileSettings]:
-        from gateway.protocols.profiles import PROFILES, apply_overrides
+        from gateway.protocols.profiles import PROFILES, apply_overrides, canonical_name
 
+        renamed: dict[str, ProfileSettings] = {}
         for name, section in profiles.items():
-            if name not in PROFILES:
+            current = canonical_name(name)  # an old name is kept working, with a warning
+            if current not in PROFILES:
                 raise ValueError(f"{name}: unknown profile; known: {', '.join(PROFILES)}")
+            if current in renamed:
+                raise ValueError(f"{name}: set twice, under its old and its new name; keep [profiles.{current}]")
             try:
-                apply_overrides(PROFILES[name], section.model_dump())
+                apply_overrides(PROFILES[current], section.model_dump())
             except ValueError as exc:
                 raise ValueError(f"{name}.{exc}") from None
-        return profiles
+            renamed[current] = section
+        return renamed
 
     @property
     def settings_file(self) -> Path | None:

@@ -20,13 +20,24 @@ class CannotListen(ConfigError):
 
 
 def bind(settings: Settings) -> list[socket.socket]:
-    host, port = settings.http.host, settings.http.port
-    where = f"[{settings.origin('http.port')}]"
+    return _bind(settings, "http", settings.http.host, settings.http.port)
+
+
+def bind_bounces(settings: Settings) -> list[socket.socket] | None:
+    """The bounce listener's port (email.bounces), taken at start as the HTTP port is; None when off."""
+    bounces = settings.email.bounces
+    if not (bounces.domain and bounces.listen):
+        return None
+    return _bind(settings, "email.bounces", bounces.host, bounces.port)
+
+
+def _bind(settings: Settings, section: str, host: str, port: int) -> list[socket.socket]:
+    where = f"[{settings.origin(f'{section}.port')}]"
     try:
         addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise CannotListen(f"http.host: cannot listen on {host!r}: {exc.strerror} "
-                           f"[{settings.origin('http.host')}]") from None
+        raise CannotListen(f"{section}.host: cannot listen on {host!r}: {exc.strerror} "
+                           f"[{settings.origin(f'{section}.host')}]") from None
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _name, address in dict.fromkeys(addresses):
@@ -42,13 +53,13 @@ def bind(settings: Settings) -> list[socket.socket]:
         for sock in sockets:
             sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise CannotListen(f"http.port: {host}:{port} is already in use by another process; stop it or "
+            raise CannotListen(f"{section}.port: {host}:{port} is already in use by another process; stop it or "
                                f"choose another port {where}") from None
         if exc.errno == errno.EACCES:
-            raise CannotListen(f"http.port: not allowed to listen on {host}:{port} (ports under 1024 need "
+            raise CannotListen(f"{section}.port: not allowed to listen on {host}:{port} (ports under 1024 need "
                                f"privileges) {where}") from None
-        raise CannotListen(f"http.host: cannot listen on {host}:{port}: {exc.strerror} "
-                           f"[{settings.origin('http.host')}]") from None
+        raise CannotListen(f"{section}.host: cannot listen on {host}:{port}: {exc.strerror} "
+                           f"[{settings.origin(f'{section}.host')}]") from None
     return sockets
 
 

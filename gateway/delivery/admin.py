@@ -23,17 +23,14 @@ from sqlalchemy import ColumnElement, and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import parse_duration
+from gateway.delivery.admin_options import ATTENTION, DEFAULT_LIMIT, MAX_LIMIT, RETRYABLE, STATUSES  # noqa: F401
 from gateway.errors import Conflict, NotFound
 from gateway.observability import mask
 from gateway.store.models import ACTIVE_STATUSES, Attempt, Notification, Protocol, ProviderCallback
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled")
-RETRYABLE = ("dead", "failed", "undelivered", "unknown", "queued")
-ATTENTION = ("dead", "failed", "undelivered", "unknown")  # what `outbox list` shows by default
 ALIASES = {"pending": ACTIVE_STATUSES, "attention": ATTENTION, "all": STATUSES}
-DEFAULT_LIMIT, MAX_LIMIT = 50, 1000
 
 
 def parse_statuses(text: str | None) -> tuple[str, ...]:
@@ -83,6 +80,7 @@ class OutboxItem:
     last_error: str | None
     error_code: str | None
     provider_id: str | None
+    provider: str | None  # the named relay or account of the last try
     duplicate_possible: bool
     reason: str | None
 
@@ -97,7 +95,7 @@ def _iso(value: datetime) -> str:
 def _item(n: Notification, number: str | None) -> OutboxItem:
     return OutboxItem(n.id, number, n.channel, n.template, mask(n.recipient), n.status, n.attempts, n.created_at,
                       n.next_attempt_at, n.sent_at, n.delivered_at, n.last_error, n.error_code, n.provider_id,
-                      n.duplicate_possible, n.reason)
+                      n.provider, n.duplicate_possible, n.reason)
 
 
 async def list_notifications(session: AsyncSession, *, statuses: tuple[str, ...] = ATTENTION,

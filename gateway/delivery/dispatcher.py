@@ -32,10 +32,13 @@ from gateway.clock import utcnow
 from gateway.config import DispatchSettings
 from gateway.delivery import outbox
 from gateway.delivery.channels.base import Message, Transport
+from gateway.delivery.error_codes import readable_code
 from gateway.delivery.errors import DeliveryError, UnknownOutcomeError
 from gateway.delivery.outbox import Claimed, Result
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.status_hooks import StatusHooks
+from gateway.delivery.unsubscribe_links import UnsubscribeLinks
+from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics, mask
 from gateway.store.database import Database
 from gateway.store.installation import installation_key
@@ -71,6 +74,8 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         hooks: StatusHooks | None = None,
         fallback_every: float | None = None,
+        return_paths: ReturnPaths | None = None,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         self.db = db
         self.transports = transports
@@ -87,6 +92,8 @@ class Dispatcher:
         )
         self.clock = clock
         self.hooks = hooks
+        self.return_paths = return_paths  # each email's own envelope sender, when bounces are set up
+        self.unsubscribe = unsubscribe  # List-Unsubscribe on proactive emails, when set up
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
         self._sending: dict[asyncio.Task[Result], Claimed] = {}
@@ -195,6 +202,8 @@ class Dispatcher:
                 notification_id=row.id, channel="email", to=row.recipient, text=row.body_text,
                 subject=row.subject, html=row.body_html, message_id=message_id_for(row.id, self.sender, self._installation or ""),
                 reply_to=self.reply_to,
+                return_path=self.return_paths.for_notification(row.id) if self.return_paths else None,
+                headers=self.unsubscribe.headers(row.id, row.template) if self.unsubscribe else {},
             )
         if row.channel == "sms":
             return Message(
@@ -211,17 +220,17 @@ class Dispatcher:
         except DeliveryError as exc:
             now = self.clock()
             decision = self.policy.decide(exc, attempts=row.attempts, created_at=row.give_up_from, now=now)
-            code = exc.code or ("timeout" if isinstance(exc, UnknownOutcomeError) else type(exc).__name__)
-            self.metrics.provider_errors.labels(row.channel, code).inc()
+            self.metrics.provider_errors.labels(row.channel, exc.code or readable_code(exc, row.channel)).inc()
             return Result(row, started, now, decision.status, decision.next_attempt_at,
-                          error=str(exc)[:1000], error_code=exc.code)
+                          error=str(exc)[:1000], error_code=exc.code, provider=exc.provider, tried=tuple(exc.tried))
         except Exception as exc:  # a bug in a transport must not kill the loop; treat as unknown
             log.exception("transport crashed", extra={"action": "outbox_transport_error", "notification": row.id})
             now = self.clock()
             decision = self.policy.decide(UnknownOutcomeError(repr(exc)), attempts=row.attempts,
                                           created_at=row.give_up_from, now=now)
             return Result(row, started, now, decision.status, decision.next_attempt_at, error=repr(exc)[:1000])
-        return Result(row, started, self.clock(), receipt.status, provider_id=receipt.provider_id)
+        return Result(row, started, self.clock(), receipt.status, provider_id=receipt.provider_id,
+                      provider=receipt.provider, tried=receipt.tried)
 
     def _observe(self, result: Result) -> None:
         row = result.claimed

@@ -7,6 +7,17 @@ is not known. They live apart from the transports so that the policy knows no tr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTry:
+    """One provider that failed within a send, before the next one was tried."""
+
+    provider: str
+    error: str
+    error_code: str | None
+
 
 class DeliveryError(Exception):
     """Base of every error a transport raises."""
@@ -14,6 +25,8 @@ class DeliveryError(Exception):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.code = code  # the provider's own code ("550", "21211"), for the record
+        self.provider: str | None = None  # the named relay or account that said it (set by the failover)
+        self.tried: list[ProviderTry] = []  # the providers that failed before, in this same send
 
 
 class TransientDeliveryError(DeliveryError):
@@ -30,3 +43,7 @@ class PermanentDeliveryError(DeliveryError):
 
 class UnknownOutcomeError(DeliveryError):
     """The call timed out after the message may have left: it may or may not have been sent."""
+
+
+class CircuitOpenError(TransientDeliveryError):
+    """Every provider of the channel is resting after repeated failures: nothing was tried."""

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
+from gateway.delivery.errors import ProviderTry
 from gateway.store import rows
 from gateway.store.models import ACTIVE_CONDITION, Attempt, ConsumerRequest, Notification
 from gateway.store.types import UTCDateTime
@@ -52,6 +53,8 @@ class Result:
     provider_id: str | None = None
     error: str | None = None
     error_code: str | None = None
+    provider: str | None = None       # the named relay or account of the last try
+    tried: tuple[ProviderTry, ...] = ()  # providers that failed before it, in this same send
 
 
 def enqueue(session: Session, notifications: list[Notification]) -> None:
@@ -66,10 +69,15 @@ def enqueue(session: Session, notifications: list[Notification]) -> None:
 _PG_NOTIFY = text("SELECT pg_notify('gateway_outbox', '')")
 
 
+_NOTIFIED = "gateway.outbox_notified"  # in session.info: one NOTIFY wakes them for the whole transaction
+
+
 def notify(session: Session) -> None:
-    """On PostgreSQL, wake the other gateways' dispatchers when this transaction commits."""
-    if session.bind.dialect.name == "postgresql":
+    """On PostgreSQL, wake the other gateways' dispatchers when this transaction commits: once per
+    transaction, however many events share it (a round trip each)."""
+    if session.bind.dialect.name == "postgresql" and not session.info.get(_NOTIFIED):
         session.execute(_PG_NOTIFY)
+        session.info[_NOTIFIED] = True
 
 
 # The dispatcher runs these on every turn: built once (per dialect, per limit), the values
@@ -124,6 +132,7 @@ _FENCED = (
         sent_at=func.coalesce(bindparam("b_sent", type_=UTCDateTime), _n.sent_at),
         delivered_at=func.coalesce(bindparam("b_delivered", type_=UTCDateTime), _n.delivered_at),
         provider_id=func.coalesce(bindparam("b_provider"), _n.provider_id),
+        provider=func.coalesce(bindparam("b_provider_name"), _n.provider),
     )
 )
 _ATTEMPT = insert(Attempt.__table__)
@@ -153,18 +162,25 @@ def record(session: Session, results: list[Result]) -> int:
             "b_error": None if sent else r.error, "b_code": None if sent else r.error_code,
             "b_next": r.next_attempt_at, "b_sent": r.finished_at if sent else None,
             "b_delivered": r.finished_at if r.status == "delivered" else None, "b_provider": r.provider_id,
+            "b_provider_name": r.provider,
         })
     owned = session.execute(_FENCED, params).rowcount
-    session.execute(_ATTEMPT, [
-        {"notification_id": r.claimed.id, "attempt": r.claimed.attempts, "started_at": r.started_at,
-         "finished_at": r.finished_at, "outcome": r.status, "error": r.error, "error_code": r.error_code,
-         "provider_id": r.provider_id}
-        for r in results
-    ])
+    session.execute(_ATTEMPT, [row for r in results for row in _attempt_rows(r)])
     done = [r.claimed.id for r in results if r.status in ("sent", "delivered")]
     if done:
         session.execute(_FULFILLED, {"done": done})
     return owned
+
+
+def _attempt_rows(r: Result) -> list[dict[str, Any]]:
+    """The evidence of one send: a row per provider that failed over to the next, then the outcome."""
+    base = {"notification_id": r.claimed.id, "attempt": r.claimed.attempts, "started_at": r.started_at,
+            "finished_at": r.finished_at, "provider_id": None}
+    rows_ = [{**base, "outcome": "failed_over", "error": t.error, "error_code": t.error_code, "provider": t.provider}
+             for t in r.tried]
+    rows_.append({**base, "outcome": r.status, "error": r.error, "error_code": r.error_code,
+                  "provider_id": r.provider_id, "provider": r.provider})
+    return rows_
 
 
 def release(session: Session, claimed: list[Claimed], *, now: datetime) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from gateway.clock import iso
 from gateway.config import WebhooksSettings
+from gateway.delivery.bounce_fallback import BounceFallback
 from gateway.delivery.fallback import Fallback
 from gateway.delivery.outbox import Result
 from gateway.store.models import Notification, Protocol
@@ -26,9 +27,11 @@ WEBHOOK_SOURCE = "urn:protocol-gateway"
 
 
 class StatusHooks:
-    def __init__(self, fallback: Fallback, webhooks: WebhooksSettings) -> None:
+    def __init__(self, fallback: Fallback, webhooks: WebhooksSettings,
+                 bounce_fallback: BounceFallback | None = None) -> None:
         self.fallback = fallback
         self.webhooks = webhooks
+        self.bounce_fallback = bounce_fallback
 
     def after_send(self, session: Session, results: Sequence[Result]) -> int:
         """The dispatcher recorded these outcomes: follow up those that call for it."""
@@ -51,6 +54,10 @@ class StatusHooks:
         if notification.status in ("failed", "undelivered", "dead") and notification.channel == "sms":
             code = f" ({notification.error_code})" if notification.error_code else ""
             if self.fallback.enqueue(session, notification, f"sms {notification.status}{code}", now):
+                queued += 1
+        if notification.status == "undelivered" and notification.channel == "email" and self.bounce_fallback:
+            code = f" ({notification.error_code})" if notification.error_code else ""
+            if self.bounce_fallback.enqueue(session, notification, f"email bounced{code}", now):
                 queued += 1
         if self._webhook(session, notification, now):
             queued += 1

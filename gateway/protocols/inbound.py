@@ -25,6 +25,7 @@ from gateway.delivery import outbox
 from gateway.errors import RateLimited
 from gateway.protocols import ratelimit
 from gateway.protocols.messages import MessageBuilder
+from gateway.protocols.links import history_events
 from gateway.rendering.context import history_entries
 from gateway.store.database import Database, dialect_insert
 from gateway.store.models import Event, InboundMessage, Notification, OptOut, Protocol
@@ -110,8 +111,7 @@ class InboundSMS:
         recent = await self._recent(session, phone, now)
         owned = next((p for p in recent if p.number == command.number), None) if command.number else None
         if owned is not None:
-            events = (await session.scalars(
-                select(Event).where(Event.protocol_id == owned.id).order_by(Event.occurred_at, Event.id))).all()
+            events = (await session.scalars(history_events(owned.id))).all()
             replies = self.messages.history(owned, "sms", phone, history_entries(events), now)
             outcome = "history"
         else:

@@ -1,4 +1,5 @@
-"""Protocol numbers: digits only, a date part, a never-reused sequence, a check digit.
+"""Protocol numbers: digits only, a date part, a never-reused sequence, a check digit
+(or none, `gateway.check_digit = "none"`), and any literal digits the format holds.
 
 Damm by default: it catches every single-digit error and every adjacent transposition,
 where Luhn misses 09<->90. The sequence is global, not per day, so a number is never
@@ -12,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from gateway.store import sqlite_driver
 
 # The quasigroup of order 10 from H. Michael Damm's thesis (2004), as usually published.
 _DAMM = (
@@ -53,7 +56,16 @@ def luhn_valid(number: str) -> bool:
     return number.isascii() and number.isdigit() and luhn_digit(number[:-1]) == number[-1]
 
 
-CHECK_DIGITS = {"damm": (damm_digit, damm_valid), "luhn": (luhn_digit, luhn_valid)}
+def no_digit(digits: str) -> str:
+    return ""
+
+
+def digits_only(number: str) -> bool:
+    return number.isascii() and number.isdigit()
+
+
+# "none": for layouts a regulator fixes digit by digit, where an extra digit would break them.
+CHECK_DIGITS = {"damm": (damm_digit, damm_valid), "luhn": (luhn_digit, luhn_valid), "none": (no_digit, digits_only)}
 
 
 class NumberFormat:
@@ -76,4 +88,7 @@ _BUMP = text("UPDATE counters SET value = value + 1 WHERE name = 'protocol_numbe
 
 def next_sequence(session: Session) -> int:
     """The next value, inside the caller's transaction."""
+    raw = sqlite_driver.connection(session)
+    if raw is not None:  # every gateway-issued number passes here: straight to the driver
+        return sqlite_driver.query_one(raw, _BUMP.text, ())[0]  # type: ignore[index]
     return session.execute(_NEXTVAL if session.bind.dialect.name == "postgresql" else _BUMP).scalar_one()

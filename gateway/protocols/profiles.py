@@ -13,6 +13,7 @@ module-level `PROFILES` are the built-ins, as the law we could verify sets them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -22,9 +23,20 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+log = logging.getLogger(__name__)
+
 # Decreto 11.034/2022 was published in the DOU on 2022-04-06 and took effect 180 days later.
 BR_SAC_2022_FROM = date(2022, 10, 3)
 END_OF_DAY = time(23, 59, 59)
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    """A category's own answer clock inside a profile (a regulator's shorter deadline for, say,
+    a request for cancellation); what it leaves unset is the profile's."""
+
+    answer_days: int | None = None
+    business_days: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,13 @@ class Profile:
     retention_days: int | None = None
     retention_law: str | None = None
     legal_minimum_years: int = 0  # the law's floor: a configured retention may not go below it
+    # Seconds within which the opening confirmation must have been accepted by a provider (the
+    # confirmation_overdue sweep alerts operations otherwise); None: no such rule.
+    notify_within: float | None = None
+    # How many times `protocol.deadline_extended` may move a protocol's deadline (0: never).
+    max_extensions: int = 0
+    # Per category (the protocol's `category`, compared exactly): its own answer clock.
+    categories: Mapping[str, CategoryRule] = field(default_factory=dict, hash=False)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -71,10 +90,26 @@ class Profile:
                 remaining -= 1
         return day
 
-    def deadline(self, opened_at: datetime) -> datetime:
+    def answer_clock(self, category: str | None = None) -> tuple[int, bool]:
+        """(days, business?) for a demand of `category`: the category's own rule, else the profile's."""
+        rule = self.categories.get(category) if category is not None else None
+        if rule is None:
+            return self.answer_days, self.business_days
+        return (rule.answer_days if rule.answer_days is not None else self.answer_days,
+                rule.business_days if rule.business_days is not None else self.business_days)
+
+    def extended(self, deadline: datetime, days: int, category: str | None = None) -> datetime:
+        """`deadline` moved by `days` of the kind its clock counts (the end of that day)."""
+        zone = self.zone
+        _, business = self.answer_clock(category)
+        day = self.add_days(deadline.astimezone(zone).date(), days, business=business)
+        return datetime.combine(day, END_OF_DAY, tzinfo=zone)
+
+    def deadline(self, opened_at: datetime, category: str | None = None) -> datetime:
         """When the answer is due, for a demand opened (or reopened) at `opened_at` (aware)."""
         zone = self.zone
-        day = self.add_days(opened_at.astimezone(zone).date(), self.answer_days, business=self.business_days)
+        days, business = self.answer_clock(category)
+        day = self.add_days(opened_at.astimezone(zone).date(), days, business=business)
         return datetime.combine(day, END_OF_DAY, tzinfo=zone)
 
     def history_due(self, requested_at: datetime) -> datetime:
@@ -128,14 +163,58 @@ PROFILES: dict[str, Profile] = {
                 history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
                 retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2),
         Profile("br-sac-2008", "BR", "America/Sao_Paulo", 5, True, "Decreto 6.523/2008 art. 17",
-                history_days=None, history_hours=72, history_law="Decreto 6.523/2008 art. 15",
+                history_days=None, history_hours=72, history_law="Decreto 6.523/2008 art. 16",
                 retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2),
         # No history clock or retention minimum we could verify: 5 days is an operational default.
         Profile("es", "ES", "Europe/Madrid", 15, True, "Ley 10/2025"),
         Profile("co", "CO", "America/Bogota", 15, True, "Ley 1480/2011 art. 58"),
-        Profile("cl", "CL", "America/Santiago", 10, True, "Ley 19.496 art. 56"),
+        # Art. 56 binds the customer-service units of financial providers holding the SERNAC seal
+        # (arts. 55-56, added by Ley 20.555), not every supplier: hence the name.
+        Profile("cl-sello-sernac", "CL", "America/Santiago", 10, True,
+                "Ley 19.496 art. 56 (financial providers holding the SERNAC seal)"),
+        # Sector profiles. Their SACs are also bound by Decreto 11.034/2022 (history within 5 days,
+        # record kept 2 years after resolution), as br-sac. The answer clocks below come from
+        # secondary sources where the README says "unverified": each is a setting to check.
+        # ANS RN 623/2024 (in force 2025-07-01, replaced RN 395/2016): coverage requests answered
+        # within 5 business days (10 for high-complexity procedures and elective admissions, 7 for
+        # non-care requests such as a readjustment: category rules). Unverified against the text, and
+        # the summaries read disagree (one says 3 business days for care requests).
+        Profile("br-ans", "BR", "America/Sao_Paulo", 5, True, "ANS RN 623/2024",
+                history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
+                retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2),
+        # ANATEL RGC, Resolução 765/2023 (most of it in force 2025-09-01): the protocol number by SMS or
+        # email within 24 hours (RGC 632/2014 art. 7 §3 had the same; the 765 article is unverified);
+        # complaints answered within 5 business days (unverified).
+        Profile("br-anatel", "BR", "America/Sao_Paulo", 5, True, "Anatel Resolução 765/2023 (RGC)",
+                history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
+                retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2, notify_within=24 * 3600.0),
+        # ANEEL REN 1000/2021 art. 421: a complaint answered in writing, by the channel of the protocol
+        # where possible (arts. 406, 416), within 5 business days (10 with a technical visit: a category
+        # rule); §2 allows one exceptional extension of the conclusive answer. Read in ANEEL's answers
+        # to the REN 1000 FAQ, not in the article's text.
+        Profile("br-aneel", "BR", "America/Sao_Paulo", 5, True, "ANEEL REN 1000/2021 art. 421",
+                history_days=5, history_law="Decreto 11.034/2022 art. 12 §2",
+                retention_years=2, retention_law=_BR_RETENTION, legal_minimum_years=2, max_extensions=1),
+        # Resolução CMN 4.860/2020 (amended by 5.182/2024): the ombudsman's answer within 10 business
+        # days, extendable once, exceptionally and with reasons (unverified). The record's retention
+        # (reported as 5 years at the BCB's disposal) is unverified: a setting.
+        Profile("br-bacen-ouvidoria", "BR", "America/Sao_Paulo", 10, True,
+                "Resolução CMN 4.860/2020", max_extensions=1),
     )
 }
+
+# Old names still accepted (settings, events, rows written before the rename), each with a warning.
+ALIASES: dict[str, str] = {"cl": "cl-sello-sernac"}
+
+
+def canonical_name(name: str) -> str:
+    """The profile's current name: an old one is translated, with a warning naming the new one."""
+    new = ALIASES.get(name)
+    if new is None:
+        return name
+    log.warning("profile %r is now named %r; the old name is kept as an alias", name, new,
+                extra={"action": "profile_alias", "profile": name, "renamed_to": new})
+    return new
 
 
 class UnknownProfile(KeyError):
@@ -147,7 +226,7 @@ def get_profile(name: str, settings: Any = None) -> Profile:
     if settings is not None:
         return Profiles.from_settings(settings).get(name)
     try:
-        return PROFILES[name]
+        return PROFILES[canonical_name(name)]
     except KeyError:
         raise UnknownProfile(name) from None
 
@@ -190,7 +269,7 @@ def apply_overrides(profile: Profile, values: Mapping[str, Any]) -> Profile:
     A ValueError names the key first ("retention_years: ..."), so the settings error names it.
     """
     changes: dict[str, Any] = {}
-    for key in ("answer_days", "business_days", "timezone", "subdiv"):
+    for key in ("answer_days", "business_days", "timezone", "subdiv", "max_extensions", "notify_within"):
         if values.get(key) is not None:
             changes[key] = values[key]
     if values.get("extra_holidays"):
@@ -216,6 +295,10 @@ def apply_overrides(profile: Profile, values: Mapping[str, Any]) -> Profile:
             raise ValueError(f"retention_years: below the legal minimum of {profile.legal_minimum_years} years "
                              f"after resolution ({profile.retention_law})")
         changes.update(retention_years=years, retention_days=days)
+    if values.get("categories"):
+        changes["categories"] = {**profile.categories, **{
+            name: CategoryRule(rule.get("answer_days"), rule.get("business_days"))
+            for name, rule in values["categories"].items()}}
     updated = dataclasses.replace(profile, **changes)
     if updated.subdiv is not None:
         try:
@@ -262,9 +345,10 @@ class Profiles:
         profiles = dict(PROFILES)
         for name, section in overrides.items():
             values = section.model_dump() if hasattr(section, "model_dump") else dict(section)
+            name = ALIASES.get(name, name)  # the settings already warned of an old name
             profiles[name] = apply_overrides(profiles[name], values)
         policy = getattr(settings, "policy", None)
-        return cls(profiles, settings.gateway.default_profile,
+        return cls(profiles, ALIASES.get(settings.gateway.default_profile, settings.gateway.default_profile),
                    policy.br_sac_from if policy is not None else BR_SAC_2022_FROM)
 
     @property
@@ -273,7 +357,7 @@ class Profiles:
 
     def get(self, name: str) -> Profile:
         try:
-            return self.profiles[name]
+            return self.profiles[canonical_name(name)]
         except KeyError:
             raise UnknownProfile(name) from None
 

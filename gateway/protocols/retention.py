@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.errors import ServiceError
-from gateway.protocols.profiles import Profiles, UnknownProfile
+from gateway.protocols.profiles import Profiles, UnknownProfile, add_years
 from gateway.store.models import Protocol
 from gateway.store.sweep_models import OPEN_STATUSES
 
 # What a retention decision reads of a protocol.
 CANDIDATE_COLUMNS = (Protocol.id, Protocol.number, Protocol.profile, Protocol.status, Protocol.resolved_at,
-                     Protocol.retention_until, Protocol.last_event_at, Protocol.updated_at, Protocol.legal_hold)
+                     Protocol.retention_until, Protocol.last_event_at, Protocol.updated_at, Protocol.legal_hold,
+                     Protocol.retention_extension_years)
 
 
 class RetentionRefused(ServiceError):
@@ -45,5 +46,6 @@ def effective_end(row: Any, profiles: Profiles, abandoned_after: timedelta) -> d
         return None
     computed = profile.retention_end(start)
     assert computed is not None
+    computed = add_years(computed, row.retention_extension_years or 0)  # protocol.retention_extended
     stored = row.retention_until if row.status == "resolved" else None
     return max(computed, stored) if stored else computed

@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.protocols.profiles import PROFILES
+from gateway.protocols.profiles import ALIASES, PROFILES
 
 NotificationStatus = Literal[
     "queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled"
@@ -147,8 +147,10 @@ class OpenedData(StrictModel):
     category: str | None = Field(None, max_length=200)
     opened_at: Time | None = None
     # The service looks the name up (an unknown one is 422 naming it); the spec lists the same names.
-    profile: Annotated[str, Field(max_length=32, json_schema_extra={"enum": sorted(PROFILES)})] | None = None
+    profile: Annotated[str, Field(max_length=32, json_schema_extra={"enum": sorted([*PROFILES, *ALIASES])})] | None = None
     metadata: dict[str, Any] | None = Field(None, description=f"any JSON object, nested at most {MAX_DEPTH} levels")
+    parent: str | None = Field(None, pattern=NUMBER_PATTERN,
+                               description="the number of the protocol this one escalates (SAC to ombudsman)")
 
     _single_line = field_validator("subject")(_no_line_breaks)
     _shallow = field_validator("metadata")(shallow)
@@ -182,10 +184,26 @@ class ResendData(ResendRequest):
     number: str = Field(pattern=NUMBER_PATTERN)
 
 
+class DeadlineExtendedData(StrictModel):
+    number: str = Field(pattern=NUMBER_PATTERN)
+    reason: str = Field(min_length=1, max_length=5000, description="told to the consumer")
+    days: int | None = Field(None, ge=1, le=365, description="counted from the current deadline, in the kind of "
+                             "day the protocol's deadline counts (calendar or business); or give deadline_at")
+    deadline_at: Time | None = Field(None, description="the new deadline, later than the current one; or give days")
+
+
+class RetentionExtendedData(StrictModel):
+    number: str = Field(pattern=NUMBER_PATTERN)
+    reason: str = Field(min_length=1, max_length=5000, description="e.g. a complaint filed with a regulator")
+    years: int = Field(ge=1, le=100, description="added to the record's retention; it never shortens it")
+
+
 EVENT_DATA: dict[str, type[StrictModel]] = {
     "protocol.opened": OpenedData,
     "protocol.updated": UpdatedData,
     "protocol.resolved": ResolvedData,
     "protocol.reopened": ReopenedData,
     "protocol.resend_requested": ResendData,
+    "protocol.deadline_extended": DeadlineExtendedData,
+    "protocol.retention_extended": RetentionExtendedData,
 }

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,12 +29,22 @@ from gateway.observability import mask
 from gateway.protocols import ratelimit
 from gateway.protocols.contacts import ContactError, normalize_email, normalize_phone
 from gateway.protocols.event_times import not_after_receipt, within_protocol
+from gateway.protocols.extensions import extended_retention, new_deadline
+from gateway.protocols.links import history_events
 from gateway.protocols.messages import MessageBuilder
 from gateway.protocols.numbering import NumberFormat, next_sequence
 from gateway.protocols.profiles import Profile, UnknownProfile, get_profile, opening_profile, retention_end
-from gateway.protocols.schemas import OpenedData, ReopenedData, ResendData, ResolvedData, UpdatedData
+from gateway.protocols.schemas import (
+    DeadlineExtendedData,
+    OpenedData,
+    ReopenedData,
+    ResendData,
+    ResolvedData,
+    RetentionExtendedData,
+    UpdatedData,
+)
 from gateway.rendering.context import history_entries
-from gateway.store import rows
+from gateway.store import rows, sqlite_driver
 from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
 from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
@@ -42,6 +52,7 @@ from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
 log = logging.getLogger(__name__)
 
 CONFIRMATION_TEMPLATE = "protocol_opened"
+DEADLINE_EXTENDED_TEMPLATE = "protocol_deadline_extended"
 # Told to the consumer's contacts on record when a resend went to an address they never gave us.
 SENT_ELSEWHERE_TEMPLATE = "history_sent_elsewhere"
 # A repeat racing its original on PostgreSQL meets the unique key; look again this often.
@@ -50,6 +61,9 @@ IDEMPOTENCY_RETRIES = 3
 _SAME_EVENT = select(Event).where(Event.source == bindparam("source"), Event.event_id == bindparam("event_id"))
 _SET_ANSWER = (update(Event.__table__).where(Event.__table__.c.id == bindparam("row_id"))
                .values(answer=bindparam("answer", type_=Event.__table__.c.answer.type)))
+# The same two on SQLite, straight to the driver on the writer's connection (store/sqlite_driver.py).
+_SQLITE_SAME_EVENT = "SELECT fingerprint, answer FROM events WHERE source = ? AND event_id = ?"
+_SQLITE_SET_ANSWER = "UPDATE events SET answer = ? WHERE id = ?"
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,8 @@ class ProtocolService:
             "protocol.resolved": self._resolved,
             "protocol.reopened": self._reopened,
             "protocol.resend_requested": self._resend,
+            "protocol.deadline_extended": self._deadline_extended,
+            "protocol.retention_extended": self._retention_extended,
         }
 
     async def handle(self, event: IncomingEvent, *, received_at: datetime) -> Outcome:
@@ -161,11 +177,13 @@ class ProtocolService:
 
     def _apply_in(self, session: Session, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
         """The event's whole transaction, as a function of the session (see GroupCommit)."""
-        previous = session.scalar(_SAME_EVENT, {"source": event.source, "event_id": event.id})
+        raw = sqlite_driver.connection(session)
+        previous = self._previous(session, raw, event)
         if previous is not None:
-            if previous.fingerprint != digest:
+            fingerprint_was, answer_was = previous
+            if fingerprint_was != digest:
                 raise Conflict(f"event id {event.id!r} from this source was already used with different data")
-            return Outcome(body={**previous.answer, "duplicate": True}, duplicate=True)
+            return Outcome(body={**answer_was, "duplicate": True}, duplicate=True)
 
         change = self._handlers[event.type](session, event, received_at)
         change.protocol.last_event_at = received_at
@@ -190,9 +208,21 @@ class ProtocolService:
             change.request.notification_id = change.notifications[-1].id if change.notifications else None
             session.add(change.request)
         row.answer = self._answer(change)  # it names the notifications' ids: known only now
-        session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
+        if raw is not None:
+            sqlite_driver.execute(raw, _SQLITE_SET_ANSWER, (json.dumps(row.answer), row.id))
+        else:
+            session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
         return Outcome(body={**row.answer, "duplicate": False}, duplicate=False,
                        enqueued=len(change.notifications) + len(change.notices))
+
+    @staticmethod
+    def _previous(session: Session, raw: Any, event: IncomingEvent) -> tuple[str, dict[str, Any]] | None:
+        """The fingerprint and answer of the event already stored under this (source, id), if any."""
+        if raw is not None:
+            found = sqlite_driver.query_one(raw, _SQLITE_SAME_EVENT, (event.source, event.id))
+            return None if found is None else (found[0], sqlite_driver.json_value(found[1]))
+        previous = session.scalar(_SAME_EVENT, {"source": event.source, "event_id": event.id})
+        return None if previous is None else (previous.fingerprint, previous.answer)
 
     @staticmethod
     def _answer(change: _Change) -> dict[str, Any]:
@@ -238,6 +268,11 @@ class ProtocolService:
         if data.opened_at is None:  # the CloudEvent's time stands for the opening only without opened_at
             not_after_receipt(event.time, event.time_field, received_at=received_at)
 
+        parent_id = None
+        if data.parent is not None:
+            parent_id = session.scalar(select(Protocol.id).where(Protocol.number == data.parent))
+            if parent_id is None:
+                raise InvalidFields([FieldProblem(f"{prefix}parent", f"no protocol {data.parent} to escalate")])
         if data.number is not None:
             if session.scalar(select(Protocol.id).where(Protocol.number == data.number)) is not None:
                 raise Conflict(f"a protocol with number {data.number} already exists")
@@ -263,11 +298,12 @@ class ProtocolService:
             extra=data.metadata,
             opened_at=opened_at,
             received_at=received_at,
-            deadline_at=profile.deadline(opened_at),
+            deadline_at=profile.deadline(opened_at, data.category),
             legal_hold=False,
             updated_at=received_at,
             last_event_at=received_at,  # set now, so the insert carries it (no second UPDATE)
             notify=",".join(notify),
+            parent_id=parent_id,
         )
         rows.insert_one(session, protocol)  # written once here; the answer reads it as it is
         targets = {"email": email, "sms": phone}
@@ -296,8 +332,9 @@ class ProtocolService:
         protocol.resolved_at = resolved_at
         # From the later of the two: a resolution stamped earlier than we heard of it must not
         # shorten the record's life (the stated time is kept as given, for the record).
-        protocol.retention_until = retention_end(get_profile(protocol.profile, self.settings),
-                                                 max(resolved_at, received_at))
+        protocol.retention_until = extended_retention(
+            retention_end(get_profile(protocol.profile, self.settings), max(resolved_at, received_at)),
+            protocol.retention_extension_years or 0)
         protocol.updated_at = received_at
         return _Change(protocol, self._tell(protocol, "protocol_resolved", received_at, event={
             "type": event.type, "occurred_at": resolved_at, "resolution": data.resolution}), occurred_at=resolved_at)
@@ -310,10 +347,36 @@ class ProtocolService:
         protocol.status = "reopened"
         protocol.resolved_at = None
         protocol.retention_until = None
-        protocol.deadline_at = get_profile(protocol.profile, self.settings).deadline(reopened_at)  # the clock restarts
+        protocol.deadline_at = get_profile(protocol.profile, self.settings).deadline(reopened_at, protocol.category)  # the clock restarts
         protocol.updated_at = received_at
         return _Change(protocol, self._tell(protocol, "protocol_reopened", received_at, event={
             "type": event.type, "occurred_at": reopened_at, "reason": data.reason}), occurred_at=reopened_at)
+
+    def _deadline_extended(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: DeadlineExtendedData = event.data  # type: ignore[assignment]
+        protocol = self._find(session, data.number)
+        within_protocol(event.time, event.time_field, opened_at=protocol.opened_at, received_at=received_at)
+        so_far = session.scalar(select(func.count(Event.id)).where(
+            Event.protocol_id == protocol.id, Event.type == "protocol.deadline_extended")) or 0
+        previous = protocol.deadline_at
+        protocol.deadline_at = new_deadline(get_profile(protocol.profile, self.settings), protocol.category,
+                                            protocol.status, previous, data, so_far, event.field_prefix)
+        protocol.updated_at = received_at
+        occurred_at = event.time or received_at
+        return _Change(protocol, self._tell(protocol, DEADLINE_EXTENDED_TEMPLATE, received_at, event={
+            "type": event.type, "occurred_at": occurred_at, "reason": data.reason,
+            "previous_deadline_at": previous}), occurred_at=occurred_at)
+
+    def _retention_extended(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
+        data: RetentionExtendedData = event.data  # type: ignore[assignment]
+        protocol = self._find(session, data.number)
+        within_protocol(event.time, event.time_field, opened_at=protocol.opened_at, received_at=received_at)
+        if protocol.status == "anonymized":
+            raise InvalidFields([FieldProblem(f"{event.field_prefix}number", "the record is already anonymized")])
+        protocol.retention_extension_years = (protocol.retention_extension_years or 0) + data.years
+        protocol.retention_until = extended_retention(protocol.retention_until, data.years)
+        protocol.updated_at = received_at
+        return _Change(protocol, occurred_at=event.time or received_at)  # an operations matter: nothing is sent
 
     def _resend(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
         data: ResendData = event.data  # type: ignore[assignment]
@@ -339,8 +402,7 @@ class ProtocolService:
                             "'protocols:write'")
         self._limit_resends(session, protocol, target, event.requester, received_at)
         if data.history:
-            events = session.scalars(
-                select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id)).all()
+            events = session.scalars(history_events(protocol.id)).all()  # with an escalated protocol's parent's
             notifications = self.messages.history(protocol, data.channel, target, history_entries(events), received_at)
         else:
             notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, data.channel, target, received_at,

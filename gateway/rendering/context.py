@@ -17,6 +17,7 @@ _HISTORY_TEXT = {
     "protocol.updated": "message",
     "protocol.resolved": "resolution",
     "protocol.reopened": "reason",
+    "protocol.deadline_extended": "reason",
 }
 
 

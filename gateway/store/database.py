@@ -76,7 +76,7 @@ def _begin_with(engine: Any, begin: str) -> None:
 _lent = threading.local()  # the sqlite3 connection lent to the sync engine, per aiosqlite thread
 
 
-class _Borrowed:
+class LentConnection:
     """A pooled sqlite3 connection (the writer's or a reader's) lent to a synchronous
     engine for one transaction. The async pool owns it: the borrower must not close it.
     """
@@ -200,7 +200,7 @@ def create_sqlite_file(path: Path) -> None:
 
 
 def _lending_engine(*, begin: str) -> Any:
-    engine = create_engine("sqlite://", creator=lambda: _Borrowed(_lent.connection), poolclass=NullPool)
+    engine = create_engine("sqlite://", creator=lambda: LentConnection(_lent.connection), poolclass=NullPool)
     _begin_with(engine, begin)
     return engine
 

@@ -5,7 +5,8 @@ again in that transaction. The unit of work (`Session.flush`) spends more on boo
 for them than SQLite spends writing them (a third of an event's CPU, profiled); these
 write each object's set attributes with one Core `INSERT … RETURNING id` and put the id
 on the object, which stays outside the session. An edit made to such an object
-afterwards is not written: use `session.add` for rows that change.
+afterwards is not written: use `session.add` for rows that change. On SQLite the INSERT
+goes straight to the driver on the transaction's connection (store/sqlite_driver.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
+
+from gateway.store import sqlite_driver
 
 
 @cache
@@ -37,7 +40,13 @@ def _insert(model: type, many: bool) -> Any:
 
 
 def insert_one(session: Session, obj: Any) -> None:
-    obj.id = session.execute(_insert(type(obj), False), _values(obj)).scalar_one()
+    values = _values(obj)
+    raw = sqlite_driver.connection(session)
+    table = type(obj).__table__
+    if raw is not None and sqlite_driver.can_insert(table, tuple(values)):
+        obj.id = sqlite_driver.insert(raw, table, values)
+        return
+    obj.id = session.execute(_insert(type(obj), False), values).scalar_one()
 
 
 def insert_many(session: Session, objs: Sequence[Any]) -> None:
@@ -46,7 +55,12 @@ def insert_many(session: Session, objs: Sequence[Any]) -> None:
     for obj in objs:
         values = _values(obj)
         groups.setdefault((type(obj), tuple(values)), []).append((obj, values))
-    for (model, _), members in groups.items():
-        ids = session.execute(_insert(model, True), [values for _, values in members]).scalars().all()
+    raw = sqlite_driver.connection(session)
+    for (model, columns), members in groups.items():
+        table = model.__table__  # type: ignore[attr-defined]
+        if raw is not None and sqlite_driver.can_insert(table, columns):
+            ids = sqlite_driver.insert_rows(raw, table, [values for _, values in members])
+        else:
+            ids = session.execute(_insert(model, True), [values for _, values in members]).scalars().all()
         for (obj, _), new_id in zip(members, ids, strict=True):
             obj.id = new_id

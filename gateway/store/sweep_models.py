@@ -81,5 +81,8 @@ Index("ix_protocols_resolved_unretained", Protocol.resolved_at, Protocol.id,
       postgresql_where=text("status = 'resolved' AND retention_until IS NULL"))
 # Anonymization asks whether another live protocol still uses a consumer's email.
 Index("ix_protocols_consumer_email", Protocol.consumer_email)
+# Search (GET /v1/protocols): newest first, alone or within a category, by keyset on (opened_at, id).
+Index("ix_protocols_opened", Protocol.opened_at, Protocol.id)
+Index("ix_protocols_category_opened", Protocol.category, Protocol.opened_at, Protocol.id)
 Index("ix_consumer_requests_pending", ConsumerRequest.due_at,
       sqlite_where=text("fulfilled_at IS NULL"), postgresql_where=text("fulfilled_at IS NULL"))

@@ -22,6 +22,7 @@ from sqlalchemy import Row, Select, exists, select
 from gateway.delivery import outbox
 from gateway.delivery.notifications import address_key, build_notification
 from gateway.protocols.contacts import may_text
+from gateway.protocols.email_opt_outs import email_key, opted_out_keys
 from gateway.rendering.context import consumer_context, protocol_fields
 from gateway.store.models import Notification, OptOut, Protocol
 from gateway.store.sweep_models import OPEN_STATUSES, SweepMark
@@ -98,6 +99,9 @@ async def sweep_protocols(ctx: SweepContext, slot: str, lo: datetime | None, hi:
             if not rows:
                 return
             opted_out = await _opted_out(session, rows) if "sms" in ctx.schedule.channels else set()
+            if "email" in ctx.schedule.channels and ctx.schedule.audience == "consumer":
+                # Phones and address hashes cannot be mistaken for each other in one set.
+                opted_out |= await opted_out_keys(session, (r.consumer_email for r in rows))
         cursor = (rows[-1].deadline_at, rows[-1].id)
         batch += 1
         ctx.result.batches += 1
@@ -153,7 +157,7 @@ def _reminder(ctx: SweepContext, offset: Offset, row: Row[Any], opted_out: set[s
     key = f"reminder:{ctx.schedule.name}:{row.id}:{int(row.deadline_at.timestamp())}:{offset.label}"
     reason = f"{ctx.schedule.name}: {offset.label} before the deadline"
     if ctx.schedule.audience == "operations":
-        return Plan(row.id, row.deadline_at, "sent", _to_operations(ctx, row, key, reason, extra))
+        return Plan(row.id, row.deadline_at, "sent", to_operations(ctx, row, key, reason, extra))
     return _to_consumer(ctx, row, opted_out, key, reason, extra)
 
 
@@ -165,10 +169,10 @@ def _overdue(ctx: SweepContext, row: Row[Any]) -> Plan:
     key = f"overdue:{ctx.schedule.name}:{row.id}:{int(row.deadline_at.timestamp())}"
     extra = {"overdue": {"hours": int(late.total_seconds() // 3600)}}
     return Plan(row.id, row.deadline_at, "sent",
-                _to_operations(ctx, row, key, f"{ctx.schedule.name}: deadline passed", extra))
+                to_operations(ctx, row, key, f"{ctx.schedule.name}: deadline passed", extra))
 
 
-def _to_operations(ctx: SweepContext, row: Row[Any], key: str, reason: str, extra: dict[str, Any]) -> list[Notification]:
+def to_operations(ctx: SweepContext, row: Row[Any], key: str, reason: str, extra: dict[str, Any]) -> list[Notification]:
     assert ctx.schedule.template is not None
     context = ctx.ops_context(protocol=protocol_fields(row), **extra)
     rendered = ctx.templates.render(ctx.schedule.template, "email", ctx.ops_locale, context)
@@ -182,7 +186,8 @@ def _to_consumer(ctx: SweepContext, row: Row[Any], opted_out: set[str], key: str
     contacts = {"email": row.consumer_email, "sms": row.consumer_phone}
     chosen = [c for c in (row.notify or "").split(",") if c] or [c for c, v in contacts.items() if v]
     wanted = [c for c in ctx.schedule.channels if c in chosen and contacts.get(c)]
-    targets = [c for c in wanted if not (c == "sms" and row.consumer_phone in opted_out)]
+    targets = [c for c in wanted if not (c == "sms" and row.consumer_phone in opted_out)
+               and not (c == "email" and email_key(row.consumer_email) in opted_out)]
     if not targets:
         outcome = "opted_out" if wanted else "no_contact"
         return Plan(row.id, row.deadline_at, outcome, detail=f"channels {','.join(wanted) or 'none'}")
@@ -198,5 +203,6 @@ def _to_consumer(ctx: SweepContext, row: Row[Any], opted_out: set[str], key: str
         notifications.append(build_notification(
             rendered, protocol_id=row.id, recipient=contacts[channel], audience="consumer", now=ctx.at,
             next_attempt_at=send_at, dedup_key=f"{key}:{channel}", reason=reason))
-    detail = "sms opted out" if len(targets) < len(wanted) else None
+    left_out = [c for c in wanted if c not in targets]
+    detail = f"{','.join(left_out)} opted out" if left_out else None
     return Plan(row.id, row.deadline_at, "sent", notifications, detail=detail)

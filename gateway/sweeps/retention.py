@@ -1,7 +1,7 @@
 """The retention sweeps: notices before records expire, and at expiry the operator's choice.
 
 When a record's retention ends is `protocols.retention`'s rule; anonymizing one is
-`protocols.anonymize`. Profiles without a period (es, co, cl until one is set) take part in
+`protocols.anonymize`. Profiles without a period (es, co, cl-sello-sernac until one is set) take part in
 nothing here.
 
 At expiry `retention.action` decides: `notify` (the default) reports the expired records to
@@ -223,6 +223,8 @@ async def retention_expiry(ctx: SweepContext) -> None:
 def _rule(profiles: Profiles, row: Any, end: datetime, grace: float, schedule: str) -> str:
     profile = profiles.get(row.profile)
     basis = "resolved" if row.status == "resolved" else "abandoned (no event since last_event_at)"
+    if row.retention_extension_years:
+        basis += f"; extended by {row.retention_extension_years} years (protocol.retention_extended)"
     return (f"{profile.retention_rule()}; {basis}; retention ended {end.isoformat()}; "
             f"grace {int(grace // 86400)}d; retention.action=anonymize; schedule {schedule}")
 

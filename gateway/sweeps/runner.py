@@ -23,6 +23,7 @@ from gateway.protocols.profiles import Profiles
 from gateway.rendering.templates import Templates
 from gateway.store.database import Database
 from gateway.store.sweep_models import SweepRun
+from gateway.sweeps.confirmations import unconfirmed_alerts
 from gateway.sweeps.context import Progress, SweepContext, SweepResult
 from gateway.sweeps.digest import operations_digest
 from gateway.sweeps.reminders import deadline_reminders, overdue_alerts
@@ -37,6 +38,7 @@ KIND_FUNCTIONS: dict[str, Callable[[SweepContext], Awaitable[None]]] = {
     "operations_digest": operations_digest,
     "retention_notice": retention_notices,
     "anonymize": retention_expiry,
+    "confirmation_overdue": unconfirmed_alerts,
 }
 
 

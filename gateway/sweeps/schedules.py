@@ -26,7 +26,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gateway.config import ConfigError, parse_duration
 from gateway.rendering.templates import CHANNEL_FILES, TemplateError, Templates
 
-KINDS = ("deadline_reminder", "overdue_alert", "operations_digest", "retention_notice", "anonymize")
+KINDS = ("deadline_reminder", "overdue_alert", "operations_digest", "retention_notice", "anonymize",
+         "confirmation_overdue")
 AUDIENCES = ("consumer", "operations")
 # Interval schedules are anchored here, so their runs fall on round times (:00, :15...).
 INTERVAL_ANCHOR = datetime(2000, 1, 3)  # a Monday
@@ -38,6 +39,7 @@ _OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     # lookback: how far back a run looks for moments not yet handled (the catch-up horizon).
     "deadline_reminder": {"max_lateness": 6 * 3600.0, "lookback": 30 * 86400.0},
     "overdue_alert": {"max_lateness": None, "lookback": 30 * 86400.0},
+    "confirmation_overdue": {"max_lateness": None, "lookback": 30 * 86400.0},
     "operations_digest": {"max_lateness": 12 * 3600.0, "list_limit": 50},
     "retention_notice": {"list_limit": 500},
     "anonymize": {"lookback": 30 * 86400.0, "list_limit": 500},

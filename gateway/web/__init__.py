@@ -1,5 +1,6 @@
-"""HTTP for people: the operations console and the consumer's page, as server-rendered HTML.
+"""HTTP for people: the operations console at /console/, as server-rendered HTML.
 
-Empty until those pages arrive. Reads through the same services as `api/` (no second path
-to the data); may import every room but `api`'s handlers.
+Reads and acts through the same services as `api/` (search, reports, the export, the outbox's
+admin, the protocol service): no second path to the data. May import every room but `api`'s
+handlers (it shares the app's keys in `api.runtime_keys` and the API keys of `api.keys`).
 """

@@ -41,6 +41,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    raw: bytes = b""  # as it arrived: what a DKIM signature is checked against
 
 
 class SMTPSink:
@@ -129,7 +130,8 @@ class SMTPSink:
         message = BytesParser(policy=default_policy).parsebytes(envelope.original_content or b"")
         assert isinstance(message, EmailMessage)
         with self._lock:
-            self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), message))
+            self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), message,
+                                          envelope.original_content or b""))
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
         return "250 OK queued"

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.delivery.errors import ProviderTry
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -23,6 +25,7 @@ class Message:
     message_id: str | None = None  # email only: deterministic, derived from notification_id
     reply_to: str | None = None    # email only
     status_callback: str | None = None  # sms only: where the provider posts receipts
+    return_path: str | None = None  # email only: the envelope sender (MAIL FROM) unique to it, for bounces
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -31,6 +34,8 @@ class Receipt:
     provider_id: str | None      # Twilio's SID, the SMTP Message-ID, the Maildir key...
     status: str = "sent"         # "sent" (accepted) or "delivered" (final receipt already)
     segments: int | None = None  # SMS segments billed, when the provider says
+    provider: str | None = None  # the named relay or account that accepted it (set by the failover)
+    tried: tuple[ProviderTry, ...] = ()  # providers that failed before it, in this same send
 
 
 class Transport(Protocol):

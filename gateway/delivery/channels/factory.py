@@ -15,7 +15,7 @@ def build_email_transport(settings: Settings) -> Transport:
     if email.transport == "smtp":
         from gateway.delivery.channels.smtp import SMTPTransport
 
-        return SMTPTransport(email.smtp, email.sender)
+        return SMTPTransport(email.relays[0], email.sender)
     from gateway.delivery.channels.maildir import MaildirTransport
 
     return MaildirTransport(settings.path(email.maildir), email.sender)
@@ -26,7 +26,7 @@ def build_sms_transport(settings: Settings) -> Transport:
     if sms.transport == "twilio":
         from gateway.delivery.channels.twilio import TwilioTransport
 
-        return TwilioTransport(sms.twilio)
+        return TwilioTransport(sms.accounts[0])
     from gateway.delivery.channels.sms_file import SMSFileTransport
 
     return SMSFileTransport(settings.path(sms.file))

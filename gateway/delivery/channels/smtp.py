@@ -18,6 +18,7 @@ from aiosmtplib.email import flatten_message, parse_address
 
 from gateway.config import SMTPSettings
 from gateway.delivery.channels.base import Message, Receipt
+from gateway.delivery.channels.dkim_signer import DKIMSigner
 from gateway.delivery.channels.email_message import build_email, email_bytes
 from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
 
@@ -33,8 +34,9 @@ class _DroppedBeforeData(TransientDeliveryError):
 class SMTPTransport:
     sends_receipts = False  # acceptance by the relay is all SMTP says
 
-    def __init__(self, settings: SMTPSettings, sender: str) -> None:
+    def __init__(self, settings: SMTPSettings, sender: str, *, signer: DKIMSigner | None = None) -> None:
         self._settings = settings
+        self._signer = signer  # DKIM, when email.dkim is set
         self._sender = sender  # the From header, display name and all
         self._envelope_sender = parse_address(sender)  # the bare address for MAIL FROM
         self._clients = [self._new_client() for _ in range(settings.pool_size)]
@@ -67,7 +69,7 @@ class SMTPTransport:
         email = build_email(message, self._sender) if fast is None else None
         client = await self._idle.get()
         try:
-            await self._deliver(client, payload, email, recipient)
+            await self._deliver(client, payload, email, recipient, message.return_path or self._envelope_sender)
         except DeliveryError:
             raise
         except BaseException:
@@ -78,19 +80,19 @@ class SMTPTransport:
         return Receipt(provider_id=message_id if email is None else str(email["Message-ID"]), status="sent")
 
     async def _deliver(self, client: aiosmtplib.SMTP, payload: bytes | None, email: EmailMessage | None,
-                       recipient: str) -> None:
+                       recipient: str, envelope_sender: str) -> None:
         reused = client.is_connected
         if not reused:
             await self._connect(client)
         try:
-            await self._transact(client, payload, email, recipient)
+            await self._transact(client, payload, email, recipient, envelope_sender)
         except _DroppedBeforeData:
             if not reused:
                 raise
             # A server that closed an idle connection is often only noticed on its next use.
             log.info("smtp connection was closed by the server; reconnecting", extra={"action": "smtp_reconnect"})
             await self._connect(client)
-            await self._transact(client, payload, email, recipient)
+            await self._transact(client, payload, email, recipient, envelope_sender)
 
     async def _connect(self, client: aiosmtplib.SMTP) -> None:
         try:
@@ -107,8 +109,8 @@ class SMTPTransport:
             ) from exc
 
     async def _transact(self, client: aiosmtplib.SMTP, payload: bytes | None, email: EmailMessage | None,
-                        recipient: str) -> None:
-        utf8 = not (self._envelope_sender + recipient).isascii()
+                        recipient: str, envelope_sender: str) -> None:
+        utf8 = not (envelope_sender + recipient).isascii()
         if utf8 and not client.supports_extension("smtputf8"):
             raise PermanentDeliveryError(f"{recipient!r} needs SMTPUTF8, which the server does not offer")
         if payload is not None:  # already 7-bit clean: no body options needed
@@ -120,10 +122,12 @@ class SMTPTransport:
             options = (["BODY=8BITMIME"] if eight_bit else []) + (["SMTPUTF8"] if utf8 else [])
             data = flatten_message(email, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
         encoding = "utf-8" if utf8 else "ascii"
+        if self._signer is not None:
+            data = await self._signer.sign_async(data)
 
         data_began = sender_accepted = False
         try:
-            await client.mail(self._envelope_sender, options=options, encoding=encoding)
+            await client.mail(envelope_sender, options=options, encoding=encoding)
             sender_accepted = True
             await client.rcpt(recipient, encoding=encoding)
             data_began = True

@@ -4,6 +4,7 @@ from alembic import context
 
 from gateway.store.models import Base
 import gateway.store.sweep_models  # noqa: F401  (the sweeps' tables join Base.metadata)
+import gateway.store.console_models  # noqa: F401  (the console's sessions join Base.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -1,7 +1,7 @@
 """installation key (unique Message-IDs across installations); who fulfilled a request, with a note
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-05
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import gateway.store.types
 
-revision = "0006"
-down_revision = "0005"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
