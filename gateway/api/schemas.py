@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model, field_validator
 
 from gateway.delivery.admin import ALIASES, RETRYABLE, STATUSES
+from gateway.protocols.query_limits import NOTE_MAX
 
 # The event data shapes are the domain's; they are part of the HTTP contract too.
 from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.py and the handlers)
@@ -160,7 +161,7 @@ class FulfilledAnswer(RequestOut):
 
 
 class FulfilRequest(StrictModel):
-    note: str | None = Field(None, max_length=1000, description="what was done, for the record (no personal data)")
+    note: str | None = Field(None, max_length=NOTE_MAX, description="what was done, for the record (no personal data)")
 
 
 class ProtocolSummary(BaseModel):

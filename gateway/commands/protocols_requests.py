@@ -8,35 +8,23 @@ postal request, 2 usage or settings problem.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from gateway.commands.database import with_database
 from gateway.commands.protocols import _actions
-from gateway.commands.protocols_hold import _actor
-from gateway.config import load_settings
-from gateway.errors import NotFound, ServiceError
-from gateway.protocols.requests import NOTE_MAX, fulfil_postal, requests_document
-from gateway.store.database import Database
-from gateway.store.models import ConsumerRequest, Protocol
+from gateway.commands.protocols_hold import _actor, _run
+from gateway.protocols.query_limits import NOTE_MAX
 
-EXIT_REFUSED = 1
+if TYPE_CHECKING:
+    from gateway.store.database import Database
 
 
 def cmd_requests(args: argparse.Namespace) -> int:
-    async def work(db: Database) -> list[dict[str, Any]]:
-        async with db.read() as session:
-            protocol_id = await session.scalar(select(Protocol.id).where(Protocol.number == args.number))
-            if protocol_id is None:
-                raise NotFound(f"no protocol {args.number}")
-            rows = (await session.scalars(select(ConsumerRequest).where(ConsumerRequest.protocol_id == protocol_id)
-                                          .order_by(ConsumerRequest.id))).all()
-            return requests_document(rows)
+    from gateway.protocols.requests import protocol_requests  # here: `--help` need not load SQLAlchemy
+
+    async def work(_settings: Any, db: Database) -> list[dict[str, Any]]:
+        return await protocol_requests(db, args.number)
 
     return _run(args, work)
 
@@ -45,23 +33,14 @@ def cmd_fulfil(args: argparse.Namespace) -> int:
     if args.note is not None and len(args.note) > NOTE_MAX:
         print(f"protocols fulfil: --note: at most {NOTE_MAX} characters", file=sys.stderr)
         return 2
+    from gateway.protocols.requests import fulfil_postal
 
-    async def work(db: Database) -> dict[str, Any]:
+    async def work(_settings: Any, db: Database) -> dict[str, Any]:
         document, changed = await fulfil_postal(db, args.number, args.request_id, at=datetime.now(timezone.utc),
                                                 by=_actor(), note=args.note)
         return {**document, "changed": changed}
 
     return _run(args, work)
-
-
-def _run(args: argparse.Namespace, work: Any) -> int:
-    try:
-        result = asyncio.run(with_database(load_settings(args.config), work))
-    except ServiceError as exc:
-        print(f"protocols {args.protocols_command}: {exc.detail}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(json.dumps(result, ensure_ascii=False))
-    return 0
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:

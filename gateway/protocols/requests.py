@@ -18,8 +18,6 @@ from gateway.errors import Conflict, NotFound
 from gateway.store.database import Database
 from gateway.store.models import ConsumerRequest, Protocol
 
-NOTE_MAX = 1000  # characters
-
 
 def request_document(r: ConsumerRequest) -> dict[str, Any]:
     return {"id": r.id, "channel": r.channel, "history": r.kind == "history", "requested_at": iso(r.requested_at),
@@ -29,6 +27,17 @@ def request_document(r: ConsumerRequest) -> dict[str, Any]:
 
 def requests_document(requests: Iterable[ConsumerRequest]) -> list[dict[str, Any]]:
     return [request_document(r) for r in requests]
+
+
+async def protocol_requests(db: Database, number: str) -> list[dict[str, Any]]:
+    """What the consumer asked for on protocol `number`, oldest first, each with its legal clock."""
+    async with db.read() as session:
+        protocol_id = await session.scalar(select(Protocol.id).where(Protocol.number == number))
+        if protocol_id is None:
+            raise NotFound(f"no protocol {number}")
+        rows = (await session.scalars(select(ConsumerRequest).where(ConsumerRequest.protocol_id == protocol_id)
+                                      .order_by(ConsumerRequest.id))).all()
+        return requests_document(rows)
 
 
 async def fulfil_postal(db: Database, number: str, request_id: int, *, at: datetime, by: str,
