@@ -90,11 +90,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     from gateway.api import keys
 
     rows = asyncio.run(with_database(args.settings, keys.list_keys))
-    print(f"{'NAME':<24} {'SCOPES':<40} {'CREATED':<20} {'STATUS':<24} SOURCES")
+    print(f"{'NAME':<24} {'SCOPES':<40} {'CREATED':<20} {'LAST USED':<20} {'STATUS':<24} SOURCES")
     for k in rows:
         status = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
         sources = ",".join(sorted(k.sources)) if k.sources is not None else "any"
-        print(f"{k.name:<24} {','.join(sorted(k.scopes)):<40} {k.created_at:%Y-%m-%d %H:%M}     {status:<24} {sources}")
+        # To the minute, as it is written (gateway.api.key_usage).
+        used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
+        print(f"{k.name:<24} {','.join(sorted(k.scopes)):<40} {k.created_at:%Y-%m-%d %H:%M}     {used:<20} "
+              f"{status:<24} {sources}")
     return 0
 
 

@@ -242,7 +242,8 @@ async def test_keys_are_created_once_shown_and_revoked(console) -> None:
     created = re.search(r'<code id="new-key">([^<]+)</code>', await r.text()).group(1)
     assert created.startswith("pgw_") and created not in await (await client.get("/console/keys")).text()
     r = await client.post("/console/keys/revoke", data={"csrf": csrf_of(page), "name": "crm"})
-    assert r.status == 200 and re.search(r"crm</td><td>events:write</td><td>[^<]+</td>\s*<td>revoked", await r.text())
+    assert r.status == 200 and re.search(
+        r"crm</td><td>events:write</td><td>[^<]+</td>\s*<td>never</td>\s*<td>revoked", await r.text())
 
 
 async def test_a_revoked_key_ends_its_sessions(console) -> None:

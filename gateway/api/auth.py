@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api import request_limits
+from gateway.api import key_usage, request_limits
 from gateway.api.keys import KeyInfo, verify
 from gateway.api.problems import Problem
-from gateway.api.runtime_keys import DB
+from gateway.api.runtime_keys import CLOCK, DB
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SCOPE_ATTR = "__required_scope__"
@@ -49,6 +49,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise Problem(403, f"this key lacks the scope {scope!r}")
     # Before the body is read or parsed: a flood must cost us as little as possible.
     request_limits.check(request, key.name)
+    await key_usage.note_use(request.app[DB], key, request.app[CLOCK]())
     request[KEY_INFO] = key
     return await handler(request)
 

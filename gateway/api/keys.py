@@ -51,6 +51,7 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None
     sources: frozenset[str] | None = None  # the CloudEvents sources it may post as; None: any
+    last_used_at: datetime | None = None  # to the minute (gateway.api.key_usage)
 
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
@@ -63,7 +64,7 @@ class KeyInfo:
 
 def _info(row: ApiKey) -> KeyInfo:
     return KeyInfo(row.name, frozenset(row.scopes.split(",")), row.created_at, row.revoked_at,
-                   frozenset(row.sources) if row.sources is not None else None)
+                   frozenset(row.sources) if row.sources is not None else None, row.last_used_at)
 
 
 def _hash(secret: str) -> str:

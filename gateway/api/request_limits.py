@@ -19,19 +19,31 @@ from gateway.api.runtime_keys import CLOCK, SETTINGS
 
 
 class KeyRateLimiter:
-    def __init__(self, limit: int, window: float) -> None:
+    """Also the console's failed sign-ins per client address (gateway.web.sign_in_limits)."""
+
+    def __init__(self, limit: int, window: float, *, max_tracked: int = 100_000) -> None:
         self.limit, self.window = limit, window
         self.interval = window / limit  # seconds one request takes from the bucket
         self._full_at: dict[str, float] = {}  # key name -> when its bucket is full again (epoch seconds)
+        self.max_tracked = max_tracked  # keys remembered before the full buckets are forgotten
+
+    def wait(self, key: str, now: datetime) -> float | None:
+        """None when one more would fit for `key`, else the seconds until one would; takes nothing."""
+        at = now.timestamp()
+        wait = max(self._full_at.get(key, at), at) + self.interval - self.window - at
+        return wait if wait > 0 else None
 
     def hit(self, key: str, now: datetime) -> float | None:
         """Take one request for `key`: None when it fits, else the seconds until one would."""
-        at = now.timestamp()
-        full_at = max(self._full_at.get(key, at), at) + self.interval
-        wait = full_at - self.window - at
-        if wait > 0:
+        wait = self.wait(key, now)
+        if wait is not None:
             return wait
-        self._full_at[key] = full_at
+        at = now.timestamp()
+        if key not in self._full_at and len(self._full_at) >= self.max_tracked:
+            # A full bucket says nothing the absence of one would not: forget those (the keys are
+            # the callers' to choose, e.g. client addresses, so this table must not grow without end).
+            self._full_at = {k: t for k, t in self._full_at.items() if t > at}
+        self._full_at[key] = max(self._full_at.get(key, at), at) + self.interval
         return None
 
 

@@ -204,6 +204,8 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Coarse on purpose (gateway.api.key_usage): at most one write a minute per key, off the hot path.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Where delivery statuses of this key's events are posted (outbound webhooks), and the
     # HMAC secret that signs them (kept in clear: it must sign, not just verify).
     webhook_url: Mapped[str | None] = mapped_column(String(2000))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from aiohttp import web
 from gateway.api.runtime_keys import CLOCK, DB, SETTINGS
 from gateway.errors import ServiceError
 from gateway.store.outage import database_unavailable
-from gateway.web import i18n, sessions
+from gateway.web import i18n, sessions, sign_in_limits
 
 log = logging.getLogger("gateway.web")
 
@@ -134,25 +135,35 @@ def set_cookie(response: web.StreamResponse, request: web.Request, name: str, va
 
 
 async def get_sign_in(request: web.Request) -> web.StreamResponse:
+    return _sign_in_page(request, 200, failed=False)
+
+
+def _sign_in_page(request: web.Request, status: int, **context: Any) -> web.Response:
     token = sessions.new_token()
-    response = render(request, "sign_in.html", csrf=token, next=_next(request), failed=False)
+    response = render(request, "sign_in.html", status=status, csrf=token, next=_next(request), **context)
     set_cookie(response, request, sessions.SIGN_IN_COOKIE, token, 3600)
     return response
 
 
 async def post_sign_in(request: web.Request) -> web.StreamResponse:
+    now = request.app[CLOCK]()
+    # Before the key is looked at: past the limit, a guess tells the guesser nothing.
+    retry_after = sign_in_limits.blocked(request, now)
+    if retry_after is not None:
+        log.warning("console sign-in limited", extra={"action": "console_sign_in_limited"})
+        response = _sign_in_page(request, 429, failed=False, retry_minutes=math.ceil(retry_after / 60))
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     form = await request.post()
     if not sessions.same(str(form.get("csrf", "")), request.cookies.get(sessions.SIGN_IN_COOKIE)):
         return await get_sign_in(request)
     settings = request.app[SETTINGS]
-    made = await sessions.sign_in(request.app[DB], str(form.get("key", "")), now=request.app[CLOCK](),
+    made = await sessions.sign_in(request.app[DB], str(form.get("key", "")), now=now,
                                   ttl=settings.console.session_ttl)
     if made is None:
+        sign_in_limits.failed(request, now)
         log.warning("console sign-in refused", extra={"action": "console_sign_in_refused"})
-        token = sessions.new_token()
-        response = render(request, "sign_in.html", status=401, csrf=token, next=_next(request), failed=True)
-        set_cookie(response, request, sessions.SIGN_IN_COOKIE, token, 3600)
-        return response
+        return _sign_in_page(request, 401, failed=True)
     token, session = made
     log.info("console sign-in", extra={"action": "console_sign_in", "key": session.key_name})
     response = redirect(_next(request, str(form.get("next", ""))))
@@ -192,6 +203,7 @@ def add_console(app: web.Application, schedules: list[Any]) -> None:
     from gateway.web import pages_keys, pages_outbox, pages_protocols, pages_reports, pages_schedules, pages_templates
 
     app[ENV] = build_environment()
+    sign_in_limits.build(app, app[SETTINGS].console.sign_in_failures)
     app[pages_schedules.SCHEDULES] = schedules
     app.middlewares.append(console_middleware)
     router = app.router

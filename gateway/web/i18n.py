@@ -24,6 +24,17 @@ PT_BR: dict[str, str] = {
     "A key with the scope console or admin.": "Uma chave com o escopo console ou admin.",
     "That key cannot sign in: it is wrong, revoked, or lacks the scope console.":
         "Essa chave não pode entrar: está errada, revogada ou não tem o escopo console.",
+    "Too many failed sign-ins from your address: try again in {minutes} min.":
+        "Tentativas de entrada falhas demais a partir do seu endereço: tente de novo em {minutes} min.",
+    "Scratch pad": "Rascunho",
+    "A draft of this template rendered with its sample (and the data typed in), never saved.":
+        "Um rascunho deste modelo, renderizado com a amostra (e os dados digitados), nunca salvo.",
+    "Email subject": "Assunto do e-mail",
+    "Email text": "Texto do e-mail",
+    "Email HTML": "HTML do e-mail",
+    "Render the draft": "Renderizar o rascunho",
+    "Draft": "Rascunho renderizado",
+    "HTML source": "Código HTML",
     "Signed in as": "Conectado como",
     "until": "até",
     "Main menu": "Menu principal",
@@ -84,6 +95,8 @@ PT_BR: dict[str, str] = {
     "Why": "Motivo",
     "Tries": "Tentativas",
     "Created": "Criada em",
+    "Last used": "Último uso",
+    "never": "nunca",
     "Compliance report": "Relatório de conformidade",
     "From": "De",
     "To": "Até",

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from gateway.api import keys
+from gateway.api import key_usage, keys
 from gateway.store.console_models import ConsoleSession
 from gateway.store.database import Database
 from gateway.store.models import ApiKey
@@ -54,6 +54,7 @@ async def sign_in(db: Database, presented: str, *, now: datetime, ttl: float) ->
     key = await keys.verify(db, presented.strip())
     if key is None or not any(s in key.scopes for s in SIGN_IN_SCOPES):
         return None
+    await key_usage.note_use(db, key, now)
     token, csrf = new_token(), new_token()
     expires = now + timedelta(seconds=ttl)
     async with db.write() as session:
