@@ -1,4 +1,4 @@
-"""This database's own random key (made by migration 0009), for what must not repeat across
+"""This database's own random key (made by migration 0010), for what must not repeat across
 installations: the Message-IDs of emails."""
 
 from __future__ import annotations
