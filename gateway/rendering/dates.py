@@ -37,7 +37,7 @@ def formatting_locale(requested: str, resolved: str) -> str:
 def format_datetime(context: Context, value: DateTime, zone: str = "long") -> str:
     """pt-BR "22/11/2026 11:43 (horário de Brasília)", en "Nov 22, 2026, 9:43 AM (EST)";
     `datetime("short")` names the zone in fewer letters where it has a shorter name
-    ("(Brasília)"), for SMS."""
+    ("(Brasilia)", GSM-7), for SMS."""
     return datetime_text(value, *_consumer(context, value), short=_short(zone))
 
 
@@ -119,10 +119,12 @@ def _date(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
 BRASILIA_ZONES = frozenset({"America/Sao_Paulo", "America/Bahia", "America/Fortaleza", "America/Recife",
                             "America/Belem", "America/Maceio", "America/Araguaina", "America/Santarem"})
 BRASILIA_OFFSET = timedelta(hours=-3)
+# The short name is for SMS, and is spelt without the accent: "í" is not in the GSM 7-bit
+# alphabet, and one such letter would make the whole SMS UCS-2, at over twice the cost.
 BRASILIA_LABELS = {  # language: (long, short)
-    "pt": ("horário de Brasília", "Brasília"),
+    "pt": ("horário de Brasília", "Brasilia"),
     "es": ("hora de Brasilia", "Brasilia"),
-    "en": ("Brasília time", "Brasília"),
+    "en": ("Brasília time", "Brasilia"),
 }
 
 
