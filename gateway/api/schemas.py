@@ -170,7 +170,6 @@ class ProtocolSummary(BaseModel):
     subject: str
     category: str | None
     profile: str
-    channel: str | None = Field(description="where the demand came in")
     opened_at: datetime
     deadline_at: datetime | None
     resolved_at: datetime | None
@@ -179,6 +178,7 @@ class ProtocolSummary(BaseModel):
 class ProtocolOut(ProtocolSummary):
     retention_until: datetime | None
     legal_hold: bool
+    channel: str | None = Field(description="where the demand came in")
     consumer: ConsumerOut
     parent: str | None = Field(description="the protocol this one escalates")
     children: list[str] = Field(description="the protocols escalated from this one")

@@ -48,6 +48,8 @@ CHANNEL_FILES: dict[str, tuple[str, ...]] = {
     "sms": ("sms.j2",),
 }
 MANIFEST = "template.toml"
+# The folder of pieces messages share (`{% extends "_partials/layout.html.j2" %}`): not a template.
+PARTIALS = "_partials"
 _NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never a path
 
 
