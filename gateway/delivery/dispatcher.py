@@ -139,8 +139,6 @@ class Dispatcher:
 
     async def _turn(self, *, claim: bool = True) -> tuple[int, list[Claimed]]:
         """One transaction: record what finished, follow it up, claim for the free slots."""
-        if self._installation is None:
-            self._installation = await self.db.query(installation_key)
         results, self._finished = self._finished, []
         free = self.settings.workers - len(self._sending) if claim else 0
         if not results and free <= 0:
@@ -148,6 +146,10 @@ class Dispatcher:
         now = self.clock()
 
         def turn(session: Session) -> tuple[int, list[Claimed]]:
+            # Read in the turn's transaction, so that a database that is down fails the turn
+            # like any other (logged, retried) rather than the dispatcher.
+            if self._installation is None:
+                self._installation = installation_key(session)
             queued = 0
             if results:
                 outbox.record(session, results)
