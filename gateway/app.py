@@ -273,6 +273,8 @@ def serve(settings: Settings) -> None:
                                    "email": settings.email.transport, "sms": settings.sms.transport,
                                    "database": "sqlite" if runtime.db.is_sqlite else "postgresql",
                                    "templates": str(Path(settings.templates_dir))})
+        for action, line in settings.warnings():  # works, but probably not what was meant; /readyz says it too
+            log.warning(line, extra={"action": action})
         return web_app(runtime)
 
     web.run_app(make_app(), sock=sockets, print=None, access_log=None,

@@ -318,3 +318,14 @@ def test_sms_shows_the_consumer_text_on_one_line_and_ends_its_sentence_once(ship
                         ("Várias\n\nlinhas  aqui!", ": Várias linhas aqui!"), (LONG, " Cobrança...")):
         sms = shipped.render(name, "sms", "pt-BR", {**context, "event": {**context["event"], field: text}})
         assert shown in sms.text and ".." not in sms.text.replace("...", "") and "\n" not in sms.text, (text, sms.text)
+
+
+@pytest.mark.parametrize("name", ["overdue_alert", "deadline_warning", "confirmation_overdue"])
+def test_operations_emails_name_the_status_in_their_own_language(shipped: Templates, name: str) -> None:
+    context = sample(shipped, name)
+    for status, shown in (("open", {"pt-BR": "Situação: em aberto", "es": "Estado: en curso", "en": "Status: open"}),
+                          ("reopened", {"pt-BR": "Situação: reaberto", "es": "Estado: reabierta", "en": "Status: reopened"})):
+        for locale, line in shown.items():
+            email = shipped.render(name, "email", locale, {**context, "protocol": {**context["protocol"], "status": status}})
+            assert line in email.text, (locale, email.text)
+            assert line.split(": ")[1] in (email.html or "")

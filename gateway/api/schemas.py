@@ -223,6 +223,8 @@ class Health(BaseModel):
     checks: dict[str, str] | None = None
     providers: dict[str, dict[str, dict[str, str]]] | None = Field(
         None, description="/readyz: channel -> provider -> {breaker: closed|open|half_open, probe: ok or what is wrong}")
+    warnings: list[str] | None = Field(
+        None, description="/readyz: settings that work but are probably not what was meant (they do not make it not ready)")
 
 
 # Operations: templates, evidence, dead letters
