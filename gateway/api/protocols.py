@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
-from gateway.api.problems import Problem
+from gateway.api.json_body import json_object
 from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
 from gateway.clock import iso
@@ -88,12 +88,7 @@ def protocol_document(protocol: Protocol, events: Any, notifications: Any, reque
 @requires("protocols:write")
 async def post_resend(request: web.Request) -> web.Response:
     number = _number(request)
-    raw = await request.read()
-    if request.content_type != "application/json":
-        raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
-    body = cloudevents.decode_json(raw)
-    if not isinstance(body, dict):
-        raise Problem(400, "the body must be a JSON object")
+    body = await json_object(request)
     try:
         ResendRequest.model_validate(body)
         data = ResendData.model_validate({**body, "number": number})

@@ -4,15 +4,13 @@ a postal request fulfilled, with an optional note; the record says by which key 
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
-from gateway.api.problems import Problem
+from gateway.api.json_body import json_model
 from gateway.api.protocols import _number
 from gateway.api.runtime_keys import CLOCK, DB
 from gateway.api.schemas import FulfilRequest
-from gateway.errors import InvalidFields, NotFound
+from gateway.errors import NotFound
 from gateway.protocols.requests import fulfil_postal
 
 MAX_ID = 2**63 - 1
@@ -24,18 +22,7 @@ async def post_fulfilled(request: web.Request) -> web.Response:
     raw_id = request.match_info["id"]
     if not (raw_id.isascii() and raw_id.isdigit()) or int(raw_id) > MAX_ID:
         raise NotFound(f"no request {raw_id[:40]!r} on protocol {number}")
-    raw = await request.read()
-    body: object = {}
-    if raw.strip():
-        if request.content_type != "application/json":
-            raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
-        body = cloudevents.decode_json(raw)
-    if not isinstance(body, dict):
-        raise Problem(400, "the body must be a JSON object")
-    try:
-        data = FulfilRequest.model_validate(body)
-    except ValidationError as exc:
-        raise InvalidFields(cloudevents.field_problems(exc)) from None
+    data = await json_model(request, FulfilRequest)
     document, changed = await fulfil_postal(request.app[DB], number, int(raw_id), at=request.app[CLOCK](),
                                             by=current_key(request).name, note=data.note)
     return web.json_response({**document, "changed": changed})
