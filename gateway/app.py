@@ -105,7 +105,8 @@ def build_runtime(
         assert settings.webhooks.secret is not None  # the settings refuse a url without one
         transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
     messages = MessageBuilder(templates, settings)
-    hooks = StatusHooks(Fallback(messages, settings.fallback), settings.webhooks,
+    receipts = getattr(transports["sms"], "sends_receipts", False)
+    hooks = StatusHooks(Fallback(messages, settings.fallback, receipts=receipts), settings.webhooks,
                         BounceFallback(messages, settings.fallback))
     # A bad schedule file stops start-up here, naming the file and the key (a ConfigError).
     schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
@@ -272,6 +273,8 @@ def serve(settings: Settings) -> None:
                                    "email": settings.email.transport, "sms": settings.sms.transport,
                                    "database": "sqlite" if runtime.db.is_sqlite else "postgresql",
                                    "templates": str(Path(settings.templates_dir))})
+        for action, line in settings.warnings():  # works, but probably not what was meant; /readyz says it too
+            log.warning(line, extra={"action": action})
         return web_app(runtime)
 
     web.run_app(make_app(), sock=sockets, print=None, access_log=None,

@@ -15,11 +15,11 @@ REF = "#/components/schemas/{model}"
 # Requests whose text is stored (each event type with its own `data`; dead letters' reasons)...
 _STORED = [s.CloudEventIn, *s.EVENT_ENVELOPES.values(), s.OpenedData, s.UpdatedData, s.ResolvedData,
            s.ReopenedData, s.ResendData, s.ResendRequest, s.DeadlineExtendedData, s.RetentionExtendedData,
-           s.OutboxRetryRequest, s.OutboxRequeueRequest]
+           s.OutboxRetryRequest, s.OutboxRequeueRequest, s.FulfilRequest]
 # ...and the rest: a preview (it stores nothing) and what the gateway answers.
 _OTHERS = [s.TemplatePreviewRequest, s.EventAnswer, s.BatchAnswer, s.Problem, s.ProtocolOut, s.Health,
            s.TemplatePreview, s.TemplateList, s.ProtocolExport, s.OutboxList, s.OutboxItem, s.OutboxRequeueAnswer,
-           s.ProtocolList, s.ComplianceReport]
+           s.ProtocolList, s.ComplianceReport, s.FulfilledAnswer]
 
 
 # The body of a request that is stored may hold no NUL character (PostgreSQL text cannot): the
@@ -272,7 +272,18 @@ def _hold_and_webhook_paths(number: dict[str, Any]) -> dict[str, Any]:
     webhook_refusals = {"400": _problem("A required field is missing"),
                         "403": _problem("The signature is missing or does not match (nothing happened)"),
                         "413": _problem("Body too large"), "503": _problem("Database unavailable: retry")}
+    request_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}}
     return {
+        "/v1/protocols/{number}/requests/{id}/fulfilled": {"post": {
+            "summary": "Mark a postal request fulfilled (the gateway marks email and SMS requests itself)",
+            "x-scope": "protocols:write", "parameters": [number, request_id],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(s.FulfilRequest)}}},
+            "responses": {"200": _json(s.FulfilledAnswer, "The request as it is now; `changed` is false when it "
+                                                         "already was fulfilled"),
+                          "400": _problem("Malformed body"), "404": _problem("Unknown protocol or request"),
+                          "409": _problem("Not a postal request: the gateway fulfils it when its message leaves"),
+                          "413": _problem("Body too large"), "415": _problem("Wrong content type"),
+                          "422": _problem("Invalid fields"), **COMMON}}},
         "/v1/protocols/{number}/legal-hold": {
             "post": {"summary": "Place a legal hold: the record is kept whatever the retention says", **hold},
             "delete": {"summary": "Lift a legal hold", **hold},

@@ -3,6 +3,7 @@ paths and the packaged templates and schedules are found."""
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -19,6 +20,7 @@ from gateway.config.delivery import (
 )
 from gateway.config.sections import (
     AuthSettings,
+    CompanySettings,
     DatabaseSettings,
     DirSettings,
     GatewaySettings,
@@ -41,6 +43,7 @@ class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
     http: HTTPSettings = HTTPSettings()
     gateway: GatewaySettings = GatewaySettings()
+    company: CompanySettings = CompanySettings()
     email: EmailSettings = EmailSettings()
     sms: SMSSettings = SMSSettings()
     dispatch: DispatchSettings = DispatchSettings()
@@ -117,3 +120,47 @@ class Settings(Section):
     @property
     def schedules_dir(self) -> Path:
         return self.dir_with_fallback(self.schedules.dir, "schedules")
+
+    # What a consumer message may name (DESIGN, "What a consumer message may say").
+
+    def company_name(self, locale: str) -> str:
+        """The company's name for a locale: exact, then its language (es-ES -> es), then the
+        default locale's, then gateway.company_name (kept for the settings files that use it)."""
+        name = self.company.name
+        if isinstance(name, str):
+            return name
+        if name:
+            wanted = (locale, locale.split("-")[0], self.gateway.default_locale)
+            for key in wanted:
+                found = next((v for k, v in name.items() if k.lower() == key.lower()), None)
+                if found:
+                    return found
+        return self.gateway.company_name
+
+    @property
+    def support_email(self) -> str | None:
+        """Where a message may tell the consumer to write: company.support_email, else the
+        address of email.reply_to; None when neither is set (then no message names one)."""
+        if self.company.support_email:
+            return self.company.support_email
+        address = parseaddr(self.email.reply_to or "")[1]
+        return address or None
+
+    @property
+    def inbound_sms_number(self) -> str | None:
+        """The number consumers can text, when texting it works: company.sms_number is set and
+        inbound SMS is set up (Twilio's auth token checks the webhooks). Else None."""
+        if not self.company.sms_number or self.sms.twilio.auth_token is None:
+            return None
+        return self.company.sms_number
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """Settings that work but are probably not what the operator meant: (action, one line)."""
+        found = []
+        if self.sms.transport == "twilio" and self.http.public_url_is_loopback:
+            found.append(("public_url_loopback", f"http.public_url is {self.http.public_url}: Twilio cannot reach it, "
+                          "so no delivery receipt or inbound SMS will arrive; set it to the address Twilio calls"))
+        if "company_name" in self.gateway.model_fields_set:
+            found.append(("setting_deprecated", "gateway.company_name is deprecated: use company.name "
+                          "(a name, or one per locale)"))
+        return found

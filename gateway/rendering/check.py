@@ -21,6 +21,7 @@ from typing import Any, Literal
 from babel import Locale, UnknownLocaleError
 
 from gateway.rendering.dates import formatted, formatting_locale
+from gateway.rendering.numbers import grouped
 from gateway.rendering.sms import SmsInfo, clean_spaces, transliterate_gsm7
 from gateway.rendering.templates import (
     CHANNEL_FILES,
@@ -32,6 +33,32 @@ from gateway.rendering.templates import (
 )
 
 Level = Literal["error", "warning", "info"]
+
+# The ways a consumer may be told to ask for the history (rendering/context.py, `ask`), each
+# combination the check renders: with everything, with nothing, and each alone.
+_ASK_ALL = {"sms_number": "+55 11 4000-4000", "reply": True, "email": "sac@acme.example",
+            "website": "https://acme.example/atendimento"}
+_ASK_NONE = {"sms_number": None, "reply": False, "email": None, "website": None}
+ASK_VARIANTS: dict[str, dict[str, Any]] = {
+    "with every way to ask set up": _ASK_ALL,
+    "with no way to ask set up (no inbound SMS, no Reply-To, no support address)": _ASK_NONE,
+    **{f"with only ask.{key} set up": {**_ASK_NONE, key: _ASK_ALL[key]} for key in _ASK_ALL},
+}
+# What a render must never show: a missing value printed as such.
+PLACEHOLDER = re.compile(r"\b(None|null|undefined|nan)\b|\{\{|\}\}|\[\[|\]\]")
+# Sentences that tell the consumer to do something, by what they need; a render whose
+# combination lacks it must not contain them. Lower-case, per language.
+INSTRUCTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "pt": {"sms_number": ("por sms para", "por sms ao", "responda protocolo", "para o nosso número"),
+           "reply": ("responda a este e-mail", "responder a este e-mail", "respondendo a este e-mail"),
+           "email": ("escreva para", "escrevendo para")},
+    "es": {"sms_number": ("por sms al", "por sms a nuestro", "a nuestro número"),
+           "reply": ("responda a este correo", "responder a este correo"),
+           "email": ("escriba a", "escribiendo a")},
+    "en": {"sms_number": ("by sms to", "text protocol", "to our number"),
+           "reply": ("reply to this email", "replying to this email"),
+           "email": ("write to", "writing to")},
+}
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
 # What the audience requires of every template about a protocol, per channel (DESIGN, Templates).
@@ -216,8 +243,41 @@ class _TemplateCheck:
         main = rendered.get("sample")
         if main is not None and main.locale == locale:
             self._check_required(manifest, locale, channel, main)
+            if manifest.audience == "consumer":
+                self._check_what_it_asks(manifest, locale, channel)
         if channel == "sms" and rendered:
-            self._report_sms(locale, rendered)
+            self._report_sms(locale, rendered, split=manifest.sms_split)
+
+    # What a consumer message may say: every combination of what is set up
+
+    def _check_what_it_asks(self, manifest: Manifest, locale: str, channel: str) -> None:
+        """Render the sample under each combination of what is configured and possible for the
+        consumer (inbound SMS, replies, a support address, a website): no render may show a
+        placeholder, nor tell the consumer to do what that combination does not allow."""
+        language = locale.split("-")[0].lower()
+        for variant, ask in ASK_VARIANTS.items():
+            sample = _deep_merge_ask(manifest.sample, ask)
+            self.report.renders += 1
+            try:
+                out = self.templates.render(self.name, channel, locale, sample, fallback=False)  # type: ignore[arg-type]
+            except TemplateError as exc:
+                self.add("error", exc.file, f"{exc.message} (with {variant})", line=exc.line, variable=exc.variable,
+                         locale=locale, channel=channel)
+                continue
+            file = f"{self.name}/{locale}/{'sms.j2' if channel == 'sms' else 'email.txt.j2'}"
+            for part, html_ in ((out.subject or "", False), (out.text, False), (out.html or "", True)):
+                text = _visible(part, html_=html_)
+                placeholder = PLACEHOLDER.search(text)
+                if placeholder:
+                    self.add("error", file, f"shows a placeholder {placeholder.group(0)!r} {variant}",
+                             locale=locale, channel=channel)
+                for condition, phrases in INSTRUCTIONS.get(language, {}).items():
+                    if ask[condition]:
+                        continue
+                    said = next((ph for ph in phrases if ph.lower() in text.lower()), None)
+                    if said:
+                        self.add("error", file, f"says {said!r} {variant}: show it only when "
+                                 f"ask.{condition} is set", locale=locale, channel=channel)
 
     # Required fields
 
@@ -270,7 +330,7 @@ class _TemplateCheck:
 
     # SMS
 
-    def _report_sms(self, locale: str, rendered: dict[str, Rendered]) -> None:
+    def _report_sms(self, locale: str, rendered: dict[str, Rendered], *, split: bool) -> None:
         sample, longest = max(rendered.items(), key=lambda kv: (kv[1].sms.segments, kv[1].sms.units)  # type: ignore[union-attr]
                               if kv[1].sms else (0, 0))
         assert longest.sms and longest.sms_written and longest.sms_transliterated
@@ -283,8 +343,10 @@ class _TemplateCheck:
             note = f"sent transliterated: {_info(longest.sms)}; as written: {_info(longest.sms_written)}"
         else:
             note = f"{_info(longest.sms)}; transliterated (sms.transliterate = true): {_info(longest.sms_transliterated)}"
+        if split:
+            note += "; sent in parts of at most fallback.max_sms_segments segments ([sms] split)"
         self.add("info", file, note + which, locale=locale, channel="sms")
-        if longest.sms.segments > self.max_segments:
+        if longest.sms.segments > self.max_segments and not split:
             self.add("warning", file, f"{longest.sms.segments} segments for sample {sample!r}, above sms.max_segments "
                      f"({self.max_segments}): shorten the text"
                      + ("" if longest.transliterated or longest.sms_transliterated.segments > self.max_segments
@@ -370,10 +432,14 @@ def _shown(value: Any, how: str, text: str, *, show: Callable[[str], str], timez
         if how not in ("datetime", "date", "time"):
             return f"'|{how}' does not apply to a date-time"
         expected = _fold(show(formatted(value, how, timezone=timezone, locale=locale)))
-        return None if expected in text else f"expected {expected!r}"
+        # `datetime("short")` names the zone in fewer letters (SMS): either form shows it.
+        shorter = _fold(show(formatted(value, how, timezone=timezone, locale=locale, short=True)))
+        return None if expected in text or shorter in text else f"expected {expected!r}"
     if isinstance(value, (str, int, float)):
         expected = _fold(show(str(value)))
         if not expected or expected in text or _shortened(expected, text):
+            return None
+        if expected.isdigit() and _fold(grouped(expected)) in text:  # a number shown in groups
             return None
         return f"expected {expected!r}" if len(expected) <= 80 else f"expected {expected[:77]!r}..."
     if isinstance(value, list):
@@ -417,3 +483,9 @@ def _shortened(expected: str, text: str) -> bool:
             return True
         start = text.find(head, start + 1)
     return False
+
+
+def _deep_merge_ask(sample: Mapping[str, Any], ask: Mapping[str, Any]) -> dict[str, Any]:
+    """The sample with `ask` replaced, and the company's support address only where `ask` has one."""
+    company = {**(sample.get("company") or {}), "support_email": ask["email"], "website": ask["website"]}
+    return {**sample, "ask": dict(ask), "company": company}

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Boolean,
     ForeignKey,
     Index,
@@ -228,6 +229,8 @@ class ConsumerRequest(Base):
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), index=True)
     address: Mapped[str | None] = mapped_column(Text)  # a `to` the consumer gave for this request
+    fulfilled_by: Mapped[str | None] = mapped_column(String(200))  # the key that marked it (postal), else None
+    note: Mapped[str | None] = mapped_column(Text)  # what operations wrote when marking it fulfilled
 
 
 class OptOut(Base):
@@ -295,3 +298,15 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Installation(Base):
+    """One row, made by the migration that creates it: a random key of this database's own, so that
+    Message-IDs never repeat across installations (a staging copy, a move to PostgreSQL)."""
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_installation_one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -79,7 +79,7 @@ class SweepContext:
         return self.settings.operations.timezone or self.schedule.timezone
 
     def ops_context(self, **extra: Any) -> dict[str, Any]:
-        return {"locale": self.ops_locale, "timezone": self.ops_timezone, "company": company(self.settings),
+        return {"locale": self.ops_locale, "timezone": self.ops_timezone, "company": company(self.settings, self.ops_locale),
                 "schedule": {"name": self.schedule.name, "kind": self.schedule.kind}, **extra}
 
     async def marked(self, count: int) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import Row, Select, exists, select
 
 from gateway.delivery import outbox
 from gateway.delivery.notifications import address_key, build_notification
+from gateway.protocols.contacts import may_text
 from gateway.protocols.email_opt_outs import email_key, opted_out_keys
 from gateway.rendering.context import consumer_context, protocol_fields
 from gateway.store.models import Notification, OptOut, Protocol
@@ -194,7 +195,8 @@ def _to_consumer(ctx: SweepContext, row: Row[Any], opted_out: set[str], key: str
     quiet = ctx.settings.quiet_hours
     send_at = (next_allowed(ctx.at, row.consumer_timezone, quiet.send_after, quiet.send_before)
                if quiet.enabled else ctx.at)
-    context = consumer_context(row, ctx.settings, **extra)
+    textable = may_text(row.consumer_phone, tuple(ctx.settings.sms.allowed_countries))
+    context = consumer_context(row, ctx.settings, textable=textable, **extra)
     notifications = []
     for channel in targets:
         rendered = ctx.templates.render(ctx.schedule.template, channel, row.consumer_locale, context)
