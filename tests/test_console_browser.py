@@ -102,6 +102,17 @@ async def test_an_operator_finds_reads_retries_previews_and_downloads(served, tm
         await expect(page.locator("pre").first).to_contain_text(grouped(number))  # as the consumer read it
         await accessible(page, "protocol", axe)
 
+        # The consumer asked for the history by post: the letter went, the request is marked.
+        await page.get_by_label("Channel").select_option("mail")
+        await page.get_by_label("with the full history").check()
+        await page.get_by_role("button", name="Send again").click()
+        await expect(page.get_by_role("status")).to_have_text("Done.")
+        await page.get_by_label("Note (no personal data)").fill("AR BR123456789")
+        await accessible(page, "protocol with a postal request", axe)
+        await page.get_by_role("button", name="Mark as sent by post").click()
+        await expect(page.get_by_text("AR BR123456789")).to_be_visible()
+        await expect(page.get_by_role("button", name="Mark as sent by post")).to_have_count(0)
+
         # The dead SMS, explained, retried.
         await page.get_by_role("link", name="Outbox").click()
         await expect(page.get_by_text("The phone was unreachable")).to_be_visible()
