@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from gateway.config.console import ConsoleSettings
+from gateway.config.consumer_page import ConsumerPageSettings
 from gateway.config.delivery import (
     DispatchSettings,
     EmailSettings,
@@ -59,6 +60,7 @@ class Settings(Section):
     fallback: FallbackSettings = FallbackSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     console: ConsoleSettings = ConsoleSettings()
+    consumer_page: ConsumerPageSettings = ConsumerPageSettings()
     templates: TemplatesSettings = TemplatesSettings(dir=Path("templates"))
     schedules: DirSettings = DirSettings(dir=Path("schedules"))
     # Where relative paths are read from: the settings file's folder, else the working directory.

@@ -22,6 +22,7 @@ from babel import Locale, UnknownLocaleError
 
 from gateway.rendering.dates import formatted, formatting_locale
 from gateway.rendering.numbers import grouped
+from gateway.rendering.page_link import render_consumer
 from gateway.rendering.sms import SmsInfo, clean_spaces, transliterate_gsm7
 from gateway.rendering.templates import (
     CHANNEL_FILES,
@@ -231,8 +232,9 @@ class _TemplateCheck:
         for sample_name, sample in manifest.all_samples().items():
             self.report.renders += 1
             try:
-                rendered[sample_name] = self.templates.render(self.name, channel, locale, sample,  # type: ignore[arg-type]
-                                                              fallback=False)
+                # As sent: by SMS the page's link only where it costs no segment (rendering/page_link.py)
+                rendered[sample_name] = render_consumer(self.templates, self.name, channel, locale,  # type: ignore[arg-type]
+                                                        sample, fallback=False)
             except TemplateError as exc:
                 if (exc.file, exc.line, exc.message) in failed:
                     continue  # the same fault with another sample
