@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import stat
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -16,15 +17,19 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+import gateway
 from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.config import ConfigError
 from gateway.protocols.anonymize import anonymize
+from gateway.rendering.check import check_templates
+from gateway.rendering.templates import Templates
 from gateway.store.models import ConsumerRequest, Notification, Protocol
 from tests.helpers import FixedClock, admin_key, make_settings, opened_event
 
 T0 = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
 LINK = re.compile(r"http://127\.0\.0\.1:8080/p/([A-Za-z0-9_-]+)")
 CE = "application/cloudevents+json"
+SHIPPED = Path(gateway.__file__).parent / "templates"
 
 
 class Gateway:
@@ -224,5 +229,35 @@ async def test_with_the_page_disabled_no_message_names_it_and_no_link_works(tmp_
         await gateway.open()
         assert all("/p/" not in n.body_text for n in await gateway.notifications())
         assert (await gateway.client.get("/p/" + "A" * 22)).status == 404
+    finally:
+        await client.close()
+
+
+def test_templates_check_renders_the_pages_and_names_the_file_line_and_variable(tmp_path: Path) -> None:
+    folder = tmp_path / "templates"
+    shutil.copytree(SHIPPED, folder)
+    assert [f for f in check_templates(Templates(folder, "pt-BR"), max_segments=3).findings if f.level == "error"] == []
+    page = folder / "_page" / "es" / "protocol.html.j2"
+    page.write_text(page.read_text("utf-8").replace("{{ protocol.subject }}", "{{ protocol.asunto }}"), "utf-8")
+    errors = [f.text() for f in check_templates(Templates(folder, "pt-BR"), max_segments=3).findings
+              if f.level == "error"]
+    assert errors == ["_page/es/protocol.html.j2:17: error: undefined variable 'protocol.asunto' (as shown)"]
+
+
+def test_spains_co_official_languages_read_the_page_in_spanish_until_it_is_written_in_theirs() -> None:
+    templates = Templates(SHIPPED, "pt-BR")
+    assert [templates.page_locale(x) for x in ("ca-ES", "eu", "gl-ES", "es-MX", "pt-PT", "fr")] == \
+        ["es", "es", "es", "es", "pt-BR", "pt-BR"]
+
+
+async def test_a_templates_folder_without_pages_serves_the_packaged_ones(tmp_path: Path, db_url: str) -> None:
+    folder = tmp_path / "mine"
+    shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("_page"))
+    gateway, client = await start(tmp_path, db_url, templates={"dir": str(folder)})
+    try:
+        number = await gateway.open()
+        r = await gateway.client.get(f"/p/{await gateway.token(number)}")
+        assert r.status == 200 and "Receber por e-mail" in await r.text()
+        assert (await gateway.client.get("/p/page.css")).status == 200
     finally:
         await client.close()

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from babel import Locale, UnknownLocaleError
 
+from gateway.rendering.check_pages import check_pages
 from gateway.rendering.dates import formatted, formatting_locale
 from gateway.rendering.numbers import grouped
 from gateway.rendering.page_link import render_consumer
@@ -163,6 +164,9 @@ def check_templates(templates: Templates, *, max_segments: int, names: Sequence[
     report = Report()
     for name in names or available:
         _TemplateCheck(templates, name, max_segments, report).run()
+    if not names:  # the whole folder: its pages for people too (the consumer's page)
+        for error in check_pages(templates):
+            report.findings.append(Finding("error", error.file, error.message, error.line, error.variable))
     return report
 
 

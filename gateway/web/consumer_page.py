@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from gateway.api.runtime_keys import CLOCK, DB, METRICS, SERVICE, SETTINGS, TEMPLATES
+from gateway.config.settings import PACKAGE_DIR
 from gateway.errors import RateLimited
 from gateway.observability import mask
 from gateway.protocols.contacts import may_text
@@ -33,7 +34,7 @@ from gateway.protocols.schemas import ResendData
 from gateway.protocols.service import IncomingEvent, Requester
 from gateway.rendering.context import company, history_entries, protocol_fields
 from gateway.rendering.numbers import groups
-from gateway.rendering.templates import PAGES
+from gateway.rendering.templates import PAGES, Templates
 from gateway.store.models import Protocol
 from gateway.store.outage import database_unavailable
 
@@ -117,7 +118,7 @@ async def ask_for_history(request: web.Request) -> web.Response:
 
 
 async def stylesheet(request: web.Request) -> web.Response:
-    path = Path(request.app[TEMPLATES].folder) / PAGES / "page.css"
+    path = _templates(request).folder / PAGES / "page.css"
     try:
         css = path.read_text("utf-8")
     except FileNotFoundError:
@@ -181,9 +182,25 @@ def _not_found(request: web.Request) -> web.Response:
     return _html(request, "not_found.html.j2", locale, context, 404)
 
 
-def _html(request: web.Request, file: str, locale: str, context: dict[str, Any], status: int) -> web.Response:
+def _templates(request: web.Request) -> Templates:
+    """The configured templates where they have the pages; else the packaged ones (a templates
+    folder copied from a version before the consumer's page has none)."""
     templates = request.app[TEMPLATES]
-    lang = templates.resolve_locale(PAGES, locale)
+    if (templates.folder / PAGES).is_dir():
+        return templates
+    folder = PACKAGE_DIR / "templates"
+    packaged = _PACKAGED.get(folder)
+    if packaged is None:
+        packaged = _PACKAGED[folder] = Templates(folder, templates.default_locale)
+    return packaged
+
+
+_PACKAGED: dict[Path, Templates] = {}
+
+
+def _html(request: web.Request, file: str, locale: str, context: dict[str, Any], status: int) -> web.Response:
+    templates = _templates(request)
+    lang = templates.page_locale(locale)
     body = templates.render_page(file, locale, {**context, "lang": lang})
     return web.Response(text=body, status=status, content_type="text/html", headers=HEADERS)
 
