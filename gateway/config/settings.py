@@ -36,6 +36,10 @@ from gateway.config.sections import (
     TemplatesSettings,
 )
 
+# What a message calls the company when nothing names it, by language.
+DEFAULT_COMPANY_NAMES = {"pt": "Atendimento ao Cliente", "es": "Atención al Cliente", "en": "Customer Service",
+                         "ca": "Atenció al Client", "eu": "Bezeroarentzako Arreta", "gl": "Atención á Clientela"}
+
 # The package's own folder: the templates and schedules shipped inside it are the fallback.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -137,7 +141,11 @@ class Settings(Section):
                 found = next((v for k, v in name.items() if k.lower() == key.lower()), None)
                 if found:
                     return found
-        return self.gateway.company_name
+        if "company_name" in self.gateway.model_fields_set:
+            return self.gateway.company_name
+        # Nothing set: the service's generic name in the reader's language, never Portuguese in a
+        # Spanish email.
+        return DEFAULT_COMPANY_NAMES.get(locale.split("-")[0].lower(), self.gateway.company_name)
 
     @property
     def support_email(self) -> str | None:

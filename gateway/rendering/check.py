@@ -329,7 +329,8 @@ class _TemplateCheck:
     def _changes_output(self, manifest: Manifest, locale: str, channel: str, path: str, main: Rendered) -> bool:
         changed = _replace(manifest.sample, path, _other(_lookup(manifest.sample, path)))
         try:
-            again = self.templates.render(self.name, channel, locale, changed, fallback=False)  # type: ignore[arg-type]
+            again = render_consumer(self.templates, self.name, channel, locale, changed,  # type: ignore[arg-type]
+                                    fallback=False)
         except TemplateError:
             return True  # it reads the value: a different one changes what happens
         return (again.subject, again.text, again.html) != (main.subject, main.text, main.html)

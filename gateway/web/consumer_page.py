@@ -127,11 +127,6 @@ async def stylesheet(request: web.Request) -> web.Response:
                                                                      "X-Content-Type-Options": "nosniff"})
 
 
-@for_people
-async def not_found(request: web.Request) -> web.Response:
-    return _not_found(request)
-
-
 async def _protocol(request: web.Request) -> Protocol | None:
     """The protocol the link names while it works: not anonymized, and not past
     consumer_page.link_ttl after its last event."""
@@ -209,4 +204,3 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/p/page.css", stylesheet)
     router.add_get("/p/{token}", show)
     router.add_post("/p/{token}", ask_for_history)
-    router.add_route("*", "/p/{tail:.*}", not_found)
