@@ -39,6 +39,7 @@ from gateway.delivery.status_hooks import StatusHooks
 from gateway.delivery.unsubscribe_links import UnsubscribeLinks
 from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics
+from gateway.protocols.page_links import PageLinks
 from gateway.protocols.inbound import InboundSMS
 from gateway.protocols.messages import MessageBuilder
 from gateway.protocols.numbering import NumberFormat
@@ -104,7 +105,8 @@ def build_runtime(
     if settings.webhooks.url and "webhook" not in transports:
         assert settings.webhooks.secret is not None  # the settings refuse a url without one
         transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
-    messages = MessageBuilder(templates, settings)
+    pages = page_links_for(settings)
+    messages = MessageBuilder(templates, settings, pages)
     receipts = getattr(transports["sms"], "sends_receipts", False)
     hooks = StatusHooks(Fallback(messages, settings.fallback, receipts=receipts), settings.webhooks,
                         BounceFallback(messages, settings.fallback))
@@ -128,7 +130,7 @@ def build_runtime(
     numbers = NumberFormat(settings.gateway.number_format, settings.gateway.timezone, settings.gateway.check_digit)
     service = ProtocolService(db, messages, numbers, settings, on_enqueued=dispatcher.wake)
     inbound = InboundSMS(db, messages, settings, wake=dispatcher.wake)
-    sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock)
+    sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock, pages=pages)
     scheduler = SweepScheduler(sweeps, schedules, run_at_start=settings.sweeps.run_at_start, clock=clock)
     probes = TransportProbes(transports, every=settings.dispatch.probe_interval)
     return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound,
@@ -142,6 +144,16 @@ def unsubscribe_links_for(settings: Settings, schedules: list[Schedule]) -> Unsu
         return None
     proactive = {s.template for s in schedules if s.audience == "consumer" and s.template}
     return UnsubscribeLinks(settings.http.public_url, secret.get_secret_value(), proactive)
+
+
+def page_links_for(settings: Settings) -> PageLinks | None:
+    """Links to the consumer's page (consumer_page.enabled), keyed by its secret."""
+    page = settings.consumer_page
+    if not page.enabled:
+        return None
+    return PageLinks(settings.http.public_url, page.link_ttl,
+                     secret=page.secret.get_secret_value() if page.secret else None,
+                     secret_file=settings.path(page.secret_file))
 
 
 def return_paths_for(settings: Settings) -> ReturnPaths | None:

@@ -24,6 +24,8 @@ def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Se
                   "reply_to": "sac@example.com"},
         "sms": {"file": str(tmp_path / "sms.jsonl")},
         "dispatch": {"poll_interval": "50ms"},
+        # The links' secret is made at first use: in the test's folder, never the working directory.
+        "consumer_page": {"secret_file": str(tmp_path / "consumer-page.key")},
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}

@@ -41,6 +41,9 @@ def test_company_name_per_locale_falls_back_through_language_and_default():
     assert s.company_name("en") == "Atendimento ACME"  # gateway.default_locale's
     legacy = settings_with(gateway={"company_name": "Antiga"})
     assert legacy.company_name("es") == "Antiga"
+    unset = settings_with()  # a generic name in the reader's language, not Portuguese for all
+    assert [unset.company_name(x) for x in ("pt-BR", "es-ES", "en", "fr")] == [
+        "Atendimento ao Cliente", "Atención al Cliente", "Customer Service", "Atendimento ao Cliente"]
     assert ("setting_deprecated", legacy.warnings()[0][1]) == legacy.warnings()[0]
 
 

@@ -11,6 +11,7 @@ from jinja2.exceptions import SecurityError
 import gateway
 from gateway.rendering.dates import gmt_offset
 from gateway.rendering.numbers import grouped
+from gateway.rendering.page_link import render_consumer
 from gateway.rendering.templates import TemplateError, TemplateNotFoundError, Templates, content_hash
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
@@ -93,7 +94,7 @@ def test_email_shows_number_opening_subject_deadline_and_history(shipped: Templa
 def test_sms_shows_number_opening_and_subject_with_accents_in_two_segments(
         shipped: Templates, sample: dict[str, Any], locale: str) -> None:
     _, opened, _, _, _ = EXPECTED[locale]
-    sms = shipped.render("protocol_opened", "sms", locale, sample)
+    sms = render_consumer(shipped, "protocol_opened", "sms", locale, sample)  # as sent: no room for the link
     assert sms.subject is None and sms.html is None and sms.sms is not None
     for shown in (NUMBER, opened, "Cobrança indevida na fatura de outubro"):
         assert shown in sms.text, (locale, shown)
@@ -106,7 +107,7 @@ def test_sms_shows_number_opening_and_subject_with_accents_in_two_segments(
 @pytest.mark.parametrize("locale", EXPECTED)
 def test_sms_transliterated_by_setting_fits_one_gsm7_segment(sample: dict[str, Any], locale: str) -> None:
     templates = Templates(SHIPPED, "pt-BR", sms_transliterate=True)
-    sms = templates.render("protocol_opened", "sms", locale, sample)
+    sms = render_consumer(templates, "protocol_opened", "sms", locale, sample)
     assert "Cobranca indevida na fatura de outubro" in sms.text and NUMBER in sms.text
     assert sms.transliterated and sms.sms is not None and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 1)
     assert sms.sms_written is not None and sms.sms_written.encoding == "UCS-2"
@@ -117,7 +118,7 @@ def test_sms_transliterated_by_setting_fits_one_gsm7_segment(sample: dict[str, A
 @pytest.mark.parametrize("locale", EXPECTED)
 def test_sms_template_words_are_gsm7_so_plain_data_stays_gsm7(shipped: Templates, sample: dict[str, Any],
                                                               locale: str) -> None:
-    sms = shipped.render("protocol_opened", "sms", locale, with_subject(sample, "Internet lenta a noite"))
+    sms = render_consumer(shipped, "protocol_opened", "sms", locale, with_subject(sample, "Internet lenta a noite"))
     assert sms.sms is not None and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 1)
 
 
@@ -128,7 +129,7 @@ def test_greeting_without_a_name(shipped: Templates, sample: dict[str, Any]) -> 
 
 
 def test_long_subject_is_truncated_in_sms_but_not_the_number_or_date(shipped: Templates, sample: dict[str, Any]) -> None:
-    sms = shipped.render("protocol_opened", "sms", "pt-BR", with_subject(sample, "Cobrança " * 60))
+    sms = render_consumer(shipped, "protocol_opened", "sms", "pt-BR", with_subject(sample, "Cobrança " * 60))
     assert NUMBER in sms.text and "22/11/2026 11:43 (Brasilia)" in sms.text
     assert "Assunto: Cobrança Cobrança Cobrança Cobrança..." in sms.text  # 40 characters, cut between words
     assert sms.sms is not None and sms.sms.segments == 2

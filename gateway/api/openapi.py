@@ -300,6 +300,35 @@ def _hold_and_webhook_paths(number: dict[str, Any]) -> dict[str, Any]:
             "requestBody": form({"MessageSid": 1, "MessageStatus": 1, "ErrorCode": 1}),
             "responses": {"204": {"description": "Recorded"}, **webhook_refusals}}},
         "/u/{token}": _unsubscribe_paths(),
+        **_consumer_page_paths(),
+    }
+
+
+def _consumer_page_paths() -> dict[str, Any]:
+    """The consumer's page: for people, in HTML; listed so that every route is (README "The consumer's page")."""
+    token = {"name": "token", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"},
+             "description": "from the link in the consumer's messages: 22 characters of base64url (any other "
+                            "gets the same 404 page)"}
+    html = {"text/html": {"schema": {"type": "string"}}}
+    page = {"description": "The page", "content": html}
+    gone = {"description": "A wrong, expired or revoked link: the same page for all three", "content": html}
+    return {
+        "/p/{token}": {
+            "get": {"summary": "The consumer's page: the protocol and its whole history", "security": [],
+                    "parameters": [token], "responses": {"200": page, "404": gone}},
+            "post": {"summary": "The whole history sent again by email or SMS, to the contacts on record",
+                     "security": [], "parameters": [token],
+                     "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
+                         "type": "object", "properties": {"channel": {"type": "string", "enum": ["email", "sms"]}}}}}},
+                     "responses": {"200": {"description": "The page, saying what will arrive and by when",
+                                           "content": html},
+                                   "404": gone, "413": _problem("Body too large"),
+                                   "422": {"description": "A channel with no contact on record", "content": html},
+                                   "429": {"description": "Past the resend limits, with Retry-After", "content": html}}},
+        },
+        "/p/page.css": {"get": {"summary": "The consumer's page's stylesheet", "security": [], "responses": {
+            "200": {"description": "CSS", "content": {"text/css": {"schema": {"type": "string"}}}}}}},
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from gateway.config.console import ConsoleSettings
+from gateway.config.consumer_page import ConsumerPageSettings
 from gateway.config.delivery import (
     DispatchSettings,
     EmailSettings,
@@ -35,6 +36,10 @@ from gateway.config.sections import (
     TemplatesSettings,
 )
 
+# What a message calls the company when nothing names it, by language.
+DEFAULT_COMPANY_NAMES = {"pt": "Atendimento ao Cliente", "es": "Atención al Cliente", "en": "Customer Service",
+                         "ca": "Atenció al Client", "eu": "Bezeroarentzako Arreta", "gl": "Atención á Clientela"}
+
 # The package's own folder: the templates and schedules shipped inside it are the fallback.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -59,6 +64,7 @@ class Settings(Section):
     fallback: FallbackSettings = FallbackSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     console: ConsoleSettings = ConsoleSettings()
+    consumer_page: ConsumerPageSettings = ConsumerPageSettings()
     templates: TemplatesSettings = TemplatesSettings(dir=Path("templates"))
     schedules: DirSettings = DirSettings(dir=Path("schedules"))
     # Where relative paths are read from: the settings file's folder, else the working directory.
@@ -135,7 +141,11 @@ class Settings(Section):
                 found = next((v for k, v in name.items() if k.lower() == key.lower()), None)
                 if found:
                     return found
-        return self.gateway.company_name
+        if "company_name" in self.gateway.model_fields_set:
+            return self.gateway.company_name
+        # Nothing set: the service's generic name in the reader's language, never Portuguese in a
+        # Spanish email.
+        return DEFAULT_COMPANY_NAMES.get(locale.split("-")[0].lower(), self.gateway.company_name)
 
     @property
     def support_email(self) -> str | None:

@@ -13,23 +13,41 @@ from typing import Any
 from gateway.config import Settings
 from gateway.delivery.notifications import build_notification
 from gateway.protocols.contacts import may_text
+from gateway.protocols.page_links import PageLinks
 from gateway.rendering.context import ask, company, consumer_context
+from gateway.rendering.page_link import render_consumer
 from gateway.rendering.split import split_history
 from gateway.rendering.templates import Rendered, Templates
 from gateway.store.models import Notification, Protocol
 
 class MessageBuilder:
-    def __init__(self, templates: Templates, settings: Settings) -> None:
+    def __init__(self, templates: Templates, settings: Settings, pages: PageLinks | None = None) -> None:
         self.templates = templates
         self.settings = settings
+        self.pages = pages  # None: consumer_page.enabled is false
+
+    def page_digest(self, number: str) -> str | None:
+        """What a new protocol records of its page's token (None without the page)."""
+        return self.pages.digest_for(number) if self.pages is not None else None
+
+    def page_url(self, protocol: Protocol) -> str | None:
+        """The link every message about `protocol` carries; records its token's hash on the row
+        where it is missing or was made with another secret (protocols older than the page)."""
+        if self.pages is None or protocol.status == "anonymized":
+            return None
+        digest = self.pages.digest_for(protocol.number)
+        if protocol.page_token_hash != digest:
+            protocol.page_token_hash = digest
+        return self.pages.url(protocol.number)
 
     def context(self, protocol: Protocol, **extra: Any) -> dict[str, Any]:
         textable = may_text(protocol.consumer_phone, tuple(self.settings.sms.allowed_countries))
-        return consumer_context(protocol, self.settings, textable=textable, **extra)
+        return consumer_context(protocol, self.settings, textable=textable, page_url=self.page_url(protocol), **extra)
 
     def render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime,
                *, reason: str | None = None, **extra: Any) -> Notification:
-        rendered = self.templates.render(template, channel, protocol.consumer_locale, self.context(protocol, **extra))
+        rendered = render_consumer(self.templates, template, channel, protocol.consumer_locale,  # type: ignore[arg-type]
+                                   self.context(protocol, **extra))
         return self._notification(rendered, protocol.id, channel, recipient, now, reason)
 
     def render_general(self, template: str, channel: str, recipient: str, now: datetime, *, locale: str,
@@ -37,7 +55,7 @@ class MessageBuilder:
         """A consumer message about no single protocol (the reply to an inbound SMS)."""
         # The consumer texted us from this phone: texting back works for them.
         context = {"locale": locale, "timezone": timezone, "company": company(self.settings, locale),
-                   "ask": ask(self.settings, textable=True), **extra}
+                   "ask": ask(self.settings, textable=True), "page": {"url": None}, **extra}
         return self._notification(self.templates.render(template, channel, locale, context), None, channel,
                                   recipient, now, reason)
 
@@ -54,7 +72,8 @@ class MessageBuilder:
         at most fallback.max_sms_segments segments, every entry whole (rendering/split.py)."""
         if channel == "email":
             return [self.render(protocol, "protocol_history", "email", recipient, now, history=list(entries))]
-        context = self.context(protocol)
+        # The parts hold the history itself: no link, which would cost a segment in each.
+        context = {**self.context(protocol), "page": {"url": None}}
 
         def part(run: list[dict[str, Any]], number: int, count: int) -> Rendered:
             return self.templates.render("protocol_history", "sms", protocol.consumer_locale,

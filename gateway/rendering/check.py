@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 from babel import Locale, UnknownLocaleError
 
+from gateway.rendering.check_pages import check_pages
 from gateway.rendering.dates import formatted, formatting_locale
 from gateway.rendering.numbers import grouped
+from gateway.rendering.page_link import render_consumer
 from gateway.rendering.sms import SmsInfo, clean_spaces, transliterate_gsm7
 from gateway.rendering.templates import (
     CHANNEL_FILES,
@@ -162,6 +164,9 @@ def check_templates(templates: Templates, *, max_segments: int, names: Sequence[
     report = Report()
     for name in names or available:
         _TemplateCheck(templates, name, max_segments, report).run()
+    if not names:  # the whole folder: its pages for people too (the consumer's page)
+        for error in check_pages(templates):
+            report.findings.append(Finding("error", error.file, error.message, error.line, error.variable))
     return report
 
 
@@ -231,8 +236,9 @@ class _TemplateCheck:
         for sample_name, sample in manifest.all_samples().items():
             self.report.renders += 1
             try:
-                rendered[sample_name] = self.templates.render(self.name, channel, locale, sample,  # type: ignore[arg-type]
-                                                              fallback=False)
+                # As sent: by SMS the page's link only where it costs no segment (rendering/page_link.py)
+                rendered[sample_name] = render_consumer(self.templates, self.name, channel, locale,  # type: ignore[arg-type]
+                                                        sample, fallback=False)
             except TemplateError as exc:
                 if (exc.file, exc.line, exc.message) in failed:
                     continue  # the same fault with another sample
@@ -323,7 +329,8 @@ class _TemplateCheck:
     def _changes_output(self, manifest: Manifest, locale: str, channel: str, path: str, main: Rendered) -> bool:
         changed = _replace(manifest.sample, path, _other(_lookup(manifest.sample, path)))
         try:
-            again = self.templates.render(self.name, channel, locale, changed, fallback=False)  # type: ignore[arg-type]
+            again = render_consumer(self.templates, self.name, channel, locale, changed,  # type: ignore[arg-type]
+                                    fallback=False)
         except TemplateError:
             return True  # it reads the value: a different one changes what happens
         return (again.subject, again.text, again.html) != (main.subject, main.text, main.html)

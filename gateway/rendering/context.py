@@ -72,8 +72,10 @@ def protocol_fields(protocol: Any) -> dict[str, Any]:
     }
 
 
-def consumer_context(protocol: Any, settings: Settings, *, textable: bool, **extra: Any) -> dict[str, Any]:
-    """A consumer message about `protocol`; `textable`: the gateway may text the consumer's phone."""
+def consumer_context(protocol: Any, settings: Settings, *, textable: bool, page_url: str | None = None,
+                     **extra: Any) -> dict[str, Any]:
+    """A consumer message about `protocol`; `textable`: the gateway may text the consumer's phone;
+    `page_url`: the link to the consumer's page, None where there is none."""
     return {
         "locale": protocol.consumer_locale,
         "timezone": protocol.consumer_timezone,
@@ -81,5 +83,6 @@ def consumer_context(protocol: Any, settings: Settings, *, textable: bool, **ext
         "consumer": {"name": protocol.consumer_name},
         "company": company(settings, protocol.consumer_locale),
         "ask": ask(settings, textable=textable),
+        "page": {"url": page_url},
         **extra,
     }

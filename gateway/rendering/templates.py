@@ -50,6 +50,9 @@ CHANNEL_FILES: dict[str, tuple[str, ...]] = {
 MANIFEST = "template.toml"
 # The folder of pieces messages share (`{% extends "_partials/layout.html.j2" %}`): not a template.
 PARTIALS = "_partials"
+# The pages for people (the consumer's page), per locale, with their stylesheet: not a template.
+PAGES = "_page"
+SPAIN_COOFFICIAL = frozenset({"ca", "eu", "gl"})
 _NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never a path
 
 
@@ -183,6 +186,24 @@ class Templates:
             raise TemplateError("[sms] split must be true or false", file=file)
         merged = {name: _deep_merge(sample, extra) for name, extra in samples.items()}
         return Manifest(audience, sample, fields, merged, waived, sms_split=sms.get("split", False))
+
+    def page_locale(self, locale: str) -> str:
+        """The locale of the pages for `locale`; Spain's co-official languages fall back to Spanish
+        where the pages are not written in them, rather than to the default locale."""
+        resolved = self.resolve_locale(PAGES, locale)
+        language = locale.replace("_", "-").split("-")[0].lower()
+        if language in SPAIN_COOFFICIAL and resolved.split("-")[0].lower() != language:
+            available = self.locales(PAGES)
+            return "es" if "es" in available else resolved
+        return resolved
+
+    def render_page(self, file: str, locale: str, context: Mapping[str, Any]) -> str:
+        """A page for people from `_page/<locale>/<file>` (the consumer's page), in the same
+        sandbox and with the same filters as the messages; the locale resolved as theirs."""
+        resolved = self.page_locale(locale)
+        path = f"{PAGES}/{resolved}/{file}"
+        with self._reported(path):
+            return self._get(path).render({**context, "locale": formatting_locale(locale, resolved)})
 
     def resolve_locale(self, name: str, locale: str) -> str:
         """The exact locale, else the same one in other case, else its language ("es-ES" ->

@@ -91,6 +91,9 @@ class Protocol(Base):
     # adding one makes SQLite copy the whole table, which its foreign keys then refuse; the service
     # sets it only to a protocol it has just found, and protocols are never deleted.
     parent_id: Mapped[int | None] = mapped_column(Id, index=True)
+    # The SHA-256 of the token in the link to the consumer's page (gateway/protocols/page_links.py):
+    # the token itself is derived from a secret kept outside the database. None once anonymized.
+    page_token_hash: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
 
     @validates("consumer_email")
     def _keep_email_digest(self, _key: str, value: str | None) -> str | None:
