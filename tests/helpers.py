@@ -85,3 +85,16 @@ def free_port() -> int:
 def message_sid(label: str) -> str:
     """A Twilio message SID as Twilio issues them (SM and 32 hex digits), named by a test's label."""
     return "SM" + hashlib.md5(label.encode(), usedforsecurity=False).hexdigest()
+
+
+async def notifications_where(runtime: Runtime, **where: Any) -> list[Any]:
+    """The runtime's notifications, oldest first, whose columns equal `where` (channel="sms", ...)."""
+    from sqlalchemy import select
+
+    from gateway.store.models import Notification
+
+    async with runtime.db.read() as session:
+        query = select(Notification).order_by(Notification.id)
+        for column, value in where.items():
+            query = query.where(getattr(Notification, column) == value)
+        return list((await session.scalars(query)).all())

@@ -21,7 +21,7 @@ from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.delivery.channels import webhook as signing
 from gateway.store.models import ConsumerRequest, InboundMessage, Notification, OptOut
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import admin_key, free_port, make_settings, message_sid, opened_event
+from tests.helpers import admin_key, free_port, make_settings, message_sid, notifications_where, opened_event
 
 PUBLIC = "https://gw.example.com"
 CE = "application/cloudevents+json"
@@ -73,11 +73,7 @@ class Gateway:
         assert r.status == 200 and "<Response>" in await r.text()
 
     async def notifications(self, **where: Any) -> list[Notification]:
-        async with self.runtime.db.read() as session:
-            query = select(Notification).order_by(Notification.id)
-            for column, value in where.items():
-                query = query.where(getattr(Notification, column) == value)
-            return list((await session.scalars(query)).all())
+        return await notifications_where(self.runtime, **where)
 
     async def deliver(self) -> None:
         await self.runtime.dispatcher.run_until_idle()

@@ -24,7 +24,7 @@ from gateway.protocols.anonymize import anonymize
 from gateway.rendering.check import check_templates
 from gateway.rendering.templates import Templates
 from gateway.store.models import ConsumerRequest, Notification, Protocol
-from tests.helpers import FixedClock, admin_key, make_settings, opened_event
+from tests.helpers import FixedClock, admin_key, make_settings, notifications_where, opened_event
 
 T0 = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
 LINK = re.compile(r"http://127\.0\.0\.1:8080/p/([A-Za-z0-9_-]+)")
@@ -50,11 +50,7 @@ class Gateway:
                          "data": data})
 
     async def notifications(self, **where: Any) -> list[Notification]:
-        async with self.runtime.db.read() as session:
-            query = select(Notification).order_by(Notification.id)
-            for column, value in where.items():
-                query = query.where(getattr(Notification, column) == value)
-            return list((await session.scalars(query)).all())
+        return await notifications_where(self.runtime, **where)
 
     async def token(self, number: str) -> str:
         async with self.runtime.db.read() as session:
