@@ -131,6 +131,16 @@ def test_sms_words_are_gsm7_and_cost_no_more_than_the_spanish(shipped: Templates
             assert ours.segments <= spanish.segments, (name, locale, sample_name, transliterate, ours, spanish)
 
 
+@pytest.mark.parametrize("name", [n for n in CONSUMER if n != "sms_fallback"])
+def test_no_shipped_sms_words_force_ucs2_in_any_locale(shipped: Templates, name: str) -> None:
+    """README, "SMS cost": with the consumer's data in GSM-7, every SMS is GSM-7 (es inbound_reply
+    once wrote "últimos días", 5 segments instead of 2 as written)."""
+    for locale in shipped.locales(name):
+        for sample_name, data in shipped.manifest(name).all_samples().items():
+            text = shipped.render(name, "sms", locale, plain_data(dict(data))).text
+            assert is_gsm7(text), (name, locale, sample_name, sorted({c for c in text if not is_gsm7(c)}))
+
+
 @pytest.mark.parametrize("locale", NEW)
 def test_the_opening_sms_is_one_gsm7_segment_transliterated(locale: str) -> None:
     templates = Templates(SHIPPED, "pt-BR", sms_transliterate=True)
