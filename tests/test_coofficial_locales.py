@@ -26,6 +26,7 @@ from gateway.app import build_runtime, prepare, web_app
 from gateway.rendering.check import PLACEHOLDER, check_templates
 from gateway.rendering.dates import formatted
 from gateway.rendering.sms import is_gsm7, sms_info, transliterate_gsm7
+from gateway.rendering.split import split_history
 from gateway.rendering.templates import Templates
 from gateway.store.models import Notification
 from tests.helpers import admin_key, make_settings, opened_event
@@ -269,3 +270,23 @@ async def test_an_opening_with_a_co_official_locale_is_answered_in_it(tmp_path: 
         assert number in sms.body_text and "15:43 (CET)" in sms.body_text
     finally:
         await runtime.aclose()
+
+
+@pytest.mark.parametrize(("locale", "place", "cont"), [("ca", "(part {} de {})", "(cont.)"),
+                                                        ("eu", "(zatia: {}/{})", "(jarraipena)"),
+                                                        ("gl", "(parte {} de {})", "(cont.)")])
+def test_the_history_by_sms_is_whole_in_parts_that_say_their_place(locale: str, place: str, cont: str) -> None:
+    templates = Templates(SHIPPED, "pt-BR", sms_transliterate=True)
+    data = templates.manifest("protocol_history").sample
+    long_text = " ".join(f"paraula{i:03d}" for i in range(300))  # one entry of ~3,000 characters
+    entries = [*data["history"][:2], {**data["history"][2], "text": long_text}, *data["history"][3:]]
+
+    def render(run: list[dict[str, Any]], part: int, parts: int) -> Any:
+        return templates.render("protocol_history", "sms", locale, {**data, "history": run, "part": part, "parts": parts})
+
+    parts = split_history(render, entries, 4)
+    assert len(parts) > 3 and all(p.sms.segments <= 4 and p.sms.encoding == "GSM-7" for p in parts)
+    assert all(NUMBER in p.text and place.format(i, len(parts)) in p.text for i, p in enumerate(parts, 1))
+    joined = " ".join(p.text for p in parts)
+    assert all(f"paraula{i:03d}" in joined for i in range(300)) and "..." not in joined
+    assert cont in joined
