@@ -154,7 +154,7 @@ def test_the_shipped_templates_pass_the_strict_check_and_the_opening_sms_is_chea
     report = check_templates(templates, max_segments=settings.sms.max_segments)
     assert [f for f in report.findings if f.level in ("error", "warning")] == []
     opening = [s for s in report.sms if s.template == "protocol_opened"]
-    assert len(opening) == 3
+    assert len(opening) == 6  # pt-BR, es, en, and ca, eu, gl (Ley 10/2025)
     for sms in opening:  # a 40-character subject: 1 GSM-7 segment transliterated, 2 in UCS-2 as written
         assert sms.transliterated.encoding == "GSM-7" and sms.transliterated.segments == 1
         assert sms.written.segments <= 2

@@ -61,7 +61,7 @@ async def test_list_templates(client: TestClient) -> None:
     response = await client.get("/v1/templates", headers=auth(client))
     assert response.status == 200
     listed = {t["name"]: t for t in (await response.json())["templates"]}
-    assert listed[NAME] == {"name": NAME, "audience": "consumer", "locales": ["en", "es", "pt-BR"],
+    assert listed[NAME] == {"name": NAME, "audience": "consumer", "locales": ["ca", "en", "es", "eu", "gl", "pt-BR"],
                             "channels": ["email", "sms"]}
 
 

@@ -46,10 +46,10 @@ def test_the_shipped_template_passes_and_reports_both_sms_counts(transliterate: 
                              names=[NAME])
     assert lines(report) == [] and lines(report, "warning") == []
     assert report.exit_code(strict=True) == 0
-    # 3 locales x 2 channels x (2 samples + 6 combinations of the ways to ask for the history)
-    assert (report.templates, report.locales, report.renders) == (1, 3, 48)
+    # 6 locales x 2 channels x (2 samples + 6 combinations of the ways to ask for the history)
+    assert (report.templates, report.locales, report.renders) == (1, 6, 96)
     sms = {s.locale: s for s in report.sms}
-    assert set(sms) == {"pt-BR", "es", "en"}
+    assert set(sms) == {"pt-BR", "es", "en", "ca", "eu", "gl"}
     pt = sms["pt-BR"]
     assert (pt.written.encoding, pt.written.segments) == ("UCS-2", 2)
     assert (pt.transliterated.encoding, pt.transliterated.segments) == ("GSM-7", 1)
@@ -121,8 +121,8 @@ def test_a_value_shown_transformed_can_be_required_with_any(folder: Path) -> Non
 def test_a_locale_missing_a_file_another_locale_has_fails(folder: Path) -> None:
     (folder / NAME / "en" / "email.html.j2").unlink()
     (folder / NAME / "es" / "sms.j2").unlink()
-    assert lines(check(folder)) == [f"{NAME}/en/email.html.j2: error: missing: es, pt-BR have it",
-                                    f"{NAME}/es/sms.j2: error: missing: en, pt-BR have it"]
+    assert lines(check(folder)) == [f"{NAME}/en/email.html.j2: error: missing: ca, es, eu, gl, pt-BR have it",
+                                    f"{NAME}/es/sms.j2: error: missing: ca, en, eu, gl, pt-BR have it"]
 
 
 def test_a_required_field_missing_from_the_sample_is_an_error(folder: Path) -> None:
@@ -152,7 +152,7 @@ def test_cli_output_summary_and_exit_codes(folder: Path, tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert main(["templates", "check", "--dir", str(folder)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "templates check: ok: 1 template, 3 locales, 48 renders: 0 errors, 0 warnings"
+    assert out[-1] == "templates check: ok: 1 template, 6 locales, 96 renders: 0 errors, 0 warnings"
     assert all(": info: " in line for line in out[:-1])
 
     monkeypatch.setenv("GATEWAY_SMS__MAX_SEGMENTS", "1")  # the opening SMS takes 2 as written
@@ -169,7 +169,7 @@ def test_cli_output_summary_and_exit_codes(folder: Path, tmp_path: Path, monkeyp
     assert document["ok"] is False and document["summary"]["errors"] >= 1
     first = next(f for f in document["findings"] if f["level"] == "error")
     assert (first["file"], first["line"], first["variable"]) == (f"{NAME}/en/sms.j2", 1, "nope")
-    assert {s["locale"] for s in document["sms"]} == {"pt-BR", "es"}
+    assert {s["locale"] for s in document["sms"]} == {"pt-BR", "es", "ca", "eu", "gl"}  # en does not render
 
     assert main(["templates", "check", "--dir", str(tmp_path / "nowhere")]) == 2
     assert main(["templates", "check", "--dir", str(folder), "no_such_template"]) == 2

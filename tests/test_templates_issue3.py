@@ -16,7 +16,7 @@ from gateway.rendering.templates import Templates
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
 NUMBER = "2026112200000017"
-LOCALES = ("pt-BR", "es", "en")
+LOCALES = ("pt-BR", "es", "en", "ca", "eu", "gl")  # ca, eu, gl: Spain's Ley 10/2025, consumer templates only
 EMAIL_AND_SMS = ("protocol_updated", "protocol_resolved", "protocol_reopened", "protocol_history")
 NEW = (*EMAIL_AND_SMS, "inbound_reply")
 CASES = [(name, channel, locale) for name in NEW for channel in ("email", "sms") for locale in LOCALES
@@ -29,8 +29,12 @@ LABELS = {
     "pt-BR": ("Abertura", "Mensagem", "Resposta", "Reabertura", "Pedido de reenvio"),
     "es": ("Registro", "Mensaje", "Respuesta", "Reapertura", "Copia solicitada"),
     "en": ("Opened", "Message", "Answer", "Reopened", "Copy requested"),
+    "ca": ("Registre", "Missatge", "Resposta", "Reobertura", "Còpia demanada"),
+    "eu": ("Erregistroa", "Mezua", "Erantzuna", "Berriro irekia", "Kopia eskatua"),
+    "gl": ("Rexistro", "Mensaxe", "Resposta", "Reapertura", "Copia solicitada"),
 }
-HISTORY_KEYWORD = {"pt-BR": "HISTORICO", "es": "HISTORIAL", "en": "HISTORY"}
+HISTORY_KEYWORD = {"pt-BR": "HISTORICO", "es": "HISTORIAL", "en": "HISTORY", "ca": "HISTORIAL", "eu": "HISTORIA",
+                   "gl": "HISTORIAL"}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +94,7 @@ def test_manifests(shipped: Templates) -> None:
     for name in NEW:
         manifest = shipped.manifest(name)
         assert manifest.audience == "consumer"
-        assert shipped.locales(name) == ["en", "es", "pt-BR"]
+        assert shipped.locales(name) == ["ca", "en", "es", "eu", "gl", "pt-BR"]
         channels = ("sms",) if name == "inbound_reply" else ("email", "sms")
         assert tuple(manifest.required_fields) == channels, name
         context = sample(shipped, name)
@@ -177,7 +181,8 @@ def test_history_sms_holds_every_entry_whole_with_its_date_label_and_the_status(
     sms = shipped.render("protocol_history", "sms", locale, context)
     lines = plain(sms.text).split("\n")
     assert NUMBER in lines[0] and "parte" not in lines[0] and "part " not in lines[0]  # 1 of 1 says nothing
-    status = {"pt-BR": "Estado: reaberto", "es": "Estado: reabierta", "en": "Status: reopened"}[locale]
+    status = {"pt-BR": "Estado: reaberto", "es": "Estado: reabierta", "en": "Status: reopened", "ca": "Estat: reoberta",
+              "eu": "Egoera: berriro irekita", "gl": "Estado: reaberta"}[locale]
     assert status in lines[0], lines[0]
     positions = []
     for entry, label in zip(context["history"], LABELS[locale]):
@@ -195,10 +200,11 @@ def test_history_sms_part_after_the_first_names_the_protocol_and_its_place(shipp
     context["history"][1] = {**context["history"][1], "continued": True}
     sms = plain(shipped.render("protocol_history", "sms", locale, {**context, "history": context["history"][1:2]}).text)
     first = sms.split("\n")[0]
-    place = {"pt-BR": "(parte 2 de 3)", "es": "(parte 2 de 3)", "en": "(part 2 of 3)"}[locale]
+    place = {"pt-BR": "(parte 2 de 3)", "es": "(parte 2 de 3)", "en": "(part 2 of 3)", "ca": "(part 2 de 3)",
+             "eu": "(zatia: 2/3)", "gl": "(parte 2 de 3)"}[locale]
     assert NUMBER in first and place in first and "Acme Telecom" in first, first
     assert context["history"][1]["text"] in sms and context["history"][2]["text"] not in sms
-    cont = {"pt-BR": "(cont.)", "es": "(cont.)", "en": "(cont.)"}[locale]
+    cont = {"pt-BR": "(cont.)", "es": "(cont.)", "en": "(cont.)", "ca": "(cont.)", "eu": "(jarraipena)", "gl": "(cont.)"}[locale]
     assert cont in sms
 
 
@@ -292,7 +298,9 @@ def test_resolved_says_how_to_reopen_and_get_the_history(shipped: Templates) -> 
     (tests/test_consumer_messages.py renders the combinations)."""
     context = sample(shipped, "protocol_resolved")
     for locale, reopen, reply in (("pt-BR", "reabertura", "responda a este e-mail"),
-                                  ("es", "reabramos", "responda a este correo"), ("en", "reopen", "reply to this email")):
+                                  ("es", "reabramos", "responda a este correo"), ("en", "reopen", "reply to this email"),
+                                  ("ca", "reobrim", "responeu aquest correu"), ("gl", "reabramos", "responda a este correo"),
+                                  ("eu", "berriro irekitzeko", "erantzun mezu honi")):
         email = shipped.render("protocol_resolved", "email", locale, context)
         for body in map(plain, (email.text, email.html or "")):
             assert reopen in body and reply in body and f"{NUMBER}" in body and "+55 11 4000-4000" in body, body

@@ -60,13 +60,20 @@ EXPECTED = {
            "29/11/2026, 23:59 (hora de Brasilia)", "Hola, Maria Silva", "historial completo"),
     "en": ("Nov 22, 2026, 11:43\u202fAM (Brasília time)", "Nov 22, 2026, 11:43 AM (Brasilia)",
            "Nov 29, 2026, 11:59\u202fPM (Brasília time)", "Hello, Maria Silva", "full history"),
+    # Spain's co-official languages (Ley 10/2025); Basque writes the year first.
+    "ca": ("22/11/2026 11:43 (hora de Brasília)", "22/11/2026 11:43 (Brasilia)",
+           "29/11/2026 23:59 (hora de Brasília)", "Hola, Maria Silva", "historial complet"),
+    "eu": ("2026/11/22 11:43 (Brasiliako ordua)", "2026/11/22 11:43 (Brasilia)",
+           "2026/11/29 23:59 (Brasiliako ordua)", "Kaixo, Maria Silva", "historia osoa"),
+    "gl": ("22/11/2026, 11:43 (hora de Brasilia)", "22/11/2026, 11:43 (Brasilia)",
+           "29/11/2026, 23:59 (hora de Brasilia)", "Ola, Maria Silva", "historial completo"),
 }
 
 
 def test_manifest_of_the_shipped_template(shipped: Templates) -> None:
     manifest = shipped.manifest("protocol_opened")
     assert "protocol_opened" in shipped.names()
-    assert shipped.locales("protocol_opened") == ["en", "es", "pt-BR"]
+    assert shipped.locales("protocol_opened") == ["ca", "en", "es", "eu", "gl", "pt-BR"]
     assert manifest.audience == "consumer"
     assert manifest.sample["protocol"]["opened_at"] == datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
     assert "protocol.deadline_at|datetime" in manifest.required_fields["email"]
@@ -137,7 +144,8 @@ def test_long_subject_is_truncated_in_sms_but_not_the_number_or_date(shipped: Te
 
 @pytest.mark.parametrize(
     ("asked", "resolved"),
-    [("pt-BR", "pt-BR"), ("es-ES", "es"), ("es_MX", "es"), ("fr", "pt-BR"), ("pt-br", "pt-BR"), ("EN", "en"), ("en-GB", "en"), ("pt-PT", "pt-BR"), ("pt", "pt-BR")],
+    [("pt-BR", "pt-BR"), ("es-ES", "es"), ("es_MX", "es"), ("fr", "pt-BR"), ("pt-br", "pt-BR"), ("EN", "en"), ("en-GB", "en"), ("pt-PT", "pt-BR"), ("pt", "pt-BR"),
+     ("ca", "ca"), ("ca-ES", "ca"), ("ca_ES", "ca"), ("ca-ES-valencia", "ca"), ("eu-ES", "eu"), ("gl-ES", "gl"), ("GL", "gl")],
 )
 def test_locale_fallback(shipped: Templates, asked: str, resolved: str) -> None:
     assert shipped.resolve_locale("protocol_opened", asked) == resolved

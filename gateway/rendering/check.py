@@ -60,6 +60,15 @@ INSTRUCTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "en": {"sms_number": ("by sms to", "text protocol", "to our number"),
            "reply": ("reply to this email", "replying to this email"),
            "email": ("write to", "writing to")},
+    "ca": {"sms_number": ("per sms al", "per sms a ", "al nostre número"),
+           "reply": ("responeu aquest correu", "responent aquest correu"),
+           "email": ("escriviu a", "escrivint a")},
+    "gl": {"sms_number": ("por sms ao", "por sms a ", "ao noso número"),
+           "reply": ("responda a este correo", "respondendo a este correo"),
+           "email": ("escriba a", "escribindo a")},
+    "eu": {"sms_number": ("zenbakira", "sms bidez +"),
+           "reply": ("erantzun mezu honi", "mezu honi erantzun"),
+           "email": ("idatzi ", "helbidera idatzi")},
 }
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 

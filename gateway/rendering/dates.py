@@ -68,8 +68,14 @@ def datetime_text(value: DateTime, zone: ZoneInfo, locale: Locale, *, short: boo
 @lru_cache(maxsize=4096)
 def _datetime_minute(value: DateTime, zone: ZoneInfo, locale: Locale, short: bool) -> str:
     time = dates.format_time(value, "short", tzinfo=zone, locale=locale)
-    both = str(locale.datetime_formats["short"]).replace("'", "").format(time, _date(value, zone, locale))
+    both = _datetime_pattern(locale).format(time, _date(value, zone, locale))
     return f"{both} ({_zone_label(value, zone, locale, short)})"
+
+
+def _datetime_pattern(locale: Locale) -> str:
+    # The zone follows in brackets; a pattern that brackets the time itself (eu "{1} ({0})")
+    # would read "2026/11/22 (15:43) (CET)", so its time goes unbracketed: "2026/11/22 15:43 (CET)".
+    return str(locale.datetime_formats["short"]).replace("'", "").replace("({0})", "{0}")
 
 
 def date_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
@@ -107,10 +113,11 @@ def _consumer(context: Context, value: object) -> tuple[ZoneInfo, Locale]:
 
 
 def _date(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
-    # Numeric where the day comes first ("29/11/2026"); elsewhere the month by name,
-    # since "11/29/2026" reads as another day to most of the world ("Nov 29, 2026").
-    day_first = str(locale.date_formats["short"].pattern).lstrip().startswith("d")
-    return dates.format_skeleton("yMd" if day_first else "yMMMd", value, tzinfo=zone, locale=locale)
+    # Numeric where the day or the year comes first ("29/11/2026", eu "2026/11/29"); elsewhere
+    # the month by name, since "11/29/2026" reads as another day to most of the world
+    # ("Nov 29, 2026"). Basque's month by name would read "2026 aza. 29(a)".
+    unambiguous = str(locale.date_formats["short"].pattern).lstrip().startswith(("d", "y"))
+    return dates.format_skeleton("yMd" if unambiguous else "yMMMd", value, tzinfo=zone, locale=locale)
 
 
 # Brazil's official time is named after its capital, and that name is what consumers read in
@@ -125,6 +132,9 @@ BRASILIA_LABELS = {  # language: (long, short)
     "pt": ("horário de Brasília", "Brasilia"),
     "es": ("hora de Brasilia", "Brasilia"),
     "en": ("Brasília time", "Brasilia"),
+    "ca": ("hora de Brasília", "Brasilia"),
+    "gl": ("hora de Brasilia", "Brasilia"),
+    "eu": ("Brasiliako ordua", "Brasilia"),
 }
 
 
