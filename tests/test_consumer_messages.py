@@ -39,6 +39,7 @@ def test_company_name_per_locale_falls_back_through_language_and_default():
     s = settings_with(company={"name": {"pt-BR": "Atendimento ACME", "es": "Atención ACME"}})
     assert s.company_name("es-ES") == "Atención ACME" and s.company_name("pt-BR") == "Atendimento ACME"
     assert s.company_name("en") == "Atendimento ACME"  # gateway.default_locale's
+    assert s.company_name("ca-ES") == "Atención ACME"  # Spain's co-official languages: the Spanish name first
     legacy = settings_with(gateway={"company_name": "Antiga"})
     assert legacy.company_name("es") == "Antiga"
     unset = settings_with()  # a generic name in the reader's language, not Portuguese for all

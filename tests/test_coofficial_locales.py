@@ -25,6 +25,7 @@ import gateway
 from gateway.app import build_runtime, prepare, web_app
 from gateway.rendering.check import PLACEHOLDER, check_templates
 from gateway.rendering.dates import formatted
+from gateway.rendering.page_link import render_consumer
 from gateway.rendering.sms import is_gsm7, sms_info, transliterate_gsm7
 from gateway.rendering.split import split_history
 from gateway.rendering.templates import Templates
@@ -122,12 +123,12 @@ def test_renders_from_the_sample_in_its_language_without_placeholders(shipped: T
 def test_sms_words_are_gsm7_and_cost_no_more_than_the_spanish(shipped: Templates, name: str, locale: str) -> None:
     manifest = shipped.manifest(name)
     for sample_name, data in manifest.all_samples().items():
-        plain = shipped.render(name, "sms", locale, plain_data(dict(data)))
+        plain = render_consumer(shipped, name, "sms", locale, plain_data(dict(data)))
         assert is_gsm7(plain.text), (name, locale, sample_name, [c for c in plain.text if not is_gsm7(c)])
         for transliterate in (False, True):
             templates = Templates(SHIPPED, "pt-BR", sms_transliterate=transliterate)
-            ours = templates.render(name, "sms", locale, dict(data)).sms
-            spanish = templates.render(name, "sms", "es", dict(data)).sms
+            ours = render_consumer(templates, name, "sms", locale, dict(data)).sms
+            spanish = render_consumer(templates, name, "sms", "es", dict(data)).sms
             assert ours is not None and spanish is not None
             assert ours.segments <= spanish.segments, (name, locale, sample_name, transliterate, ours, spanish)
 
@@ -138,14 +139,14 @@ def test_no_shipped_sms_words_force_ucs2_in_any_locale(shipped: Templates, name:
     once wrote "últimos días", 5 segments instead of 2 as written)."""
     for locale in shipped.locales(name):
         for sample_name, data in shipped.manifest(name).all_samples().items():
-            text = shipped.render(name, "sms", locale, plain_data(dict(data))).text
+            text = render_consumer(shipped, name, "sms", locale, plain_data(dict(data))).text
             assert is_gsm7(text), (name, locale, sample_name, sorted({c for c in text if not is_gsm7(c)}))
 
 
 @pytest.mark.parametrize("locale", NEW)
 def test_the_opening_sms_is_one_gsm7_segment_transliterated(locale: str) -> None:
     templates = Templates(SHIPPED, "pt-BR", sms_transliterate=True)
-    sms = templates.render("protocol_opened", "sms", locale, sample(templates, "protocol_opened"))
+    sms = render_consumer(templates, "protocol_opened", "sms", locale, sample(templates, "protocol_opened"))
     assert sms.sms == sms_info(sms.text) and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 1)
     assert NUMBER in sms.text and "Cobranca indevida na fatura de outubro" in sms.text
 
@@ -166,7 +167,7 @@ OPENING = {
 def test_the_opening_in_madrid_shows_cet_and_how_to_ask(shipped: Templates, locale: str) -> None:
     context = {**sample(shipped, "protocol_opened"), "timezone": "Europe/Madrid"}
     email = shipped.render("protocol_opened", "email", locale, context)
-    sms = shipped.render("protocol_opened", "sms", locale, context)
+    sms = render_consumer(shipped, "protocol_opened", "sms", locale, context)
     sentence, reply, word = OPENING[locale]
     opened = {"ca": "22/11/2026 15:43 (CET)", "eu": "2026/11/22 15:43 (CET)", "gl": "22/11/2026, 15:43 (CET)"}[locale]
     assert sentence in email.text and opened in email.text and reply in email.text and NUMBER in email.text

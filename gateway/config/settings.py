@@ -136,7 +136,10 @@ class Settings(Section):
         if isinstance(name, str):
             return name
         if name:
-            wanted = (locale, locale.split("-")[0], self.gateway.default_locale)
+            language = locale.split("-")[0].lower()
+            # Spain's co-official languages read the Spanish name before the default locale's.
+            spanish = ("es",) if language in ("ca", "eu", "gl") else ()
+            wanted = (locale, language, *spanish, self.gateway.default_locale)
             for key in wanted:
                 found = next((v for k, v in name.items() if k.lower() == key.lower()), None)
                 if found:
