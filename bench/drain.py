@@ -41,6 +41,7 @@ from gateway.config import DispatchSettings
 from gateway.delivery.channels.base import Message
 from gateway.delivery.channels.email_message import build_email
 from gateway.delivery.dispatcher import message_id_for
+from gateway.store.installation import installation_key
 from gateway.store.database import Database
 from gateway.store.models import Notification
 
@@ -73,6 +74,7 @@ async def rendered_messages(url: str) -> list[Message]:
     """The queued notifications as the dispatcher hands them to its transport (same Message-ID)."""
     db = Database(url)
     try:
+        installation = await db.query(installation_key)  # every Message-ID carries it
         async with db.read() as session:
             rows = (await session.execute(
                 select(Notification.id, Notification.recipient, Notification.subject, Notification.body_text,
@@ -82,7 +84,7 @@ async def rendered_messages(url: str) -> list[Message]:
         await db.dispose()
     return [
         Message(notification_id=r.id, channel="email", to=r.recipient, text=r.body_text, subject=r.subject,
-                html=r.body_html, message_id=message_id_for(r.id, SENDER), reply_to=REPLY_TO)
+                html=r.body_html, message_id=message_id_for(r.id, SENDER, installation), reply_to=REPLY_TO)
         for r in rows
     ]
 

@@ -3,7 +3,7 @@
 The gateway runs as in the ingest scenario (`gateway.app.start`, this process, SQLite or
 a fresh PostgreSQL database), but with its real dispatcher and `SMTPTransport`
 (`pool_size` = K connections) to the sink of bench/sink.py, which records when it
-accepted each message and its Message-ID (`<notification-ID@domain>`). An open-loop
+accepted each message and its Message-ID (`<notification-ID.INSTALLATION@domain>`). An open-loop
 load generator (bench/loadgen.py, `"mode": "open"`, a child process) posts protocol.opened
 events that notify by email only, R a second for S seconds, each at its scheduled time
 whatever the previous answers did, and records when each POST was due and sent and the
@@ -40,6 +40,7 @@ from bench.stats import latency_summary, percentile
 from gateway.api import keys
 from gateway.app import build_runtime, start
 from gateway.delivery.dispatcher import message_id_for
+from gateway.store.installation import installation_key
 
 Store = SQLiteStore | PostgresStore
 HOST = "127.0.0.1"
@@ -75,13 +76,13 @@ async def _arrivals(sink: SinkProcess, expected: set[str], deadline: float) -> d
 
 
 def figures(database: str, rate: int, seconds: float, result: dict[str, Any], arrivals: dict[str, list[float]],
-            connections: int, workers: int, cpu_s: float = float("nan")) -> dict[str, Any]:
+            connections: int, workers: int, cpu_s: float = float("nan"), installation: str = "") -> dict[str, Any]:
     """One round's figures from the generator's record and the sink's."""
     events = [e for e in result["events"] if e]
     accepted = [e for e in events if e[3] == "202"]
     # From the scheduled send, not the actual one: a POST the generator could only send late
     # (its in-flight cap, or no CPU) still counts its wait, as an upstream's would.
-    sent_at = {message_id_for(nid, SENDER): e[0] for e in accepted for nid in e[4]}
+    sent_at = {message_id_for(nid, SENDER, installation): e[0] for e in accepted for nid in e[4]}
     latencies = [min(arrivals[m]) - t for m, t in sent_at.items() if m in arrivals]
     delivered = len(latencies)
     last_answer = max((e[1] + e[2] for e in events), default=result["started"])
@@ -128,13 +129,14 @@ async def e2e_round(store: Store, template: str, folder: Path, sink: SinkProcess
                 "prefix": label, "label": label, "warm": WARM_EVENTS, "notify": ["email"]}
         cpu_started = time.process_time()
         result = await _generator(spec, sink)
-        expected = {message_id_for(nid, SENDER) for e in result["events"] if e and e[3] == "202" for nid in e[4]}
+        installation = await runtime.db.query(installation_key)  # every Message-ID carries it
+        expected = {message_id_for(nid, SENDER, installation) for e in result["events"] if e and e[3] == "202" for nid in e[4]}
         arrivals = await _arrivals(sink, expected, result["finished"] + E2E_GRACE)
         cpu_s = time.process_time() - cpu_started
     finally:
         await runner.cleanup()  # stops the dispatcher and closes the runtime
         await store.drop(url)
-    row = figures(store.name, rate, seconds, result, arrivals, connections, workers, cpu_s)
+    row = figures(store.name, rate, seconds, result, arrivals, connections, workers, cpu_s, installation)
     if result["errors"]:
         say(f"{label}: {row['errors']} requests not accepted, e.g. {result['errors'][0]}")
     return row

@@ -9,7 +9,7 @@ aiosmtplib baseline send to the same sink, so both pay the same server cost.
 With `record=True` (the end-to-end and multi-process scenarios) it also notes, for each
 message, its Message-ID (found with one regular expression over the header bytes, not a
 parse) and the wall-clock time (`time.time()`) of its acceptance, just before the 250.
-The gateway's Message-ID is `<notification-ID@domain>`, so the bench can match each
+The gateway's Message-ID is `<notification-ID.INSTALLATION@domain>`, so the bench can match each
 acceptance to the POST that queued the notification, or count duplicates.
 
     async with SinkProcess(record=True) as sink:   # sink.host, sink.port

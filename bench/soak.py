@@ -47,7 +47,9 @@ import aiohttp
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
+from gateway.delivery.dispatcher import message_id_for
 from gateway.store.database import Database
+from gateway.store.installation import installation_key
 from gateway.store.models import Event, Notification
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -303,13 +305,14 @@ async def verify(outcome: Outcome, db: Database, sink: Sink) -> None:
             .where(Event.source == "urn:soak:crm"))).all()
     per_event: dict[str, int] = collections.Counter()
     emails_sent = set()
+    installation = await db.query(installation_key)  # every Message-ID carries it
     for event_id, nid, channel, status, last_error in rows:
         per_event[event_id] += 1
         explained = status in ("sent", "delivered") or (status in ("failed", "dead", "undelivered") and last_error)
         if event_id in acknowledged and not explained:
             outcome.unexplained.append(nid)
         if channel == "email" and status in ("sent", "delivered"):
-            emails_sent.add(f"<notification-{nid}@soak.example>")
+            emails_sent.add(message_id_for(nid, SENDER, installation))
     outcome.unexplained += [-1 for e in acknowledged if per_event.get(e, 0) != 2]  # an acknowledged event lost its rows
     outcome.missing_emails = len(emails_sent - set(sink.message_ids))
     outcome.duplicate_emails = sum(n - 1 for n in sink.message_ids.values() if n > 1)

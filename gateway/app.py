@@ -39,6 +39,7 @@ from gateway.delivery.status_hooks import StatusHooks
 from gateway.delivery.unsubscribe_links import UnsubscribeLinks
 from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics
+from gateway.protocols.page_links import PageLinks
 from gateway.protocols.inbound import InboundSMS
 from gateway.protocols.messages import MessageBuilder
 from gateway.protocols.numbering import NumberFormat
@@ -104,8 +105,10 @@ def build_runtime(
     if settings.webhooks.url and "webhook" not in transports:
         assert settings.webhooks.secret is not None  # the settings refuse a url without one
         transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
-    messages = MessageBuilder(templates, settings)
-    hooks = StatusHooks(Fallback(messages, settings.fallback), settings.webhooks,
+    pages = page_links_for(settings)
+    messages = MessageBuilder(templates, settings, pages)
+    receipts = getattr(transports["sms"], "sends_receipts", False)
+    hooks = StatusHooks(Fallback(messages, settings.fallback, receipts=receipts), settings.webhooks,
                         BounceFallback(messages, settings.fallback))
     # A bad schedule file stops start-up here, naming the file and the key (a ConfigError).
     schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
@@ -127,7 +130,7 @@ def build_runtime(
     numbers = NumberFormat(settings.gateway.number_format, settings.gateway.timezone, settings.gateway.check_digit)
     service = ProtocolService(db, messages, numbers, settings, on_enqueued=dispatcher.wake)
     inbound = InboundSMS(db, messages, settings, wake=dispatcher.wake)
-    sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock)
+    sweeps = SweepRunner(db, templates, settings, schedules, wake=dispatcher.wake, clock=clock, pages=pages)
     scheduler = SweepScheduler(sweeps, schedules, run_at_start=settings.sweeps.run_at_start, clock=clock)
     probes = TransportProbes(transports, every=settings.dispatch.probe_interval)
     return Runtime(settings, db, templates, transports, metrics, dispatcher, service, messages, hooks, inbound,
@@ -141,6 +144,16 @@ def unsubscribe_links_for(settings: Settings, schedules: list[Schedule]) -> Unsu
         return None
     proactive = {s.template for s in schedules if s.audience == "consumer" and s.template}
     return UnsubscribeLinks(settings.http.public_url, secret.get_secret_value(), proactive)
+
+
+def page_links_for(settings: Settings) -> PageLinks | None:
+    """Links to the consumer's page (consumer_page.enabled), keyed by its secret."""
+    page = settings.consumer_page
+    if not page.enabled:
+        return None
+    return PageLinks(settings.http.public_url, page.link_ttl,
+                     secret=page.secret.get_secret_value() if page.secret else None,
+                     secret_file=settings.path(page.secret_file))
 
 
 def return_paths_for(settings: Settings) -> ReturnPaths | None:
@@ -272,6 +285,8 @@ def serve(settings: Settings) -> None:
                                    "email": settings.email.transport, "sms": settings.sms.transport,
                                    "database": "sqlite" if runtime.db.is_sqlite else "postgresql",
                                    "templates": str(Path(settings.templates_dir))})
+        for action, line in settings.warnings():  # works, but probably not what was meant; /readyz says it too
+            log.warning(line, extra={"action": action})
         return web_app(runtime)
 
     web.run_app(make_app(), sock=sockets, print=None, access_log=None,

@@ -33,7 +33,8 @@ EXIT_BROKEN_PIPE = 128 + 13  # as a tool killed by SIGPIPE, which Python ignores
 # Command groups in modules of their own; each module has register(commands, common).
 COMMAND_MODULES: tuple[str, ...] = ("gateway.commands.templates", "gateway.commands.outbox", "gateway.commands.protocols",
                                     "gateway.commands.schedules", "gateway.commands.protocols_hold",
-                                    "gateway.commands.protocols_list", "gateway.commands.reports")
+                                    "gateway.commands.protocols_list", "gateway.commands.reports",
+                                    "gateway.commands.protocols_requests")
 
 
 def _version() -> str:

@@ -170,6 +170,15 @@ class Metrics:
             "gateway_sweep_last_success_timestamp_seconds", "When each sweep last finished well (Unix time)",
             ["sweep"], registry=r,
         )
+        # The consumer's page: pages answered (shown, or not found: a wrong, expired or revoked
+        # link) and what consumers asked for from it.
+        self.consumer_pages = Counter(
+            "gateway_consumer_pages", "Consumer pages answered by outcome (shown, not_found)", ["outcome"], registry=r
+        )
+        self.consumer_page_requests = Counter(
+            "gateway_consumer_page_requests", "History requests made from the consumer's page by channel and "
+            "outcome (queued, limited)", ["channel", "outcome"], registry=r,
+        )
 
     def observe_sweep(self, sweep: str, *, seconds: float, ok: bool = True, items: int = 0,
                       finished_at: datetime | None = None) -> None:

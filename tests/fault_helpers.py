@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from gateway.delivery import outbox
 from gateway.store.database import Database
+from gateway.store.installation import installation_key
 from gateway.store.models import Notification
 from tests.fakes.smtp_sink import SMTPSink
 
@@ -61,8 +62,17 @@ def message_ids(sink: SMTPSink) -> collections.Counter[str]:
     return collections.Counter(str(m["Message-ID"]) for m in sink.messages)
 
 
-def expected_message_id(notification_id: int) -> str:
-    return f"<notification-{notification_id}@{DOMAIN}>"
+async def installation_of(db_url: str) -> str:
+    """The database's own key, which every Message-ID it sends carries."""
+    db = Database(db_url)
+    try:
+        return await db.query(installation_key)
+    finally:
+        await db.dispose()
+
+
+def expected_message_id(notification_id: int, installation: str) -> str:
+    return f"<notification-{notification_id}.{installation}@{DOMAIN}>"
 
 
 def smtp_env(db_url: str, sink: SMTPSink, port: int, **extra: str) -> dict[str, str]:

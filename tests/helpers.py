@@ -24,6 +24,8 @@ def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Se
                   "reply_to": "sac@example.com"},
         "sms": {"file": str(tmp_path / "sms.jsonl")},
         "dispatch": {"poll_interval": "50ms"},
+        # The links' secret is made at first use: in the test's folder, never the working directory.
+        "consumer_page": {"secret_file": str(tmp_path / "consumer-page.key")},
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}
@@ -83,3 +85,16 @@ def free_port() -> int:
 def message_sid(label: str) -> str:
     """A Twilio message SID as Twilio issues them (SM and 32 hex digits), named by a test's label."""
     return "SM" + hashlib.md5(label.encode(), usedforsecurity=False).hexdigest()
+
+
+async def notifications_where(runtime: Runtime, **where: Any) -> list[Any]:
+    """The runtime's notifications, oldest first, whose columns equal `where` (channel="sms", ...)."""
+    from sqlalchemy import select
+
+    from gateway.store.models import Notification
+
+    async with runtime.db.read() as session:
+        query = select(Notification).order_by(Notification.id)
+        for column, value in where.items():
+            query = query.where(getattr(Notification, column) == value)
+        return list((await session.scalars(query)).all())

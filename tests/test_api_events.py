@@ -188,7 +188,10 @@ async def test_get_protocol_has_the_documented_shape(client, key):
     assert r.status == 200
     doc = await r.json()
     assert set(doc) == {"number", "status", "subject", "category", "profile", "opened_at", "deadline_at",
-                        "resolved_at", "retention_until", "legal_hold", "parent", "children", "events", "notifications"}
+                        "resolved_at", "retention_until", "legal_hold", "parent", "children", "events", "notifications",
+                        "consumer", "channel", "requests"}
+    assert set(doc["consumer"]) == {"name", "email", "phone", "locale", "timezone"}
+    assert doc["requests"] == []  # none asked yet (tests/test_consumer_messages.py: a postal request)
     assert doc["category"] == "billing" and doc["profile"] == "br-sac" and doc["legal_hold"] is False
     assert set(doc["events"][0]) == {"type", "occurred_at", "received_at", "data", "key"}
     assert set(doc["notifications"][0]) == {"id", "channel", "template", "status", "attempts", "last_error",

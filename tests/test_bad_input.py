@@ -25,6 +25,7 @@ from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.delivery.channels.base import Message
 from gateway.delivery.channels.email_message import build_email
 from gateway.delivery.errors import PermanentDeliveryError
+from gateway.store.installation import installation_key
 from gateway.store.models import Notification
 from tests.fakes.smtp_sink import SMTPSink
 from tests.helpers import admin_key, make_settings, opened_event
@@ -296,11 +297,12 @@ async def test_html_and_jinja_in_consumer_text_are_shown_as_text_never_run(clien
 
     # And the emails the consumer got say the same.
     by_id = {str(m["Message-ID"]): m for m in sink.messages}
+    installation = await gw.db.query(installation_key)
     for row in stored:
-        email = by_id[f"<notification-{row.id}@example.com>"]
+        email = by_id[f"<notification-{row.id}.{installation}@example.com>"]
         text = email.get_body(("plain",)).get_content()
         html = email.get_body(("html",)).get_content()
         assert text.replace("\r\n", "\n").strip() == row.body_text.replace("\r\n", "\n").strip()
         assert "<script" not in html and "<img" not in html
-    opened_email = by_id[f"<notification-{opened.id}@example.com>"]
+    opened_email = by_id[f"<notification-{opened.id}.{installation}@example.com>"]
     assert HOSTILE["subject"] in str(opened_email["Subject"])  # the subject template put it in the header, as text

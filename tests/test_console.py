@@ -14,9 +14,9 @@ from sqlalchemy import select, update
 from yarl import URL
 
 from gateway.app import Runtime, build_runtime, prepare, web_app
-from gateway.protocols.schemas import OpenedData
+from gateway.protocols.schemas import OpenedData, ResendData
 from gateway.protocols.service import IncomingEvent
-from gateway.store.models import Event, Notification
+from gateway.store.models import ConsumerRequest, Event, Notification
 from gateway.store.sweep_models import RetentionAudit
 from gateway.web import i18n
 from tests.console_helpers import csrf_of, sign_in
@@ -189,6 +189,54 @@ async def test_search_by_phone_then_the_timeline_as_sent_then_resend_and_hold(co
     r = await client.get(f"/console/protocols/{number}/export")
     assert r.headers["Content-Disposition"] == f'attachment; filename="protocol-{number}.json"'
     assert (await r.json())["record"]["protocol"]["number"] == number
+
+
+async def test_a_postal_request_is_marked_sent_by_post_by_the_signed_in_key(console) -> None:
+    runtime, client, clock = console
+    number = await open_protocol(runtime)
+    await sign_in(client, await admin_key(runtime, ["console", "protocols:read", "protocols:write"], name="ana"))
+    page = await (await client.get(f"/console/protocols/{number}")).text()
+    assert "Mark as sent by post" not in page  # nothing to mark yet
+    r = await client.post(f"/console/protocols/{number}/resend",
+                          data={"csrf": csrf_of(page), "channel": "mail", "history": "on"})
+    page = await r.text()
+    (form,) = re.findall(r'action="(/console/protocols/\d+/requests/(\d+)/fulfilled)"', page)
+    action, request_id = form
+    r = await client.post(action, data={"csrf": csrf_of(page), "note": "AR BR123456789"})
+    page = await r.text()
+    assert r.status == 200 and "Mark as sent by post" not in page and "by ana · AR BR123456789" in page
+    async with runtime.db.read() as session:
+        done = await session.get(ConsumerRequest, int(request_id))
+    assert (done.fulfilled_by, done.note) == ("ana", "AR BR123456789")
+    assert done.fulfilled_at.replace(tzinfo=timezone.utc) == clock()  # the runtime's clock, not the wall's
+    # Marking again changes nothing; an email request is the gateway's to fulfil: 409, as a page.
+    assert (await client.post(action, data={"csrf": csrf_of(page), "note": "again"})).status == 200
+    async with runtime.db.read() as session:
+        assert (await session.get(ConsumerRequest, int(request_id))).note == "AR BR123456789"
+    await client.post(f"/console/protocols/{number}/resend", data={"csrf": csrf_of(page), "channel": "email"})
+    async with runtime.db.read() as session:
+        email = (await session.scalars(select(ConsumerRequest).where(ConsumerRequest.channel == "email"))).one()
+    r = await client.post(f"/console/protocols/{number}/requests/{email.id}/fulfilled", data={"csrf": csrf_of(page)})
+    assert r.status == 409 and r.content_type == "text/html" and "when its message leaves" in await r.text()
+    r = await client.post(f"/console/protocols/{number}/requests/99999/fulfilled", data={"csrf": csrf_of(page)})
+    assert r.status == 404 and r.content_type == "text/html"
+
+
+async def test_marking_a_postal_request_needs_protocols_write(console) -> None:
+    runtime, client, _ = console
+    number = await open_protocol(runtime)
+    await runtime.service.handle(IncomingEvent(
+        source="urn:test:crm", id="m1", type="protocol.resend_requested", time=T0,
+        data=ResendData.model_validate({"number": number, "channel": "mail", "history": True})), received_at=T0)
+    await sign_in(client, await admin_key(runtime, ["console", "protocols:read"]))
+    page = await (await client.get(f"/console/protocols/{number}")).text()
+    assert "mail" in page and "Mark as sent by post" not in page
+    async with runtime.db.read() as session:
+        (mail,) = (await session.scalars(select(ConsumerRequest))).all()
+    r = await client.post(f"/console/protocols/{number}/requests/{mail.id}/fulfilled", data={"csrf": csrf_of(page)})
+    assert r.status == 403
+    async with runtime.db.read() as session:
+        assert (await session.get(ConsumerRequest, mail.id)).fulfilled_at is None
 
 
 async def test_outbox_explains_and_retries_a_dead_message(console) -> None:

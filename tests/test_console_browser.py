@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.protocols.schemas import OpenedData
 from gateway.protocols.service import IncomingEvent
+from gateway.rendering.numbers import grouped
 from gateway.store.models import Notification
 from tests.helpers import FixedClock, admin_key, make_settings, opened_event
 
@@ -98,8 +99,19 @@ async def test_an_operator_finds_reads_retries_previews_and_downloads(served, tm
         await page.get_by_role("link", name=number).click()
         await expect(page.get_by_role("heading", name=f"Protocol {number}")).to_be_visible()
         await page.get_by_text("as sent").first.click()
-        await expect(page.locator("pre").first).to_contain_text(number)
+        await expect(page.locator("pre").first).to_contain_text(grouped(number))  # as the consumer read it
         await accessible(page, "protocol", axe)
+
+        # The consumer asked for the history by post: the letter went, the request is marked.
+        await page.get_by_label("Channel").select_option("mail")
+        await page.get_by_label("with the full history").check()
+        await page.get_by_role("button", name="Send again").click()
+        await expect(page.get_by_role("status")).to_have_text("Done.")
+        await page.get_by_label("Note (no personal data)").fill("AR BR123456789")
+        await accessible(page, "protocol with a postal request", axe)
+        await page.get_by_role("button", name="Mark as sent by post").click()
+        await expect(page.get_by_text("AR BR123456789")).to_be_visible()
+        await expect(page.get_by_role("button", name="Mark as sent by post")).to_have_count(0)
 
         # The dead SMS, explained, retried.
         await page.get_by_role("link", name="Outbox").click()

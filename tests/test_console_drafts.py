@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from gateway.app import Runtime
+from gateway.web import pages_templates
 from tests.console_helpers import csrf_of, sign_in
 from tests.helpers import admin_key
 from tests.test_console import console  # noqa: F401 (the fixture)
@@ -29,7 +30,7 @@ async def test_the_pad_starts_from_the_files_and_renders_a_draft_never_saved(con
     before = snapshot(TEMPLATES)
     await sign_in(client, await admin_key(runtime, ["console", "templates:read"]))
     page = await (await client.get("/console/templates/protocol_opened")).text()
-    assert 'id="d-sms"' in page and "Registro completo: responda {{ company.sms_keyword }}." in page
+    assert 'id="d-sms"' in page and "Assunto: {{ subject }}" in page
     r = await client.post(DRAFT, data={
         "csrf": csrf_of(page), "locale": "pt-BR",
         "subject": "Rascunho: protocolo {{ protocol.number }}",
@@ -45,7 +46,7 @@ async def test_the_pad_starts_from_the_files_and_renders_a_draft_never_saved(con
     assert "seu assunto: Digitado &lt;agora&gt;" in draft
     assert "&lt;p&gt;Digitado &amp;lt;agora&amp;gt;&lt;/p&gt;" in draft  # the HTML part autoescapes, as sent
     assert '<strong class="draft-segments">1</strong> (GSM-7' in draft  # é is GSM-7
-    r = await client.post(DRAFT, data={"csrf": csrf_of(page), "locale": "pt-BR", "sms": "{{ protocol.number }}" + "ç" * 60})
+    r = await client.post(DRAFT, data={"csrf": csrf_of(page), "locale": "pt-BR", "sms": "{{ protocol.number }}" + "中" * 60})  # no GSM-7 form: UCS-2 even transliterated
     assert '<strong class="draft-segments">2</strong> (UCS-2' in await r.text()
     assert snapshot(TEMPLATES) == before  # nothing written where the templates live
 
@@ -92,3 +93,19 @@ async def test_the_pad_needs_templates_read_and_the_form_token(console) -> None:
     assert (await client.post(DRAFT, data={"csrf": csrf_of(page), "sms": "x"})).status == 403
     assert (await client.post(DRAFT, data={"sms": "x"})).status == 403
     assert (await client.post("/console/templates/nope/draft", data={"csrf": csrf_of(page), "sms": "x"})).status == 403
+
+
+async def test_a_draft_past_the_time_cap_is_a_page_saying_so(console, monkeypatch) -> None:  # noqa: F811
+    """The scratch pad waits at most RENDER_SECONDS for a render (2 s in the daemon); with the cap
+    at zero every render is past it, so the test never waits."""
+    runtime, client, _ = console
+    csrf = await signed_in(runtime, client)
+    monkeypatch.setattr(pages_templates, "RENDER_SECONDS", 0.0)
+    r = await client.post(DRAFT, data={"csrf": csrf, "sms": "Protocolo {{ protocol.number }}"})
+    html = await r.text()
+    assert r.status == 422 and "the preview took longer than 0 s" in html
+    # the page's own check is past the cap too: the page says how to run it, not "unavailable"
+    assert "run protocol-gateway templates check protocol_opened" in html
+    monkeypatch.undo()
+    r = await client.post(DRAFT, data={"csrf": csrf, "sms": "Protocolo {{ protocol.number }}"})
+    assert r.status == 200  # the pad still works after a render that ran past the cap

@@ -25,6 +25,7 @@ import pytest
 from tests.fakes.smtp_sink import SMTPSink
 from tests.fault_helpers import (
     expected_message_id,
+    installation_of,
     message_ids,
     notification_rows,
     prefill,
@@ -91,7 +92,8 @@ async def test_sigkill_mid_send_loses_nothing_and_duplicates_stay_within_the_sen
 
     ids = message_ids(sink)
     rows = await notification_rows(db_url)
-    assert set(ids) == {expected_message_id(r.id) for r in rows}  # every one delivered
+    key = await installation_of(db_url)
+    assert set(ids) == {expected_message_id(r.id, key) for r in rows}  # every one delivered
     twice = {mid: n for mid, n in ids.items() if n > 1}
     duplicates = sum(n - 1 for n in twice.values())
     print(f"\nSIGKILL [{count}]: queued at the kill {count - at_kill['sent']} (in flight {in_flight}), "
@@ -101,7 +103,7 @@ async def test_sigkill_mid_send_loses_nothing_and_duplicates_stay_within_the_sen
     assert duplicates <= in_flight <= WORKERS
     # A duplicate is never silent: the record of each one sent twice says it may have been.
     for row in rows:
-        if expected_message_id(row.id) in twice:
+        if expected_message_id(row.id, key) in twice:
             assert row.duplicate_possible and row.attempts >= 2
 
 
@@ -136,9 +138,10 @@ async def test_sigterm_mid_send_drains_exits_0_and_sends_nothing_twice(
 
     ids = message_ids(sink)
     rows = await notification_rows(db_url)
+    key = await installation_of(db_url)
     print(f"\nSIGTERM [{count}]: queued at the stop {count - at_stop['sent']}, stopped in {took:.2f} s, "
           f"duplicates {sum(n - 1 for n in ids.values())}")
-    assert set(ids) == {expected_message_id(r.id) for r in rows}
+    assert set(ids) == {expected_message_id(r.id, key) for r in rows}
     assert max(ids.values()) == 1  # SIGTERM: no duplicate at all
     assert not any(r.duplicate_possible for r in rows)
 
@@ -178,7 +181,8 @@ async def test_sigterm_with_sends_slower_than_the_shutdown_timeout_releases_them
         assert await second.stop() == 0
     ids = message_ids(sink)
     rows = await notification_rows(db_url)
-    assert set(ids) == {expected_message_id(r.id) for r in rows}
+    key = await installation_of(db_url)
+    assert set(ids) == {expected_message_id(r.id, key) for r in rows}
     twice = {mid for mid, n in ids.items() if n > 1}
     assert len(twice) <= len(released)  # only what was in flight at the stop went twice...
-    assert all(r.duplicate_possible for r in rows if expected_message_id(r.id) in twice)  # ...and says so
+    assert all(r.duplicate_possible for r in rows if expected_message_id(r.id, key) in twice)  # ...and says so

@@ -4,6 +4,7 @@ local fake of Twilio's API, on SQLite and PostgreSQL. Time is a fixed clock we m
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,6 +17,7 @@ from gateway.app import Runtime, build_runtime
 from gateway.delivery import outbox
 from gateway.protocols.schemas import OpenedData
 from gateway.protocols.service import IncomingEvent
+from gateway.store.installation import installation_key
 from gateway.store.models import Attempt, Notification
 from tests.fakes.smtp_sink import SMTPSink
 from tests.fakes.twilio_api import FakeTwilio
@@ -82,7 +84,9 @@ async def test_email_and_sms_reach_the_servers_and_are_recorded_as_sent(gw, sink
     assert rows["email"].status == "sent" and rows["sms"].status == "sent"
     assert rows["email"].attempts == 1 and rows["email"].sent_at == T0
     email = sink.messages[0]
-    assert email["Message-ID"] == f"<notification-{rows['email'].id}@example.com>"
+    installation = await gw.db.query(installation_key)
+    assert re.fullmatch(r"[0-9a-f]{16}", installation)  # the database's own key: no two installations share ids
+    assert email["Message-ID"] == f"<notification-{rows['email'].id}.{installation}@example.com>"
     assert email["Reply-To"] == "sac@example.com"
     assert answer["protocol"]["number"] in email["Subject"]
     assert rows["email"].provider_id == email["Message-ID"]

@@ -147,6 +147,26 @@ async def test_event_in_email_and_sms_out(tmp_path: Path, sink: SMTPSink, twilio
         assert secret not in text
 
 
+async def test_twilio_with_a_loopback_public_url_is_a_warning_at_start_and_in_readyz(
+        tmp_path: Path, sink: SMTPSink, twilio: FakeTwilio, db_url: str):
+    port = free_port()
+    write_daemon_settings(tmp_path, db_url=db_url, port=port, sink=sink, twilio=twilio,
+                          key_file="secrets/admin.key", poll_interval="200ms")  # no public_url: it follows the port
+    daemon = await start_daemon(tmp_path, port, "--config", "settings.toml",
+                                env={"GATEWAY_SMS__TWILIO__AUTH_TOKEN": twilio.auth_token})
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{daemon.url}/readyz") as r:
+                body = await r.json()
+        assert r.status == 200 and body["status"] == "ready"  # it works; receipts will not come
+        (warning,) = body["warnings"]
+        assert warning.startswith(f"http.public_url is http://127.0.0.1:{port}: Twilio cannot reach it")
+    finally:
+        assert await daemon.stop() == 0
+    logged = [line for line in daemon.log_lines() if line.get("action") == "public_url_loopback"]
+    assert len(logged) == 1 and logged[0]["level"] == "warning" and logged[0]["message"] == warning
+
+
 async def test_embedded_defaults_from_the_shipped_settings(tmp_path: Path):
     shutil.copy(ROOT / "settings.toml", tmp_path / "settings.toml")
     port = free_port()

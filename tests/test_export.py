@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy import delete, select, update
 from gateway.app import Runtime, prepare, web_app
 from gateway.cli import main
 from gateway.protocols.export import export_protocol, verify
+from gateway.rendering.numbers import grouped
 from gateway.protocols.schemas import OpenedData, UpdatedData
 from gateway.protocols.service import IncomingEvent
 from gateway.store.append_only import AppendOnlyViolation, allow_redaction
@@ -66,7 +68,9 @@ async def test_the_record_holds_everything_sent_and_said(runtime: Runtime, numbe
     assert event["type"] == "protocol.opened" and event["data"]["subject"] == "Cobrança indevida na fatura de outubro"
     by_channel = {n["channel"]: n for n in record["notifications"]}
     email, sms = by_channel["email"], by_channel["sms"]
-    assert number in email["subject"] and number in email["body_text"] and number in email["body_html"]
+    # the body shows the number grouped to be read aloud; the subject whole
+    assert number in email["subject"] and grouped(number) in email["body_text"]
+    assert number in re.sub(r"<[^>]+>", "", email["body_html"])
     assert email["recipient"] == "maria@example.com" and email["template"] == "protocol_opened"
     assert email["template_hash"].startswith("sha256:") and email["status"] == "sent"
     assert [a["outcome"] for a in email["delivery"]["attempts"]] == ["sent"]

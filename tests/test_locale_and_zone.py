@@ -47,7 +47,9 @@ async def test_a_zone_that_is_no_iana_area_and_location_is_422(post, zone):
 
 
 @pytest.mark.parametrize(("locale", "zone"), [("pt-BR", "America/Sao_Paulo"), ("es-ES", "Europe/Madrid"),
-                                              ("en", "America/Argentina/Buenos_Aires"), ("es", "UTC")])
+                                              ("en", "America/Argentina/Buenos_Aires"), ("es", "UTC"),
+                                              ("ca-ES", "Europe/Madrid"), ("eu-ES", "Europe/Madrid"),
+                                              ("gl-ES", "Europe/Madrid"), ("ca", "Atlantic/Canary")])
 async def test_real_locales_and_zones_are_accepted(post, locale, zone):
     status, body = await post(locale=locale, timezone=zone)
     assert status == 202, body

@@ -30,6 +30,7 @@ def folder(tmp_path: Path) -> Path:
     target = tmp_path / "templates"
     shutil.copytree(SHIPPED / NAME, target / NAME)
     shutil.copytree(SHIPPED / NAME, target / "broken")
+    shutil.copytree(SHIPPED / "_partials", target / "_partials")  # the pieces the emails share
     (target / "broken" / "pt-BR" / "sms.j2").write_text("Protocolo {{ protocol.number }}\n{{ protocol.numbr }}\n")
     return target
 
@@ -60,7 +61,7 @@ async def test_list_templates(client: TestClient) -> None:
     response = await client.get("/v1/templates", headers=auth(client))
     assert response.status == 200
     listed = {t["name"]: t for t in (await response.json())["templates"]}
-    assert listed[NAME] == {"name": NAME, "audience": "consumer", "locales": ["en", "es", "pt-BR"],
+    assert listed[NAME] == {"name": NAME, "audience": "consumer", "locales": ["ca", "en", "es", "eu", "gl", "pt-BR"],
                             "channels": ["email", "sms"]}
 
 
@@ -73,8 +74,8 @@ async def test_preview_every_channel_with_the_sample(client: TestClient) -> None
     assert body["email"]["hash"].startswith("sha256:")
     sms = body["sms"]
     assert NUMBER in sms["text"] and "Cobranca" in sms["text"]  # sms.transliterate is on in this gateway
-    assert (sms["encoding"], sms["segments"], sms["transliterate"]) == ("GSM-7", 2, True)
-    assert sms["as_written"] == {"encoding": "UCS-2", "units": sms["units"], "segments": 3}
+    assert (sms["encoding"], sms["segments"], sms["transliterate"]) == ("GSM-7", 1, True)
+    assert sms["as_written"] == {"encoding": "UCS-2", "units": sms["units"], "segments": 2}
     assert body["warnings"] == []
 
 
@@ -128,8 +129,9 @@ def test_cli_preview(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     assert main(["templates", "preview", NAME, "--dir", str(folder), "--locale", "pt-BR", "--channel", "sms"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[1].startswith("=== sms sha256:") and "UCS-2, 3 segments" in out
-    assert "transliterated: GSM-7, 2 segments" in out and NUMBER in out
+    # sms.transliterate is on by default: what is sent first, then what the template wrote
+    assert out.splitlines()[1].startswith("=== sms sha256:") and "GSM-7, 1 segment (129 units) (transliterated)" in out
+    assert "as written: UCS-2, 2 segments" in out and NUMBER in out
 
     data = tmp_path / "data.json"
     data.write_text(json.dumps({"protocol": {"subject": "Internet lenta"}, "company": {"name": "Loja X"}}))

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.cli import main
 from gateway.config.settings import PACKAGE_DIR
+from gateway.rendering.numbers import grouped
 from gateway.store.models import Event, Notification
 from tests.helpers import FixedClock, admin_key, make_settings, opened_event
 
@@ -119,7 +120,7 @@ async def test_the_contacts_on_record_are_told_where_the_history_went(gw):
         ("history_sent_elsewhere", "sms", "+5511987654321")]
     for notice in notices:
         assert "m***@attacker.example" in notice.body_text and ELSEWHERE not in notice.body_text
-        assert number in notice.body_text
+        assert (grouped(number) if notice.channel == "email" else number) in notice.body_text
     assert "o histórico completo do seu protocolo para o e-mail m***@attacker.example" in notices[0].body_text
     assert [n["id"] for n in body["notifications"]] == [history.id] + [n.id for n in notices]
 

@@ -22,6 +22,7 @@ def folder(tmp_path: Path) -> Path:
     """A copy of the shipped protocol_opened template to break."""
     target = tmp_path / "templates"
     shutil.copytree(SHIPPED / NAME, target / NAME)
+    shutil.copytree(SHIPPED / "_partials", target / "_partials")  # the pieces its messages share
     return target
 
 
@@ -45,16 +46,17 @@ def test_the_shipped_template_passes_and_reports_both_sms_counts(transliterate: 
                              names=[NAME])
     assert lines(report) == [] and lines(report, "warning") == []
     assert report.exit_code(strict=True) == 0
-    assert (report.templates, report.locales, report.renders) == (1, 3, 12)  # 3 locales x 2 channels x 2 samples
+    # 6 locales x 2 channels x (2 samples + 6 combinations of the ways to ask for the history)
+    assert (report.templates, report.locales, report.renders) == (1, 6, 96)
     sms = {s.locale: s for s in report.sms}
-    assert set(sms) == {"pt-BR", "es", "en"}
+    assert set(sms) == {"pt-BR", "es", "en", "ca", "eu", "gl"}
     pt = sms["pt-BR"]
-    assert (pt.written.encoding, pt.written.segments) == ("UCS-2", 3)
-    assert (pt.transliterated.encoding, pt.transliterated.segments) == ("GSM-7", 2)
+    assert (pt.written.encoding, pt.written.segments) == ("UCS-2", 2)
+    assert (pt.transliterated.encoding, pt.transliterated.segments) == ("GSM-7", 1)
     assert pt.sent == (pt.transliterated if transliterate else pt.written)
     info = next(line for line in lines(report, "info") if line.startswith(f"{NAME}/pt-BR/sms.j2"))
-    expected = ("sent transliterated: GSM-7, 2 segments (190 septets); as written: UCS-2, 3 segments" if transliterate
-                else "UCS-2, 3 segments (190 UTF-16 units); transliterated (sms.transliterate = true): GSM-7, 2 segments")
+    expected = ("sent transliterated: GSM-7, 1 segment (129 septets); as written: UCS-2, 2 segments" if transliterate
+                else "UCS-2, 2 segments (129 UTF-16 units); transliterated (sms.transliterate = true): GSM-7, 1 segment")
     assert expected in info
 
 
@@ -69,14 +71,16 @@ def test_an_undefined_variable_is_reported_with_file_line_and_variable(folder: P
     edit(folder / NAME / "en" / "email.txt.j2", "Subject: {{ protocol.subject }}", "Subject: {{ protocol.subjet }}")
     report = check(folder)
     found = [f for f in report.findings if f.level == "error"]
-    assert found[0].text() == f"{NAME}/en/email.txt.j2:9: error: undefined variable 'protocol.subjet'"
+    assert found[0].text() == f"{NAME}/en/email.txt.j2:10: error: undefined variable 'protocol.subjet'"
     assert (found[0].variable, found[0].locale, found[0].channel) == ("protocol.subjet", "en", "email")
 
 
 def test_an_email_without_the_protocol_number_is_refused(folder: Path) -> None:
-    for file in ("email.txt.j2", "email.html.j2"):
-        path = folder / NAME / "pt-BR" / file
-        path.write_text(path.read_text("utf-8").replace("{{ protocol.number }}", "(see the subject)"), "utf-8")
+    edit(folder / NAME / "pt-BR" / "email.txt.j2", "{{ protocol.number|grouped }}", "(see the subject)")
+    edit(folder / NAME / "pt-BR" / "email.html.j2", "{{ ui.number(protocol.number) }}", "(see the subject)")
+    edit(folder / NAME / "pt-BR" / "email.html.j2", "Protocolo {{ protocol.number }}", "Protocolo")
+    # and no inbound SMS, whose sentence ("envie 2026... por SMS") would show the number
+    edit(folder / NAME / "template.toml", 'sms_number = "+55 11 4000-4000"', "sms_number = false")
     report = check(folder)
     assert lines(report) == [
         f"{NAME}/pt-BR/email.txt.j2: error: does not show protocol.number: expected '2026112200000017'",
@@ -86,9 +90,9 @@ def test_an_email_without_the_protocol_number_is_refused(folder: Path) -> None:
 
 
 def test_an_sms_without_the_time_and_zone_is_refused(folder: Path) -> None:
-    edit(folder / NAME / "pt-BR" / "sms.j2", "{{ protocol.opened_at|datetime }}", "{{ protocol.opened_at|date }}")
+    edit(folder / NAME / "pt-BR" / "sms.j2", '{{ protocol.opened_at|datetime("short") }}', "{{ protocol.opened_at|date }}")
     assert lines(check(folder)) == [f"{NAME}/pt-BR/sms.j2: error: does not show protocol.opened_at as datetime: "
-                                    "expected '22/11/2026 11:43 (BRT)'"]
+                                    "expected '22/11/2026 11:43 (horário de Brasília)'"]
 
 
 def test_the_consumer_floor_applies_even_when_template_toml_does_not_list_it(folder: Path) -> None:
@@ -117,8 +121,8 @@ def test_a_value_shown_transformed_can_be_required_with_any(folder: Path) -> Non
 def test_a_locale_missing_a_file_another_locale_has_fails(folder: Path) -> None:
     (folder / NAME / "en" / "email.html.j2").unlink()
     (folder / NAME / "es" / "sms.j2").unlink()
-    assert lines(check(folder)) == [f"{NAME}/en/email.html.j2: error: missing: es, pt-BR have it",
-                                    f"{NAME}/es/sms.j2: error: missing: en, pt-BR have it"]
+    assert lines(check(folder)) == [f"{NAME}/en/email.html.j2: error: missing: ca, es, eu, gl, pt-BR have it",
+                                    f"{NAME}/es/sms.j2: error: missing: ca, en, eu, gl, pt-BR have it"]
 
 
 def test_a_required_field_missing_from_the_sample_is_an_error(folder: Path) -> None:
@@ -128,17 +132,17 @@ def test_a_required_field_missing_from_the_sample_is_an_error(folder: Path) -> N
 
 
 def test_segments_above_the_limit_warn_and_strict_makes_them_fail(folder: Path) -> None:
-    report = check(folder, max_segments=2)
+    report = check(folder, max_segments=1)
     warnings = lines(report, "warning")
-    assert f"{NAME}/pt-BR/sms.j2: warning: 3 segments for sample 'sample', above sms.max_segments (2): shorten " \
+    assert f"{NAME}/pt-BR/sms.j2: warning: 2 segments for sample 'sample', above sms.max_segments (1): shorten " \
            "the text or set sms.transliterate = true" in warnings
     assert report.exit_code() == 0 and report.exit_code(strict=True) == 1
     assert "FAILED" in report.summary(strict=True) and "ok" in report.summary()
-    assert lines(check(folder, max_segments=2, transliterate=True), "warning") == []
+    assert lines(check(folder, max_segments=1, transliterate=True), "warning") == []
 
 
 def test_the_longest_sample_is_the_one_reported(folder: Path) -> None:
-    edit(folder / NAME / "pt-BR" / "sms.j2", "{{ protocol.subject|truncate(40, leeway=0) }}", "{{ protocol.subject }}")
+    edit(folder / NAME / "pt-BR" / "sms.j2", '|truncate(40, leeway=0) %}', " %}")
     sms = next(s for s in check(folder).sms if s.locale == "pt-BR")
     assert sms.sample == "long_subject" and sms.sent.segments == 4
 
@@ -148,10 +152,11 @@ def test_cli_output_summary_and_exit_codes(folder: Path, tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert main(["templates", "check", "--dir", str(folder)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "templates check: ok: 1 template, 3 locales, 12 renders: 0 errors, 0 warnings"
+    assert out[-1] == "templates check: ok: 1 template, 6 locales, 96 renders: 0 errors, 0 warnings"
     assert all(": info: " in line for line in out[:-1])
 
-    monkeypatch.setenv("GATEWAY_SMS__MAX_SEGMENTS", "2")
+    monkeypatch.setenv("GATEWAY_SMS__MAX_SEGMENTS", "1")  # the opening SMS takes 2 as written
+    monkeypatch.setenv("GATEWAY_SMS__TRANSLITERATE", "false")
     assert main(["templates", "check", "--dir", str(folder), "-q"]) == 0
     assert main(["templates", "check", "--dir", str(folder), "--strict", "-q"]) == 1
     out = capsys.readouterr().out.splitlines()
@@ -164,7 +169,7 @@ def test_cli_output_summary_and_exit_codes(folder: Path, tmp_path: Path, monkeyp
     assert document["ok"] is False and document["summary"]["errors"] >= 1
     first = next(f for f in document["findings"] if f["level"] == "error")
     assert (first["file"], first["line"], first["variable"]) == (f"{NAME}/en/sms.j2", 1, "nope")
-    assert {s["locale"] for s in document["sms"]} == {"pt-BR", "es"}
+    assert {s["locale"] for s in document["sms"]} == {"pt-BR", "es", "ca", "eu", "gl"}  # en does not render
 
     assert main(["templates", "check", "--dir", str(tmp_path / "nowhere")]) == 2
     assert main(["templates", "check", "--dir", str(folder), "no_such_template"]) == 2

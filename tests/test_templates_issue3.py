@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 import gateway
+from gateway.rendering.numbers import grouped
 from gateway.rendering.sms import sms_info
 from gateway.rendering.templates import Templates
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
 NUMBER = "2026112200000017"
-LOCALES = ("pt-BR", "es", "en")
+LOCALES = ("pt-BR", "es", "en", "ca", "eu", "gl")  # ca, eu, gl: Spain's Ley 10/2025, consumer templates only
 EMAIL_AND_SMS = ("protocol_updated", "protocol_resolved", "protocol_reopened", "protocol_history")
 NEW = (*EMAIL_AND_SMS, "inbound_reply")
 CASES = [(name, channel, locale) for name in NEW for channel in ("email", "sms") for locale in LOCALES
@@ -25,11 +26,15 @@ LONG = "Cobrança " * 60
 
 # What the history shows for each event type, per locale.
 LABELS = {
-    "pt-BR": ("Abertura", "Atualização", "Resposta", "Reabertura", "Pedido de reenvio"),
-    "es": ("Apertura", "Actualización", "Respuesta", "Reapertura", "Solicitud de reenvío"),
-    "en": ("Opened", "Update", "Answer", "Reopened", "Resend requested"),
+    "pt-BR": ("Abertura", "Mensagem", "Resposta", "Reabertura", "Pedido de reenvio"),
+    "es": ("Registro", "Mensaje", "Respuesta", "Reapertura", "Copia solicitada"),
+    "en": ("Opened", "Message", "Answer", "Reopened", "Copy requested"),
+    "ca": ("Registre", "Missatge", "Resposta", "Reobertura", "Còpia demanada"),
+    "eu": ("Erregistroa", "Mezua", "Erantzuna", "Berriro irekia", "Kopia eskatua"),
+    "gl": ("Rexistro", "Mensaxe", "Resposta", "Reapertura", "Copia solicitada"),
 }
-HISTORY_KEYWORD = {"pt-BR": "HISTORICO", "es": "HISTORIAL", "en": "HISTORY"}
+HISTORY_KEYWORD = {"pt-BR": "HISTORICO", "es": "HISTORIAL", "en": "HISTORY", "ca": "HISTORIAL", "eu": "HISTORIA",
+                   "gl": "HISTORIAL"}
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +67,14 @@ def lookup(context: dict[str, Any], path: str) -> Any:
     return value
 
 
-def formatted(tmp_path: Path, locale: str, zone: str, value: datetime) -> tuple[str, str]:
-    """`value|datetime` and `value|date` as a template in `locale` shows them."""
+def formatted(tmp_path: Path, locale: str, zone: str, value: datetime, *, short: bool = False) -> tuple[str, str]:
+    """`value|datetime` and `value|date` as a template in `locale` shows them; `short` for
+    `value|datetime("short")`, the shorter zone name an SMS uses."""
     folder = tmp_path / "fmt"
     (folder / "t" / locale).mkdir(parents=True, exist_ok=True)
     (folder / "t" / "template.toml").write_text('audience = "consumer"\n')
-    (folder / "t" / locale / "sms.j2").write_text("{{ v|datetime }}|{{ v|date }}", encoding="utf-8")
+    how = '"short"' if short else '"long"'
+    (folder / "t" / locale / "sms.j2").write_text(f"{{{{ v|datetime({how}) }}}}|{{{{ v|date }}}}", encoding="utf-8")
     text = Templates(folder, "pt-BR").render("t", "sms", locale, {"timezone": zone, "v": value}).text
     both, day = plain(text).split("|")
     return both, day
@@ -87,7 +94,7 @@ def test_manifests(shipped: Templates) -> None:
     for name in NEW:
         manifest = shipped.manifest(name)
         assert manifest.audience == "consumer"
-        assert shipped.locales(name) == ["en", "es", "pt-BR"]
+        assert shipped.locales(name) == ["ca", "en", "es", "eu", "gl", "pt-BR"]
         channels = ("sms",) if name == "inbound_reply" else ("email", "sms")
         assert tuple(manifest.required_fields) == channels, name
         context = sample(shipped, name)
@@ -108,7 +115,8 @@ def test_renders_from_its_sample_and_shows_the_required_fields(
         assert rendered.html is not None and f'<html lang="{locale}">' in rendered.html
         bodies = [rendered.text, rendered.html]
         assert "Maria Silva" in rendered.text and "Acme Telecom" in rendered.text
-        assert f"\n{NUMBER}\n" in rendered.text and "white-space:nowrap" in rendered.html
+        # Grouped where a person reads it ("2026 1122 0000 0017"); whole in the subject, to copy.
+        assert f"\n{grouped(NUMBER)}\n" in rendered.text and "white-space:nowrap" in rendered.html
     else:
         assert rendered.sms is not None and rendered.sms == sms_info(rendered.text)
         bodies = [rendered.text]
@@ -118,8 +126,10 @@ def test_renders_from_its_sample_and_shows_the_required_fields(
             path, _, shown = field.partition("|")
             value = lookup(context, path)
             if isinstance(value, datetime):
-                both, day = formatted(tmp_path, locale, context["timezone"], value)
+                both, day = formatted(tmp_path, locale, context["timezone"], value, short=channel == "sms")
                 assert (day if shown == "date" else both) in body, (field, both)
+            elif path == "protocol.number":  # grouped in the body ("2026 1122 0000 0017"), whole elsewhere
+                assert NUMBER in re.sub(r"<[^>]+>|\s", "", body), field
             elif shown != "any":
                 assert str(value) in body, field  # the samples' texts fit the SMS's limits
 
@@ -151,43 +161,51 @@ def test_history_entry_without_text_shows_its_date_and_label(shipped: Templates,
     entry = {key: value for key, value in context["history"][-1].items() if key != "text"}
     context["history"][-1] = {**entry, "text": None} if missing == "none" else entry  # the service passes None
     when, _ = formatted(tmp_path, "pt-BR", context["timezone"], context["history"][-1]["occurred_at"])
+    short, _ = formatted(tmp_path, "pt-BR", context["timezone"], context["history"][-1]["occurred_at"], short=True)
     email = shipped.render("protocol_history", "email", "pt-BR", context)
-    sms = shipped.render("protocol_history", "sms", "pt-BR", {**context, "history_by_email": False})
+    sms = shipped.render("protocol_history", "sms", "pt-BR", context)
     assert f"{when} - Pedido de reenvio\n" in plain(email.text)
-    assert f"{when} Pedido de reenvio" in sms.text.split("\n")
+    assert f"{short} Pedido de reenvio" in plain(sms.text).split("\n")
     for body in (email.text, email.html or "", sms.text):
         assert "None" not in body
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-def test_history_sms_by_email_is_short_and_names_the_masked_address(shipped: Templates, locale: str) -> None:
+def test_history_sms_holds_every_entry_whole_with_its_date_label_and_the_status(
+    shipped: Templates, tmp_path: Path, locale: str
+) -> None:
+    """One part of the history by SMS (the gateway splits it, see test_consumer_messages):
+    every entry in order, its date, time and label, its text whole, never "..."."""
     context = sample(shipped, "protocol_history")
-    assert context["history_by_email"] is True
+    context["history"][1] = {**context["history"][1], "text": LONG.strip()}
     sms = shipped.render("protocol_history", "sms", locale, context)
-    assert sms.sms is not None and sms.sms.segments <= 2, sms.sms
-    assert "m***@example.com" in sms.text and NUMBER in sms.text
-    assert not any(entry["text"] in sms.text for entry in context["history"] if entry.get("text"))  # listed by email
-    status = {"pt-BR": "status: reaberto", "es": "estado: reabierta", "en": "status: reopened"}[locale]
-    assert status in sms.text
-    assert sms.sms.encoding == "GSM-7"  # no consumer text in it: the fixed words are all GSM-7
+    lines = plain(sms.text).split("\n")
+    assert NUMBER in lines[0] and "parte" not in lines[0] and "part " not in lines[0]  # 1 of 1 says nothing
+    status = {"pt-BR": "Estado: reaberto", "es": "Estado: reabierta", "en": "Status: reopened", "ca": "Estat: reoberta",
+              "eu": "Egoera: berriro irekita", "gl": "Estado: reaberta"}[locale]
+    assert status in lines[0], lines[0]
+    positions = []
+    for entry, label in zip(context["history"], LABELS[locale]):
+        when, _ = formatted(tmp_path, locale, context["timezone"], entry["occurred_at"], short=True)
+        line = next(line for line in lines if line.startswith(f"{when} {label}"))
+        positions.append(lines.index(line))
+        if entry.get("text"):
+            assert line.endswith(entry["text"]), line
+    assert positions == sorted(positions) and "..." not in sms.text
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-def test_history_sms_lists_every_entry_shortening_texts_never_numbers_or_dates(
-    shipped: Templates, tmp_path: Path, locale: str
-) -> None:
-    context = sample(shipped, "protocol_history")
-    context = {**{k: v for k, v in context.items() if k != "masked_email"}, "history_by_email": False}  # as the service
-    context["history"][1] = {**context["history"][1], "text": LONG + "\n" + LONG}
-    sms = shipped.render("protocol_history", "sms", locale, context)
-    lines = plain(sms.text).split("\n")
-    assert NUMBER in lines[0]
-    for entry, label in zip(context["history"], LABELS[locale]):
-        when, _ = formatted(tmp_path, locale, context["timezone"], entry["occurred_at"])
-        line = next(line for line in lines if line.startswith(f"{when} {label}"))
-        assert len(line) <= len(when) + len(label) + 2 + 60
-    assert max(len(line) for line in lines[1:]) <= 120
-    assert "..." in sms.text and "sac@acme.example" in sms.text  # says the texts were shortened and where the rest is
+def test_history_sms_part_after_the_first_names_the_protocol_and_its_place(shipped: Templates, locale: str) -> None:
+    context = {**sample(shipped, "protocol_history"), "part": 2, "parts": 3}
+    context["history"][1] = {**context["history"][1], "continued": True}
+    sms = plain(shipped.render("protocol_history", "sms", locale, {**context, "history": context["history"][1:2]}).text)
+    first = sms.split("\n")[0]
+    place = {"pt-BR": "(parte 2 de 3)", "es": "(parte 2 de 3)", "en": "(part 2 of 3)", "ca": "(part 2 de 3)",
+             "eu": "(zatia: 2/3)", "gl": "(parte 2 de 3)"}[locale]
+    assert NUMBER in first and place in first and "Acme Telecom" in first, first
+    assert context["history"][1]["text"] in sms and context["history"][2]["text"] not in sms
+    cont = {"pt-BR": "(cont.)", "es": "(cont.)", "en": "(cont.)", "ca": "(cont.)", "eu": "(jarraipena)", "gl": "(cont.)"}[locale]
+    assert cont in sms
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -239,8 +257,6 @@ def hostile(context: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(("name", "channel", "locale"), CASES)
 def test_consumer_text_is_data(shipped: Templates, name: str, channel: str, locale: str) -> None:
     context = hostile(sample(shipped, name))
-    if name == "protocol_history" and channel == "sms":
-        context["history_by_email"] = False
     rendered = shipped.render(name, channel, locale, context)  # type: ignore[arg-type]
     assert HOSTILE in rendered.text  # plain text and SMS are not HTML: shown as written, never evaluated
     if channel == "email":
@@ -258,16 +274,19 @@ def test_no_name_and_a_long_subject(shipped: Templates, name: str) -> None:
     email = shipped.render(name, "email", "pt-BR", context)
     assert email.text.startswith("Olá.\n") and "None" not in email.text and "None" not in (email.html or "")
     assert LONG.strip() in email.text  # the email shows everything
-    if name == "protocol_history":
-        context["history_by_email"] = False
     sms = shipped.render(name, "sms", "pt-BR", context)
-    assert NUMBER in sms.text and "22/11/2026" in sms.text and LONG.strip() not in sms.text
+    assert NUMBER in sms.text and "22/11/2026" in sms.text
+    if name == "protocol_history":
+        assert LONG.strip() in sms.text  # the record is whole, split over parts by the gateway
+    else:
+        assert LONG.strip() not in sms.text
 
 
 @pytest.mark.parametrize("name", ["protocol_updated", "protocol_history"])
 def test_deadline_is_shown_only_while_an_answer_is_due(shipped: Templates, name: str) -> None:
     context = sample(shipped, name)
-    due = {"protocol_updated": "29/11/2026 23:59 (BRT)", "protocol_history": "09/12/2026 23:59 (BRT)"}[name]
+    due = {"protocol_updated": "29/11/2026 23:59 (horário de Brasília)",
+           "protocol_history": "09/12/2026 23:59 (horário de Brasília)"}[name]
     assert due in shipped.render(name, "email", "pt-BR", context).text
     answered = {**context, "protocol": {**context["protocol"], "status": "resolved"}}
     email = shipped.render(name, "email", "pt-BR", answered)
@@ -275,29 +294,46 @@ def test_deadline_is_shown_only_while_an_answer_is_due(shipped: Templates, name:
 
 
 def test_resolved_says_how_to_reopen_and_get_the_history(shipped: Templates) -> None:
+    """By email: how to ask for a reopening and for the history, each way only where it works
+    (tests/test_consumer_messages.py renders the combinations)."""
     context = sample(shipped, "protocol_resolved")
-    for locale, reopen in (("pt-BR", "reabertura"), ("es", "reabramos"), ("en", "reopen")):
+    for locale, reopen, reply in (("pt-BR", "reabertura", "responda a este e-mail"),
+                                  ("es", "reabramos", "responda a este correo"), ("en", "reopen", "reply to this email"),
+                                  ("ca", "reobrim", "responeu aquest correu"), ("gl", "reabramos", "responda a este correo"),
+                                  ("eu", "berriro irekitzeko", "erantzun mezu honi")):
         email = shipped.render("protocol_resolved", "email", locale, context)
-        sms = shipped.render("protocol_resolved", "sms", locale, context)
-        for body in (email.text, email.html or ""):
-            assert reopen in body and "sac@acme.example" in body and "PROTOCOLO" in body
-        assert "sac@acme.example" in sms.text and "PROTOCOLO" in sms.text
+        for body in map(plain, (email.text, email.html or "")):
+            assert reopen in body and reply in body and f"{NUMBER}" in body and "+55 11 4000-4000" in body, body
+        nowhere = {**context, "ask": {"sms_number": None, "reply": False, "email": "sac@acme.example", "website": None}}
+        for body in map(plain, (shipped.render("protocol_resolved", "email", locale, nowhere).text,)):
+            assert reopen in body and "sac@acme.example" in body and reply not in body and "+55" not in body
 
 
 def test_reopened_gives_the_new_deadline(shipped: Templates) -> None:
     context = sample(shipped, "protocol_reopened")
     email = shipped.render("protocol_reopened", "email", "pt-BR", context)
     sms = shipped.render("protocol_reopened", "sms", "pt-BR", context)
-    assert "Nova resposta até: 09/12/2026 23:59 (BRT)" in email.text
-    assert "Reaberto em: 02/12/2026 09:10 (BRT)" in email.text
+    assert "Nova resposta até: 09/12/2026 23:59 (horário de Brasília)" in email.text
+    assert "Reaberto em: 02/12/2026 09:10 (horário de Brasília)" in email.text
     assert "Nova resposta até 09/12/2026" in sms.text
 
 
 @pytest.mark.parametrize(("name", "field"), [("protocol_updated", "message"), ("protocol_resolved", "resolution"),
                                              ("protocol_reopened", "reason")])
-def test_sms_quotes_the_consumer_text_and_ends_its_sentence_once(shipped: Templates, name: str, field: str) -> None:
+def test_sms_shows_the_consumer_text_on_one_line_and_ends_its_sentence_once(shipped: Templates, name: str, field: str) -> None:
     context = sample(shipped, name)
-    for text, shown in (("Sem ponto final", '"Sem ponto final".'), ("Com ponto.", '"Com ponto." '),
-                        ("Várias\n\nlinhas  aqui!", '"Várias linhas aqui!" '), (LONG, '..." ')):
+    for text, shown in (("Sem ponto final", ": Sem ponto final."), ("Com ponto.", ": Com ponto."),
+                        ("Várias\n\nlinhas  aqui!", ": Várias linhas aqui!"), (LONG, " Cobrança...")):
         sms = shipped.render(name, "sms", "pt-BR", {**context, "event": {**context["event"], field: text}})
-        assert shown in sms.text and '.".' not in sms.text and "\n" not in sms.text, (text, sms.text)
+        assert shown in sms.text and ".." not in sms.text.replace("...", "") and "\n" not in sms.text, (text, sms.text)
+
+
+@pytest.mark.parametrize("name", ["overdue_alert", "deadline_warning", "confirmation_overdue"])
+def test_operations_emails_name_the_status_in_their_own_language(shipped: Templates, name: str) -> None:
+    context = sample(shipped, name)
+    for status, shown in (("open", {"pt-BR": "Situação: em aberto", "es": "Estado: en curso", "en": "Status: open"}),
+                          ("reopened", {"pt-BR": "Situação: reaberto", "es": "Estado: reabierta", "en": "Status: reopened"})):
+        for locale, line in shown.items():
+            email = shipped.render(name, "email", locale, {**context, "protocol": {**context["protocol"], "status": status}})
+            assert line in email.text, (locale, email.text)
+            assert line.split(": ")[1] in (email.html or "")

@@ -1,5 +1,6 @@
 import logging
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from jinja2.exceptions import SecurityError
 
 import gateway
 from gateway.rendering.dates import gmt_offset
+from gateway.rendering.numbers import grouped
+from gateway.rendering.page_link import render_consumer
 from gateway.rendering.templates import TemplateError, TemplateNotFoundError, Templates, content_hash
 
 SHIPPED = Path(gateway.__file__).parent / "templates"
@@ -47,18 +50,30 @@ def touch(path: Path, text: str) -> None:
     os.utime(path, ns=(mtime + 2_000_000_000, mtime + 2_000_000_000))
 
 
-# What each shipped locale must show: opened (date, time, zone) and the deadline.
+# What each shipped locale must show: opened (date, time, zone) by email and by SMS (the zone's
+# shorter name), the deadline, the greeting, and how to get the history. Brazil's official time
+# is named as consumers read it in every notice, "horário de Brasília", never "BRT".
 EXPECTED = {
-    "pt-BR": ("22/11/2026 11:43 (BRT)", "29/11/2026 23:59 (BRT)", "29/11/2026", "Olá, Maria Silva", "PROTOCOLO"),
-    "es": ("22/11/2026, 11:43 (GMT-03:00)", "29/11/2026, 23:59 (GMT-03:00)", "29/11/2026", "Hola, Maria Silva", "PROTOCOLO"),
-    "en": ("Nov 22, 2026, 11:43\u202fAM (GMT-03:00)", "Nov 29, 2026, 11:59\u202fPM (GMT-03:00)", "Nov 29, 2026", "Hello, Maria Silva", "PROTOCOL"),
+    "pt-BR": ("22/11/2026 11:43 (horário de Brasília)", "22/11/2026 11:43 (Brasilia)",
+              "29/11/2026 23:59 (horário de Brasília)", "Olá, Maria Silva", "histórico completo"),
+    "es": ("22/11/2026, 11:43 (hora de Brasilia)", "22/11/2026, 11:43 (Brasilia)",
+           "29/11/2026, 23:59 (hora de Brasilia)", "Hola, Maria Silva", "historial completo"),
+    "en": ("Nov 22, 2026, 11:43\u202fAM (Brasília time)", "Nov 22, 2026, 11:43 AM (Brasilia)",
+           "Nov 29, 2026, 11:59\u202fPM (Brasília time)", "Hello, Maria Silva", "full history"),
+    # Spain's co-official languages (Ley 10/2025); Basque writes the year first.
+    "ca": ("22/11/2026 11:43 (hora de Brasília)", "22/11/2026 11:43 (Brasilia)",
+           "29/11/2026 23:59 (hora de Brasília)", "Hola, Maria Silva", "historial complet"),
+    "eu": ("2026/11/22 11:43 (Brasiliako ordua)", "2026/11/22 11:43 (Brasilia)",
+           "2026/11/29 23:59 (Brasiliako ordua)", "Kaixo, Maria Silva", "historia osoa"),
+    "gl": ("22/11/2026, 11:43 (hora de Brasilia)", "22/11/2026, 11:43 (Brasilia)",
+           "29/11/2026, 23:59 (hora de Brasilia)", "Ola, Maria Silva", "historial completo"),
 }
 
 
 def test_manifest_of_the_shipped_template(shipped: Templates) -> None:
     manifest = shipped.manifest("protocol_opened")
     assert "protocol_opened" in shipped.names()
-    assert shipped.locales("protocol_opened") == ["en", "es", "pt-BR"]
+    assert shipped.locales("protocol_opened") == ["ca", "en", "es", "eu", "gl", "pt-BR"]
     assert manifest.audience == "consumer"
     assert manifest.sample["protocol"]["opened_at"] == datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
     assert "protocol.deadline_at|datetime" in manifest.required_fields["email"]
@@ -68,38 +83,40 @@ def test_manifest_of_the_shipped_template(shipped: Templates) -> None:
 
 @pytest.mark.parametrize("locale", EXPECTED)
 def test_email_shows_number_opening_subject_deadline_and_history(shipped: Templates, sample: dict[str, Any], locale: str) -> None:
-    opened, deadline, _, greeting, keyword = EXPECTED[locale]
+    opened, _, deadline, greeting, keyword = EXPECTED[locale]
     email = shipped.render("protocol_opened", "email", locale, sample)
     assert email.locale == locale and email.channel == "email" and email.sms is None
     assert email.subject is not None and NUMBER in email.subject
     assert email.html is not None
     for body in (email.text, email.html):
-        for shown in (NUMBER, opened, "Cobrança indevida na fatura de outubro", deadline, greeting, keyword, "Acme Telecom"):
+        for shown in (opened, "Cobrança indevida na fatura de outubro", deadline, greeting, keyword, "Acme Telecom"):
             assert shown in body, (locale, shown)
-    assert f"\n{NUMBER}\n" in email.text  # alone on its line: never wrapped, easy to copy
-    assert "white-space:nowrap" in email.html
+    # Alone on its line and grouped to be read aloud ("2026 1122 0000 0017"); in HTML the groups
+    # are set apart by margins, so that copying gives the digits alone.
+    assert f"\n{grouped(NUMBER)}\n" in email.text
+    assert "white-space:nowrap" in email.html and NUMBER in re.sub(r"<[^>]+>", "", email.html)
 
 
 @pytest.mark.parametrize("locale", EXPECTED)
-def test_sms_shows_number_opening_and_subject_with_accents_in_three_segments(
+def test_sms_shows_number_opening_and_subject_with_accents_in_two_segments(
         shipped: Templates, sample: dict[str, Any], locale: str) -> None:
-    opened, _, deadline_day, _, keyword = EXPECTED[locale]
-    sms = shipped.render("protocol_opened", "sms", locale, sample)
+    _, opened, _, _, _ = EXPECTED[locale]
+    sms = render_consumer(shipped, "protocol_opened", "sms", locale, sample)  # as sent: no room for the link
     assert sms.subject is None and sms.html is None and sms.sms is not None
-    for shown in (NUMBER, opened.replace("\u202f", " "), "Cobrança indevida na fatura de outubro", deadline_day, keyword):
+    for shown in (NUMBER, opened, "Cobrança indevida na fatura de outubro"):
         assert shown in sms.text, (locale, shown)
     assert "\n" not in sms.text and "\u202f" not in sms.text  # Babel's narrow space would cost UCS-2 alone
     assert not sms.transliterated
-    assert (sms.sms.encoding, sms.sms.segments) == ("UCS-2", 3)  # the consumer's "ç", not the template's words
-    assert sms.sms_transliterated is not None and (sms.sms_transliterated.encoding, sms.sms_transliterated.segments) == ("GSM-7", 2)
+    assert (sms.sms.encoding, sms.sms.segments) == ("UCS-2", 2)  # the consumer's "ç", not the template's words
+    assert sms.sms_transliterated is not None and (sms.sms_transliterated.encoding, sms.sms_transliterated.segments) == ("GSM-7", 1)
 
 
 @pytest.mark.parametrize("locale", EXPECTED)
-def test_sms_transliterated_by_setting_fits_two_gsm7_segments(sample: dict[str, Any], locale: str) -> None:
+def test_sms_transliterated_by_setting_fits_one_gsm7_segment(sample: dict[str, Any], locale: str) -> None:
     templates = Templates(SHIPPED, "pt-BR", sms_transliterate=True)
-    sms = templates.render("protocol_opened", "sms", locale, sample)
+    sms = render_consumer(templates, "protocol_opened", "sms", locale, sample)
     assert "Cobranca indevida na fatura de outubro" in sms.text and NUMBER in sms.text
-    assert sms.transliterated and sms.sms is not None and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 2)
+    assert sms.transliterated and sms.sms is not None and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 1)
     assert sms.sms_written is not None and sms.sms_written.encoding == "UCS-2"
     # Same files, same hash: the setting changes the text, not the template.
     assert sms.hash == Templates(SHIPPED, "pt-BR").render("protocol_opened", "sms", locale, sample).hash
@@ -108,8 +125,8 @@ def test_sms_transliterated_by_setting_fits_two_gsm7_segments(sample: dict[str, 
 @pytest.mark.parametrize("locale", EXPECTED)
 def test_sms_template_words_are_gsm7_so_plain_data_stays_gsm7(shipped: Templates, sample: dict[str, Any],
                                                               locale: str) -> None:
-    sms = shipped.render("protocol_opened", "sms", locale, with_subject(sample, "Internet lenta a noite"))
-    assert sms.sms is not None and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 2)
+    sms = render_consumer(shipped, "protocol_opened", "sms", locale, with_subject(sample, "Internet lenta a noite"))
+    assert sms.sms is not None and (sms.sms.encoding, sms.sms.segments) == ("GSM-7", 1)
 
 
 def test_greeting_without_a_name(shipped: Templates, sample: dict[str, Any]) -> None:
@@ -119,15 +136,16 @@ def test_greeting_without_a_name(shipped: Templates, sample: dict[str, Any]) -> 
 
 
 def test_long_subject_is_truncated_in_sms_but_not_the_number_or_date(shipped: Templates, sample: dict[str, Any]) -> None:
-    sms = shipped.render("protocol_opened", "sms", "pt-BR", with_subject(sample, "Cobrança " * 60))
-    assert NUMBER in sms.text and "22/11/2026 11:43 (BRT)" in sms.text
-    assert "...\"" in sms.text
-    assert sms.sms is not None and sms.sms.segments == 3
+    sms = render_consumer(shipped, "protocol_opened", "sms", "pt-BR", with_subject(sample, "Cobrança " * 60))
+    assert NUMBER in sms.text and "22/11/2026 11:43 (Brasilia)" in sms.text
+    assert "Assunto: Cobrança Cobrança Cobrança Cobrança..." in sms.text  # 40 characters, cut between words
+    assert sms.sms is not None and sms.sms.segments == 2
 
 
 @pytest.mark.parametrize(
     ("asked", "resolved"),
-    [("pt-BR", "pt-BR"), ("es-ES", "es"), ("es_MX", "es"), ("fr", "pt-BR"), ("pt-br", "pt-BR"), ("EN", "en"), ("en-GB", "en"), ("pt-PT", "pt-BR"), ("pt", "pt-BR")],
+    [("pt-BR", "pt-BR"), ("es-ES", "es"), ("es_MX", "es"), ("fr", "pt-BR"), ("pt-br", "pt-BR"), ("EN", "en"), ("en-GB", "en"), ("pt-PT", "pt-BR"), ("pt", "pt-BR"),
+     ("ca", "ca"), ("ca-ES", "ca"), ("ca_ES", "ca"), ("ca-ES-valencia", "ca"), ("eu-ES", "eu"), ("gl-ES", "gl"), ("GL", "gl")],
 )
 def test_locale_fallback(shipped: Templates, asked: str, resolved: str) -> None:
     assert shipped.resolve_locale("protocol_opened", asked) == resolved
@@ -137,13 +155,13 @@ def test_dates_follow_the_requested_locale_when_the_text_is_in_its_language(ship
     mexico = shipped.render("protocol_opened", "email", "es-MX", sample)
     assert mexico.locale == "es" and "11:43\u202fa.m." in mexico.text
     french = shipped.render("protocol_opened", "email", "fr", sample)
-    assert french.locale == "pt-BR" and "22/11/2026 11:43 (BRT)" in french.text
+    assert french.locale == "pt-BR" and "22/11/2026 11:43 (horário de Brasília)" in french.text
 
 
 @pytest.mark.parametrize(
     ("locale", "zone", "shown"),
     [
-        ("pt-BR", "America/Sao_Paulo", "22/11/2026 11:43 (BRT)"),
+        ("pt-BR", "America/Sao_Paulo", "22/11/2026 11:43 (horário de Brasília)"),
         ("en", "America/New_York", "Nov 22, 2026, 9:43\u202fAM (EST)"),
         ("es", "Europe/Madrid", "22/11/2026, 15:43 (CET)"),
         # Where CLDR has no abbreviation, the offset, written the same way in every locale
@@ -256,6 +274,9 @@ def test_hash_proves_the_files_used(shipped: Templates, sample: dict[str, Any]) 
     assert email.hash.startswith("sha256:") and email.hash != sms.hash
     files = ("email.subject.j2", "email.txt.j2", "email.html.j2")
     on_disk = {f"protocol_opened/pt-BR/{f}": (SHIPPED / "protocol_opened" / "pt-BR" / f).read_bytes() for f in files}
+    # and every partial they pull in: a change to the layout is a change to the message
+    for partial in ("_partials/layout.html.j2", "_partials/blocks.html.j2", "_partials/pt-BR/ask.j2"):
+        on_disk[partial] = (SHIPPED / partial).read_bytes()
     assert email.hash == content_hash(on_disk)
     assert shipped.render("protocol_opened", "email", "es-ES", sample).hash == shipped.render("protocol_opened", "email", "es", sample).hash
     assert shipped.render("protocol_opened", "email", "es", sample).hash != email.hash

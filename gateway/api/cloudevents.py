@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -114,11 +115,21 @@ def to_incoming(envelope: Any, key: KeyInfo | None = None, *, field_prefix: str 
 
 def binary_envelope(request: web.Request, body: Any) -> dict[str, Any]:
     envelope: dict[str, Any] = {
-        name: request.headers[f"ce-{name}"] for name in CE_ATTRIBUTES if f"ce-{name}" in request.headers
+        name: header_value(f"ce-{name}", request.headers[f"ce-{name}"])
+        for name in CE_ATTRIBUTES if f"ce-{name}" in request.headers
     }
     envelope["datacontenttype"] = BINARY
     envelope["data"] = body
     return envelope
+
+
+def header_value(name: str, raw: str) -> str:
+    """A ce-* header as the event says it: percent-decoded as UTF-8 (CloudEvents HTTP binding,
+    3.1.3.2), so that the same event sent in binary and in structured mode is one event."""
+    try:
+        return unquote(raw, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise Problem(400, f"{name}: percent-encoded bytes that are not UTF-8") from None
 
 
 async def parse(request: web.Request, key: KeyInfo) -> tuple[str, list[IncomingEvent | Exception]]:

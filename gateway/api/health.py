@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.api.runtime_keys import CLOCK, DB, METRICS, READINESS, TRANSPORTS
+from gateway.api.runtime_keys import CLOCK, DB, METRICS, READINESS, SETTINGS, TRANSPORTS
 from gateway.delivery.admin import outbox_stats
 from gateway.delivery.providers import provider_probe_problems, provider_states
 from gateway.store.outage import connect_failure
@@ -25,12 +25,14 @@ async def readyz(request: web.Request) -> web.Response:
         checks[name] = "ok" if reason is None else reason
     ready = all(v == "ok" for v in checks.values())
     providers = _providers(request)
-    body = {"status": "ready" if ready else "not ready", "checks": checks, "providers": providers}
+    # Said here as well as at start-up: whoever watches /readyz may never read the start-up log.
+    warnings = [line for _, line in request.app[SETTINGS].warnings()]
+    body = {"status": "ready" if ready else "not ready", "checks": checks, "providers": providers, "warnings": warnings}
     if ready:
         return web.json_response(body)
     return web.json_response({"type": "/problems/unavailable", "title": "Service Unavailable", "status": 503,
                               "detail": "not ready: " + ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
-                              "checks": checks, "providers": providers}, status=503,
+                              "checks": checks, "providers": providers, "warnings": warnings}, status=503,
                              content_type="application/problem+json")
 
 

@@ -15,11 +15,11 @@ REF = "#/components/schemas/{model}"
 # Requests whose text is stored (each event type with its own `data`; dead letters' reasons)...
 _STORED = [s.CloudEventIn, *s.EVENT_ENVELOPES.values(), s.OpenedData, s.UpdatedData, s.ResolvedData,
            s.ReopenedData, s.ResendData, s.ResendRequest, s.DeadlineExtendedData, s.RetentionExtendedData,
-           s.OutboxRetryRequest, s.OutboxRequeueRequest]
+           s.OutboxRetryRequest, s.OutboxRequeueRequest, s.FulfilRequest]
 # ...and the rest: a preview (it stores nothing) and what the gateway answers.
 _OTHERS = [s.TemplatePreviewRequest, s.EventAnswer, s.BatchAnswer, s.Problem, s.ProtocolOut, s.Health,
            s.TemplatePreview, s.TemplateList, s.ProtocolExport, s.OutboxList, s.OutboxItem, s.OutboxRequeueAnswer,
-           s.ProtocolList, s.ComplianceReport]
+           s.ProtocolList, s.ComplianceReport, s.FulfilledAnswer]
 
 
 # The body of a request that is stored may hold no NUL character (PostgreSQL text cannot): the
@@ -272,7 +272,18 @@ def _hold_and_webhook_paths(number: dict[str, Any]) -> dict[str, Any]:
     webhook_refusals = {"400": _problem("A required field is missing"),
                         "403": _problem("The signature is missing or does not match (nothing happened)"),
                         "413": _problem("Body too large"), "503": _problem("Database unavailable: retry")}
+    request_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}}
     return {
+        "/v1/protocols/{number}/requests/{id}/fulfilled": {"post": {
+            "summary": "Mark a postal request fulfilled (the gateway marks email and SMS requests itself)",
+            "x-scope": "protocols:write", "parameters": [number, request_id],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(s.FulfilRequest)}}},
+            "responses": {"200": _json(s.FulfilledAnswer, "The request as it is now; `changed` is false when it "
+                                                         "already was fulfilled"),
+                          "400": _problem("Malformed body"), "404": _problem("Unknown protocol or request"),
+                          "409": _problem("Not a postal request: the gateway fulfils it when its message leaves"),
+                          "413": _problem("Body too large"), "415": _problem("Wrong content type"),
+                          "422": _problem("Invalid fields"), **COMMON}}},
         "/v1/protocols/{number}/legal-hold": {
             "post": {"summary": "Place a legal hold: the record is kept whatever the retention says", **hold},
             "delete": {"summary": "Lift a legal hold", **hold},
@@ -289,6 +300,35 @@ def _hold_and_webhook_paths(number: dict[str, Any]) -> dict[str, Any]:
             "requestBody": form({"MessageSid": 1, "MessageStatus": 1, "ErrorCode": 1}),
             "responses": {"204": {"description": "Recorded"}, **webhook_refusals}}},
         "/u/{token}": _unsubscribe_paths(),
+        **_consumer_page_paths(),
+    }
+
+
+def _consumer_page_paths() -> dict[str, Any]:
+    """The consumer's page: for people, in HTML; listed so that every route is (README "The consumer's page")."""
+    token = {"name": "token", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$"},
+             "description": "from the link in the consumer's messages: 22 characters of base64url (any other "
+                            "gets the same 404 page)"}
+    html = {"text/html": {"schema": {"type": "string"}}}
+    page = {"description": "The page", "content": html}
+    gone = {"description": "A wrong, expired or revoked link: the same page for all three", "content": html}
+    return {
+        "/p/{token}": {
+            "get": {"summary": "The consumer's page: the protocol and its whole history", "security": [],
+                    "parameters": [token], "responses": {"200": page, "404": gone}},
+            "post": {"summary": "The whole history sent again by email or SMS, to the contacts on record",
+                     "security": [], "parameters": [token],
+                     "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
+                         "type": "object", "properties": {"channel": {"type": "string", "enum": ["email", "sms"]}}}}}},
+                     "responses": {"200": {"description": "The page, saying what will arrive and by when",
+                                           "content": html},
+                                   "404": gone, "413": _problem("Body too large"),
+                                   "422": {"description": "A channel with no contact on record", "content": html},
+                                   "429": {"description": "Past the resend limits, with Retry-After", "content": html}}},
+        },
+        "/p/page.css": {"get": {"summary": "The consumer's page's stylesheet", "security": [], "responses": {
+            "200": {"description": "CSS", "content": {"text/css": {"schema": {"type": "string"}}}}}}},
     }
 
 

@@ -10,11 +10,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
-from gateway.api.problems import Problem
+from gateway.api.json_body import json_model
 from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, OUTBOX_STATUSES, OutboxRequeueRequest, OutboxRetryRequest
 from gateway.delivery import admin as outbox_admin
@@ -58,7 +56,7 @@ async def post_retry(request: web.Request) -> web.Response:
     raw_id = request.match_info["id"]
     if not (raw_id.isascii() and raw_id.isdigit()) or int(raw_id) > MAX_ID:
         raise NotFound(f"no notification {raw_id[:40]!r}")
-    body: OutboxRetryRequest = await _body(request, OutboxRetryRequest)
+    body: OutboxRetryRequest = await json_model(request, OutboxRetryRequest)
     reason = _reason(request, body.reason)
     async with request.app[DB].write() as session:
         item = await outbox_admin.retry(session, int(raw_id), now=request.app[CLOCK](), reason=reason)
@@ -68,7 +66,7 @@ async def post_retry(request: web.Request) -> web.Response:
 
 @requires(SCOPE)
 async def post_requeue(request: web.Request) -> web.Response:
-    body: OutboxRequeueRequest = await _body(request, OutboxRequeueRequest)
+    body: OutboxRequeueRequest = await json_model(request, OutboxRequeueRequest)
     now = request.app[CLOCK]()
     # The schema holds `status` to names that can be requeued, at least one: an empty list or ","
     # would otherwise read as "everything that needs attention".
@@ -79,22 +77,6 @@ async def post_requeue(request: web.Request) -> web.Response:
     if ids and not body.dry_run:
         request.app[SERVICE].on_enqueued()
     return web.json_response({"requeued": 0 if body.dry_run else len(ids), "ids": ids, "dry_run": body.dry_run})
-
-
-async def _body(request: web.Request, model: Any) -> Any:
-    raw = await request.read()
-    if not raw.strip():
-        data: Any = {}
-    else:
-        if request.content_type != "application/json":
-            raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
-        data = cloudevents.decode_json(raw)
-        if not isinstance(data, dict):
-            raise Problem(400, "the body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidFields(cloudevents.field_problems(exc)) from None
 
 
 def _reason(request: web.Request, given: str | None) -> str:

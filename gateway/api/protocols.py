@@ -12,14 +12,15 @@ from sqlalchemy import select
 
 from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
-from gateway.api.problems import Problem
+from gateway.api.json_body import json_object
 from gateway.api.runtime_keys import CLOCK, DB, SERVICE
 from gateway.api.schemas import NUMBER_PATTERN, ResendData, ResendRequest
 from gateway.clock import iso
 from gateway.errors import FieldProblem, InvalidFields, NotFound
 from gateway.protocols.links import children_numbers, parent_number
 from gateway.protocols.service import IncomingEvent
-from gateway.store.models import Event, Notification, Protocol
+from gateway.protocols.requests import requests_document
+from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
 
 MAX_IDEMPOTENCY_KEY = 500  # characters, as a CloudEvent id
 
@@ -42,12 +43,14 @@ async def get_protocol(request: web.Request) -> web.Response:
             select(Event).where(Event.protocol_id == protocol.id).order_by(Event.occurred_at, Event.id))).all()
         notifications = (await session.scalars(
             select(Notification).where(Notification.protocol_id == protocol.id).order_by(Notification.id))).all()
+        requests = (await session.scalars(
+            select(ConsumerRequest).where(ConsumerRequest.protocol_id == protocol.id).order_by(ConsumerRequest.id))).all()
         links = {"parent": await session.scalar(parent_number(protocol)) if protocol.parent_id else None,
                  "children": list((await session.scalars(children_numbers(protocol))).all())}
-    return web.json_response(protocol_document(protocol, events, notifications, links))
+    return web.json_response(protocol_document(protocol, events, notifications, requests, links))
 
 
-def protocol_document(protocol: Protocol, events: Any, notifications: Any,
+def protocol_document(protocol: Protocol, events: Any, notifications: Any, requests: Any = (),
                       links: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "number": protocol.number,
@@ -55,6 +58,10 @@ def protocol_document(protocol: Protocol, events: Any, notifications: Any,
         "subject": protocol.subject,
         "category": protocol.category,
         "profile": protocol.profile,
+        "channel": protocol.channel,
+        "consumer": {"name": protocol.consumer_name, "email": protocol.consumer_email,
+                     "phone": protocol.consumer_phone, "locale": protocol.consumer_locale,
+                     "timezone": protocol.consumer_timezone},
         "opened_at": iso(protocol.opened_at),
         "deadline_at": iso(protocol.deadline_at),
         "resolved_at": iso(protocol.resolved_at),
@@ -74,18 +81,14 @@ def protocol_document(protocol: Protocol, events: Any, notifications: Any,
             }
             for n in notifications
         ],
+        "requests": requests_document(requests),
     }
 
 
 @requires("protocols:write")
 async def post_resend(request: web.Request) -> web.Response:
     number = _number(request)
-    raw = await request.read()
-    if request.content_type != "application/json":
-        raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
-    body = cloudevents.decode_json(raw)
-    if not isinstance(body, dict):
-        raise Problem(400, "the body must be a JSON object")
+    body = await json_object(request)
     try:
         ResendRequest.model_validate(body)
         data = ResendData.model_validate({**body, "number": number})

@@ -25,7 +25,8 @@ def _version() -> str:
 # API modules beyond the core ones; each has add_routes(router).
 ROUTE_MODULES: tuple[str, ...] = ("gateway.api.webhooks", "gateway.api.templates", "gateway.api.outbox_admin",
                                   "gateway.api.export", "gateway.api.legal_hold", "gateway.api.search",
-                                  "gateway.api.reports", "gateway.web.unsubscribe")
+                                  "gateway.api.reports", "gateway.web.unsubscribe", "gateway.api.requests",
+                                  "gateway.web.consumer_page")
 
 
 def build_web_app(max_body: int) -> web.Application:

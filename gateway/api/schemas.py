@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model, field_validator
 
 from gateway.delivery.admin import ALIASES, RETRYABLE, STATUSES
+from gateway.protocols.query_limits import NOTE_MAX
 
 # The event data shapes are the domain's; they are part of the HTTP contract too.
 from gateway.protocols.schemas import (  # noqa: F401  (re-exported for openapi.py and the handlers)
@@ -134,6 +135,35 @@ class NotificationOut(BaseModel):
     delivered_at: datetime | None
 
 
+class ConsumerOut(BaseModel):
+    name: str | None
+    email: str | None
+    phone: str | None
+    locale: str
+    timezone: str
+
+
+class RequestOut(BaseModel):
+    """Something the consumer asked for, with its legal clock."""
+
+    id: int
+    channel: Literal["email", "sms", "whatsapp", "mail"]
+    history: bool = Field(description="the whole history (else the confirmation again)")
+    requested_at: datetime
+    due_at: datetime
+    fulfilled_at: datetime | None
+    fulfilled_by: str | None = Field(description="the key that marked a postal request fulfilled")
+    note: str | None
+
+
+class FulfilledAnswer(RequestOut):
+    changed: bool = Field(description="false when it was already marked")
+
+
+class FulfilRequest(StrictModel):
+    note: str | None = Field(None, max_length=NOTE_MAX, description="what was done, for the record (no personal data)")
+
+
 class ProtocolSummary(BaseModel):
     number: str
     status: ProtocolStatus
@@ -148,10 +178,13 @@ class ProtocolSummary(BaseModel):
 class ProtocolOut(ProtocolSummary):
     retention_until: datetime | None
     legal_hold: bool
+    channel: str | None = Field(description="where the demand came in")
+    consumer: ConsumerOut
     parent: str | None = Field(description="the protocol this one escalates")
     children: list[str] = Field(description="the protocols escalated from this one")
     events: list[EventOut]
     notifications: list[NotificationOut]
+    requests: list[RequestOut]
 
 
 class ProtocolList(BaseModel):
@@ -190,6 +223,8 @@ class Health(BaseModel):
     checks: dict[str, str] | None = None
     providers: dict[str, dict[str, dict[str, str]]] | None = Field(
         None, description="/readyz: channel -> provider -> {breaker: closed|open|half_open, probe: ok or what is wrong}")
+    warnings: list[str] | None = Field(
+        None, description="/readyz: settings that work but are probably not what was meant (they do not make it not ready)")
 
 
 # Operations: templates, evidence, dead letters

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from gateway.commands.database import with_database
+from gateway.commands.protocols import _actions
 from gateway.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -72,20 +73,8 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
-def _protocols_actions(commands: Any, common: argparse.ArgumentParser) -> Any:
-    """The `protocols` group's actions: another module may have made the group already."""
-    parser = commands.choices.get("protocols")
-    if parser is None:
-        parser = commands.add_parser("protocols", parents=[common], help="one protocol: legal hold, anonymize")
-        return parser.add_subparsers(dest="protocols_command", required=True, metavar="ACTION")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="protocols_command", required=True, metavar="ACTION")
-
-
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
-    actions = _protocols_actions(commands, common)
+    actions = _actions(commands, common)
     hold = actions.add_parser("hold", parents=[common], help="place a legal hold: never anonymized while it holds")
     hold.add_argument("number", metavar="NUMBER")
     hold.add_argument("--reason", help="why (kept in the audit entry; no personal data)")

@@ -26,6 +26,7 @@ from gateway.config.delivery import (
 from gateway.config.load import ENV_PREFIX, load_settings, mask_url
 from gateway.config.sections import (
     AuthSettings,
+    CompanySettings,
     DatabaseSettings,
     DirSettings,
     GatewaySettings,
@@ -42,7 +43,7 @@ from gateway.config.settings import PACKAGE_DIR, Settings
 from gateway.config.units import ConfigError, Duration, Rate, Size, parse_duration, parse_rate, parse_size
 
 __all__ = [
-    "ENV_PREFIX", "PACKAGE_DIR", "AuthSettings", "BounceSettings", "DKIMSettings", "ConfigError", "DatabaseSettings", "DirSettings", "DispatchSettings",
+    "ENV_PREFIX", "PACKAGE_DIR", "AuthSettings", "BounceSettings", "CompanySettings", "DKIMSettings", "ConfigError", "DatabaseSettings", "DirSettings", "DispatchSettings",
     "Duration", "EmailSettings", "FallbackSettings", "GatewaySettings", "HTTPSettings", "InboundSettings",
     "LimitsSettings", "OperationsSettings", "PolicySettings", "ProfileSettings", "QuietHoursSettings", "Rate",
     "RetentionSettings", "SMSSettings", "SMTPSettings", "Settings", "Size", "SweepsSettings", "TemplatesSettings",

@@ -158,9 +158,12 @@ class SMSSettings(Section):
     # One account or messaging service (a table) or several tried in order (an array of tables).
     twilio: Annotated[Annotated[TwilioSettings, Tag(ONE)] | Annotated[list[TwilioSettings], Tag(MANY)],
                       Discriminator(_one_or_many), AfterValidator(_distinct_names)] = TwilioSettings()
-    # Write what GSM-7 lacks without it (ç->c, ã->a): about half the segments for Portuguese,
-    # for operators who prefer cost to accents. Applied when a message is rendered.
-    transliterate: bool = False
+    # Write what GSM-7 lacks without it (ç->c, ã->a), applied when a message is rendered. On by
+    # default: one accent makes a whole SMS UCS-2 (70 characters a segment instead of 160), which
+    # doubles what most Portuguese and Spanish SMS cost, and unaccented SMS are what Brazilian
+    # consumers get from their bank and carrier every day. The email keeps every accent, and
+    # `false` keeps them in SMS too for those who prefer that to the cost (README, "SMS cost").
+    transliterate: bool = True
     # `templates check` warns when a template's longest sample SMS takes more segments.
     max_segments: int = Field(3, ge=1, le=10)
 
@@ -225,12 +228,14 @@ class InboundSettings(Section):
 
 
 class FallbackSettings(Section):
-    """An SMS that failed, or got no delivery receipt in time, goes again by email when there is one."""
+    """An SMS that failed, or got no delivery receipt in time (from a transport that sends
+    receipts), goes again by email when there is one and the email did not already carry it."""
 
     enabled: bool = True
     no_receipt_after: Duration = 1800.0
     check_interval: Duration = 60.0
-    # SMS longer than this many segments go as a short SMS plus the full text by email.
+    # The history by SMS goes in parts of at most this many segments, as many parts as it takes
+    # (10 is what phones still join into one message).
     max_sms_segments: int = Field(4, ge=1, le=10)
     # Templates whose SMS must not fall back to email (configurable per template).
     disabled_templates: list[str] = []

@@ -9,6 +9,7 @@ import zoneinfo
 from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +45,8 @@ class DatabaseSettings(Section):
 class HTTPSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # The base URL Twilio calls back (signatures, status callbacks). Unset, it follows host
+    # and port, so changing the port alone cannot leave callbacks pointing at the old one.
     public_url: str = "http://127.0.0.1:8080"
     max_body: Size = 1024 * 1024
     # An idle connection, or one whose request head has not arrived, is closed after this.
@@ -59,6 +62,23 @@ class HTTPSettings(Section):
         if seconds <= 0:
             raise ValueError("expected a duration longer than zero (a connection must end some time)")
         return seconds
+
+    @model_validator(mode="before")
+    @classmethod
+    def _public_url_follows_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("public_url"):
+            host = str(data.get("host") or "127.0.0.1")
+            if host in ("0.0.0.0", "::"):  # every interface: this machine answers on loopback too
+                host = "127.0.0.1"
+            if ":" in host:
+                host = f"[{host}]"
+            data = {**data, "public_url": f"http://{host}:{data.get('port', 8080)}"}
+        return data
+
+    @property
+    def public_url_is_loopback(self) -> bool:
+        host = urlsplit(self.public_url).hostname or ""
+        return host == "localhost" or host.startswith("127.") or host == "::1"
 
     @field_validator("public_url")
     @classmethod
@@ -134,6 +154,65 @@ class CategorySettings(Section):
 
     answer_days: int | None = Field(None, ge=1, le=365)
     business_days: bool | None = None
+
+
+class CompanySettings(Section):
+    """Who the consumer is dealing with, and where they can reach the company: a message names
+    only what is set here (DESIGN, "What a consumer message may say")."""
+
+    # A name, or one per locale ({pt-BR = "...", es = "..."}); unset: gateway.company_name.
+    name: str | dict[str, str] | None = None
+    sms_number: str | None = None      # E.164, the number consumers text (inbound SMS)
+    support_email: str | None = None   # where a message may tell the consumer to write; unset: email.reply_to
+    website: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _names(cls, name: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        if isinstance(name, dict):
+            if not name:
+                raise ValueError("expected a name, or a table of locale to name")
+            for locale, value in name.items():
+                GatewaySettings._locale(locale)
+                if not value.strip():
+                    raise ValueError(f"{locale}: expected a name, got an empty one")
+        elif name is not None and not name.strip():
+            raise ValueError("expected a name, got an empty one")
+        return name
+
+    @field_validator("sms_number")
+    @classmethod
+    def _e164(cls, number: str | None) -> str | None:
+        if number is None:
+            return None
+        import phonenumbers
+
+        try:
+            parsed = phonenumbers.parse(number, None)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if parsed is None or not number.startswith("+") or not phonenumbers.is_valid_number(parsed):
+            raise ValueError(f"expected a phone number in E.164 such as '+551140004000', got {number!r}")
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+    @field_validator("support_email")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        if address is None:
+            return None
+        from gateway.protocols.contacts import ContactError, normalize_email
+
+        try:
+            return normalize_email(address.strip())
+        except ContactError as exc:
+            raise ValueError(f"expected an email address: {exc}") from None
+
+    @field_validator("website")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^/\s]+\S*$", url):
+            raise ValueError(f"expected an absolute http(s) URL, got {url!r}")
+        return url
 
 
 class ProfileSettings(Section):

@@ -3,11 +3,13 @@ paths and the packaged templates and schedules are found."""
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from gateway.config.console import ConsoleSettings
+from gateway.config.consumer_page import ConsumerPageSettings
 from gateway.config.delivery import (
     DispatchSettings,
     EmailSettings,
@@ -19,6 +21,7 @@ from gateway.config.delivery import (
 )
 from gateway.config.sections import (
     AuthSettings,
+    CompanySettings,
     DatabaseSettings,
     DirSettings,
     GatewaySettings,
@@ -33,6 +36,10 @@ from gateway.config.sections import (
     TemplatesSettings,
 )
 
+# What a message calls the company when nothing names it, by language.
+DEFAULT_COMPANY_NAMES = {"pt": "Atendimento ao Cliente", "es": "Atención al Cliente", "en": "Customer Service",
+                         "ca": "Atenció al Client", "eu": "Bezeroarentzako Arreta", "gl": "Atención á Clientela"}
+
 # The package's own folder: the templates and schedules shipped inside it are the fallback.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -41,6 +48,7 @@ class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
     http: HTTPSettings = HTTPSettings()
     gateway: GatewaySettings = GatewaySettings()
+    company: CompanySettings = CompanySettings()
     email: EmailSettings = EmailSettings()
     sms: SMSSettings = SMSSettings()
     dispatch: DispatchSettings = DispatchSettings()
@@ -56,6 +64,7 @@ class Settings(Section):
     fallback: FallbackSettings = FallbackSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     console: ConsoleSettings = ConsoleSettings()
+    consumer_page: ConsumerPageSettings = ConsumerPageSettings()
     templates: TemplatesSettings = TemplatesSettings(dir=Path("templates"))
     schedules: DirSettings = DirSettings(dir=Path("schedules"))
     # Where relative paths are read from: the settings file's folder, else the working directory.
@@ -117,3 +126,54 @@ class Settings(Section):
     @property
     def schedules_dir(self) -> Path:
         return self.dir_with_fallback(self.schedules.dir, "schedules")
+
+    # What a consumer message may name (DESIGN, "What a consumer message may say").
+
+    def company_name(self, locale: str) -> str:
+        """The company's name for a locale: exact, then its language (es-ES -> es), then the
+        default locale's, then gateway.company_name (kept for the settings files that use it)."""
+        name = self.company.name
+        if isinstance(name, str):
+            return name
+        if name:
+            language = locale.split("-")[0].lower()
+            # Spain's co-official languages read the Spanish name before the default locale's.
+            spanish = ("es",) if language in ("ca", "eu", "gl") else ()
+            wanted = (locale, language, *spanish, self.gateway.default_locale)
+            for key in wanted:
+                found = next((v for k, v in name.items() if k.lower() == key.lower()), None)
+                if found:
+                    return found
+        if "company_name" in self.gateway.model_fields_set:
+            return self.gateway.company_name
+        # Nothing set: the service's generic name in the reader's language, never Portuguese in a
+        # Spanish email.
+        return DEFAULT_COMPANY_NAMES.get(locale.split("-")[0].lower(), self.gateway.company_name)
+
+    @property
+    def support_email(self) -> str | None:
+        """Where a message may tell the consumer to write: company.support_email, else the
+        address of email.reply_to; None when neither is set (then no message names one)."""
+        if self.company.support_email:
+            return self.company.support_email
+        address = parseaddr(self.email.reply_to or "")[1]
+        return address or None
+
+    @property
+    def inbound_sms_number(self) -> str | None:
+        """The number consumers can text, when texting it works: company.sms_number is set and
+        inbound SMS is set up (Twilio's auth token checks the webhooks). Else None."""
+        if not self.company.sms_number or self.sms.twilio.auth_token is None:
+            return None
+        return self.company.sms_number
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """Settings that work but are probably not what the operator meant: (action, one line)."""
+        found = []
+        if self.sms.transport == "twilio" and self.http.public_url_is_loopback:
+            found.append(("public_url_loopback", f"http.public_url is {self.http.public_url}: Twilio cannot reach it, "
+                          "so no delivery receipt or inbound SMS will arrive; set it to the address Twilio calls"))
+        if "company_name" in self.gateway.model_fields_set:
+            found.append(("setting_deprecated", "gateway.company_name is deprecated: use company.name "
+                          "(a name, or one per locale)"))
+        return found

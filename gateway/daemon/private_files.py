@@ -34,6 +34,8 @@ def private_paths(settings: Settings) -> list[Path]:
     paths += [maildir, *(maildir / part for part in ("tmp", "new", "cur")), settings.path(settings.sms.file)]
     if settings.auth.bootstrap_key_file is not None:
         paths.append(settings.path(settings.auth.bootstrap_key_file))
+    if settings.consumer_page.enabled and settings.consumer_page.secret is None:
+        paths.append(settings.path(settings.consumer_page.secret_file))  # whoever reads it can make every link
     return paths
 
 

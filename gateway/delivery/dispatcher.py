@@ -41,6 +41,7 @@ from gateway.delivery.unsubscribe_links import UnsubscribeLinks
 from gateway.delivery.verp import ReturnPaths
 from gateway.observability import Metrics, mask
 from gateway.store.database import Database
+from gateway.store.installation import installation_key
 
 TURN_GATHER = 0.01  # seconds: added latency at most, per turn, when there is no backlog
 
@@ -51,10 +52,11 @@ LOG_LEVELS = {"queued": logging.WARNING, "unknown": logging.WARNING, "failed": l
               "undelivered": logging.ERROR}
 
 
-def message_id_for(notification_id: int, sender: str) -> str:
-    """Deterministic Message-ID: a resend of the same notification is recognisable as one."""
+def message_id_for(notification_id: int, sender: str, installation: str) -> str:
+    """Deterministic per notification, so a resend of it is recognisable as one, and unique across
+    installations (the database's own key): mailbox providers drop a message whose id they saw."""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "protocol-gateway.invalid"
-    return f"<notification-{notification_id}@{domain}>"
+    return f"<notification-{notification_id}.{installation}@{domain}>"
 
 
 class Dispatcher:
@@ -99,6 +101,7 @@ class Dispatcher:
         # The no-receipt fallback check runs from this loop every `fallback_every` seconds.
         self.fallback_every = fallback_every
         self._fallback_checked: datetime | None = None
+        self._installation: str | None = None  # read from the database at the first turn
 
     def wake(self) -> None:
         """Something was enqueued: look for due rows now rather than at the next poll."""
@@ -143,6 +146,10 @@ class Dispatcher:
         now = self.clock()
 
         def turn(session: Session) -> tuple[int, list[Claimed]]:
+            # Read in the turn's transaction, so that a database that is down fails the turn
+            # like any other (logged, retried) rather than the dispatcher.
+            if self._installation is None:
+                self._installation = installation_key(session)
             queued = 0
             if results:
                 outbox.record(session, results)
@@ -195,7 +202,7 @@ class Dispatcher:
         if row.channel == "email":
             return Message(
                 notification_id=row.id, channel="email", to=row.recipient, text=row.body_text,
-                subject=row.subject, html=row.body_html, message_id=message_id_for(row.id, self.sender),
+                subject=row.subject, html=row.body_html, message_id=message_id_for(row.id, self.sender, self._installation or ""),
                 reply_to=self.reply_to,
                 return_path=self.return_paths.for_notification(row.id) if self.return_paths else None,
                 headers=self.unsubscribe.headers(row.id, row.template) if self.unsubscribe else {},

@@ -41,6 +41,12 @@ class FailoverTransport:
         self.metrics = metrics
         self.probe_problems: dict[str, str] = {}  # provider -> what its last probe found wrong
 
+    @property
+    def sends_receipts(self) -> bool:
+        """Whether a delivery receipt may come: some provider in the chain posts them. The SMS
+        fallback's "no receipt in time" waits only where one can arrive."""
+        return any(getattr(p.transport, "sends_receipts", False) for p in self.providers)
+
     async def send(self, message: Message) -> Receipt:
         tried: list[ProviderTry] = []
         last: TransientDeliveryError | None = None

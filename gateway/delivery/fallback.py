@@ -2,9 +2,11 @@
 
 Triggers: a permanent refusal (Twilio 21610 = the consumer texted STOP to the carrier,
 21211, ...), an `undelivered` or `failed` receipt, or no `delivered` receipt within
-`fallback.no_receipt_after`. The email carries the SMS's own text (the same content),
-wrapped by the `sms_fallback` template; `dedup_key = "fallback:<sms id>"` makes a second
-trigger for the same SMS a no-op, whichever process sees it.
+`fallback.no_receipt_after` (only where the SMS transport sends receipts: the SMS file never
+does, and waiting for one would send every SMS again by email). The email carries the SMS's
+own text, wrapped by the `sms_fallback` template, and is not sent when the consumer already
+got the same message by email. `dedup_key = "fallback:<sms id>"` makes a second trigger for
+the same SMS a no-op, whichever process sees it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ def dedup_key(sms_id: int) -> str:
 
 
 class Fallback:
-    def __init__(self, messages: MessageBuilder, settings: FallbackSettings) -> None:
+    def __init__(self, messages: MessageBuilder, settings: FallbackSettings, *, receipts: bool) -> None:
         self.messages = messages
         self.settings = settings
+        self.receipts = receipts  # the SMS transport reports delivery: "no receipt in time" means something
 
     def applies_to(self, sms: Notification) -> bool:
         return (self.settings.enabled and sms.channel == "sms" and sms.audience == "consumer"
@@ -50,6 +53,10 @@ class Fallback:
         key = dedup_key(sms.id)
         if session.scalar(select(Notification.id).where(Notification.dedup_key == key)) is not None:
             return None
+        if self._emailed_already(session, sms):
+            log.info("sms not followed by email: the email already carried it",
+                     extra={"action": "fallback_skipped", "notification": sms.id, "reason": reason})
+            return None
         email = self.messages.render(protocol, TEMPLATE, "email", protocol.consumer_email, now,
                                      reason=f"fallback: {reason}", sms_text=sms.body_text)
         email.dedup_key = key
@@ -65,8 +72,26 @@ class Fallback:
                                                     "fallback": email.id, "reason": reason})
         return email
 
+    @staticmethod
+    def _emailed_already(session: Session, sms: Notification) -> bool:
+        """The same message went to the consumer by email too (the event's, or a reminder's twin),
+        and that email did not fail: sending the SMS's text again by email would be a repeat."""
+        if sms.event_id is not None:
+            twin = Notification.event_id == sms.event_id
+        elif sms.dedup_key and sms.dedup_key.endswith(":sms"):
+            twin = Notification.dedup_key == sms.dedup_key[: -len("sms")] + "email"
+        else:
+            return False
+        return session.scalar(select(Notification.id).where(
+            twin, Notification.protocol_id == sms.protocol_id, Notification.channel == "email",
+            Notification.audience == "consumer", Notification.template == sms.template,
+            Notification.status.not_in(("failed", "dead", "undelivered", "cancelled"))).limit(1)) is not None
+
     def overdue(self, session: Session, *, at: datetime, limit: int = 500) -> Sequence[Notification]:
-        """SMS sent before `at - no_receipt_after` with no delivery receipt and no fallback yet."""
+        """SMS sent before `at - no_receipt_after` with no delivery receipt and no fallback yet;
+        none when the SMS transport sends no receipts."""
+        if not self.receipts:
+            return []
         fallback = aliased(Notification)
         cutoff = at - timedelta(seconds=self.settings.no_receipt_after)
         query = (

@@ -113,7 +113,8 @@ async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: 
     counts: dict[str, int] = {}
     counts["protocols"] = (await run(update(Protocol).where(Protocol.id.in_(ids)).values(
         consumer_name=None, consumer_email=None, consumer_email_digest=None, consumer_phone=None,
-        subject="", extra=None, status="anonymized", anonymized_at=at, updated_at=at))).rowcount
+        subject="", extra=None, status="anonymized", anonymized_at=at, updated_at=at,
+        page_token_hash=None))).rowcount  # the consumer's page link stops working
     counts["events"] = (await run(update(Event).where(Event.protocol_id.in_(ids)).values(
         data=EVENT_STUB, fingerprint="anonymized"))).rowcount
     # Messages about no single protocol (a reply to an inbound SMS) sent to a released contact.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers import PhoneNumberType
@@ -44,3 +46,16 @@ def normalize_email(raw: str) -> str:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ContactError(str(exc)) from None
+
+
+@lru_cache(maxsize=4096)
+def may_text(phone: str | None, allowed_regions: tuple[str, ...]) -> bool:
+    """Whether the gateway may send SMS to `phone` (and so ask it to text back): a mobile number
+    in `sms.allowed_countries`. A message offers "text us" only to consumers for whom it works."""
+    if not phone:
+        return False
+    try:
+        normalize_phone(phone, None, for_sms=True, allowed_regions=list(allowed_regions))
+    except ContactError:
+        return False
+    return True

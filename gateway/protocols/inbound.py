@@ -28,7 +28,7 @@ from gateway.protocols.messages import MessageBuilder
 from gateway.protocols.links import history_events
 from gateway.rendering.context import history_entries
 from gateway.store.database import Database, dialect_insert
-from gateway.store.models import Event, InboundMessage, Notification, OptOut, Protocol
+from gateway.store.models import InboundMessage, Notification, OptOut, Protocol
 
 log = logging.getLogger(__name__)
 

@@ -12,36 +12,50 @@ from typing import Any
 
 from gateway.config import Settings
 from gateway.delivery.notifications import build_notification
-from gateway.observability import mask_email
-from gateway.rendering.context import company, consumer_context
+from gateway.protocols.contacts import may_text
+from gateway.protocols.page_links import PageLinks
+from gateway.rendering.context import ask, company, consumer_context
+from gateway.rendering.page_link import render_consumer
+from gateway.rendering.split import split_history
 from gateway.rendering.templates import Rendered, Templates
 from gateway.store.models import Notification, Protocol
 
-# Twilio joins up to 10 segments into one message on the phone; past that, a message would be
-# cut by the carrier, so a long SMS history is split at entry boundaries instead.
-MAX_CONCATENATED_SEGMENTS = 10
-
-
 class MessageBuilder:
-    def __init__(self, templates: Templates, settings: Settings) -> None:
+    def __init__(self, templates: Templates, settings: Settings, pages: PageLinks | None = None) -> None:
         self.templates = templates
         self.settings = settings
+        self.pages = pages  # None: consumer_page.enabled is false
+
+    def page_digest(self, number: str) -> str | None:
+        """What a new protocol records of its page's token (None without the page)."""
+        return self.pages.digest_for(number) if self.pages is not None else None
+
+    def page_url(self, protocol: Protocol) -> str | None:
+        """The link every message about `protocol` carries; records its token's hash on the row
+        where it is missing or was made with another secret (protocols older than the page)."""
+        if self.pages is None or protocol.status == "anonymized":
+            return None
+        digest = self.pages.digest_for(protocol.number)
+        if protocol.page_token_hash != digest:
+            protocol.page_token_hash = digest
+        return self.pages.url(protocol.number)
 
     def context(self, protocol: Protocol, **extra: Any) -> dict[str, Any]:
-        return consumer_context(protocol, self.settings, **extra)
-
-    def company(self) -> dict[str, Any]:
-        return company(self.settings)
+        textable = may_text(protocol.consumer_phone, tuple(self.settings.sms.allowed_countries))
+        return consumer_context(protocol, self.settings, textable=textable, page_url=self.page_url(protocol), **extra)
 
     def render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime,
                *, reason: str | None = None, **extra: Any) -> Notification:
-        rendered = self.templates.render(template, channel, protocol.consumer_locale, self.context(protocol, **extra))
+        rendered = render_consumer(self.templates, template, channel, protocol.consumer_locale,  # type: ignore[arg-type]
+                                   self.context(protocol, **extra))
         return self._notification(rendered, protocol.id, channel, recipient, now, reason)
 
     def render_general(self, template: str, channel: str, recipient: str, now: datetime, *, locale: str,
                        timezone: str, reason: str | None = None, **extra: Any) -> Notification:
         """A consumer message about no single protocol (the reply to an inbound SMS)."""
-        context = {"locale": locale, "timezone": timezone, "company": self.company(), **extra}
+        # The consumer texted us from this phone: texting back works for them.
+        context = {"locale": locale, "timezone": timezone, "company": company(self.settings, locale),
+                   "ask": ask(self.settings, textable=True), "page": {"url": None}, **extra}
         return self._notification(self.templates.render(template, channel, locale, context), None, channel,
                                   recipient, now, reason)
 
@@ -54,42 +68,18 @@ class MessageBuilder:
 
     def history(self, protocol: Protocol, channel: str, recipient: str, entries: Sequence[dict[str, Any]],
                 now: datetime) -> list[Notification]:
-        """The whole history by email, or by SMS: whole if it is short, otherwise a short SMS and
-        the full history by email when the consumer has an email, else split between entries."""
+        """The whole history by the channel asked for: one email, or as many SMS as it takes, each
+        at most fallback.max_sms_segments segments, every entry whole (rendering/split.py)."""
         if channel == "email":
             return [self.render(protocol, "protocol_history", "email", recipient, now, history=list(entries))]
-        full = self.render(protocol, "protocol_history", "sms", recipient, now,
-                           history=list(entries), history_by_email=False)
-        if (full.segments or 1) <= self.settings.fallback.max_sms_segments:
-            return [full]
-        if protocol.consumer_email:
-            short = self.render(protocol, "protocol_history", "sms", recipient, now, history=list(entries),
-                                history_by_email=True, masked_email=mask_email(protocol.consumer_email),
-                                reason="history too long for SMS: full text sent by email")
-            email = self.render(protocol, "protocol_history", "email", protocol.consumer_email, now,
-                                history=list(entries), reason="the full history asked for by SMS")
-            return [short, email]
-        return self._split(protocol, recipient, entries, now)
+        # The parts hold the history itself: no link, which would cost a segment in each.
+        context = {**self.context(protocol), "page": {"url": None}}
 
-    def _split(self, protocol: Protocol, recipient: str, entries: Sequence[dict[str, Any]],
-               now: datetime) -> list[Notification]:
-        """Greedy runs of whole entries, each run one SMS of at most MAX_CONCATENATED_SEGMENTS:
-        a number or a date is never cut in half."""
-        parts: list[Notification] = []
-        run: list[dict[str, Any]] = []
-        best: Notification | None = None
-        for entry in entries:
-            trial = self.render(protocol, "protocol_history", "sms", recipient, now,
-                                history=[*run, entry], history_by_email=False)
-            if run and (trial.segments or 1) > MAX_CONCATENATED_SEGMENTS:
-                assert best is not None
-                parts.append(best)
-                run, best = [entry], self.render(protocol, "protocol_history", "sms", recipient, now,
-                                                  history=[entry], history_by_email=False)
-            else:
-                run, best = [*run, entry], trial
-        if best is not None:
-            parts.append(best)
-        for i, part in enumerate(parts, 1):
-            part.reason = f"history split for SMS: part {i} of {len(parts)}"
-        return parts
+        def part(run: list[dict[str, Any]], number: int, count: int) -> Rendered:
+            return self.templates.render("protocol_history", "sms", protocol.consumer_locale,
+                                         {**context, "history": run, "part": number, "parts": count})
+
+        parts = split_history(part, entries, self.settings.fallback.max_sms_segments)
+        return [self._notification(rendered, protocol.id, "sms", recipient, now,
+                                   f"history split for SMS: part {i} of {len(parts)}" if len(parts) > 1 else None)
+                for i, rendered in enumerate(parts, 1)]

@@ -304,6 +304,7 @@ class ProtocolService:
             last_event_at=received_at,  # set now, so the insert carries it (no second UPDATE)
             notify=",".join(notify),
             parent_id=parent_id,
+            page_token_hash=self.messages.page_digest(number),
         )
         rows.insert_one(session, protocol)  # written once here; the answer reads it as it is
         targets = {"email": email, "sms": phone}

@@ -20,7 +20,10 @@ from typing import Any, Literal
 
 from babel import Locale, UnknownLocaleError
 
+from gateway.rendering.check_pages import check_pages
 from gateway.rendering.dates import formatted, formatting_locale
+from gateway.rendering.numbers import grouped
+from gateway.rendering.page_link import render_consumer
 from gateway.rendering.sms import SmsInfo, clean_spaces, transliterate_gsm7
 from gateway.rendering.templates import (
     CHANNEL_FILES,
@@ -32,6 +35,41 @@ from gateway.rendering.templates import (
 )
 
 Level = Literal["error", "warning", "info"]
+
+# The ways a consumer may be told to ask for the history (rendering/context.py, `ask`), each
+# combination the check renders: with everything, with nothing, and each alone.
+_ASK_ALL = {"sms_number": "+55 11 4000-4000", "reply": True, "email": "sac@acme.example",
+            "website": "https://acme.example/atendimento"}
+_ASK_NONE = {"sms_number": None, "reply": False, "email": None, "website": None}
+ASK_VARIANTS: dict[str, dict[str, Any]] = {
+    "with every way to ask set up": _ASK_ALL,
+    "with no way to ask set up (no inbound SMS, no Reply-To, no support address)": _ASK_NONE,
+    **{f"with only ask.{key} set up": {**_ASK_NONE, key: _ASK_ALL[key]} for key in _ASK_ALL},
+}
+# What a render must never show: a missing value printed as such.
+PLACEHOLDER = re.compile(r"\b(None|null|undefined|nan)\b|\{\{|\}\}|\[\[|\]\]")
+# Sentences that tell the consumer to do something, by what they need; a render whose
+# combination lacks it must not contain them. Lower-case, per language.
+INSTRUCTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "pt": {"sms_number": ("por sms para", "por sms ao", "responda protocolo", "para o nosso número"),
+           "reply": ("responda a este e-mail", "responder a este e-mail", "respondendo a este e-mail"),
+           "email": ("escreva para", "escrevendo para")},
+    "es": {"sms_number": ("por sms al", "por sms a nuestro", "a nuestro número"),
+           "reply": ("responda a este correo", "responder a este correo"),
+           "email": ("escriba a", "escribiendo a")},
+    "en": {"sms_number": ("by sms to", "text protocol", "to our number"),
+           "reply": ("reply to this email", "replying to this email"),
+           "email": ("write to", "writing to")},
+    "ca": {"sms_number": ("per sms al", "per sms a ", "al nostre número"),
+           "reply": ("responeu aquest correu", "responent aquest correu"),
+           "email": ("escriviu a", "escrivint a")},
+    "gl": {"sms_number": ("por sms ao", "por sms a ", "ao noso número"),
+           "reply": ("responda a este correo", "respondendo a este correo"),
+           "email": ("escriba a", "escribindo a")},
+    "eu": {"sms_number": ("zenbakira", "sms bidez +"),
+           "reply": ("erantzun mezu honi", "mezu honi erantzun"),
+           "email": ("idatzi ", "helbidera idatzi")},
+}
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
 # What the audience requires of every template about a protocol, per channel (DESIGN, Templates).
@@ -135,6 +173,9 @@ def check_templates(templates: Templates, *, max_segments: int, names: Sequence[
     report = Report()
     for name in names or available:
         _TemplateCheck(templates, name, max_segments, report).run()
+    if not names:  # the whole folder: its pages for people too (the consumer's page)
+        for error in check_pages(templates):
+            report.findings.append(Finding("error", error.file, error.message, error.line, error.variable))
     return report
 
 
@@ -204,8 +245,9 @@ class _TemplateCheck:
         for sample_name, sample in manifest.all_samples().items():
             self.report.renders += 1
             try:
-                rendered[sample_name] = self.templates.render(self.name, channel, locale, sample,  # type: ignore[arg-type]
-                                                              fallback=False)
+                # As sent: by SMS the page's link only where it costs no segment (rendering/page_link.py)
+                rendered[sample_name] = render_consumer(self.templates, self.name, channel, locale,  # type: ignore[arg-type]
+                                                        sample, fallback=False)
             except TemplateError as exc:
                 if (exc.file, exc.line, exc.message) in failed:
                     continue  # the same fault with another sample
@@ -216,8 +258,41 @@ class _TemplateCheck:
         main = rendered.get("sample")
         if main is not None and main.locale == locale:
             self._check_required(manifest, locale, channel, main)
+            if manifest.audience == "consumer":
+                self._check_what_it_asks(manifest, locale, channel)
         if channel == "sms" and rendered:
-            self._report_sms(locale, rendered)
+            self._report_sms(locale, rendered, split=manifest.sms_split)
+
+    # What a consumer message may say: every combination of what is set up
+
+    def _check_what_it_asks(self, manifest: Manifest, locale: str, channel: str) -> None:
+        """Render the sample under each combination of what is configured and possible for the
+        consumer (inbound SMS, replies, a support address, a website): no render may show a
+        placeholder, nor tell the consumer to do what that combination does not allow."""
+        language = locale.split("-")[0].lower()
+        for variant, ask in ASK_VARIANTS.items():
+            sample = _deep_merge_ask(manifest.sample, ask)
+            self.report.renders += 1
+            try:
+                out = self.templates.render(self.name, channel, locale, sample, fallback=False)  # type: ignore[arg-type]
+            except TemplateError as exc:
+                self.add("error", exc.file, f"{exc.message} (with {variant})", line=exc.line, variable=exc.variable,
+                         locale=locale, channel=channel)
+                continue
+            file = f"{self.name}/{locale}/{'sms.j2' if channel == 'sms' else 'email.txt.j2'}"
+            for part, html_ in ((out.subject or "", False), (out.text, False), (out.html or "", True)):
+                text = _visible(part, html_=html_)
+                placeholder = PLACEHOLDER.search(text)
+                if placeholder:
+                    self.add("error", file, f"shows a placeholder {placeholder.group(0)!r} {variant}",
+                             locale=locale, channel=channel)
+                for condition, phrases in INSTRUCTIONS.get(language, {}).items():
+                    if ask[condition]:
+                        continue
+                    said = next((ph for ph in phrases if ph.lower() in text.lower()), None)
+                    if said:
+                        self.add("error", file, f"says {said!r} {variant}: show it only when "
+                                 f"ask.{condition} is set", locale=locale, channel=channel)
 
     # Required fields
 
@@ -263,14 +338,15 @@ class _TemplateCheck:
     def _changes_output(self, manifest: Manifest, locale: str, channel: str, path: str, main: Rendered) -> bool:
         changed = _replace(manifest.sample, path, _other(_lookup(manifest.sample, path)))
         try:
-            again = self.templates.render(self.name, channel, locale, changed, fallback=False)  # type: ignore[arg-type]
+            again = render_consumer(self.templates, self.name, channel, locale, changed,  # type: ignore[arg-type]
+                                    fallback=False)
         except TemplateError:
             return True  # it reads the value: a different one changes what happens
         return (again.subject, again.text, again.html) != (main.subject, main.text, main.html)
 
     # SMS
 
-    def _report_sms(self, locale: str, rendered: dict[str, Rendered]) -> None:
+    def _report_sms(self, locale: str, rendered: dict[str, Rendered], *, split: bool) -> None:
         sample, longest = max(rendered.items(), key=lambda kv: (kv[1].sms.segments, kv[1].sms.units)  # type: ignore[union-attr]
                               if kv[1].sms else (0, 0))
         assert longest.sms and longest.sms_written and longest.sms_transliterated
@@ -283,8 +359,10 @@ class _TemplateCheck:
             note = f"sent transliterated: {_info(longest.sms)}; as written: {_info(longest.sms_written)}"
         else:
             note = f"{_info(longest.sms)}; transliterated (sms.transliterate = true): {_info(longest.sms_transliterated)}"
+        if split:
+            note += "; sent in parts of at most fallback.max_sms_segments segments ([sms] split)"
         self.add("info", file, note + which, locale=locale, channel="sms")
-        if longest.sms.segments > self.max_segments:
+        if longest.sms.segments > self.max_segments and not split:
             self.add("warning", file, f"{longest.sms.segments} segments for sample {sample!r}, above sms.max_segments "
                      f"({self.max_segments}): shorten the text"
                      + ("" if longest.transliterated or longest.sms_transliterated.segments > self.max_segments
@@ -370,10 +448,14 @@ def _shown(value: Any, how: str, text: str, *, show: Callable[[str], str], timez
         if how not in ("datetime", "date", "time"):
             return f"'|{how}' does not apply to a date-time"
         expected = _fold(show(formatted(value, how, timezone=timezone, locale=locale)))
-        return None if expected in text else f"expected {expected!r}"
+        # `datetime("short")` names the zone in fewer letters (SMS): either form shows it.
+        shorter = _fold(show(formatted(value, how, timezone=timezone, locale=locale, short=True)))
+        return None if expected in text or shorter in text else f"expected {expected!r}"
     if isinstance(value, (str, int, float)):
         expected = _fold(show(str(value)))
         if not expected or expected in text or _shortened(expected, text):
+            return None
+        if expected.isdigit() and _fold(grouped(expected)) in text:  # a number shown in groups
             return None
         return f"expected {expected!r}" if len(expected) <= 80 else f"expected {expected[:77]!r}..."
     if isinstance(value, list):
@@ -417,3 +499,9 @@ def _shortened(expected: str, text: str) -> bool:
             return True
         start = text.find(head, start + 1)
     return False
+
+
+def _deep_merge_ask(sample: Mapping[str, Any], ask: Mapping[str, Any]) -> dict[str, Any]:
+    """The sample with `ask` replaced, and the company's support address only where `ask` has one."""
+    company = {**(sample.get("company") or {}), "support_email": ask["email"], "website": ask["website"]}
+    return {**sample, "ask": dict(ask), "company": company}

@@ -31,8 +31,30 @@ def history_entries(events: Iterable[Any]) -> list[dict[str, Any]]:
     return entries
 
 
-def company(settings: Settings) -> dict[str, Any]:
-    return {"name": settings.gateway.company_name, "reply_to": settings.email.reply_to, "sms_keyword": "PROTOCOLO"}
+def company(settings: Settings, locale: str) -> dict[str, Any]:
+    """The company as a message names it: its name in the reader's locale, and the addresses
+    that are set (None when not: a template shows a sentence about one only when it is set)."""
+    return {"name": settings.company_name(locale), "support_email": settings.support_email,
+            "website": settings.company.website}
+
+
+def ask(settings: Settings, *, textable: bool) -> dict[str, Any]:
+    """How this consumer can ask for the whole history, each way only where it works for them:
+    `sms_number` when inbound SMS is set up and the consumer has a phone the gateway may text;
+    `reply` when replies to the email reach a mailbox; `email` and `website` when set."""
+    number = settings.inbound_sms_number if textable else None
+    return {
+        "sms_number": _readable_phone(number) if number else None,
+        "reply": bool(settings.email.reply_to),
+        "email": settings.support_email,
+        "website": settings.company.website,
+    }
+
+
+def _readable_phone(e164: str) -> str:
+    import phonenumbers
+
+    return phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def protocol_fields(protocol: Any) -> dict[str, Any]:
@@ -50,12 +72,17 @@ def protocol_fields(protocol: Any) -> dict[str, Any]:
     }
 
 
-def consumer_context(protocol: Any, settings: Settings, **extra: Any) -> dict[str, Any]:
+def consumer_context(protocol: Any, settings: Settings, *, textable: bool, page_url: str | None = None,
+                     **extra: Any) -> dict[str, Any]:
+    """A consumer message about `protocol`; `textable`: the gateway may text the consumer's phone;
+    `page_url`: the link to the consumer's page, None where there is none."""
     return {
         "locale": protocol.consumer_locale,
         "timezone": protocol.consumer_timezone,
         "protocol": protocol_fields(protocol),
         "consumer": {"name": protocol.consumer_name},
-        "company": company(settings),
+        "company": company(settings, protocol.consumer_locale),
+        "ask": ask(settings, textable=textable),
+        "page": {"url": page_url},
         **extra,
     }

@@ -34,9 +34,11 @@ def formatting_locale(requested: str, resolved: str) -> str:
 
 
 @pass_context
-def format_datetime(context: Context, value: DateTime) -> str:
-    """pt-BR "22/11/2026 11:43 (BRT)", en "Nov 22, 2026, 11:43 AM (GMT-03:00)"."""
-    return datetime_text(value, *_consumer(context, value))
+def format_datetime(context: Context, value: DateTime, zone: str = "long") -> str:
+    """pt-BR "22/11/2026 11:43 (horário de Brasília)", en "Nov 22, 2026, 9:43 AM (EST)";
+    `datetime("short")` names the zone in fewer letters where it has a shorter name
+    ("(Brasilia)", GSM-7), for SMS."""
+    return datetime_text(value, *_consumer(context, value), short=_short(zone))
 
 
 @pass_context
@@ -46,41 +48,60 @@ def format_date(context: Context, value: DateTime) -> str:
 
 
 @pass_context
-def format_time(context: Context, value: DateTime) -> str:
-    """pt-BR "11:43 (BRT)": a time without its zone is ambiguous."""
-    return time_text(value, *_consumer(context, value))
+def format_time(context: Context, value: DateTime, zone: str = "long") -> str:
+    """pt-BR "11:43 (horário de Brasília)": a time without its zone is ambiguous."""
+    return time_text(value, *_consumer(context, value), short=_short(zone))
 
 
-def datetime_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+def _short(zone: str) -> bool:
+    if zone not in ("long", "short"):
+        raise ValueError(f"zone={zone!r}: expected 'long' or 'short'")
+    return zone == "short"
+
+
+def datetime_text(value: DateTime, zone: ZoneInfo, locale: Locale, *, short: bool = False) -> str:
     # Shown to the minute: every event of a minute shares one formatting (Babel's is the
     # costliest part of a render, and each event renders a few times).
-    return _datetime_minute(value.astimezone(zone).replace(second=0, microsecond=0), zone, locale)
+    return _datetime_minute(value.astimezone(zone).replace(second=0, microsecond=0), zone, locale, short)
 
 
 @lru_cache(maxsize=4096)
-def _datetime_minute(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+def _datetime_minute(value: DateTime, zone: ZoneInfo, locale: Locale, short: bool) -> str:
     time = dates.format_time(value, "short", tzinfo=zone, locale=locale)
-    both = str(locale.datetime_formats["short"]).replace("'", "").format(time, _date(value, zone, locale))
-    return f"{both} ({_zone_label(value, zone, locale)})"
+    both = _datetime_pattern(locale).format(time, _date(value, zone, locale))
+    return f"{both} ({_zone_label(value, zone, locale, short)})"
+
+
+def _datetime_pattern(locale: Locale) -> str:
+    # The zone follows in brackets; a pattern that brackets the time itself (eu "{1} ({0})")
+    # would read "2026/11/22 (15:43) (CET)", so its time goes unbracketed: "2026/11/22 15:43 (CET)".
+    return str(locale.datetime_formats["short"]).replace("'", "").replace("({0})", "{0}")
 
 
 def date_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
     return _date(value, zone, locale)
 
 
-def time_text(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
-    return _time_minute(value.astimezone(zone).replace(second=0, microsecond=0), zone, locale)
+def time_text(value: DateTime, zone: ZoneInfo, locale: Locale, *, short: bool = False) -> str:
+    return _time_minute(value.astimezone(zone).replace(second=0, microsecond=0), zone, locale, short)
 
 
 @lru_cache(maxsize=4096)
-def _time_minute(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
-    return f"{dates.format_time(value, 'short', tzinfo=zone, locale=locale)} ({_zone_label(value, zone, locale)})"
+def _time_minute(value: DateTime, zone: ZoneInfo, locale: Locale, short: bool) -> str:
+    return f"{dates.format_time(value, 'short', tzinfo=zone, locale=locale)} ({_zone_label(value, zone, locale, short)})"
 
 
-def formatted(value: DateTime, how: str, *, timezone: str, locale: str) -> str:
+def formatted(value: DateTime, how: str, *, timezone: str, locale: str, short: bool = False) -> str:
     """What the `datetime`, `date` or `time` filter shows for `value` (for checks and previews)."""
-    formats = {"datetime": datetime_text, "date": date_text, "time": time_text}
-    return formats[how](value, _zone(timezone), _locale(locale))
+    if how == "date":
+        return date_text(value, _zone(timezone), _locale(locale))
+    formats = {"datetime": datetime_text, "time": time_text}
+    return formats[how](value, _zone(timezone), _locale(locale), short=short)
+
+
+def locale_of(context: Context) -> Locale:
+    """The locale a render formats in (the context's `locale`)."""
+    return _locale(str(context.get("locale")))
 
 
 def _consumer(context: Context, value: object) -> tuple[ZoneInfo, Locale]:
@@ -92,19 +113,41 @@ def _consumer(context: Context, value: object) -> tuple[ZoneInfo, Locale]:
 
 
 def _date(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
-    # Numeric where the day comes first ("29/11/2026"); elsewhere the month by name,
-    # since "11/29/2026" reads as another day to most of the world ("Nov 29, 2026").
-    day_first = str(locale.date_formats["short"].pattern).lstrip().startswith("d")
-    return dates.format_skeleton("yMd" if day_first else "yMMMd", value, tzinfo=zone, locale=locale)
+    # Numeric where the day or the year comes first ("29/11/2026", eu "2026/11/29"); elsewhere
+    # the month by name, since "11/29/2026" reads as another day to most of the world
+    # ("Nov 29, 2026"). Basque's month by name would read "2026 aza. 29(a)".
+    unambiguous = str(locale.date_formats["short"].pattern).lstrip().startswith(("d", "y"))
+    return dates.format_skeleton("yMd" if unambiguous else "yMMMd", value, tzinfo=zone, locale=locale)
 
 
-def _zone_label(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
-    # CLDR has abbreviations only where they are in common use (BRT in pt-BR, EST in en);
+# Brazil's official time is named after its capital, and that name is what consumers read in
+# every notice ("10h, horário de Brasília"), not "BRT" or an offset. Only while it is UTC-3:
+# a date from the years of summer time shows its offset instead.
+BRASILIA_ZONES = frozenset({"America/Sao_Paulo", "America/Bahia", "America/Fortaleza", "America/Recife",
+                            "America/Belem", "America/Maceio", "America/Araguaina", "America/Santarem"})
+BRASILIA_OFFSET = timedelta(hours=-3)
+# The short name is for SMS, and is spelt without the accent: "í" is not in the GSM 7-bit
+# alphabet, and one such letter would make the whole SMS UCS-2, at over twice the cost.
+BRASILIA_LABELS = {  # language: (long, short)
+    "pt": ("horário de Brasília", "Brasilia"),
+    "es": ("hora de Brasilia", "Brasilia"),
+    "en": ("Brasília time", "Brasilia"),
+    "ca": ("hora de Brasília", "Brasilia"),
+    "gl": ("hora de Brasilia", "Brasilia"),
+    "eu": ("Brasiliako ordua", "Brasilia"),
+}
+
+
+def _zone_label(value: DateTime, zone: ZoneInfo, locale: Locale, short: bool = False) -> str:
+    offset = value.astimezone(zone).utcoffset()
+    if zone.key in BRASILIA_ZONES and offset == BRASILIA_OFFSET and locale.language in BRASILIA_LABELS:
+        return BRASILIA_LABELS[locale.language][short]
+    # CLDR has abbreviations only where they are in common use (EST in en, CET in es);
     # elsewhere the offset, written by us as "GMT-05:00" in every locale. CLDR's localized
     # GMT format is not stable across Babel releases (2.19 made pt-BR "-05:00 GMT"), and
     # what a consumer reads must not change because a dependency did.
-    short = dates.format_datetime(value, "z", tzinfo=zone, locale=locale)
-    return short if re.fullmatch(r"[A-Z]{2,5}", short) else gmt_offset(value.astimezone(zone).utcoffset())
+    abbreviation = dates.format_datetime(value, "z", tzinfo=zone, locale=locale)
+    return abbreviation if re.fullmatch(r"[A-Z]{2,5}", abbreviation) else gmt_offset(offset)
 
 
 def gmt_offset(offset: timedelta | None) -> str:

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.rendering.page_link import render_consumer
 from gateway.rendering.sms import SmsInfo
 from gateway.rendering.templates import CHANNEL_FILES, Rendered, TemplateError, TemplateNotFoundError, Templates
 
@@ -80,7 +81,7 @@ def preview(templates: Templates, name: str, *, locale: str | None = None, chann
     out: dict[str, Any] = {"template": name, "audience": manifest.audience, "locale": resolved,
                            "requested_locale": asked, "email": None, "sms": None, "warnings": []}
     for ch in channels:
-        rendered = templates.render(name, ch, asked, context, fallback=False)  # type: ignore[arg-type]
+        rendered = render_consumer(templates, name, ch, asked, context, fallback=False)  # type: ignore[arg-type]
         if ch == "email":
             out["email"] = {"subject": rendered.subject, "text": rendered.text, "html": rendered.html,
                             "hash": rendered.hash}

@@ -35,6 +35,8 @@ from jinja2 import (
 )
 
 from gateway.rendering.dates import format_date, format_datetime, format_time, formatting_locale
+from gateway.rendering.lists import or_list
+from gateway.rendering.numbers import grouped, grouped_html
 from gateway.rendering.sandbox import PINNED, BytesLoader, CompiledFile, SandboxEnvironment
 from gateway.rendering.sms import SmsInfo, clean_spaces, sms_info, transliterate_gsm7
 
@@ -46,6 +48,11 @@ CHANNEL_FILES: dict[str, tuple[str, ...]] = {
     "sms": ("sms.j2",),
 }
 MANIFEST = "template.toml"
+# The folder of pieces messages share (`{% extends "_partials/layout.html.j2" %}`): not a template.
+PARTIALS = "_partials"
+# The pages for people (the consumer's page), per locale, with their stylesheet: not a template.
+PAGES = "_page"
+SPAIN_COOFFICIAL = frozenset({"ca", "eu", "gl"})
 _NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never a path
 
 
@@ -90,6 +97,9 @@ class Manifest:
     samples: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Fields the audience would require that this template does not show, each with why.
     waived: Mapping[str, str] = field(default_factory=dict)
+    # `[sms] split = true`: the gateway sends this SMS in parts (the history), each part at most
+    # fallback.max_sms_segments segments, so its length is not held to sms.max_segments.
+    sms_split: bool = False
 
     def all_samples(self) -> dict[str, Mapping[str, Any]]:
         return {"sample": self.sample, **self.samples}
@@ -136,7 +146,8 @@ class Templates:
         self._locales: dict[str, tuple[int, list[str]]] = {}
         self._versions: dict[tuple[str, ...], _Version] = {}
         self._broken: dict[tuple[str, str, str], str] = {}  # what was last logged, so it is logged once
-        self._env.filters.update(datetime=format_datetime, date=format_date, time=format_time, gsm7=transliterate_gsm7)
+        self._env.filters.update(datetime=format_datetime, date=format_date, time=format_time, gsm7=transliterate_gsm7,
+                                 grouped=grouped, grouped_html=grouped_html, or_list=or_list)
 
     def names(self) -> list[str]:
         return sorted(p.parent.name for p in self.folder.glob(f"*/{MANIFEST}"))
@@ -170,8 +181,29 @@ class Templates:
             raise TemplateError("[samples.<name>] must be tables of sample data", file=file)
         if not isinstance(waived, dict) or not all(isinstance(v, str) and v.strip() for v in waived.values()):
             raise TemplateError('[waive] must map a field to the reason it is not shown: "path" = "why"', file=file)
+        sms = data.get("sms", {})
+        if not isinstance(sms, dict) or not isinstance(sms.get("split", False), bool):
+            raise TemplateError("[sms] split must be true or false", file=file)
         merged = {name: _deep_merge(sample, extra) for name, extra in samples.items()}
-        return Manifest(audience, sample, fields, merged, waived)
+        return Manifest(audience, sample, fields, merged, waived, sms_split=sms.get("split", False))
+
+    def page_locale(self, locale: str) -> str:
+        """The locale of the pages for `locale`; Spain's co-official languages fall back to Spanish
+        where the pages are not written in them, rather than to the default locale."""
+        resolved = self.resolve_locale(PAGES, locale)
+        language = locale.replace("_", "-").split("-")[0].lower()
+        if language in SPAIN_COOFFICIAL and resolved.split("-")[0].lower() != language:
+            available = self.locales(PAGES)
+            return "es" if "es" in available else resolved
+        return resolved
+
+    def render_page(self, file: str, locale: str, context: Mapping[str, Any]) -> str:
+        """A page for people from `_page/<locale>/<file>` (the consumer's page), in the same
+        sandbox and with the same filters as the messages; the locale resolved as theirs."""
+        resolved = self.page_locale(locale)
+        path = f"{PAGES}/{resolved}/{file}"
+        with self._reported(path):
+            return self._get(path).render({**context, "locale": formatting_locale(locale, resolved)})
 
     def resolve_locale(self, name: str, locale: str) -> str:
         """The exact locale, else the same one in other case, else its language ("es-ES" ->

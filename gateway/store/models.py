@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Boolean,
     ForeignKey,
     Index,
@@ -90,6 +91,9 @@ class Protocol(Base):
     # adding one makes SQLite copy the whole table, which its foreign keys then refuse; the service
     # sets it only to a protocol it has just found, and protocols are never deleted.
     parent_id: Mapped[int | None] = mapped_column(Id, index=True)
+    # The SHA-256 of the token in the link to the consumer's page (gateway/protocols/page_links.py):
+    # the token itself is derived from a secret kept outside the database. None once anonymized.
+    page_token_hash: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
 
     @validates("consumer_email")
     def _keep_email_digest(self, _key: str, value: str | None) -> str | None:
@@ -231,6 +235,8 @@ class ConsumerRequest(Base):
     fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), index=True)
     address: Mapped[str | None] = mapped_column(Text)  # a `to` the consumer gave for this request
+    fulfilled_by: Mapped[str | None] = mapped_column(String(200))  # the key that marked it (postal), else None
+    note: Mapped[str | None] = mapped_column(Text)  # what operations wrote when marking it fulfilled
 
 
 class OptOut(Base):
@@ -298,3 +304,15 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Installation(Base):
+    """One row, made by the migration that creates it: a random key of this database's own, so that
+    Message-IDs never repeat across installations (a staging copy, a move to PostgreSQL)."""
+
+    __tablename__ = "installation"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_installation_one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

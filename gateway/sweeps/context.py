@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Settings
+from gateway.protocols.page_links import PageLinks
 from gateway.protocols.profiles import Profiles
 from gateway.rendering.context import company
 from gateway.rendering.templates import Templates
@@ -60,6 +61,7 @@ class SweepContext:
     clock: Callable[[], datetime]
     dry_run: bool = False
     progress: Progress = field(default=lambda _message: None)
+    pages: PageLinks | None = None  # links to the consumer's page in consumer messages
     _since_analyze: int = 0
 
     @property
@@ -79,7 +81,7 @@ class SweepContext:
         return self.settings.operations.timezone or self.schedule.timezone
 
     def ops_context(self, **extra: Any) -> dict[str, Any]:
-        return {"locale": self.ops_locale, "timezone": self.ops_timezone, "company": company(self.settings),
+        return {"locale": self.ops_locale, "timezone": self.ops_timezone, "company": company(self.settings, self.ops_locale),
                 "schedule": {"name": self.schedule.name, "kind": self.schedule.kind}, **extra}
 
     async def marked(self, count: int) -> None:

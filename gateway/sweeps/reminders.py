@@ -21,8 +21,10 @@ from sqlalchemy import Row, Select, exists, select
 
 from gateway.delivery import outbox
 from gateway.delivery.notifications import address_key, build_notification
+from gateway.protocols.contacts import may_text
 from gateway.protocols.email_opt_outs import email_key, opted_out_keys
 from gateway.rendering.context import consumer_context, protocol_fields
+from gateway.rendering.page_link import render_consumer
 from gateway.store.models import Notification, OptOut, Protocol
 from gateway.store.sweep_models import OPEN_STATUSES, SweepMark
 from gateway.sweeps.context import SweepContext, after, claim_marks
@@ -35,7 +37,7 @@ PROTOCOL_COLUMNS = (
     Protocol.id, Protocol.number, Protocol.subject, Protocol.category, Protocol.status, Protocol.profile,
     Protocol.channel, Protocol.consumer_name, Protocol.consumer_email, Protocol.consumer_phone,
     Protocol.consumer_locale, Protocol.consumer_timezone, Protocol.notify, Protocol.opened_at,
-    Protocol.deadline_at, Protocol.resolved_at,
+    Protocol.deadline_at, Protocol.resolved_at, Protocol.page_token_hash,
 )
 
 
@@ -194,13 +196,23 @@ def _to_consumer(ctx: SweepContext, row: Row[Any], opted_out: set[str], key: str
     quiet = ctx.settings.quiet_hours
     send_at = (next_allowed(ctx.at, row.consumer_timezone, quiet.send_after, quiet.send_before)
                if quiet.enabled else ctx.at)
-    context = consumer_context(row, ctx.settings, **extra)
+    textable = may_text(row.consumer_phone, tuple(ctx.settings.sms.allowed_countries))
+    context = consumer_context(row, ctx.settings, textable=textable, page_url=_page_url(ctx, row), **extra)
     notifications = []
     for channel in targets:
-        rendered = ctx.templates.render(ctx.schedule.template, channel, row.consumer_locale, context)
+        rendered = render_consumer(ctx.templates, ctx.schedule.template, channel, row.consumer_locale, context)
         notifications.append(build_notification(
             rendered, protocol_id=row.id, recipient=contacts[channel], audience="consumer", now=ctx.at,
             next_attempt_at=send_at, dedup_key=f"{key}:{channel}", reason=reason))
     left_out = [c for c in wanted if c not in targets]
     detail = f"{','.join(left_out)} opted out" if left_out else None
     return Plan(row.id, row.deadline_at, "sent", notifications, detail=detail)
+
+
+def _page_url(ctx: SweepContext, row: Any) -> str | None:
+    """The consumer's page, where the protocol's row already holds its token's hash (every
+    message the service sends records it): a sweep reads rows and writes none of them."""
+    pages = ctx.pages
+    if pages is None or row.page_token_hash is None or row.page_token_hash != pages.digest_for(row.number):
+        return None
+    return pages.url(row.number)

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from gateway.clock import utcnow
 from gateway.config import Settings
+from gateway.protocols.page_links import PageLinks
 from gateway.protocols.profiles import Profiles
 from gateway.rendering.templates import Templates
 from gateway.store.database import Database
@@ -62,6 +63,7 @@ class SweepRunner:
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
         lock: bool = True,
+        pages: PageLinks | None = None,
     ) -> None:
         self.db = db
         self.templates = templates
@@ -70,6 +72,7 @@ class SweepRunner:
         self.profiles = Profiles.from_settings(settings)
         self.wake = wake
         self.clock = clock
+        self.pages = pages
         self.lock = lock  # PostgreSQL: one sweeper per schedule at a time (tests turn it off to race the keys)
 
     def get(self, name: str) -> Schedule:
@@ -87,7 +90,8 @@ class SweepRunner:
             raise ValueError("naive datetime: pass an aware `at`")
         result = SweepResult(schedule.name, schedule.kind, at, dry_run=dry_run)
         ctx = SweepContext(self.db, self.templates, self.settings, self.profiles, schedule, at, result,
-                           clock=self.clock, dry_run=dry_run, progress=progress or (lambda _m: None))
+                           clock=self.clock, dry_run=dry_run, progress=progress or (lambda _m: None),
+                           pages=self.pages)
         async with self._guard(schedule, dry_run) as acquired:
             if not acquired:
                 ctx.skip("another process is running this sweep")

@@ -87,6 +87,11 @@ PT_BR: dict[str, str] = {
     "due": "prazo",
     "fulfilled": "atendido em",
     "not yet": "ainda não",
+    "by": "por",
+    "Note (no personal data)": "Observação (sem dados pessoais)",
+    "Mark as sent by post": "Marcar como enviado pelo correio",
+    "The check took too long to finish here: run protocol-gateway templates check {name}.":
+        "A verificação demorou demais para terminar aqui: execute protocol-gateway templates check {name}.",
     "Needs attention": "Precisa de atenção",
     "Nothing needs attention.": "Nada precisa de atenção.",
     "Retry": "Tentar de novo",

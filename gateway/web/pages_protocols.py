@@ -1,4 +1,5 @@
-"""Console: find protocols, read one's timeline, send it again, hold it, download its evidence."""
+"""Console: find protocols, read one's timeline, send it again, hold it, mark a postal request
+fulfilled, download its evidence."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from gateway.api.runtime_keys import CLOCK, DB, SERVICE, SETTINGS
 from gateway.errors import FieldProblem, InvalidFields, NotFound
 from gateway.protocols import export, search
 from gateway.protocols.legal_hold import set_legal_hold
+from gateway.protocols.query_limits import NOTE_MAX
+from gateway.protocols.requests import fulfil_postal
 from gateway.protocols.schemas import NUMBER_PATTERN, ResendData
 from gateway.protocols.service import IncomingEvent, Requester
 from gateway.web.console import SESSION, actor, page, redirect, render
@@ -53,7 +56,7 @@ async def show_protocol(request: web.Request) -> web.StreamResponse:
     async with request.app[DB].read() as session:
         record = await export.protocol_record(session, number)
     return render(request, "protocol.html", record=record, p=record["protocol"], channels=RESEND_CHANNELS,
-                  done=request.query.get("done") == "1")
+                  done=request.query.get("done") == "1", note_max=NOTE_MAX)
 
 
 @page("protocols:write")
@@ -83,6 +86,21 @@ async def post_legal_hold(request: web.Request) -> web.StreamResponse:
     return redirect(f"/console/protocols/{number}?done=1")
 
 
+@page("protocols:write")
+async def post_fulfilled(request: web.Request) -> web.StreamResponse:
+    """A postal request sent: the same record as POST /v1/protocols/{number}/requests/{id}/fulfilled,
+    by the signed-in key."""
+    number = _number(request)
+    raw_id = request.match_info["id"]
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
+        raise NotFound("no such request")
+    form = await request.post()
+    note = str(form.get("note", "")).strip()[:NOTE_MAX] or None
+    await fulfil_postal(request.app[DB], number, int(raw_id), at=request.app[CLOCK](), by=request[SESSION].key_name,
+                        note=note)
+    return redirect(f"/console/protocols/{number}?done=1")
+
+
 @page("protocols:read")
 async def download_export(request: web.Request) -> web.StreamResponse:
     number = _number(request)
@@ -96,4 +114,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/console/protocols/{number}", show_protocol)
     router.add_post("/console/protocols/{number}/resend", post_resend)
     router.add_post("/console/protocols/{number}/legal-hold", post_legal_hold)
+    router.add_post("/console/protocols/{number}/requests/{id}/fulfilled", post_fulfilled)
     router.add_get("/console/protocols/{number}/export", download_export)

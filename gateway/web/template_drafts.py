@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.rendering.preview import preview
-from gateway.rendering.templates import CHANNEL_FILES, MANIFEST, Templates
+from gateway.rendering.templates import CHANNEL_FILES, MANIFEST, PARTIALS, Templates
 
 # Form field -> the file it drafts.
 FIELDS = {"subject": "email.subject.j2", "text": "email.txt.j2", "html": "email.html.j2", "sms": "sms.j2"}
@@ -52,6 +52,10 @@ def render_draft(templates: Templates, name: str, locale: str, drafted: Mapping[
         root = Path(folder)
         (root / name / resolved).mkdir(parents=True)
         shutil.copyfile(templates.folder / name / MANIFEST, root / name / MANIFEST)
+        # The pieces every message shares (the email frame, the ways to ask): a draft extends them
+        # as the files do. Read-only here too: the draft folder is thrown away.
+        if (templates.folder / PARTIALS).is_dir():
+            shutil.copytree(templates.folder / PARTIALS, root / PARTIALS)
         # An email is its three files together: one typed alone renders with the others empty.
         wanted = [*(CHANNEL_FILES["email"] if email else ()), *(CHANNEL_FILES["sms"] if sms else ())]
         for file in wanted:

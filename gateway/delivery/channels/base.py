@@ -39,6 +39,10 @@ class Receipt:
 
 
 class Transport(Protocol):
+    # Whether the provider later says what became of a message (Twilio's status callbacks).
+    # "No receipt in time" means something only where one was to come.
+    sends_receipts: bool
+
     async def send(self, message: Message) -> Receipt: ...
 
     async def aclose(self) -> None: ...

@@ -20,6 +20,8 @@ _HOST = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
 
 class MaildirTransport:
+    sends_receipts = False
+
     def __init__(self, folder: Path, sender: str) -> None:
         self._folder = folder
         self._sender = sender

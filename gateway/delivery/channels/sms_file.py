@@ -14,6 +14,8 @@ from gateway.delivery.channels.local_files import FILE_MODE, private_folder, pro
 
 
 class SMSFileTransport:
+    sends_receipts = False  # a line in a file: nothing reports back
+
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = asyncio.Lock()  # one writer at a time, so lines never interleave

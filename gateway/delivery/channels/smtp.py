@@ -32,6 +32,8 @@ class _DroppedBeforeData(TransientDeliveryError):
 
 
 class SMTPTransport:
+    sends_receipts = False  # acceptance by the relay is all SMTP says
+
     def __init__(self, settings: SMTPSettings, sender: str, *, signer: DKIMSigner | None = None) -> None:
         self._settings = settings
         self._signer = signer  # DKIM, when email.dkim is set

@@ -62,6 +62,8 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):
 
 
 class TwilioTransport:
+    sends_receipts = True  # status callbacks
+
     def __init__(self, settings: TwilioSettings) -> None:
         self._settings = settings
         self._http: _HeaderKeepingHttpClient | None = None

@@ -39,6 +39,8 @@ def verify(secret: str, body: str, header: str, *, now: float, tolerance: float 
 
 
 class WebhookTransport:
+    sends_receipts = False
+
     def __init__(self, secret: str, timeout: float, clock: Callable[[], float] = time.time) -> None:
         self.secret = secret
         self.timeout = timeout
