@@ -1,4 +1,4 @@
-"""The indexes issue 18's goals rest on (migration 0010) are the ones the queries use, on SQLite and
+"""The indexes issue 18's goals rest on (migration 0012) are the ones the queries use, on SQLite and
 PostgreSQL: plans, read with EXPLAIN from the statements search and the report actually execute on
 a freshly migrated database. Plans, never timings (the figures are bench/search.py's)."""
 

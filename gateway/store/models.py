@@ -141,7 +141,7 @@ class Notification(Base):
             sqlite_where=text("channel = 'sms' AND status = 'sent'"),
         ),
         # A protocol's messages; and the compliance report counts them by channel and status from
-        # the index alone (migration 0010: it replaced the index on protocol_id by itself).
+        # the index alone (migration 0012: it replaced the index on protocol_id by itself).
         Index("ix_notifications_protocol_channel_status", "protocol_id", "channel", "status"),
     )
 

@@ -1,4 +1,4 @@
-"""Migration 0010 (issue 18's SQLite goals) upgrades a database at 0009 with rows in it, on SQLite
+"""Migration 0012 (issue 18's SQLite goals) upgrades a database at 0011 with rows in it, on SQLite
 and PostgreSQL, and comes back down; and a migrated database has the indexes the models declare."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ def indexes(conn: Any) -> dict[str, dict[str, tuple[str, ...]]]:
     return {table: {i["name"]: tuple(i["column_names"]) for i in inspector.get_indexes(table)} for table in NEW}
 
 
-async def test_an_upgrade_from_0009_builds_the_indexes_keeps_every_row_and_comes_back_down(empty_db):  # noqa: F811
+async def test_an_upgrade_from_0011_builds_the_indexes_keeps_every_row_and_comes_back_down(empty_db):  # noqa: F811
     db = empty_db
-    await upgrade_to(db, "0009")
+    await upgrade_to(db, "0011")
     async with db.writer.begin() as conn:
         await conn.execute(protocols.insert(), [dict(
             id=i, number=f"20261124{i:08d}", issued_by="gateway", status=status, subject="Cobrança",
@@ -36,7 +36,7 @@ async def test_an_upgrade_from_0009_builds_the_indexes_keeps_every_row_and_comes
             created_at=AT) for i in (1, 2)])
         if db.is_sqlite:  # planner statistics, as ANALYZE leaves them: the new indexes must get theirs
             await conn.execute(sa.text("ANALYZE"))
-    await upgrade_to(db, "0010")
+    await upgrade_to(db, "0012")
     async with db.writer.begin() as conn:
         found = await conn.run_sync(indexes)
         assert found["protocols"]["ix_protocols_open_opened"] == ("opened_at", "id", "deadline_at")
@@ -50,7 +50,7 @@ async def test_an_upgrade_from_0009_builds_the_indexes_keeps_every_row_and_comes
             assert (await conn.execute(sa.text(
                 "SELECT count(*) FROM protocols INDEXED BY ix_protocols_open_opened "
                 "WHERE status IN ('open', 'reopened')"))).scalar() == 1
-    await downgrade_to(db, "0009")
+    await downgrade_to(db, "0011")
     async with db.writer.begin() as conn:
         found = await conn.run_sync(indexes)
     assert set(NEW.values()).isdisjoint(found["protocols"] | found["notifications"])

@@ -1,7 +1,7 @@
 """Indexes for issue 18's goals on SQLite: search's `overdue=true` and the compliance report
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-05
 
 `ix_protocols_open_opened` holds the open protocols newest first with their deadline, so
@@ -22,8 +22,8 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
