@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import iso
@@ -186,8 +186,10 @@ def statement(filters: Filters, *, now: datetime) -> Select[Any]:
     if filters.statuses:
         conditions.append(p.status.in_(filters.statuses))
     if filters.overdue:
-        # Open past its deadline: the same condition as the sweeps' partial index, so it is used.
-        conditions += [p.status.in_(OPEN_STATUSES), p.deadline_at < now]
+        # Open past its deadline. The statuses are written into the SQL, not bound: SQLite uses the
+        # partial index ix_protocols_open_opened only when the query repeats its condition literally.
+        conditions += [p.status.in_(bindparam("open_statuses", OPEN_STATUSES, expanding=True, literal_execute=True)),
+                       p.deadline_at < now]
     if filters.category is not None:
         conditions.append(p.category == filters.category)
     if filters.profile is not None:

@@ -84,5 +84,9 @@ Index("ix_protocols_consumer_email", Protocol.consumer_email)
 # Search (GET /v1/protocols): newest first, alone or within a category, by keyset on (opened_at, id).
 Index("ix_protocols_opened", Protocol.opened_at, Protocol.id)
 Index("ix_protocols_category_opened", Protocol.category, Protocol.opened_at, Protocol.id)
+# Search's `overdue=true`: the open ones newest first, with their deadline in the index, so the walk
+# past the not-yet-late ones reads no table row. The query must write the statuses out (see _OPEN).
+Index("ix_protocols_open_opened", Protocol.opened_at, Protocol.id, Protocol.deadline_at,
+      sqlite_where=_OPEN, postgresql_where=_OPEN)
 Index("ix_consumer_requests_pending", ConsumerRequest.due_at,
       sqlite_where=text("fulfilled_at IS NULL"), postgresql_where=text("fulfilled_at IS NULL"))
