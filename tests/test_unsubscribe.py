@@ -113,3 +113,10 @@ def test_a_short_unsubscribe_secret_stops_start_up_in_one_line() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(environ={}, discover=False, overrides={"email": {"unsubscribe": {"secret": "short"}}})
     assert str(caught.value).startswith("settings: email.unsubscribe.secret: expected at least 16 characters")
+
+
+def test_spains_co_official_languages_get_the_spanish_page_not_the_portuguese_default() -> None:
+    from gateway.web.unsubscribe import _words
+
+    assert [_words(x)["lang"] for x in ("ca", "eu-ES", "gl", "es-MX", "fr", None)] == \
+        ["es", "es", "es", "es", "pt-BR", "pt-BR"]

@@ -33,6 +33,8 @@ PAGES = {
 
 def _words(locale: str | None) -> dict[str, str]:
     lang = locale if locale in PAGES else (locale or "").split("-")[0]
+    # Spain's co-official languages read Spanish here rather than the Portuguese default.
+    lang = "es" if lang in ("ca", "eu", "gl") else lang
     lang = lang if lang in PAGES else "pt-BR"
     return {**PAGES[lang], "lang": lang}
 
