@@ -84,10 +84,12 @@ async def test_sigterm_one_process_and_the_other_finishes_without_duplicates(tmp
         await wait_for(lambda: len(sink.messages) >= 40, timeout=60)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        # Counted when the signal goes, not once the process has exited: while it drains what it
+        # holds, the other process goes on sending, and on a loaded machine may finish them all.
+        signalled_at = len(sink.messages)
         assert await first.stop(signal.SIGTERM) == 0
         assert loop.time() - started < 15  # within the shutdown timeout (10 s) and change
-        stopped_at = len(sink.messages)
-        assert stopped_at < count
+        assert signalled_at < count  # the stop landed mid-work
         await wait_for(lambda: len(sink.messages) >= count, timeout=120)
         await asyncio.sleep(0.5)
     finally:
