@@ -8,12 +8,9 @@ violation the browser reports fails the test.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -25,18 +22,15 @@ from gateway.protocols.schemas import OpenedData
 from gateway.protocols.service import IncomingEvent
 from gateway.rendering.numbers import grouped
 from gateway.store.models import Notification
+from tests.browser_checks import launch, require_browser, serious_findings
 from tests.helpers import FixedClock, admin_key, make_settings, opened_event
 
 T0 = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
-AXE = Path(__file__).resolve().parent / "browser/node_modules/axe-core/axe.min.js"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SERIOUS = ("serious", "critical")
 
 
 @pytest.fixture
 async def served(tmp_path, sqlite_url) -> AsyncIterator[tuple[str, str, str, int]]:
-    assert Path(CHROMIUM).exists(), "chromium is missing: `make test` installs it (apt-get install chromium)"
-    assert AXE.exists(), "axe-core is missing: `make test` installs it (npm ci --prefix tests/browser)"
+    require_browser()
     runtime: Runtime = build_runtime(make_settings(tmp_path, sqlite_url, sweeps={"enabled": False}),
                                      clock=FixedClock(T0 + timedelta(hours=1)))
     await prepare(runtime)
@@ -57,10 +51,7 @@ async def served(tmp_path, sqlite_url) -> AsyncIterator[tuple[str, str, str, int
 
 
 async def accessible(page: Page, label: str, found: dict[str, list[str]]) -> None:
-    await page.evaluate(AXE.read_text("utf-8"))
-    violations = await page.evaluate(
-        "axe.run(document).then(r => r.violations.map(v => [v.id, v.impact, v.nodes.length]))")
-    serious = [f"{rule} ({impact}, {nodes})" for rule, impact, nodes in violations if impact in SERIOUS]
+    serious = await serious_findings(page)
     if serious:
         found[label] = serious
 
@@ -69,9 +60,8 @@ async def test_an_operator_finds_reads_retries_previews_and_downloads(served, tm
     base, key, number, dead_id = served
     problems: list[str] = []
     axe: dict[str, list[str]] = {}
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []  # chromium refuses root without it
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = await launch(p)
         context = await browser.new_context(locale="en-US", accept_downloads=True)
         page = await context.new_page()
         # A 422 is how a form with an error answers (the scratch pad's draft): chromium logs every 4xx.
@@ -166,9 +156,8 @@ async def test_an_operator_finds_reads_retries_previews_and_downloads(served, tm
 
 async def test_the_console_is_usable_from_the_keyboard(served) -> None:
     base, key, number, _ = served
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = await launch(p)
         page = await (await browser.new_context(locale="pt-BR")).new_page()
         await page.goto(f"{base}/console/sign-in")
         # Tab to the key field, type, Enter: signed in, in Portuguese.

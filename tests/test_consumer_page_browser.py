@@ -4,11 +4,9 @@ Content-Security-Policy violation the browser reports fails the test."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -19,16 +17,16 @@ from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.protocols.schemas import OpenedData, ResolvedData
 from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Notification
+from tests.browser_checks import launch, require_browser, serious_findings
 from tests.helpers import FixedClock, make_settings, opened_event
-from tests.test_console_browser import AXE, CHROMIUM, SERIOUS, T0
+from tests.test_console_browser import T0
 
 PHONE = {"width": 360, "height": 740}
 
 
 @pytest.fixture
 async def page_url(tmp_path, sqlite_url) -> AsyncIterator[str]:
-    assert Path(CHROMIUM).exists(), "chromium is missing: `make test` installs it (apt-get install chromium)"
-    assert AXE.exists(), "axe-core is missing: `make test` installs it (npm ci --prefix tests/browser)"
+    require_browser()
     runtime: Runtime = build_runtime(make_settings(tmp_path, sqlite_url, sweeps={"enabled": False}),
                                      clock=FixedClock(T0 + timedelta(days=2)))
     await prepare(runtime)
@@ -52,17 +50,10 @@ async def page_url(tmp_path, sqlite_url) -> AsyncIterator[str]:
     await runtime.aclose()
 
 
-async def axe_findings(page) -> list[str]:  # type: ignore[no-untyped-def]
-    await page.evaluate(AXE.read_text("utf-8"))
-    violations = await page.evaluate(
-        "axe.run(document).then(r => r.violations.map(v => [v.id, v.impact, v.nodes.length]))")
-    return [f"{rule} ({impact}, {nodes})" for rule, impact, nodes in violations if impact in SERIOUS]
-
-
 async def test_on_a_phone_the_consumer_reads_the_record_and_asks_for_the_history(page_url: str) -> None:
     problems: list[str] = []
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        browser = await launch(p)
         context = await browser.new_context(viewport=PHONE, locale="pt-BR", java_script_enabled=False,
                                             is_mobile=True, has_touch=True)
         page = await context.new_page()
@@ -84,7 +75,7 @@ async def test_on_a_phone_the_consumer_reads_the_record_and_asks_for_the_history
         js = await browser.new_context(viewport=PHONE, locale="pt-BR")
         checked = await js.new_page()
         await checked.goto(page_url)
-        assert await axe_findings(checked) == []
+        assert await serious_findings(checked) == []
 
         # The button works without JavaScript: a plain form post, answered in place.
         await page.get_by_role("button", name="Receber por e-mail").click()
@@ -94,7 +85,7 @@ async def test_on_a_phone_the_consumer_reads_the_record_and_asks_for_the_history
         await checked.goto(page_url)
         await checked.get_by_role("button", name="Receber por SMS").click()
         await expect(checked.get_by_role("status")).to_contain_text("por SMS para +55119****4321")
-        assert await axe_findings(checked) == []
+        assert await serious_findings(checked) == []
 
         assert problems == []  # no CSP violation, no failed load
         # A link that does not work says so, in a page of its own (a 404, which chromium logs).
