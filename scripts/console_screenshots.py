@@ -8,23 +8,19 @@ do) photograph each page into docs/console/. Needs `make install-test` (Playwrig
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import sys
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from aiohttp import web
 from playwright.async_api import async_playwright
 from sqlalchemy import select, update
 
 from gateway.api import keys
-from gateway.app import build_runtime, prepare, web_app
-from gateway.config import load_settings
+
 from gateway.protocols.schemas import OpenedData, ResolvedData
 from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Notification
+from screenshot_gateway import find_chromium, launch, served_gateway  # scripts/, beside this file
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "console"
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)  # a fixed "now": the pictures do not change by the day
@@ -63,44 +59,26 @@ async def seed(runtime) -> str:
 
 
 async def main() -> int:
-    chromium = shutil.which("chromium")
+    chromium = find_chromium("console_screenshots")
     if chromium is None:
-        print("console_screenshots: chromium is missing (apt-get install chromium)", file=sys.stderr)
         return 2
-    folder = Path(tempfile.mkdtemp(prefix="pgw-shots-"))
-    settings = load_settings(environ={}, discover=False, overrides={
-        "database": {"url": f"sqlite+aiosqlite:///{folder / 'gateway.db'}"}, "sweeps": {"enabled": False},
-        "email": {"maildir": str(folder / "mail"), "from": "Atendimento <atendimento@example.com>"},
-        "sms": {"file": str(folder / "sms.jsonl")}})
-    runtime = build_runtime(settings, clock=lambda: NOW)
-    await prepare(runtime)
-    number = await seed(runtime)
-    key = await keys.create_key(runtime.db, "operadora", ["admin"], now=NOW)
-    runner = web.AppRunner(web_app(runtime, run_dispatcher=False), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    async def seeded(runtime) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+        return await seed(runtime), await keys.create_key(runtime.db, "operadora", ["admin"], now=NOW)
+
     OUT.mkdir(parents=True, exist_ok=True)
-    try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=chromium,
-                                              args=["--no-sandbox"] if os.geteuid() == 0 else [])
-            page = await (await browser.new_context(locale="pt-BR", viewport={"width": 1280, "height": 860})
-                          ).new_page()
-            await page.goto(f"{base}/console/sign-in")
-            await page.screenshot(path=OUT / "sign-in.png")
-            await page.locator("#key").fill(key)
-            await page.locator("#key").press("Enter")
-            await page.wait_for_url("**/console/protocols")
-            for name, path in PAGES:
-                await page.goto(base + (path or f"/console/protocols/{number}"))
-                await page.screenshot(path=OUT / f"{name}.png", full_page=name != "protocol")
-            await browser.close()
-    finally:
-        await runner.cleanup()
-        await runtime.aclose()
-        shutil.rmtree(folder, ignore_errors=True)
+    async with served_gateway(NOW, seeded) as (base, (number, key)), async_playwright() as p:
+        browser = await launch(p, chromium)
+        page = await (await browser.new_context(locale="pt-BR", viewport={"width": 1280, "height": 860})).new_page()
+        await page.goto(f"{base}/console/sign-in")
+        await page.screenshot(path=OUT / "sign-in.png")
+        await page.locator("#key").fill(key)
+        await page.locator("#key").press("Enter")
+        await page.wait_for_url("**/console/protocols")
+        for name, path in PAGES:
+            await page.goto(base + (path or f"/console/protocols/{number}"))
+            await page.screenshot(path=OUT / f"{name}.png", full_page=name != "protocol")
+        await browser.close()
     print(f"screenshots in {OUT}")
     return 0
 

@@ -8,23 +8,18 @@ docs/consumer-page.png. Needs `make install-test` (Playwright, chromium).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import sys
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from aiohttp import web
 from playwright.async_api import async_playwright
 from sqlalchemy import select
 
-from gateway.app import build_runtime, prepare, web_app
-from gateway.config import load_settings
 from gateway.protocols.schemas import OpenedData, ResolvedData, UpdatedData
 from gateway.protocols.service import IncomingEvent
 from gateway.store.models import Notification
+from screenshot_gateway import find_chromium, launch, served_gateway  # scripts/, beside this file
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "consumer-page.png"
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=timezone.utc)  # a fixed "now": the picture does not change by the day
@@ -53,39 +48,18 @@ async def seed(runtime) -> str:  # type: ignore[no-untyped-def]
 
 
 async def main() -> int:
-    chromium = shutil.which("chromium")
+    chromium = find_chromium("consumer_page_screenshot")
     if chromium is None:
-        print("consumer_page_screenshot: chromium is missing (apt-get install chromium)", file=sys.stderr)
         return 2
-    folder = Path(tempfile.mkdtemp(prefix="pgw-shot-"))
-    settings = load_settings(environ={}, discover=False, overrides={
-        "database": {"url": f"sqlite+aiosqlite:///{folder / 'gateway.db'}"}, "sweeps": {"enabled": False},
-        "email": {"maildir": str(folder / "mail"), "from": "Atendimento <atendimento@example.com>",
-                  "reply_to": "sac@acme.example"},
-        "company": {"name": "Acme Telecom"},
-        "consumer_page": {"secret_file": str(folder / "page.key")}, "sms": {"file": str(folder / "sms.jsonl")}})
-    runtime = build_runtime(settings, clock=lambda: NOW)
-    await prepare(runtime)
-    token = await seed(runtime)
-    runner = web.AppRunner(web_app(runtime, run_dispatcher=False), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=chromium,
-                                              args=["--no-sandbox"] if os.geteuid() == 0 else [])
-            context = await browser.new_context(locale="pt-BR", viewport={"width": 360, "height": 740},
-                                                device_scale_factor=2, is_mobile=True)
-            page = await context.new_page()
-            await page.goto(f"{base}/p/{token}")
-            await page.screenshot(path=OUT, full_page=True)
-            await browser.close()
-    finally:
-        await runner.cleanup()
-        await runtime.aclose()
-        shutil.rmtree(folder, ignore_errors=True)
+    async with served_gateway(NOW, seed, email={"reply_to": "sac@acme.example"},
+                              company={"name": "Acme Telecom"}) as (base, token), async_playwright() as p:
+        browser = await launch(p, chromium)
+        context = await browser.new_context(locale="pt-BR", viewport={"width": 360, "height": 740},
+                                            device_scale_factor=2, is_mobile=True)
+        page = await context.new_page()
+        await page.goto(f"{base}/p/{token}")
+        await page.screenshot(path=OUT, full_page=True)
+        await browser.close()
     print(f"screenshot in {OUT}")
     return 0
 
