@@ -151,7 +151,7 @@ def page_links_for(settings: Settings) -> PageLinks | None:
     page = settings.consumer_page
     if not page.enabled:
         return None
-    return PageLinks(settings.http.public_url, page.link_ttl,
+    return PageLinks(settings.http.public_url,
                      secret=page.secret.get_secret_value() if page.secret else None,
                      secret_file=settings.path(page.secret_file))
 

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from gateway.config.console import ConsoleSettings
 from gateway.config.consumer_page import ConsumerPageSettings
+from gateway.config.languages import reads_spanish
 from gateway.config.delivery import (
     DispatchSettings,
     EmailSettings,
@@ -136,10 +137,8 @@ class Settings(Section):
         if isinstance(name, str):
             return name
         if name:
-            language = locale.split("-")[0].lower()
-            # Spain's co-official languages read the Spanish name before the default locale's.
-            spanish = ("es",) if language in ("ca", "eu", "gl") else ()
-            wanted = (locale, language, *spanish, self.gateway.default_locale)
+            spanish = ("es",) if reads_spanish(locale) else ()  # before the default locale's name
+            wanted = (locale, locale.split("-")[0], *spanish, self.gateway.default_locale)
             for key in wanted:
                 found = next((v for k, v in name.items() if k.lower() == key.lower()), None)
                 if found:

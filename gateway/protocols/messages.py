@@ -35,10 +35,10 @@ class MessageBuilder:
         where it is missing or was made with another secret (protocols older than the page)."""
         if self.pages is None or protocol.status == "anonymized":
             return None
-        digest = self.pages.digest_for(protocol.number)
+        url, digest = self.pages.link(protocol.number)
         if protocol.page_token_hash != digest:
             protocol.page_token_hash = digest
-        return self.pages.url(protocol.number)
+        return url
 
     def context(self, protocol: Protocol, **extra: Any) -> dict[str, Any]:
         textable = may_text(protocol.consumer_phone, tuple(self.settings.sms.allowed_countries))

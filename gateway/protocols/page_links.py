@@ -16,16 +16,14 @@ import hmac
 import os
 import re
 import secrets
-from datetime import datetime, timedelta
 from pathlib import Path
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")  # 16 bytes, base64url without padding
 
 
 class PageLinks:
-    def __init__(self, public_url: str, ttl: float, *, secret: str | None, secret_file: Path) -> None:
+    def __init__(self, public_url: str, *, secret: str | None, secret_file: Path) -> None:
         self.base = public_url.rstrip("/") + "/p/"
-        self.ttl = timedelta(seconds=ttl)
         self._secret = secret.encode("utf-8") if secret is not None else None
         self._secret_file = secret_file
 
@@ -33,14 +31,13 @@ class PageLinks:
         mac = hmac.new(self._key(), b"consumer-page:" + number.encode("ascii"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
 
-    def url(self, number: str) -> str:
-        return self.base + self.token(number)
+    def link(self, number: str) -> tuple[str, str]:
+        """(the page's URL, what the database keeps of its token), the HMAC computed once."""
+        token = self.token(number)
+        return self.base + token, digest(token)
 
     def digest_for(self, number: str) -> str:
         return digest(self.token(number))
-
-    def valid_until(self, last_event_at: datetime) -> datetime:
-        return last_event_at + self.ttl
 
     def _key(self) -> bytes:
         if self._secret is None:

@@ -43,7 +43,7 @@ def check_pages(templates: Templates) -> list[TemplateError]:
         for file in PAGE_FILES:
             for state, context in samples if file == "protocol.html.j2" else samples[:1]:
                 try:
-                    templates.render_page(file, locale, {**context, "lang": locale})
+                    templates.render_page(file, locale, context)
                 except TemplateError as exc:
                     errors.append(TemplateError(f"{exc.message} ({state})", file=exc.file, line=exc.line,
                                                 variable=exc.variable))

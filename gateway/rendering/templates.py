@@ -34,6 +34,7 @@ from jinja2 import (
     select_autoescape,
 )
 
+from gateway.config.languages import reads_spanish
 from gateway.rendering.dates import format_date, format_datetime, format_time, formatting_locale
 from gateway.rendering.lists import or_list
 from gateway.rendering.numbers import grouped, grouped_html
@@ -52,7 +53,6 @@ MANIFEST = "template.toml"
 PARTIALS = "_partials"
 # The pages for people (the consumer's page), per locale, with their stylesheet: not a template.
 PAGES = "_page"
-SPAIN_COOFFICIAL = frozenset({"ca", "eu", "gl"})
 _NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never a path
 
 
@@ -191,19 +191,19 @@ class Templates:
         """The locale of the pages for `locale`; Spain's co-official languages fall back to Spanish
         where the pages are not written in them, rather than to the default locale."""
         resolved = self.resolve_locale(PAGES, locale)
-        language = locale.replace("_", "-").split("-")[0].lower()
-        if language in SPAIN_COOFFICIAL and resolved.split("-")[0].lower() != language:
-            available = self.locales(PAGES)
-            return "es" if "es" in available else resolved
+        if reads_spanish(locale) and not reads_spanish(resolved) and "es" in self.locales(PAGES):
+            return "es"
         return resolved
 
     def render_page(self, file: str, locale: str, context: Mapping[str, Any]) -> str:
         """A page for people from `_page/<locale>/<file>` (the consumer's page), in the same
-        sandbox and with the same filters as the messages; the locale resolved as theirs."""
+        sandbox and with the same filters as the messages; the locale resolved as theirs, and
+        given to the page as `lang` (its `<html lang>`)."""
         resolved = self.page_locale(locale)
         path = f"{PAGES}/{resolved}/{file}"
         with self._reported(path):
-            return self._get(path).render({**context, "locale": formatting_locale(locale, resolved)})
+            return self._get(path).render({**context, "locale": formatting_locale(locale, resolved),
+                                           "lang": resolved})
 
     def resolve_locale(self, name: str, locale: str) -> str:
         """The exact locale, else the same one in other case, else its language ("es-ES" ->

@@ -213,6 +213,7 @@ def _page_url(ctx: SweepContext, row: Any) -> str | None:
     """The consumer's page, where the protocol's row already holds its token's hash (every
     message the service sends records it): a sweep reads rows and writes none of them."""
     pages = ctx.pages
-    if pages is None or row.page_token_hash is None or row.page_token_hash != pages.digest_for(row.number):
+    if pages is None or row.page_token_hash is None:
         return None
-    return pages.url(row.number)
+    url, digest = pages.link(row.number)
+    return url if digest == row.page_token_hash else None

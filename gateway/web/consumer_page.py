@@ -194,9 +194,7 @@ _PACKAGED: dict[Path, Templates] = {}
 
 
 def _html(request: web.Request, file: str, locale: str, context: dict[str, Any], status: int) -> web.Response:
-    templates = _templates(request)
-    lang = templates.page_locale(locale)
-    body = templates.render_page(file, locale, {**context, "lang": lang})
+    body = _templates(request).render_page(file, locale, context)
     return web.Response(text=body, status=status, content_type="text/html", headers=HEADERS)
 
 

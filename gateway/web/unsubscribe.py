@@ -13,6 +13,7 @@ from html import escape
 from aiohttp import web
 
 from gateway.api.runtime_keys import CLOCK, DB, SETTINGS, UNSUBSCRIBE
+from gateway.config.languages import reads_spanish
 from gateway.protocols.email_opt_outs import notification_for, unsubscribe
 
 PAGES = {
@@ -33,8 +34,7 @@ PAGES = {
 
 def _words(locale: str | None) -> dict[str, str]:
     lang = locale if locale in PAGES else (locale or "").split("-")[0]
-    # Spain's co-official languages read Spanish here rather than the Portuguese default.
-    lang = "es" if lang in ("ca", "eu", "gl") else lang
+    lang = "es" if reads_spanish(lang) else lang  # rather than the Portuguese default
     lang = lang if lang in PAGES else "pt-BR"
     return {**PAGES[lang], "lang": lang}
 
