@@ -17,12 +17,16 @@ Model = TypeVar("Model", bound=BaseModel)
 
 async def json_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     """The body as a JSON object; an empty body is `{}` where the body is `optional`."""
-    raw = await request.read()
+    return parse_object(request, await request.read(), optional=optional)
+
+
+def parse_object(request: web.Request, raw: bytes, *, optional: bool = False, stored: bool = True) -> dict[str, Any]:
+    """`raw`, the request's body already read, as a JSON object (`stored`: see decode_json)."""
     if optional and not raw.strip():
         return {}
     if request.content_type != "application/json":
         raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
-    body = cloudevents.decode_json(raw)
+    body = cloudevents.decode_json(raw, stored=stored)
     if not isinstance(body, dict):
         raise Problem(400, "the body must be a JSON object")
     return body

@@ -8,13 +8,11 @@ Both are idempotent: the answer says whether anything changed.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from aiohttp import web
 
-from gateway.api import cloudevents
 from gateway.api.auth import current_key, requires
-from gateway.api.problems import Problem
+from gateway.api.json_body import json_object
 from gateway.api.runtime_keys import CLOCK, DB
 from gateway.api.schemas import NUMBER_PATTERN
 from gateway.errors import FieldProblem, InvalidFields, NotFound
@@ -31,14 +29,7 @@ def _number(request: web.Request) -> str:
 
 
 async def _reason(request: web.Request) -> str | None:
-    raw = await request.read()
-    if not raw.strip():
-        return None
-    if request.content_type != "application/json":
-        raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
-    body: Any = cloudevents.decode_json(raw)
-    if not isinstance(body, dict):
-        raise Problem(400, "the body must be a JSON object")
+    body = await json_object(request, optional=True)
     unknown = sorted(set(body) - {"reason"})
     if unknown:
         raise InvalidFields([FieldProblem(k, "not a known field") for k in unknown])

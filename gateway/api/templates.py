@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from gateway.api import cloudevents
 from gateway.api.auth import requires
+from gateway.api.json_body import parse_object
 from gateway.api.problems import CONTENT_TYPE, Problem, problem_body
 from gateway.api.runtime_keys import SETTINGS, TEMPLATES
 from gateway.api.schemas import TemplatePreviewRequest
@@ -94,14 +95,7 @@ async def _body(request: web.Request, max_body: int) -> Any:
     raw = await request.read()  # held to http.max_body by aiohttp, streamed or not
     if len(raw) > max_body:
         raise _too_large(max_body)
-    if not raw.strip():
-        return {}
-    if request.content_type != "application/json":
-        raise Problem(415, f"expected Content-Type application/json (got {request.content_type or 'none'})")
-    body = cloudevents.decode_json(raw, stored=False)  # a preview stores nothing: NUL is only text here
-    if not isinstance(body, dict):
-        raise Problem(400, "the body must be a JSON object")
-    return body
+    return parse_object(request, raw, optional=True, stored=False)  # a preview stores nothing: NUL is only text here
 
 
 def _too_large(max_body: int) -> Problem:
