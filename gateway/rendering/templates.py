@@ -2,7 +2,7 @@
 consumer's locale and time zone (`dates`), and a hash that proves which files produced a message.
 
 Layout: `<folder>/<name>/template.toml` and `<folder>/<name>/<locale>/` holding
-`email.subject.j2`, `email.txt.j2`, `email.html.j2` and `sms.j2`. Template names in
+`email.subject.j2`, `email.txt.j2`, `email.html.j2`, `sms.j2` and `whatsapp.j2`. Template names in
 include/extends/import are relative to `<folder>`.
 
 Files are reloaded when they change (an mtime check on each render). An edit that breaks
@@ -43,10 +43,11 @@ from gateway.rendering.sms import SmsInfo, clean_spaces, sms_info, transliterate
 
 log = logging.getLogger(__name__)
 
-Channel = Literal["email", "sms"]
+Channel = Literal["email", "sms", "whatsapp"]
 CHANNEL_FILES: dict[str, tuple[str, ...]] = {
     "email": ("email.subject.j2", "email.txt.j2", "email.html.j2"),
     "sms": ("sms.j2",),
+    "whatsapp": ("whatsapp.j2",),
 }
 MANIFEST = "template.toml"
 # The folder of pieces messages share (`{% extends "_partials/layout.html.j2" %}`): not a template.
@@ -234,7 +235,7 @@ class Templates:
         checks pass `fallback=False` to see the error.
         """
         if channel not in CHANNEL_FILES:
-            raise ValueError(f"channel must be 'email' or 'sms', not {channel!r}")
+            raise ValueError(f"channel must be 'email', 'sms' or 'whatsapp', not {channel!r}")
         resolved = self.resolve_locale(name, locale)
         key = (name, resolved, channel)
         context = {**context, "locale": formatting_locale(locale, resolved)}
@@ -318,6 +319,10 @@ class Templates:
             return Rendered(name, resolved, channel, None, text, None, sms_info(text), version.hash,
                             transliterated=self.sms_transliterate, sms_written=sms_info(written),
                             sms_transliterated=sms_info(transliterated), fallback=fallback)
+        if channel == "whatsapp":
+            # WhatsApp shows line breaks as written: trailing spaces and runs of blank lines go.
+            return Rendered(name, resolved, channel, None, _paragraphs(out[0]), None, None, version.hash,
+                            fallback=fallback)
         subject, text, html = out
         subject = " ".join(subject.split())  # a header: CR/LF must never reach it
         return Rendered(name, resolved, channel, subject, text.strip() + "\n", html, None, version.hash,
@@ -411,6 +416,11 @@ def warm_templates(templates: Templates) -> None:
         log.warning("template does not render with its sample", extra={
             "action": "template_invalid", "file": error.file, "line": error.line, "variable": error.variable,
             "error": error.message})
+
+
+def _paragraphs(text: str) -> str:
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
