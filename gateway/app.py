@@ -28,11 +28,11 @@ from gateway.daemon.http_timeouts import body_deadline
 from gateway.daemon.listen import CannotListen, bind, bind_bounces, bound_port
 from gateway.daemon.private_files import keep_private
 from gateway.daemon.readiness import readiness_checks
-from gateway.delivery.bounce_fallback import BounceFallback
+from gateway.delivery.chains import Chains
 from gateway.delivery.channels.base import Transport
+from gateway.delivery.channels.factory import build_whatsapp_transport
 from gateway.delivery.channels.webhook import WebhookTransport
 from gateway.delivery.dispatcher import Dispatcher
-from gateway.delivery.fallback import Fallback
 from gateway.delivery.probes import TransportProbes
 from gateway.delivery.providers import build_transports
 from gateway.delivery.status_hooks import StatusHooks
@@ -101,15 +101,17 @@ def build_runtime(
     templates = Templates(settings.templates_dir, settings.gateway.default_locale,
                           sms_transliterate=settings.sms.transliterate, auto_reload=settings.templates.reload)
     metrics = Metrics()
-    transports = transports or build_transports(settings, metrics, clock)
+    if transports is None:
+        transports = build_transports(settings, metrics, clock)
+    elif "whatsapp" not in transports:  # a caller that brings its own email and SMS: WhatsApp as configured
+        transports = {**transports, "whatsapp": build_whatsapp_transport(settings)}
     if settings.webhooks.url and "webhook" not in transports:
         assert settings.webhooks.secret is not None  # the settings refuse a url without one
         transports["webhook"] = WebhookTransport(settings.webhooks.secret.get_secret_value(), settings.webhooks.timeout)
     pages = page_links_for(settings)
     messages = MessageBuilder(templates, settings, pages)
-    receipts = getattr(transports["sms"], "sends_receipts", False)
-    hooks = StatusHooks(Fallback(messages, settings.fallback, receipts=receipts), settings.webhooks,
-                        BounceFallback(messages, settings.fallback))
+    receipts = {channel: getattr(transports[channel], "sends_receipts", False) for channel in ("sms", "whatsapp")}
+    hooks = StatusHooks(Chains(messages, settings.fallback, receipts=receipts), settings.webhooks)
     # A bad schedule file stops start-up here, naming the file and the key (a ConfigError).
     schedules = load_schedules(settings.schedules_dir, templates=templates, default_timezone=settings.gateway.timezone,
                                default_locale=settings.gateway.default_locale)

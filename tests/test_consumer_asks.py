@@ -341,7 +341,7 @@ async def test_no_receipt_in_time_falls_back_to_email(gw):
     (sms,) = await gw.notifications(channel="sms", template="protocol_opened")
     hooks = gw.runtime.hooks
     def sweep(at):
-        return gw.runtime.db.transact(lambda session: hooks.fallback.sweep(session, at=at))
+        return gw.runtime.db.transact(lambda session: hooks.chains.sweep(session, at=at))
 
     assert await sweep(sms.sent_at + timedelta(minutes=29)) == 0
     assert await sweep(sms.sent_at + timedelta(minutes=31)) == 1

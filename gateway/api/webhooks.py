@@ -1,4 +1,5 @@
-"""Twilio's webhooks: inbound SMS and delivery receipts, each checked with Twilio's signature.
+"""Twilio's webhooks: inbound SMS and WhatsApp messages and delivery receipts, each checked with
+Twilio's signature. WhatsApp comes to the same two URLs, its addresses prefixed `whatsapp:`.
 
 The signature covers the URL Twilio called, so it is checked against `http.public_url`
 (behind a proxy, the URL aiohttp sees is not the one Twilio signed). A missing or bad
@@ -48,22 +49,36 @@ def message_sid(request: web.Request, form: dict[str, Any]) -> str:
     return sid
 
 
+def _accounts(settings: Settings) -> list[TwilioSettings]:
+    """Every Twilio account that may call us: SMS's, and WhatsApp's when it goes through Twilio."""
+    whatsapp = settings.whatsapp_accounts if settings.whatsapp.transport == "twilio" else []
+    return [*settings.sms.accounts, *whatsapp]
+
+
 def check_account(request: web.Request, form: dict[str, Any]) -> None:
-    ours = [a.account_sid for a in request.app[SETTINGS].sms.accounts if a.account_sid]
+    ours = [a.account_sid for a in _accounts(request.app[SETTINGS]) if a.account_sid]
     if ours and form.get("AccountSid") not in ours:
-        raise _refuse(request, "AccountSid is not one of sms.twilio's account_sid")
+        raise _refuse(request, "AccountSid is not one of sms.twilio's (or whatsapp.twilio's) account_sid")
 
 
 def check_our_number(request: web.Request, form: dict[str, Any]) -> None:
-    """An inbound message is addressed to us: `To` is one of our sending numbers, when they are set."""
-    ours = [a.from_.removeprefix("whatsapp:") for a in request.app[SETTINGS].sms.accounts if a.from_]
-    if ours and (form.get("To") or "").removeprefix("whatsapp:") not in ours:
-        raise _refuse(request, "To is not our number (sms.twilio.from)")
+    """An inbound message is addressed to us: `To` is one of our sending numbers of its channel,
+    when they are set (SMS to `sms.twilio.from`, WhatsApp to `whatsapp.twilio.from`)."""
+    settings = request.app[SETTINGS]
+    to = form.get("To") or ""
+    if to.startswith("whatsapp:"):
+        ours = [a.from_ for a in settings.whatsapp_accounts if a.from_]
+        key = "whatsapp.twilio.from"
+    else:
+        ours = [a.from_ for a in settings.sms.accounts if a.from_]
+        key = "sms.twilio.from"
+    if ours and to not in ours:
+        raise _refuse(request, f"To is not our number ({key})")
 
 
 def _account_for(settings: Settings, form: Mapping[str, Any]) -> TwilioSettings:
     """The account whose token signs this request: Twilio signs with the token of the AccountSid it names."""
-    accounts = settings.sms.accounts
+    accounts = _accounts(settings)
     return next((a for a in accounts if a.account_sid and a.account_sid == form.get("AccountSid")), accounts[0])
 
 
@@ -88,9 +103,11 @@ async def inbound(request: web.Request) -> web.Response:
     check_account(request, form)
     check_our_number(request, form)
     if not form.get("From"):
-        raise Problem(400, "an inbound SMS needs MessageSid and From")
-    await request.app[INBOUND].receive(sid=sid, from_raw=form["From"], to=form.get("To"), body=form.get("Body", ""),
-                                       now=request.app[CLOCK]())
+        raise Problem(400, "an inbound message needs MessageSid and From")
+    channel = "whatsapp" if form["From"].startswith("whatsapp:") else "sms"
+    await request.app[INBOUND].receive(sid=sid, from_raw=form["From"].removeprefix("whatsapp:"),
+                                       to=(form.get("To") or "").removeprefix("whatsapp:") or None,
+                                       body=form.get("Body", ""), now=request.app[CLOCK](), channel=channel)
     # The reply goes through the outbox (it survives a crash), not in this response.
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 

@@ -40,6 +40,7 @@ from gateway.config.sections import (
     TemplatesSettings,
 )
 from gateway.config.settings import PACKAGE_DIR, Settings
+from gateway.config.whatsapp import WhatsAppSettings
 from gateway.config.units import ConfigError, Duration, Rate, Size, parse_duration, parse_rate, parse_size
 
 __all__ = [
@@ -47,5 +48,5 @@ __all__ = [
     "Duration", "EmailSettings", "FallbackSettings", "GatewaySettings", "HTTPSettings", "InboundSettings",
     "LimitsSettings", "OperationsSettings", "PolicySettings", "ProfileSettings", "QuietHoursSettings", "Rate",
     "RetentionSettings", "SMSSettings", "SMTPSettings", "Settings", "Size", "SweepsSettings", "TemplatesSettings",
-    "TwilioSettings", "UnsubscribeSettings", "WebhooksSettings", "load_settings", "mask_url", "parse_duration", "parse_rate", "parse_size",
+    "TwilioSettings", "UnsubscribeSettings", "WebhooksSettings", "WhatsAppSettings", "load_settings", "mask_url", "parse_duration", "parse_rate", "parse_size",
 ]

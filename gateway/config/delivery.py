@@ -227,18 +227,38 @@ class InboundSettings(Section):
     max_listed: int = Field(5, ge=1, le=20)
 
 
+CHANNELS = ("email", "sms", "whatsapp")
+
+
 class FallbackSettings(Section):
-    """An SMS that failed, or got no delivery receipt in time (from a transport that sends
-    receipts), goes again by email when there is one and the email did not already carry it."""
+    """A consumer message that failed, was undelivered, or got no delivery receipt in time (from
+    a transport that sends receipts) goes once by the next channel of its template's chain."""
 
     enabled: bool = True
+    # Per template (or `default` for all the others): the channels in the order they are tried,
+    # e.g. protocol_opened = ["whatsapp", "sms", "email"]. Without one, a message follows the
+    # built-in chain of its first channel (gateway/delivery/chains.py).
+    chains: dict[str, list[Literal["email", "sms", "whatsapp"]]] = {}
     no_receipt_after: Duration = 1800.0
+    # A WhatsApp message delivered but not read this long after: the next channel too. Unset: off.
+    not_read_after: Duration | None = None
     check_interval: Duration = 60.0
     # The history by SMS goes in parts of at most this many segments, as many parts as it takes
     # (10 is what phones still join into one message).
     max_sms_segments: int = Field(4, ge=1, le=10)
-    # Templates whose SMS must not fall back to email (configurable per template).
+    # Templates whose messages never fall back to another channel.
     disabled_templates: list[str] = []
+
+    @field_validator("chains")
+    @classmethod
+    def _chains(cls, chains: dict[str, list[str]]) -> dict[str, list[str]]:
+        for template, chain in chains.items():
+            if not chain:
+                raise ValueError(f"{template}: expected at least one channel")
+            twice = sorted({c for c in chain if chain.count(c) > 1})
+            if twice:
+                raise ValueError(f"{template}: each channel at most once (twice: {', '.join(twice)})")
+        return chains
 
 
 class WebhooksSettings(Section):

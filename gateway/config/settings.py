@@ -6,7 +6,7 @@ from __future__ import annotations
 from email.utils import parseaddr
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config.console import ConsoleSettings
 from gateway.config.consumer_page import ConsumerPageSettings
@@ -18,8 +18,10 @@ from gateway.config.delivery import (
     InboundSettings,
     LimitsSettings,
     SMSSettings,
+    TwilioSettings,
     WebhooksSettings,
 )
+from gateway.config.whatsapp import WhatsAppSettings, check_whatsapp
 from gateway.config.sections import (
     AuthSettings,
     CompanySettings,
@@ -52,6 +54,7 @@ class Settings(Section):
     company: CompanySettings = CompanySettings()
     email: EmailSettings = EmailSettings()
     sms: SMSSettings = SMSSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
     dispatch: DispatchSettings = DispatchSettings()
     auth: AuthSettings = AuthSettings()
     profiles: dict[str, ProfileSettings] = {}
@@ -93,6 +96,16 @@ class Settings(Section):
                 raise ValueError(f"{name}.{exc}") from None
             renamed[current] = section
         return renamed
+
+    @model_validator(mode="after")
+    def _whatsapp_account(self) -> Settings:
+        check_whatsapp(self.whatsapp, self.sms.accounts[0])
+        return self
+
+    @property
+    def whatsapp_accounts(self) -> list[TwilioSettings]:
+        """Each WhatsApp sender as a whole Twilio account (the SMS account filling what it leaves out)."""
+        return [sender.merged(self.sms.accounts[0]) for sender in self.whatsapp.senders]
 
     @property
     def settings_file(self) -> Path | None:
@@ -166,10 +179,16 @@ class Settings(Section):
             return None
         return self.company.sms_number
 
+    @property
+    def inbound_whatsapp(self) -> bool:
+        """Whether the consumer can write to us on WhatsApp and be answered: Twilio's WhatsApp
+        with a token that checks the webhook's signature."""
+        return self.whatsapp.transport == "twilio" and all(a.auth_token for a in self.whatsapp_accounts)
+
     def warnings(self) -> list[tuple[str, str]]:
         """Settings that work but are probably not what the operator meant: (action, one line)."""
         found = []
-        if self.sms.transport == "twilio" and self.http.public_url_is_loopback:
+        if "twilio" in (self.sms.transport, self.whatsapp.transport) and self.http.public_url_is_loopback:
             found.append(("public_url_loopback", f"http.public_url is {self.http.public_url}: Twilio cannot reach it, "
                           "so no delivery receipt or inbound SMS will arrive; set it to the address Twilio calls"))
         if "company_name" in self.gateway.model_fields_set:

@@ -183,7 +183,7 @@ class Dispatcher:
         self._wakeup.set()
 
     async def _check_fallbacks(self) -> None:
-        """SMS with no delivery receipt in time go by email (at most once per `fallback_every`)."""
+        """Messages with no delivery receipt in time take their chain's next step (at most once per `fallback_every`)."""
         now = self.clock()
         if self.hooks is None or not self.fallback_every:
             return
@@ -191,7 +191,7 @@ class Dispatcher:
             return
         self._fallback_checked = now
         try:
-            queued = await self.db.transact(lambda session: self.hooks.fallback.sweep(session, at=now))
+            queued = await self.db.transact(lambda session: self.hooks.chains.sweep(session, at=now))
         except Exception as exc:  # the next check will catch up: the query selects all overdue
             log.warning("fallback check failed", extra={"action": "fallback_check_failed", "error": type(exc).__name__})
             return
@@ -211,6 +211,14 @@ class Dispatcher:
             return Message(
                 notification_id=row.id, channel="sms", to=row.recipient, text=row.body_text,
                 status_callback=f"{self.public_url}/v1/webhooks/twilio/status?notification={row.id}",
+            )
+        if row.channel == "whatsapp":
+            content = row.whatsapp_content or {}
+            return Message(
+                notification_id=row.id, channel="whatsapp", to=row.recipient, text=row.body_text,
+                status_callback=f"{self.public_url}/v1/webhooks/twilio/status?notification={row.id}",
+                window_open=row.window_open, content_sid=content.get("content_sid"),
+                content_variables=content.get("variables"),
             )
         return Message(notification_id=row.id, channel=row.channel, to=row.recipient, text=row.body_text)
 

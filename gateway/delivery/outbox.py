@@ -11,6 +11,7 @@ These are plain functions of a synchronous `Session`, run in one trip by
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -19,9 +20,10 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
+from gateway.config.whatsapp import SESSION_WINDOW
 from gateway.delivery.errors import ProviderTry
 from gateway.store import rows
-from gateway.store.models import ACTIVE_CONDITION, Attempt, ConsumerRequest, Notification
+from gateway.store.models import ACTIVE_CONDITION, Attempt, ConsumerRequest, InboundMessage, Notification
 from gateway.store.types import UTCDateTime
 
 
@@ -39,6 +41,8 @@ class Claimed:
     created_at: datetime
     duplicate_possible: bool
     give_up_from: datetime  # created_at, or when operations requeued it
+    whatsapp_content: dict[str, Any] | None = None  # the approved template, for WhatsApp
+    window_open: bool = False  # WhatsApp: the consumer wrote within 24 hours (set after the claim)
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def _claim_statement(postgresql: bool, limit: int) -> Any:
         .returning(
             _n.id, _n.protocol_id, _n.channel, _n.recipient, _n.template, _n.subject, _n.body_text,
             _n.body_html, _n.attempts, _n.created_at, _n.duplicate_possible,
-            type_coerce(func.coalesce(_n.retry_from, _n.created_at), UTCDateTime),
+            type_coerce(func.coalesce(_n.retry_from, _n.created_at), UTCDateTime), _n.whatsapp_content,
         )
     )
 
@@ -118,7 +122,23 @@ def claim(session: Session, *, now: datetime, limit: int, lease: float) -> list[
     """Take up to `limit` due rows for `lease` seconds. Disjoint across processes on PostgreSQL."""
     stmt = _claim_statement(session.bind.dialect.name == "postgresql", limit)
     rows = session.execute(stmt, {"now": now, "lease_end": now + timedelta(seconds=lease)}).all()
-    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+    claimed = sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+    phones = {c.recipient for c in claimed if c.channel == "whatsapp"}
+    if not phones:
+        return claimed
+    # Decided now, just before the send, not when the message was made: a retry a day later
+    # must not go as free text after the window closed.
+    open_ = open_windows(session, phones, now)
+    return [dataclasses.replace(c, window_open=True) if c.channel == "whatsapp" and c.recipient in open_ else c
+            for c in claimed]
+
+
+def open_windows(session: Session, phones: set[str], now: datetime) -> set[str]:
+    """The WhatsApp numbers that wrote to us within the last 24 hours: free text may answer them."""
+    since = now - timedelta(seconds=SESSION_WINDOW)
+    m = InboundMessage.__table__.c
+    return set(session.scalars(select(m.from_phone).where(
+        m.channel == "whatsapp", m.from_phone.in_(phones), m.received_at > since).distinct()).all())
 
 
 _FENCED = (

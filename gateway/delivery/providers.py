@@ -1,4 +1,4 @@
-"""The email and SMS transports the settings ask for: SMTP relays and Twilio accounts, each
+"""The email, SMS and WhatsApp transports the settings ask for: SMTP relays and Twilio accounts, each
 named, behind a failover with a circuit breaker per provider; or the local files."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from datetime import datetime
 from gateway.config import Settings
 from gateway.delivery.breaker import CircuitBreaker
 from gateway.delivery.channels.base import Transport
-from gateway.delivery.channels.factory import build_email_transport, build_sms_transport
+from gateway.delivery.channels.factory import build_email_transport, build_sms_transport, build_whatsapp_transport
 from gateway.delivery.failover import FailoverTransport, Provider
 from gateway.observability import Metrics
 
 
 def build_transports(settings: Settings, metrics: Metrics, clock: Callable[[], datetime]) -> dict[str, Transport]:
-    return {"email": _email(settings, metrics, clock), "sms": _sms(settings, metrics, clock)}
+    return {"email": _email(settings, metrics, clock), "sms": _sms(settings, metrics, clock),
+            "whatsapp": _whatsapp(settings, metrics, clock)}
 
 
 def _breaker(settings: Settings, clock: Callable[[], datetime]) -> CircuitBreaker:
@@ -48,6 +49,16 @@ def _sms(settings: Settings, metrics: Metrics, clock: Callable[[], datetime]) ->
     providers = [Provider(account.name, TwilioTransport(account), _breaker(settings, clock))
                  for account in settings.sms.accounts]
     return FailoverTransport("sms", "twilio", providers, metrics)
+
+
+def _whatsapp(settings: Settings, metrics: Metrics, clock: Callable[[], datetime]) -> Transport:
+    if settings.whatsapp.transport != "twilio":
+        return build_whatsapp_transport(settings)
+    from gateway.delivery.channels.twilio import TwilioTransport
+
+    providers = [Provider(account.name, TwilioTransport(account, channel="whatsapp"), _breaker(settings, clock))
+                 for account in settings.whatsapp_accounts]
+    return FailoverTransport("whatsapp", "twilio", providers, metrics)
 
 
 def provider_states(transports: dict[str, Transport]) -> dict[str, dict[str, str]]:

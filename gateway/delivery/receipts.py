@@ -22,13 +22,15 @@ log = logging.getLogger(__name__)
 # Twilio's MessageStatus values, in our one enum.
 TWILIO_STATUS = {
     "accepted": "sent", "queued": "sent", "scheduled": "sent", "sending": "sent", "sent": "sent",
-    "delivered": "delivered", "read": "delivered",
+    "delivered": "delivered", "read": "read",
     "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
 }
 # Higher is later. Final receipts share the top rank: the first one stands. `dead` (we gave up)
 # ranks below them, so a late receipt still tells the truth about what the consumer got.
+# WhatsApp's `read` comes after `delivered` (forward only): a read receipt that arrives before
+# its delivered one counts as both.
 RANK = {"queued": 0, "sending": 1, "unknown": 1, "sent": 2, "dead": 2,
-        "delivered": 3, "undelivered": 3, "failed": 3, "cancelled": 3}
+        "delivered": 3, "undelivered": 3, "failed": 3, "cancelled": 3, "read": 4}
 
 
 async def apply_twilio_receipt(
@@ -49,14 +51,15 @@ async def apply_twilio_receipt(
         error_code=error_code, payload=form, received_at=now,
     ))
     new = TWILIO_STATUS.get(provider_status)
-    if notification is None or new is None or RANK[new] <= RANK.get(notification.status, 0):
+    if notification is None or new is None or RANK[new] <= RANK.get(notification.status, 0) or (
+            new == "read" and notification.status in ("undelivered", "failed", "cancelled")):
         return None, 0
     settled_unknown = notification.status in ("unknown", "dead")
     notification.status = new
     notification.provider_id = notification.provider_id or sid
-    if new in ("sent", "delivered") and notification.sent_at is None:
+    if new in ("sent", "delivered", "read") and notification.sent_at is None:
         notification.sent_at = now
-    if new == "delivered":
+    if new == "delivered" or (new == "read" and notification.delivered_at is None):
         notification.delivered_at = now
     if new in ("undelivered", "failed"):
         notification.error_code = error_code

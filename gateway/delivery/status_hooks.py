@@ -1,5 +1,6 @@
 """What follows a notification's change of status, in the transaction that records it:
-an SMS that did not arrive falls back to email, and upstream hears of it by webhook.
+a consumer message that did not arrive takes the next step of its chain, and upstream hears
+of it by webhook.
 
 Synchronous, like the outbox: the dispatcher runs them inside its turn's transaction."""
 
@@ -14,8 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway.clock import iso
 from gateway.config import WebhooksSettings
-from gateway.delivery.bounce_fallback import BounceFallback
-from gateway.delivery.fallback import Fallback
+from gateway.delivery.chains import Chains
 from gateway.delivery.outbox import Result
 from gateway.store.models import Notification, Protocol
 
@@ -27,11 +27,9 @@ WEBHOOK_SOURCE = "urn:protocol-gateway"
 
 
 class StatusHooks:
-    def __init__(self, fallback: Fallback, webhooks: WebhooksSettings,
-                 bounce_fallback: BounceFallback | None = None) -> None:
-        self.fallback = fallback
+    def __init__(self, chains: Chains, webhooks: WebhooksSettings) -> None:
+        self.chains = chains
         self.webhooks = webhooks
-        self.bounce_fallback = bounce_fallback
 
     def after_send(self, session: Session, results: Sequence[Result]) -> int:
         """The dispatcher recorded these outcomes: follow up those that call for it."""
@@ -39,7 +37,7 @@ class StatusHooks:
         for r in results:
             if r.claimed.channel == "webhook" or r.status not in WEBHOOK_TYPES:
                 continue
-            if not self.webhooks.url and not (r.claimed.channel == "sms" and r.status in ("failed", "dead")):
+            if not self.webhooks.url and r.status not in ("failed", "dead"):
                 continue
             notification = session.get(Notification, r.claimed.id)
             if notification is not None and notification.status == r.status:  # still ours: no receipt overtook it
@@ -51,13 +49,11 @@ class StatusHooks:
         queued = 0
         if notification.channel == "webhook":
             return 0
-        if notification.status in ("failed", "undelivered", "dead") and notification.channel == "sms":
+        if notification.status in ("failed", "undelivered", "dead"):
             code = f" ({notification.error_code})" if notification.error_code else ""
-            if self.fallback.enqueue(session, notification, f"sms {notification.status}{code}", now):
-                queued += 1
-        if notification.status == "undelivered" and notification.channel == "email" and self.bounce_fallback:
-            code = f" ({notification.error_code})" if notification.error_code else ""
-            if self.bounce_fallback.enqueue(session, notification, f"email bounced{code}", now):
+            what = "bounced" if notification.channel == "email" and notification.status == "undelivered" \
+                else notification.status
+            if self.chains.enqueue(session, notification, f"{notification.channel} {what}{code}", now):
                 queued += 1
         if self._webhook(session, notification, now):
             queued += 1

@@ -39,6 +39,7 @@ from gateway.store.models import (
     Protocol,
     ProviderCallback,
     RateLimit,
+    WhatsAppConsent,
 )
 from gateway.store.sweep_models import RetentionAudit
 from gateway.store.vacuum import vacuum_sqlite
@@ -68,8 +69,8 @@ async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, acto
     if sqlite:
         # Overwrite freed cells and pages with zeros: old values must not survive in the file.
         await session.execute(text("PRAGMA secure_delete=ON"))
-    lock = select(Protocol.id, Protocol.number, Protocol.consumer_email, Protocol.consumer_phone, Protocol.legal_hold,
-                  Protocol.status).where(Protocol.id.in_(ids))
+    lock = select(Protocol.id, Protocol.number, Protocol.consumer_email, Protocol.consumer_phone,
+                  Protocol.consumer_whatsapp, Protocol.legal_hold, Protocol.status).where(Protocol.id.in_(ids))
     if not sqlite:
         lock = lock.with_for_update()
     current = (await session.execute(lock)).all()
@@ -91,7 +92,7 @@ async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, acto
 
 async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]], ids: list[int]) -> set[str]:
     """The phones and emails of these protocols (and addresses they were sent to) no other live protocol uses."""
-    contacts = {c for r in targets for c in (r.consumer_email, r.consumer_phone) if c}
+    contacts = {c for r in targets for c in (r.consumer_email, r.consumer_phone, r.consumer_whatsapp) if c}
     contacts |= set((await session.scalars(select(Notification.recipient).where(
         Notification.protocol_id.in_(ids), Notification.audience == "consumer"))).all())
     contacts |= set((await session.scalars(select(ConsumerRequest.address).where(
@@ -99,8 +100,9 @@ async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]],
     contacts.discard("")
     if not contacts:
         return set()
-    live = (await session.execute(select(Protocol.consumer_email, Protocol.consumer_phone).where(
-        or_(Protocol.consumer_email.in_(contacts), Protocol.consumer_phone.in_(contacts)),
+    live = (await session.execute(select(Protocol.consumer_email, Protocol.consumer_phone, Protocol.consumer_whatsapp).where(
+        or_(Protocol.consumer_email.in_(contacts), Protocol.consumer_phone.in_(contacts),
+            Protocol.consumer_whatsapp.in_(contacts)),
         Protocol.status != "anonymized", Protocol.id.not_in(ids)))).all()
     in_use = {c for row in live for c in row if c}
     return contacts - in_use
@@ -113,6 +115,7 @@ async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: 
     counts: dict[str, int] = {}
     counts["protocols"] = (await run(update(Protocol).where(Protocol.id.in_(ids)).values(
         consumer_name=None, consumer_email=None, consumer_email_digest=None, consumer_phone=None,
+        consumer_whatsapp=None,
         subject="", extra=None, status="anonymized", anonymized_at=at, updated_at=at,
         page_token_hash=None))).rowcount  # the consumer's page link stops working
     counts["events"] = (await run(update(Event).where(Event.protocol_id.in_(ids)).values(
@@ -137,10 +140,12 @@ async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: 
         from_phone="", body=""))).rowcount
     await run(update(Notification).where(scope, Notification.audience == "consumer").values(recipient=""))
     counts["notifications"] = (await run(update(Notification).where(scope).values(
-        subject=None, body_text="", body_html=None, last_error=None))).rowcount
+        subject=None, body_text="", body_html=None, last_error=None, whatsapp_content=None))).rowcount
     counts["consumer_requests"] = (await run(update(ConsumerRequest).where(
         ConsumerRequest.protocol_id.in_(ids)).values(address=None))).rowcount
     counts["opt_outs"] = (await run(delete(OptOut).where(OptOut.phone.in_(phones)))).rowcount if phones else 0
+    counts["whatsapp_consents"] = (await run(delete(WhatsAppConsent).where(
+        WhatsAppConsent.phone.in_(phones)))).rowcount if phones else 0
     if released:
         keys = await _rate_limit_keys(session, released)
         counts["rate_limits"] = (await run(delete(RateLimit).where(RateLimit.key.in_(keys)))).rowcount if keys else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -46,6 +47,13 @@ def normalize_email(raw: str) -> str:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ContactError(str(exc)) from None
+
+
+def contacts(protocol: Any) -> dict[str, str | None]:
+    """Where each channel reaches the consumer of `protocol`: WhatsApp goes to consumer.whatsapp,
+    else to the phone."""
+    return {"email": protocol.consumer_email, "sms": protocol.consumer_phone,
+            "whatsapp": protocol.consumer_whatsapp or protocol.consumer_phone}
 
 
 @lru_cache(maxsize=4096)

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import Settings
 from gateway.delivery import outbox
 from gateway.errors import RateLimited
-from gateway.protocols import ratelimit
+from gateway.protocols import ratelimit, whatsapp_consent
 from gateway.protocols.messages import MessageBuilder
 from gateway.protocols.links import history_events
 from gateway.rendering.context import history_entries
@@ -72,33 +72,41 @@ class InboundSMS:
             return None
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
-    async def receive(self, *, sid: str, from_raw: str, to: str | None, body: str, now: datetime) -> str:
-        """Handle one inbound SMS once (Twilio retries carry the same MessageSid); returns what happened."""
+    async def receive(self, *, sid: str, from_raw: str, to: str | None, body: str, now: datetime,
+                      channel: str = "sms") -> str:
+        """Handle one inbound SMS or WhatsApp message once (Twilio retries carry the same MessageSid),
+        answered by the channel it came by; returns what happened."""
         phone = self.phone(from_raw)
         if phone is None:
             return "ignored"
         try:
             async with self.db.write() as session:
                 message = InboundMessage(provider_id=sid, from_phone=phone, to_phone=to, body=body[:1600],
-                                         received_at=now)
+                                         received_at=now, channel=channel)
                 session.add(message)
                 await session.flush()
                 outcome = await self._answer(session, message, parse(body), now)
         except IntegrityError:
             return "duplicate"
-        log.info("inbound sms", extra={"action": "inbound_sms", "outcome": outcome, "from": phone})
+        log.info("inbound message", extra={"action": f"inbound_{channel}", "outcome": outcome, "from": phone})
         if outcome in ("replied", "history"):
             self.wake()
         return outcome
 
     async def _answer(self, session: AsyncSession, message: InboundMessage, command: Command, now: datetime) -> str:
-        phone = message.from_phone
+        phone, channel = message.from_phone, message.channel
         if command.kind == "stop":
-            await session.execute(dialect_insert(session, OptOut).values(phone=phone, opted_out_at=now, keyword=message.body[:20].strip())
-                                  .on_conflict_do_nothing())
-            return "opted_out"  # the carrier (or Twilio) confirms STOP itself; a reply would be refused
+            if channel == "whatsapp":  # WhatsApp's consent, apart from SMS's: each STOP speaks for its channel
+                await whatsapp_consent.opt_out(session, phone, message.body.strip(), now)
+            else:
+                await session.execute(dialect_insert(session, OptOut).values(
+                    phone=phone, opted_out_at=now, keyword=message.body[:20].strip()).on_conflict_do_nothing())
+            return "opted_out"  # the carrier (or Twilio) confirms an SMS STOP itself; a reply would be refused
         if command.kind == "start":
-            await session.execute(delete(OptOut).where(OptOut.phone == phone))
+            if channel == "whatsapp":
+                await whatsapp_consent.opt_in(session, phone, now)
+            else:
+                await session.execute(delete(OptOut).where(OptOut.phone == phone))
             return "opted_in"
         count, window = self.settings.limits.inbound_per_phone
         try:
@@ -112,13 +120,13 @@ class InboundSMS:
         owned = next((p for p in recent if p.number == command.number), None) if command.number else None
         if owned is not None:
             events = (await session.scalars(history_events(owned.id))).all()
-            replies = self.messages.history(owned, "sms", phone, history_entries(events), now)
+            replies = self.messages.history(owned, channel, phone, history_entries(events), now)
             outcome = "history"
         else:
-            replies = [self._list_reply(phone, [p for p in recent if p.status in OPEN_STATUSES], now)]
+            replies = [self._list_reply(phone, [p for p in recent if p.status in OPEN_STATUSES], now, channel)]
             outcome = "replied"
         for reply in replies:
-            reply.reason = "reply to an inbound SMS"
+            reply.reason = "reply to an inbound WhatsApp message" if channel == "whatsapp" else "reply to an inbound SMS"
         await session.run_sync(outbox.enqueue, replies)
         message.reply_notification_id = replies[0].id
         return outcome
@@ -126,19 +134,19 @@ class InboundSMS:
     async def _recent(self, session: AsyncSession, phone: str, now: datetime) -> list[Protocol]:
         since = now - timedelta(seconds=self.settings.inbound.window)
         query = (select(Protocol)
-                 .where(Protocol.consumer_phone == phone,
+                 .where(or_(Protocol.consumer_phone == phone, Protocol.consumer_whatsapp == phone),
                         func.coalesce(Protocol.last_event_at, Protocol.opened_at) >= since)
                  .order_by(Protocol.opened_at.desc())
                  .limit(50))
         return list((await session.scalars(query)).all())
 
-    def _list_reply(self, phone: str, protocols: list[Protocol], now: datetime) -> Notification:
+    def _list_reply(self, phone: str, protocols: list[Protocol], now: datetime, channel: str) -> Notification:
         shown = protocols[: self.settings.inbound.max_listed]
         latest = protocols[0] if protocols else None
         locale = latest.consumer_locale if latest else self.settings.gateway.default_locale
         zone = latest.consumer_timezone if latest else self.settings.gateway.timezone
         return self.messages.render_general(
-            "inbound_reply", "sms", phone, now, locale=locale, timezone=zone,
+            "inbound_reply", channel, phone, now, locale=locale, timezone=zone,
             protocols=[{"number": p.number, "subject": p.subject, "opened_at": p.opened_at, "status": p.status,
                         "deadline_at": p.deadline_at} for p in shown],
             window_days=int(self.settings.inbound.window // 86400),

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.config import Settings
+from gateway.config.whatsapp import FREE_TEXT_LIMIT
 from gateway.delivery.notifications import build_notification
 from gateway.protocols.contacts import may_text
 from gateway.protocols.page_links import PageLinks
@@ -46,9 +47,13 @@ class MessageBuilder:
 
     def render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime,
                *, reason: str | None = None, **extra: Any) -> Notification:
+        context = self.context(protocol, **extra)
         rendered = render_consumer(self.templates, template, channel, protocol.consumer_locale,  # type: ignore[arg-type]
-                                   self.context(protocol, **extra))
-        return self._notification(rendered, protocol.id, channel, recipient, now, reason)
+                                   context)
+        notification = self._notification(rendered, protocol.id, channel, recipient, now, reason)
+        if channel == "whatsapp":
+            notification.whatsapp_content = self.templates.whatsapp_content(rendered, protocol.consumer_locale, context)
+        return notification
 
     def render_general(self, template: str, channel: str, recipient: str, now: datetime, *, locale: str,
                        timezone: str, reason: str | None = None, **extra: Any) -> Notification:
@@ -76,10 +81,14 @@ class MessageBuilder:
         context = {**self.context(protocol), "page": {"url": None}}
 
         def part(run: list[dict[str, Any]], number: int, count: int) -> Rendered:
-            return self.templates.render("protocol_history", "sms", protocol.consumer_locale,
+            return self.templates.render("protocol_history", channel, protocol.consumer_locale,  # type: ignore[arg-type]
                                          {**context, "history": run, "part": number, "parts": count})
 
-        parts = split_history(part, entries, self.settings.fallback.max_sms_segments)
-        return [self._notification(rendered, protocol.id, "sms", recipient, now,
-                                   f"history split for SMS: part {i} of {len(parts)}" if len(parts) > 1 else None)
+        if channel == "whatsapp":  # free text (the consumer asked), at most WhatsApp's length a message
+            parts = split_history(part, entries, FREE_TEXT_LIMIT, size=lambda r: len(r.text))
+        else:
+            parts = split_history(part, entries, self.settings.fallback.max_sms_segments)
+        what = "WhatsApp" if channel == "whatsapp" else "SMS"
+        return [self._notification(rendered, protocol.id, channel, recipient, now,
+                                   f"history split for {what}: part {i} of {len(parts)}" if len(parts) > 1 else None)
                 for i, rendered in enumerate(parts, 1)]

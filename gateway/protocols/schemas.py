@@ -27,7 +27,7 @@ from pydantic import (
 from gateway.protocols.profiles import ALIASES, PROFILES
 
 NotificationStatus = Literal[
-    "queued", "sending", "sent", "delivered", "undelivered", "failed", "dead", "unknown", "cancelled"
+    "queued", "sending", "sent", "delivered", "read", "undelivered", "failed", "dead", "unknown", "cancelled"
 ]
 ProtocolStatus = Literal["open", "resolved", "reopened", "anonymized"]
 ContactChannel = Literal["phone", "chat", "email", "whatsapp", "web", "in_person"]
@@ -125,15 +125,24 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class WhatsAppOptIn(StrictModel):
+    at: Time = Field(description="when the consumer agreed to hear from the company on WhatsApp")
+    via: str = Field(min_length=1, max_length=100, description="how: a form, the contact centre, a chat...")
+
+    _single_line = field_validator("via")(_no_line_breaks)
+
+
 class Consumer(StrictModel):
     name: str | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=320, json_schema_extra={"format": "email"})
     phone: str | None = Field(None, max_length=40)
+    whatsapp: str | None = Field(None, max_length=40, description="the WhatsApp number, when it is not the phone")
+    whatsapp_opt_in: WhatsAppOptIn | None = Field(None, description="the consumer's consent to WhatsApp, kept on record")
     region: str | None = Field(None, pattern="^[A-Za-z]{2}$", description="ISO 3166 region for a national phone number")
     locale: str | None = Field(None, max_length=35)
     timezone: str | None = Field(None, max_length=64)
 
-    _single_line = field_validator("name", "email", "phone")(_no_line_breaks)
+    _single_line = field_validator("name", "email", "phone", "whatsapp")(_no_line_breaks)
     _locale = field_validator("locale")(known_locale)
     _timezone = field_validator("timezone")(iana_zone)
 
@@ -142,7 +151,8 @@ class OpenedData(StrictModel):
     subject: str = Field(min_length=1, max_length=500)
     consumer: Consumer
     number: str | None = Field(None, pattern=NUMBER_PATTERN, description="upstream-issued, kept as given")
-    notify: list[Literal["email", "sms"]] | None = Field(None, description="default: every contact given")
+    notify: list[Literal["email", "sms", "whatsapp"]] | None = Field(
+        None, description="default: every contact given (WhatsApp only with consumer.whatsapp)")
     channel: ContactChannel | None = None
     category: str | None = Field(None, max_length=200)
     opened_at: Time | None = None
@@ -173,7 +183,7 @@ class ReopenedData(StrictModel):
 
 
 class ResendRequest(StrictModel):
-    channel: Literal["email", "sms", "mail"]
+    channel: Literal["email", "sms", "whatsapp", "mail"]
     to: str | None = Field(None, max_length=500, description="an address the consumer gives now")
     history: StrictBool = False  # true or false, not "yes" or 1: the spec says boolean
 

@@ -27,7 +27,8 @@ from gateway.delivery import outbox
 from gateway.errors import Conflict, FieldProblem, Forbidden, InvalidFields, NotFound
 from gateway.observability import mask
 from gateway.protocols import ratelimit
-from gateway.protocols.contacts import ContactError, normalize_email, normalize_phone
+from gateway.protocols.contacts import ContactError, contacts, normalize_email, normalize_phone
+from gateway.protocols.whatsapp_consent import record_opt_in
 from gateway.protocols.event_times import not_after_receipt, within_protocol
 from gateway.protocols.extensions import extended_retention, new_deadline
 from gateway.protocols.links import history_events
@@ -246,10 +247,12 @@ class ProtocolService:
         problems: list[FieldProblem] = []
         profile = self._profile(data.profile, prefix, problems)
         zone = self._zone(data.consumer.timezone, profile)
+        # A phone alone does not say the consumer reads WhatsApp on it: only consumer.whatsapp does.
         notify = data.notify if data.notify is not None else [
-            c for c, given in (("email", data.consumer.email), ("sms", data.consumer.phone)) if given
+            c for c, given in (("email", data.consumer.email), ("sms", data.consumer.phone),
+                               ("whatsapp", data.consumer.whatsapp)) if given
         ]
-        email = phone = None
+        email = phone = whatsapp = None
         if data.consumer.email:
             email = self._contact(normalize_email, data.consumer.email, f"{prefix}consumer.email", problems)
         if data.consumer.phone:
@@ -258,7 +261,13 @@ class ProtocolService:
                                             allowed_regions=self.settings.sms.allowed_countries),
                 data.consumer.phone, f"{prefix}consumer.phone", problems,
             )
-        for channel, contact, name in (("email", data.consumer.email, "email"), ("sms", data.consumer.phone, "phone")):
+        if data.consumer.whatsapp:
+            whatsapp = self._contact(
+                lambda raw: normalize_phone(raw, data.consumer.region, for_sms=False, allowed_regions=[]),
+                data.consumer.whatsapp, f"{prefix}consumer.whatsapp", problems,
+            )
+        for channel, contact, name in (("email", data.consumer.email, "email"), ("sms", data.consumer.phone, "phone"),
+                                       ("whatsapp", data.consumer.whatsapp or data.consumer.phone, "whatsapp")):
             if channel in notify and not contact:
                 problems.append(FieldProblem(f"{prefix}consumer.{name}", f"required to notify by {channel}"))
         if problems:
@@ -293,6 +302,7 @@ class ProtocolService:
             consumer_name=data.consumer.name,
             consumer_email=email,
             consumer_phone=phone,
+            consumer_whatsapp=whatsapp if whatsapp != phone else None,
             consumer_locale=data.consumer.locale or self.settings.gateway.default_locale,
             consumer_timezone=zone,
             extra=data.metadata,
@@ -307,7 +317,10 @@ class ProtocolService:
             page_token_hash=self.messages.page_digest(number),
         )
         rows.insert_one(session, protocol)  # written once here; the answer reads it as it is
-        targets = {"email": email, "sms": phone}
+        if data.consumer.whatsapp_opt_in is not None:
+            record_opt_in(session, whatsapp or phone, data.consumer.whatsapp_opt_in.at,
+                          data.consumer.whatsapp_opt_in.via)
+        targets = contacts(protocol)
         notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, ch, targets[ch], received_at)
                          for ch in notify]
         return _Change(protocol, notifications, occurred_at=opened_at)
@@ -417,7 +430,7 @@ class ProtocolService:
     def _on_record(protocol: Protocol, channel: str, target: str) -> bool:
         """Whether `target` is the protocol's own contact for the channel (email local parts compared
         without case: a consumer typing 'Maria@' means the same mailbox)."""
-        on_record = protocol.consumer_email if channel == "email" else protocol.consumer_phone
+        on_record = contacts(protocol).get(channel)
         return on_record is not None and on_record.casefold() == target.casefold()
 
     def _resend_target(self, protocol: Protocol, data: ResendData, prefix: str) -> str:
@@ -427,13 +440,14 @@ class ProtocolService:
             if data.channel == "email":
                 target = self._contact(normalize_email, data.to, f"{prefix}to", problems)
             else:
+                sms = data.channel == "sms"  # WhatsApp reaches numbers of any country
                 target = self._contact(
-                    lambda raw: normalize_phone(raw, None, for_sms=True,
-                                                allowed_regions=self.settings.sms.allowed_countries),
+                    lambda raw: normalize_phone(raw, None, for_sms=sms,
+                                                allowed_regions=self.settings.sms.allowed_countries if sms else []),
                     data.to, f"{prefix}to", problems,
                 )
         else:
-            target = protocol.consumer_email if data.channel == "email" else protocol.consumer_phone
+            target = contacts(protocol).get(data.channel)
             if not target:
                 problems.append(FieldProblem(f"{prefix}to", f"the protocol has no {data.channel} contact: give one in 'to'"))
         if problems:
@@ -458,9 +472,9 @@ class ProtocolService:
 
     def _tell(self, protocol: Protocol, template: str, now: datetime, **extra: Any) -> list[Notification]:
         """The consumer hears of a change by the channels chosen at the opening."""
-        contacts = {"email": protocol.consumer_email, "sms": protocol.consumer_phone}
-        return [self.messages.render(protocol, template, channel, contacts[channel], now, **extra)
-                for channel in filter(None, protocol.notify.split(",")) if contacts.get(channel)]
+        targets = contacts(protocol)
+        return [self.messages.render(protocol, template, channel, targets[channel], now, **extra)
+                for channel in filter(None, protocol.notify.split(",")) if targets.get(channel)]
 
     # Helpers
 

@@ -41,13 +41,16 @@ def company(settings: Settings, locale: str) -> dict[str, Any]:
 def ask(settings: Settings, *, textable: bool) -> dict[str, Any]:
     """How this consumer can ask for the whole history, each way only where it works for them:
     `sms_number` when inbound SMS is set up and the consumer has a phone the gateway may text;
-    `reply` when replies to the email reach a mailbox; `email` and `website` when set."""
+    `reply` when replies to the email reach a mailbox; `email` and `website` when set;
+    `whatsapp_reply` when the consumer's WhatsApp messages reach us."""
     number = settings.inbound_sms_number if textable else None
     return {
         "sms_number": _readable_phone(number) if number else None,
         "reply": bool(settings.email.reply_to),
         "email": settings.support_email,
         "website": settings.company.website,
+        # Answering a WhatsApp message with the protocol's number returns its history.
+        "whatsapp_reply": settings.inbound_whatsapp,
     }
 
 

@@ -21,13 +21,16 @@ class CannotSplit(ValueError):
     """A part cannot hold even its header and one character of text: `cap` is too small."""
 
 
-def split_history(render: RenderPart, entries: Sequence[dict[str, Any]], cap: int) -> list[Rendered]:
+def split_history(render: RenderPart, entries: Sequence[dict[str, Any]], cap: int,
+                  size: Callable[[Rendered], int] | None = None) -> list[Rendered]:
+    """`size` measures a part against `cap`: SMS segments unless given (WhatsApp: characters)."""
+    measure = size or _segments
     whole = render(list(entries), 1, 1)
-    if _segments(whole) <= cap:
+    if measure(whole) <= cap:
         return [whole]
 
     def fits(run: list[dict[str, Any]], part: int) -> bool:
-        return _segments(render(run, part, PLANNED)) <= cap
+        return measure(render(run, part, PLANNED)) <= cap
 
     runs: list[list[dict[str, Any]]] = []
     run: list[dict[str, Any]] = []

@@ -40,6 +40,7 @@ from gateway.rendering.lists import or_list
 from gateway.rendering.numbers import grouped, grouped_html
 from gateway.rendering.sandbox import PINNED, BytesLoader, CompiledFile, SandboxEnvironment
 from gateway.rendering.sms import SmsInfo, clean_spaces, sms_info, transliterate_gsm7
+from gateway.rendering.whatsapp import WhatsAppSpec, WhatsAppSpecError, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ class Manifest:
     # `[sms] split = true`: the gateway sends this SMS in parts (the history), each part at most
     # fallback.max_sms_segments segments, so its length is not held to sms.max_segments.
     sms_split: bool = False
+    # `[whatsapp]`: the approved template a message goes as outside the 24-hour window.
+    whatsapp: WhatsAppSpec = WhatsAppSpec()
 
     def all_samples(self) -> dict[str, Mapping[str, Any]]:
         return {"sample": self.sample, **self.samples}
@@ -147,6 +150,8 @@ class Templates:
         self._locales: dict[str, tuple[int, list[str]]] = {}
         self._versions: dict[tuple[str, ...], _Version] = {}
         self._broken: dict[tuple[str, str, str], str] = {}  # what was last logged, so it is logged once
+        self._manifests: dict[str, tuple[int, Manifest]] = {}
+        self._expressions: dict[str, Any] = {}  # a WhatsApp variable's expression, compiled once
         self._env.filters.update(datetime=format_datetime, date=format_date, time=format_time, gsm7=transliterate_gsm7,
                                  grouped=grouped, grouped_html=grouped_html, or_list=or_list)
 
@@ -163,9 +168,22 @@ class Templates:
         return list(cached[1])
 
     def manifest(self, name: str) -> Manifest:
+        """`template.toml`, read again only when it changed (every WhatsApp message reads it)."""
+        path = self._template_dir(name) / MANIFEST
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError as exc:
+            raise TemplateNotFoundError("missing", file=f"{name}/{MANIFEST}") from exc
+        cached = self._manifests.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, self._read_manifest(name, path))
+            self._manifests[name] = cached
+        return cached[1]
+
+    def _read_manifest(self, name: str, path: Path) -> Manifest:
         file = f"{name}/{MANIFEST}"
         try:
-            data = tomllib.loads((self._template_dir(name) / MANIFEST).read_text("utf-8"))
+            data = tomllib.loads(path.read_text("utf-8"))
         except FileNotFoundError as exc:
             raise TemplateNotFoundError("missing", file=file) from exc
         except tomllib.TOMLDecodeError as exc:
@@ -186,7 +204,34 @@ class Templates:
         if not isinstance(sms, dict) or not isinstance(sms.get("split", False), bool):
             raise TemplateError("[sms] split must be true or false", file=file)
         merged = {name: _deep_merge(sample, extra) for name, extra in samples.items()}
-        return Manifest(audience, sample, fields, merged, waived, sms_split=sms.get("split", False))
+        try:
+            whatsapp = parse_spec(data.get("whatsapp", {}))
+        except WhatsAppSpecError as exc:
+            raise TemplateError(str(exc), file=file) from exc
+        return Manifest(audience, sample, fields, merged, waived, sms_split=sms.get("split", False),
+                        whatsapp=whatsapp)
+
+    def whatsapp_content(self, rendered: Rendered, requested_locale: str, context: Mapping[str, Any]) -> dict[str, Any]:
+        """What a WhatsApp message goes as outside the 24-hour window: the approved template's Content
+        SID for the locale (None when the company registered none) and its variables."""
+        spec = self.manifest(rendered.template).whatsapp
+        return {"content_sid": spec.sid_for(rendered.locale),
+                "variables": self.whatsapp_values(rendered, requested_locale, context, spec)}
+
+    def whatsapp_values(self, rendered: Rendered, requested_locale: str, context: Mapping[str, Any],
+                        spec: WhatsAppSpec) -> dict[str, str]:
+        """The approved template's variables for `context`, each shown as whatsapp.j2 shows it (the
+        same filters, locale and zone), on one line: WhatsApp refuses a variable with a line break."""
+        context = {**context, "locale": formatting_locale(requested_locale, rendered.locale)}
+        values = {}
+        with self._reported(f"{rendered.template}/{MANIFEST}"):
+            for key in spec.variables:
+                source = "{{ " + spec.expression(key) + " }}"
+                compiled = self._expressions.get(source)
+                if compiled is None:
+                    compiled = self._expressions[source] = self._env.from_string(source)
+                values[key] = " ".join(compiled.render(context).split())
+        return values
 
     def page_locale(self, locale: str) -> str:
         """The locale of the pages for `locale`; Spain's co-official languages fall back to Spanish

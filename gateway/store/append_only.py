@@ -43,7 +43,7 @@ GUARDED: dict[str, frozenset[str] | None] = {
                    "key"}),
     Notification.__tablename__: frozenset(
         {"protocol_id", "event_id", "channel", "audience", "recipient", "template", "template_hash", "locale",
-         "subject", "body_text", "body_html", "created_at"}),
+         "subject", "body_text", "body_html", "whatsapp_content", "created_at"}),
     Attempt.__tablename__: None,
     ProviderCallback.__tablename__: None,
 }

@@ -71,6 +71,8 @@ class Protocol(Base):
     # Kept with consumer_email by the validator below; SQL UPDATEs that clear the address clear it too.
     consumer_email_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     consumer_phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    # Where WhatsApp messages go when it is not the phone (consumer.whatsapp); None: the phone.
+    consumer_whatsapp: Mapped[str | None] = mapped_column(String(20), index=True)
     consumer_locale: Mapped[str] = mapped_column(String(35))
     consumer_timezone: Mapped[str] = mapped_column(String(64))
     notify: Mapped[str] = mapped_column(String(32), default="", server_default=text("''"))  # "email,sms"
@@ -179,6 +181,9 @@ class Notification(Base):
     # When operations requeued it: give_up_after counts from here rather than from created_at,
     # so a requeue after a long outage gets the full retry window again.
     retry_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # WhatsApp: the approved template this message is outside the 24-hour window
+    # ({"content_sid": "HX..." or None, "variables": {"1": "..."}}); None for other channels.
+    whatsapp_content: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
     # Set when a send's outcome was unknown and it was sent again: the consumer may have two.
     duplicate_possible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
@@ -249,6 +254,20 @@ class OptOut(Base):
     keyword: Mapped[str] = mapped_column(String(20))
 
 
+class WhatsAppConsent(Base):
+    """A WhatsApp number's consent: when and how it was given (as the upstream said, or the
+    consumer writing to us), and when it was withdrawn (STOP/PARAR on WhatsApp: no proactive
+    WhatsApp from then on, until the consumer writes START)."""
+
+    __tablename__ = "whatsapp_consents"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opted_in_via: Mapped[str | None] = mapped_column(String(100))
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opted_out_keyword: Mapped[str | None] = mapped_column(String(20))
+
+
 class EmailOptOut(Base):
     """An address that unsubscribed from the emails it did not ask for (List-Unsubscribe, RFC 8058),
     as an SMS STOP is for a phone. Kept as the SHA-256 of the lower-cased address: no address in clear."""
@@ -280,6 +299,8 @@ class InboundMessage(Base):
     to_phone: Mapped[str | None] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # sms or whatsapp: a WhatsApp message opens the 24 hours in which free text may answer.
+    channel: Mapped[str] = mapped_column(String(16), default="sms", server_default=text("'sms'"))
     reply_notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
 
 

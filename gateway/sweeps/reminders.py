@@ -21,7 +21,8 @@ from sqlalchemy import Row, Select, exists, select
 
 from gateway.delivery import outbox
 from gateway.delivery.notifications import address_key, build_notification
-from gateway.protocols.contacts import may_text
+from gateway.protocols import whatsapp_consent
+from gateway.protocols.contacts import contacts, may_text
 from gateway.protocols.email_opt_outs import email_key, opted_out_keys
 from gateway.rendering.context import consumer_context, protocol_fields
 from gateway.rendering.page_link import render_consumer
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_COLUMNS = (
     Protocol.id, Protocol.number, Protocol.subject, Protocol.category, Protocol.status, Protocol.profile,
-    Protocol.channel, Protocol.consumer_name, Protocol.consumer_email, Protocol.consumer_phone,
+    Protocol.channel, Protocol.consumer_name, Protocol.consumer_email, Protocol.consumer_phone, Protocol.consumer_whatsapp,
     Protocol.consumer_locale, Protocol.consumer_timezone, Protocol.notify, Protocol.opened_at,
     Protocol.deadline_at, Protocol.resolved_at, Protocol.page_token_hash,
 )
@@ -100,6 +101,9 @@ async def sweep_protocols(ctx: SweepContext, slot: str, lo: datetime | None, hi:
             if not rows:
                 return
             opted_out = await _opted_out(session, rows) if "sms" in ctx.schedule.channels else set()
+            if "whatsapp" in ctx.schedule.channels:  # prefixed: a WhatsApp STOP is not an SMS STOP
+                opted_out |= {f"whatsapp:{p}" for p in await whatsapp_consent.opted_out(
+                    session, (contacts(r)["whatsapp"] for r in rows))}
             if "email" in ctx.schedule.channels and ctx.schedule.audience == "consumer":
                 # Phones and address hashes cannot be mistaken for each other in one set.
                 opted_out |= await opted_out_keys(session, (r.consumer_email for r in rows))
@@ -184,11 +188,12 @@ def to_operations(ctx: SweepContext, row: Row[Any], key: str, reason: str, extra
 
 def _to_consumer(ctx: SweepContext, row: Row[Any], opted_out: set[str], key: str, reason: str,
                  extra: dict[str, Any]) -> Plan:
-    contacts = {"email": row.consumer_email, "sms": row.consumer_phone}
-    chosen = [c for c in (row.notify or "").split(",") if c] or [c for c, v in contacts.items() if v]
-    wanted = [c for c in ctx.schedule.channels if c in chosen and contacts.get(c)]
+    targets_by = contacts(row)
+    chosen = [c for c in (row.notify or "").split(",") if c] or [c for c in ("email", "sms") if targets_by[c]]
+    wanted = [c for c in ctx.schedule.channels if c in chosen and targets_by.get(c)]
     targets = [c for c in wanted if not (c == "sms" and row.consumer_phone in opted_out)
-               and not (c == "email" and email_key(row.consumer_email) in opted_out)]
+               and not (c == "email" and email_key(row.consumer_email) in opted_out)
+               and not (c == "whatsapp" and f"whatsapp:{targets_by['whatsapp']}" in opted_out)]
     if not targets:
         outcome = "opted_out" if wanted else "no_contact"
         return Plan(row.id, row.deadline_at, outcome, detail=f"channels {','.join(wanted) or 'none'}")
@@ -201,9 +206,12 @@ def _to_consumer(ctx: SweepContext, row: Row[Any], opted_out: set[str], key: str
     notifications = []
     for channel in targets:
         rendered = render_consumer(ctx.templates, ctx.schedule.template, channel, row.consumer_locale, context)
-        notifications.append(build_notification(
-            rendered, protocol_id=row.id, recipient=contacts[channel], audience="consumer", now=ctx.at,
-            next_attempt_at=send_at, dedup_key=f"{key}:{channel}", reason=reason))
+        notification = build_notification(
+            rendered, protocol_id=row.id, recipient=targets_by[channel], audience="consumer", now=ctx.at,
+            next_attempt_at=send_at, dedup_key=f"{key}:{channel}", reason=reason)
+        if channel == "whatsapp":  # proactive: outside the 24 hours it goes as the approved template
+            notification.whatsapp_content = ctx.templates.whatsapp_content(rendered, row.consumer_locale, context)
+        notifications.append(notification)
     left_out = [c for c in wanted if c not in targets]
     detail = f"{','.join(left_out)} opted out" if left_out else None
     return Plan(row.id, row.deadline_at, "sent", notifications, detail=detail)

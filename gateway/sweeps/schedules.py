@@ -261,7 +261,7 @@ def _parse(file: Path, data: dict[str, Any], templates: Templates | None, defaul
         raise fail("audience", f"a {kind} goes to operations only")
     channels = data.get("channels", ["email", "sms"] if audience == "consumer" else ["email"])
     if not isinstance(channels, list) or not channels or any(c not in CHANNEL_FILES for c in channels):
-        raise fail("channels", f"expected a list of 'email' and 'sms', got {channels!r}")
+        raise fail("channels", f"expected a list of 'email', 'sms' and 'whatsapp', got {channels!r}")
     if audience == "operations" and channels != ["email"]:
         raise fail("channels", "operations are written to by email only")
     if len(set(channels)) != len(channels):

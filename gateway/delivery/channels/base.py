@@ -17,16 +17,21 @@ from gateway.delivery.errors import ProviderTry
 @dataclass(frozen=True, slots=True)
 class Message:
     notification_id: int
-    channel: str                 # "email" or "sms"
+    channel: str                 # "email", "sms" or "whatsapp"
     to: str                      # an email address or an E.164 phone number
-    text: str                    # the plain-text email body, or the SMS body
+    text: str                    # the plain-text email body, the SMS or WhatsApp text
     subject: str | None = None   # email only
     html: str | None = None      # email only
     message_id: str | None = None  # email only: deterministic, derived from notification_id
     reply_to: str | None = None    # email only
-    status_callback: str | None = None  # sms only: where the provider posts receipts
+    status_callback: str | None = None  # sms and whatsapp: where the provider posts receipts
     return_path: str | None = None  # email only: the envelope sender (MAIL FROM) unique to it, for bounces
     headers: dict[str, str] = field(default_factory=dict)
+    # WhatsApp only: whether the consumer wrote within 24 hours (free text may go), and the
+    # approved template that goes otherwise (None: the company registered none for it).
+    window_open: bool = False
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Build the email and SMS transports the settings ask for.
+"""Build the email, SMS and WhatsApp transports the settings ask for.
 
 Each transport is imported only when chosen: the Twilio SDK is slow to import and a
 file-only setup never needs it.
@@ -30,3 +30,14 @@ def build_sms_transport(settings: Settings) -> Transport:
     from gateway.delivery.channels.sms_file import SMSFileTransport
 
     return SMSFileTransport(settings.path(sms.file))
+
+
+def build_whatsapp_transport(settings: Settings) -> Transport:
+    whatsapp = settings.whatsapp
+    if whatsapp.transport == "twilio":
+        from gateway.delivery.channels.twilio import TwilioTransport
+
+        return TwilioTransport(settings.whatsapp_accounts[0], channel="whatsapp")
+    from gateway.delivery.channels.whatsapp_file import WhatsAppFileTransport
+
+    return WhatsAppFileTransport(settings.path(whatsapp.file))

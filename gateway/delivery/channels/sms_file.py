@@ -20,17 +20,17 @@ class SMSFileTransport:
         self._path = path
         self._lock = asyncio.Lock()  # one writer at a time, so lines never interleave
 
+    def _record(self, message: Message) -> dict[str, object]:
+        return {
+            "id": message.notification_id,
+            "to": message.to,
+            "body": message.text,
+            "at": datetime.now(timezone.utc).isoformat(),
+            "status_callback": message.status_callback,
+        }
+
     async def send(self, message: Message) -> Receipt:
-        line = json.dumps(
-            {
-                "id": message.notification_id,
-                "to": message.to,
-                "body": message.text,
-                "at": datetime.now(timezone.utc).isoformat(),
-                "status_callback": message.status_callback,
-            },
-            ensure_ascii=False,
-        )
+        line = json.dumps(self._record(message), ensure_ascii=False)
         async with self._lock:
             try:
                 await asyncio.to_thread(self._append, (line + "\n").encode("utf-8"))

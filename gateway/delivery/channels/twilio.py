@@ -1,4 +1,9 @@
-"""SMS through Twilio's REST API with the official SDK's async client.
+"""SMS and WhatsApp through Twilio's REST API with the official SDK's async client.
+
+WhatsApp is the same Messages endpoint with `whatsapp:` addresses; outside the 24 hours after
+the consumer's last message it takes an approved template (`content_sid`, `content_variables`),
+and free text there is refused (error 63016): such a message is failed here, before the call,
+so that its fallback chain moves on at once.
 
 Three traps shape this file (see LIBRARY-NOTES): the SDK's HTTP client must be built
 inside the running loop, its own timeout is ignored, and its retries re-POST after a
@@ -64,8 +69,9 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):
 class TwilioTransport:
     sends_receipts = True  # status callbacks
 
-    def __init__(self, settings: TwilioSettings) -> None:
+    def __init__(self, settings: TwilioSettings, channel: str = "sms") -> None:
         self._settings = settings
+        self._channel = channel
         self._http: _HeaderKeepingHttpClient | None = None
         self._client: Client | None = None
 
@@ -82,13 +88,18 @@ class TwilioTransport:
         return self._client
 
     async def send(self, message: Message) -> Receipt:
+        if message.channel == "whatsapp" and not message.window_open and not message.content_sid:
+            raise PermanentDeliveryError(
+                "WhatsApp: the consumer has not written in the last 24 hours and this message has no approved "
+                "template (content_sid in its template.toml): WhatsApp would refuse free text (63016)",
+                code="no_template")
         client = self._client_in_loop()
         _response_headers.set(None)
         try:
             async with asyncio.timeout(self._settings.timeout):
                 sent = await client.messages.create_async(**self._params(message))
         except (TwilioRestException, TwilioServiceException) as exc:
-            raise _refusal(exc, _response_headers.get()) from exc
+            raise _refusal(exc, _response_headers.get(), self._channel) from exc
         except aiohttp.ClientConnectorError as exc:  # no connection, so no request
             raise TransientDeliveryError(f"cannot reach Twilio: {exc}") from exc
         except TimeoutError as exc:
@@ -107,7 +118,7 @@ class TwilioTransport:
             what = "refused our credentials" if exc.status in (401, 403) else "answered"
             raise TransientDeliveryError(
                 f"Twilio at {self._settings.api_base_url} {what}: HTTP {exc.status}, error {exc.code} "
-                "(check sms.twilio.account_sid and .auth_token)", code=str(exc.code) if exc.code else None) from exc
+                f"(check {self._channel}.twilio.account_sid and .auth_token)", code=str(exc.code) if exc.code else None) from exc
         except TimeoutError as exc:
             raise TransientDeliveryError(f"Twilio at {self._settings.api_base_url} did not answer within "
                                          f"{self._settings.timeout:g}s") from exc
@@ -116,7 +127,16 @@ class TwilioTransport:
 
     def _params(self, message: Message) -> dict[str, str]:
         s = self._settings
-        params = {"to": message.to, "body": message.text}
+        if message.channel == "whatsapp":
+            params = {"to": f"whatsapp:{message.to}"}
+            if message.window_open:  # free text, as the consumer wrote to us within 24 hours
+                params["body"] = message.text
+            else:
+                assert message.content_sid is not None
+                params["content_sid"] = message.content_sid
+                params["content_variables"] = json.dumps(message.content_variables or {}, ensure_ascii=False)
+        else:
+            params = {"to": message.to, "body": message.text}
         if s.from_:
             params["from_"] = s.from_
         if s.messaging_service_sid:
@@ -131,16 +151,20 @@ class TwilioTransport:
         self._http = self._client = None
 
 
-def _refusal(exc: TwilioRestException | TwilioServiceException, headers: Mapping[str, str] | None) -> DeliveryError:
+def _refusal(exc: TwilioRestException | TwilioServiceException, headers: Mapping[str, str] | None,
+             channel: str = "sms") -> DeliveryError:
     code = str(exc.code) if exc.code is not None else None
-    text = f"Twilio refused the SMS: HTTP {exc.status}, error {code}"
+    what = "WhatsApp message" if channel == "whatsapp" else "SMS"
+    text = f"Twilio refused the {what}: HTTP {exc.status}, error {code}"
     if exc.status == 429 or exc.status >= 500:
         return TransientDeliveryError(text, code=code, retry_after=_retry_after(headers))
     if exc.status in (401, 403):
         # Our credentials, not this message: once an operator fixes them the SMS can go,
         # so retry until give_up_after instead of failing every message for good.
         return TransientDeliveryError(text, code=code)
-    if 400 <= exc.status < 500:  # 21211 invalid number, 21610 recipient replied STOP, ...
+    # 21211 invalid number, 21610 recipient replied STOP, 63003/63024 not a WhatsApp number,
+    # 63016 free text outside WhatsApp's 24 hours (which the check above should make impossible)...
+    if 400 <= exc.status < 500:
         return PermanentDeliveryError(text, code=code)
     return TransientDeliveryError(text, code=code)  # a 3xx: a wrong api_base_url, nothing was sent
 
