@@ -285,6 +285,7 @@ def serve(settings: Settings) -> None:
                                    "url": f"http://{settings.http.host}:{bound_port(sockets)}",
                                    "settings": str(settings.settings_file or "no settings file: defaults"),
                                    "email": settings.email.transport, "sms": settings.sms.transport,
+                                   "whatsapp": settings.whatsapp.transport,
                                    "database": "sqlite" if runtime.db.is_sqlite else "postgresql",
                                    "templates": str(Path(settings.templates_dir))})
         for action, line in settings.warnings():  # works, but probably not what was meant; /readyz says it too

@@ -23,6 +23,7 @@ def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Se
         "email": {"maildir": str(tmp_path / "mail"), "from": "Atendimento <atendimento@example.com>",
                   "reply_to": "sac@example.com"},
         "sms": {"file": str(tmp_path / "sms.jsonl")},
+        "whatsapp": {"file": str(tmp_path / "whatsapp.jsonl")},
         "dispatch": {"poll_interval": "50ms"},
         # The links' secret is made at first use: in the test's folder, never the working directory.
         "consumer_page": {"secret_file": str(tmp_path / "consumer-page.key")},

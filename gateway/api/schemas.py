@@ -232,7 +232,7 @@ class Health(BaseModel):
 
 class TemplatePreviewRequest(StrictModel):
     locale: str | None = Field(None, max_length=35, description="default: the sample's locale")
-    channel: Literal["email", "sms"] | None = Field(None, description="default: every channel the locale has")
+    channel: Literal["email", "sms", "whatsapp"] | None = Field(None, description="default: every channel the locale has")
     data: dict[str, Any] | None = Field(
         None, description="merged over the template's sample; RFC 3339 strings with an offset become date-times; "
                           f"nested at most {MAX_DEPTH} levels")
@@ -261,6 +261,18 @@ class SmsPreview(SmsCounts):
     transliterated: SmsCounts
 
 
+class WhatsAppPreview(BaseModel):
+    text: str
+    hash: str
+    characters: int
+    limit: int = Field(description="WhatsApp's most: 1,024 for an approved template's body, 4,096 for free text")
+    kind: Literal["template", "free_text"] = Field(
+        description="template: goes as the approved template outside the 24-hour window; free_text: inside it only")
+    content_sid: str | None = Field(description="the approved template's SID for this locale, when registered")
+    variables: dict[str, str] = Field(description="the approved template's variables for this data")
+    approval_text: str | None = Field(description="the body to submit for approval, with {{1}}...")
+
+
 class TemplatePreview(BaseModel):
     template: str
     audience: Literal["consumer", "operations"]
@@ -268,6 +280,7 @@ class TemplatePreview(BaseModel):
     requested_locale: str
     email: EmailPreview | None
     sms: SmsPreview | None
+    whatsapp: WhatsAppPreview | None = None
     warnings: list[str]
 
 
@@ -275,7 +288,7 @@ class TemplateInfo(BaseModel):
     name: str
     audience: Literal["consumer", "operations"] | None = Field(description="None when template.toml is broken")
     locales: list[str]
-    channels: list[Literal["email", "sms"]]
+    channels: list[Literal["email", "sms", "whatsapp"]]
     error: str | None = Field(None, description="why template.toml cannot be read (`templates check` says more)")
 
 

@@ -93,6 +93,14 @@ def _preview_text(result: dict[str, Any]) -> str:
                  else f"transliterated: {info(sms['transliterated'])}")
         lines += [f"=== sms {sms['hash']}: {info(sms)}{' (transliterated)' if sms['transliterate'] else ''}; {other}",
                   sms["text"]]
+    if whatsapp := result.get("whatsapp"):
+        how = (f"an approved template, {whatsapp['content_sid'] or 'no content_sid for this locale yet'}"
+               if whatsapp["kind"] == "template" else "free text, inside the 24-hour window only")
+        lines += [f"=== whatsapp {whatsapp['hash']}: {whatsapp['characters']} of {whatsapp['limit']:,} characters; "
+                  f"outside the window: {how}", whatsapp["text"]]
+        if whatsapp["kind"] == "template":
+            lines += ["--- variables: " + json.dumps(whatsapp["variables"], ensure_ascii=False),
+                      "--- the body to submit for approval", whatsapp["approval_text"] or ""]
     lines += [f"warning: {w}" for w in result["warnings"]]
     return "\n".join(lines)
 
@@ -107,9 +115,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return EXIT_OK
-    print(f"{'NAME':<24} {'AUDIENCE':<11} {'CHANNELS':<10} LOCALES")
+    print(f"{'NAME':<24} {'AUDIENCE':<11} {'CHANNELS':<19} LOCALES")
     for row in rows:
-        print(f"{row['name']:<24} {row['audience'] or '?':<11} {','.join(row['channels']):<10} {','.join(row['locales'])}"
+        print(f"{row['name']:<24} {row['audience'] or '?':<11} {','.join(row['channels']):<19} {','.join(row['locales'])}"
               + (f"  ({row['error']})" if "error" in row else ""))
     return EXIT_OK
 
@@ -133,7 +141,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
                               help="render one template as the consumer would get it")
     show.add_argument("name", metavar="NAME")
     show.add_argument("--locale", help="default: the sample's locale")
-    show.add_argument("--channel", choices=("email", "sms"), help="default: every channel the locale has")
+    show.add_argument("--channel", choices=("email", "sms", "whatsapp"), help="default: every channel the locale has")
     show.add_argument("--data", type=Path, metavar="FILE",
                       help="JSON or TOML merged over the template's [sample]; RFC 3339 strings become date-times")
     show.set_defaults(func=cmd_preview)

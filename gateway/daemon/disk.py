@@ -24,6 +24,8 @@ def watched_folders(settings: Settings) -> dict[str, Path]:
         folders["email"] = settings.path(settings.email.maildir)
     if settings.sms.transport == "file":
         folders["sms"] = settings.path(settings.sms.file).parent
+    if settings.whatsapp.transport == "file":
+        folders["whatsapp"] = settings.path(settings.whatsapp.file).parent
     return folders
 
 

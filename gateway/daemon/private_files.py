@@ -31,7 +31,8 @@ def private_paths(settings: Settings) -> list[Path]:
     if database is not None:
         paths += [database, Path(f"{database}-wal"), Path(f"{database}-shm"), Path(f"{database}-journal")]
     maildir = settings.path(settings.email.maildir)
-    paths += [maildir, *(maildir / part for part in ("tmp", "new", "cur")), settings.path(settings.sms.file)]
+    paths += [maildir, *(maildir / part for part in ("tmp", "new", "cur")), settings.path(settings.sms.file),
+              settings.path(settings.whatsapp.file)]
     if settings.auth.bootstrap_key_file is not None:
         paths.append(settings.path(settings.auth.bootstrap_key_file))
     if settings.consumer_page.enabled and settings.consumer_page.secret is None:

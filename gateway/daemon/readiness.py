@@ -23,7 +23,7 @@ def readiness_checks(runtime: Runtime, tasks: dict[str, asyncio.Task[None]]) -> 
         return None
 
     async def transports() -> str | None:
-        missing = [c for c in ("email", "sms") if c not in runtime.transports]
+        missing = [c for c in ("email", "sms", "whatsapp") if c not in runtime.transports]
         failing = [f"{c}: {why}" for c, why in runtime.probes.problems().items()]
         return "; ".join([*(f"{c}: not configured" for c in missing), *failing]) or None
 

@@ -18,7 +18,7 @@ from gateway.protocols.page_links import PageLinks
 from gateway.rendering.context import ask, company, consumer_context
 from gateway.rendering.page_link import render_consumer
 from gateway.rendering.split import split_history
-from gateway.rendering.templates import Rendered, Templates
+from gateway.rendering.templates import Rendered, TemplateError, Templates
 from gateway.store.models import Notification, Protocol
 
 class MessageBuilder:
@@ -26,6 +26,13 @@ class MessageBuilder:
         self.templates = templates
         self.settings = settings
         self.pages = pages  # None: consumer_page.enabled is false
+
+    def has_channel(self, template: str, channel: str, locale: str) -> bool:
+        """Whether `template` has a text for `channel` in the locale a consumer of `locale` gets."""
+        try:
+            return channel in self.templates.channels(template, self.templates.resolve_locale(template, locale))
+        except TemplateError:
+            return False
 
     def page_digest(self, number: str) -> str | None:
         """What a new protocol records of its page's token (None without the page)."""

@@ -270,6 +270,11 @@ class ProtocolService:
                                        ("whatsapp", data.consumer.whatsapp or data.consumer.phone, "whatsapp")):
             if channel in notify and not contact:
                 problems.append(FieldProblem(f"{prefix}consumer.{name}", f"required to notify by {channel}"))
+        if "whatsapp" in notify and not self.messages.has_channel(
+                CONFIRMATION_TEMPLATE, "whatsapp", data.consumer.locale or self.settings.gateway.default_locale):
+            # A templates folder written before WhatsApp: say so now rather than fail every message.
+            problems.append(FieldProblem(f"{prefix}notify", f"the templates have no WhatsApp text "
+                                         f"({CONFIRMATION_TEMPLATE}/<locale>/whatsapp.j2): add it to notify by whatsapp"))
         if problems:
             raise InvalidFields(problems)
         assert profile is not None

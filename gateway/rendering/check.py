@@ -21,6 +21,7 @@ from typing import Any, Literal
 from babel import Locale, UnknownLocaleError
 
 from gateway.rendering.check_pages import check_pages
+from gateway.rendering.check_whatsapp import WhatsAppReport, check_whatsapp
 from gateway.rendering.dates import formatted, formatting_locale
 from gateway.rendering.numbers import grouped
 from gateway.rendering.page_link import render_consumer
@@ -76,8 +77,11 @@ EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 CONSUMER_FLOOR: dict[str, tuple[str, ...]] = {
     "email": ("protocol.number", "protocol.opened_at|datetime", "protocol.subject", "protocol.deadline_at|date"),
     "sms": ("protocol.number", "protocol.opened_at|datetime", "protocol.subject"),
+    "whatsapp": ("protocol.number", "protocol.opened_at|datetime", "protocol.subject"),
 }
 HOW = ("datetime", "date", "time", "any")
+# The file that holds a channel's text, where a finding about what the text says points.
+TEXT_FILES = {"email": "email.txt.j2", "sms": "sms.j2", "whatsapp": "whatsapp.j2"}
 SHORTENED_MIN = 20  # characters of a text that must show before an ellipsis for it to count as shown
 _ELLIPSES = ("...", "…")
 
@@ -127,6 +131,7 @@ class SmsReport:
 class Report:
     findings: list[Finding] = field(default_factory=list)
     sms: list[SmsReport] = field(default_factory=list)
+    whatsapp: list[WhatsAppReport] = field(default_factory=list)
     templates: int = 0
     locales: int = 0
     renders: int = 0
@@ -152,7 +157,8 @@ class Report:
         return {"ok": self.exit_code(strict=strict) == EXIT_OK, "strict": strict,
                 "summary": {"templates": self.templates, "locales": self.locales, "renders": self.renders,
                             "errors": self.errors, "warnings": self.warnings},
-                "findings": [f.as_dict() for f in self.findings], "sms": [s.as_dict() for s in self.sms]}
+                "findings": [f.as_dict() for f in self.findings], "sms": [s.as_dict() for s in self.sms],
+                "whatsapp": [w.as_dict() for w in self.whatsapp]}
 
 
 def _n(count: int, word: str) -> str:
@@ -262,6 +268,10 @@ class _TemplateCheck:
                 self._check_what_it_asks(manifest, locale, channel)
         if channel == "sms" and rendered:
             self._report_sms(locale, rendered, split=manifest.sms_split)
+        if channel == "whatsapp":
+            found = check_whatsapp(self.templates, self.name, manifest, locale, rendered, self.add)
+            if found is not None:
+                self.report.whatsapp.append(found)
 
     # What a consumer message may say: every combination of what is set up
 
@@ -279,7 +289,7 @@ class _TemplateCheck:
                 self.add("error", exc.file, f"{exc.message} (with {variant})", line=exc.line, variable=exc.variable,
                          locale=locale, channel=channel)
                 continue
-            file = f"{self.name}/{locale}/{'sms.j2' if channel == 'sms' else 'email.txt.j2'}"
+            file = f"{self.name}/{locale}/{TEXT_FILES[channel]}"
             for part, html_ in ((out.subject or "", False), (out.text, False), (out.html or "", True)):
                 text = _visible(part, html_=html_)
                 placeholder = PLACEHOLDER.search(text)
@@ -306,7 +316,7 @@ class _TemplateCheck:
     def _check_required(self, manifest: Manifest, locale: str, channel: str, main: Rendered) -> None:
         base = f"{self.name}/{locale}"
         outputs = ({f"{base}/email.txt.j2": main.text, f"{base}/email.html.j2": main.html or ""}
-                   if channel == "email" else {f"{base}/sms.j2": main.text})
+                   if channel == "email" else {f"{base}/{CHANNEL_FILES[channel][0]}": main.text})
         timezone = str(manifest.sample.get("timezone", "UTC"))
         fmt_locale = formatting_locale(locale, locale)
         for spec in self._required(manifest, channel):

@@ -16,9 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.config.whatsapp import FREE_TEXT_LIMIT, TEMPLATE_BODY_LIMIT
 from gateway.rendering.page_link import render_consumer
 from gateway.rendering.sms import SmsInfo
 from gateway.rendering.templates import CHANNEL_FILES, Rendered, TemplateError, TemplateNotFoundError, Templates
+from gateway.rendering.whatsapp import approval_text
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -79,17 +81,35 @@ def preview(templates: Templates, name: str, *, locale: str | None = None, chann
     if channel and channel not in CHANNEL_FILES:
         raise ValueError(f"channel must be one of {', '.join(CHANNEL_FILES)}")
     out: dict[str, Any] = {"template": name, "audience": manifest.audience, "locale": resolved,
-                           "requested_locale": asked, "email": None, "sms": None, "warnings": []}
+                           "requested_locale": asked, "email": None, "sms": None, "whatsapp": None, "warnings": []}
     for ch in channels:
         rendered = render_consumer(templates, name, ch, asked, context, fallback=False)  # type: ignore[arg-type]
         if ch == "email":
             out["email"] = {"subject": rendered.subject, "text": rendered.text, "html": rendered.html,
                             "hash": rendered.hash}
+        elif ch == "whatsapp":
+            out["whatsapp"] = whatsapp_document(templates, rendered, asked, context)
+            if len(rendered.text) > out["whatsapp"]["limit"]:
+                out["warnings"].append(f"whatsapp: {len(rendered.text)} characters, above WhatsApp's "
+                                       f"{out['whatsapp']['limit']:,}")
         else:
             out["sms"] = sms_document(rendered)
             if rendered.sms and rendered.sms.segments > max_segments:
                 out["warnings"].append(f"sms: {rendered.sms.segments} segments, above sms.max_segments ({max_segments})")
     return out
+
+
+def whatsapp_document(templates: Templates, rendered: Rendered, locale: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The text, its length against WhatsApp's limit, and how it goes outside the 24-hour window:
+    the approved template's SID and variables, and the body to submit for approval."""
+    spec = templates.manifest(rendered.template).whatsapp
+    values = templates.whatsapp_values(rendered, locale, context, spec)
+    return {"text": rendered.text, "hash": rendered.hash, "characters": len(rendered.text),
+            "limit": TEMPLATE_BODY_LIMIT if spec.variables else FREE_TEXT_LIMIT,
+            "kind": "template" if spec.variables else "free_text", "content_sid": spec.sid_for(rendered.locale),
+            "variables": values,
+            "approval_text": spec.approved.get(rendered.locale) or (approval_text(rendered.text, values)
+                                                                    if spec.variables else None)}
 
 
 def sms_document(rendered: Rendered) -> dict[str, Any]:

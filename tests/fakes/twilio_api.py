@@ -14,12 +14,23 @@ next scripted `Answer` if any; otherwise numbers ending in one of `invalid_numbe
 get 400/21211 and those ending in one of `stopped_numbers` get 400/21610 (the
 recipient replied STOP). Every POST is recorded in `messages`, refused ones included,
 so a test can count them: one send must make exactly one POST.
+
+WhatsApp is the same endpoint with `whatsapp:` addresses, as Twilio does it:
+- `To=whatsapp:+...` needs `From=whatsapp:+...` (or a MessagingServiceSid): else 400/63007.
+- `ContentSid` must name one of `content_templates` (sid -> approved body with {{1}}...): else
+  400/21655; `ContentVariables` (JSON) fill it, and the answer's `body` is the filled text.
+- Free text (`Body`) is accepted (201) as Twilio does, but fails later with 63016 unless the
+  number is in `sessions` (it wrote within 24 hours); numbers ending in one of `not_whatsapp`
+  fail later with 63003. `outcome(posted)` says what the status callbacks will report, and
+  `receipt(posted, status)` builds the form of one callback (delivered, read, failed...).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import re
 import secrets
 from collections import deque
 from dataclasses import dataclass
@@ -33,6 +44,10 @@ _ERROR_TEXT = {
     20500: "An internal server error has occurred",
     21211: "The 'To' number is not a valid phone number.",
     21610: "Attempt to send to unsubscribed recipient",
+    21655: "The ContentSid is Invalid",
+    63003: "Channel could not find To address",
+    63007: "Twilio could not find a Channel with the specified From address",
+    63016: "Failed to send freeform message because you are outside the allowed window.",
 }
 
 
@@ -65,6 +80,9 @@ class FakeTwilio:
         self.invalid_numbers: set[str] = set()  # suffixes answered 400/21211
         self.stopped_numbers: set[str] = set()  # suffixes answered 400/21610
         self.messages: list[Posted] = []
+        self.content_templates: dict[str, str] = {}  # WhatsApp: Content SID -> approved body
+        self.sessions: set[str] = set()  # WhatsApp numbers (+55...) that wrote within 24 hours
+        self.not_whatsapp: set[str] = set()  # suffixes of numbers with no WhatsApp: fail later, 63003
         self.account_fetches = 0  # GET Accounts/{sid}.json: the gateway's probe, answered 401 on a bad login
         self.base_url = ""  # set on start: http://127.0.0.1:PORT
         self._scripted: deque[Answer] = deque()
@@ -99,7 +117,7 @@ class FakeTwilio:
         if auth != (self.account_sid, self.auth_token) or account_sid != self.account_sid:
             answer = Answer(status=401, code=20003)  # checked first: a bad login consumes no script
         else:
-            answer = self._answer_for(form.get("To", ""))
+            answer = self._answer_for(form.get("To", ""), form)
         posted = Posted(account_sid=account_sid, form=form, auth=auth, answer=answer)
         self.messages.append(posted)  # recorded on arrival: a late answer still means Twilio got it
         if answer.delay:
@@ -117,17 +135,48 @@ class FakeTwilio:
         return web.json_response({"sid": self.account_sid, "friendly_name": "fake", "status": "active",
                                   "type": "Full", "uri": f"/2010-04-01/Accounts/{self.account_sid}.json"})
 
-    def _answer_for(self, to: str) -> Answer:
+    def _answer_for(self, to: str, form: dict[str, str]) -> Answer:
         if self._scripted:
             return self._scripted.popleft()
+        if to.startswith("whatsapp:"):
+            if not form.get("From", "").startswith("whatsapp:") and not form.get("MessagingServiceSid"):
+                return Answer(status=400, code=63007)
+            if "ContentSid" in form and form["ContentSid"] not in self.content_templates:
+                return Answer(status=400, code=21655)
         if any(to.endswith(suffix) for suffix in self.invalid_numbers):
             return Answer(status=400, code=21211, message=f"The 'To' number {to} is not a valid phone number.")
         if any(to.endswith(suffix) for suffix in self.stopped_numbers):
             return Answer(status=400, code=21610)
         return Answer()
 
+    def outcome(self, posted: Posted) -> tuple[str, int | None]:
+        """What Twilio's status callbacks will say of an accepted message: (status, error code)."""
+        to = posted.form.get("To", "")
+        if not to.startswith("whatsapp:"):
+            return "delivered", None
+        number = to.removeprefix("whatsapp:")
+        if any(number.endswith(suffix) for suffix in self.not_whatsapp):
+            return "failed", 63003
+        if "ContentSid" not in posted.form and number not in self.sessions:
+            return "failed", 63016
+        return "read", None
+
+    def receipt(self, posted: Posted, status: str, error_code: int | None = None) -> dict[str, str]:
+        """The form of one status callback for `posted`, as Twilio posts it to the StatusCallback URL."""
+        form = {"MessageSid": posted.sid or "", "MessageStatus": status, "AccountSid": posted.account_sid,
+                "To": posted.form.get("To", ""), "From": posted.form.get("From", "")}
+        if posted.form.get("To", "").startswith("whatsapp:"):
+            form["ChannelPrefix"] = "whatsapp"
+        if error_code is not None:
+            form["ErrorCode"] = str(error_code)
+        return form
+
     def _message_body(self, posted: Posted) -> dict[str, Any]:
         body = posted.form.get("Body", "")
+        if "ContentSid" in posted.form:  # what the consumer reads: the approved body, filled
+            values = json.loads(posted.form.get("ContentVariables") or "{}")
+            body = re.sub(r"\{\{(\d+)\}\}", lambda m: str(values.get(m[1], m[0])),
+                          self.content_templates[posted.form["ContentSid"]])
         return {
             "sid": posted.sid,
             "account_sid": posted.account_sid,
