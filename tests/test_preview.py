@@ -62,7 +62,7 @@ async def test_list_templates(client: TestClient) -> None:
     assert response.status == 200
     listed = {t["name"]: t for t in (await response.json())["templates"]}
     assert listed[NAME] == {"name": NAME, "audience": "consumer", "locales": ["ca", "en", "es", "eu", "gl", "pt-BR"],
-                            "channels": ["email", "sms"]}
+                            "channels": ["email", "sms", "whatsapp"]}
 
 
 async def test_preview_every_channel_with_the_sample(client: TestClient) -> None:

@@ -46,8 +46,9 @@ def test_the_shipped_template_passes_and_reports_both_sms_counts(transliterate: 
                              names=[NAME])
     assert lines(report) == [] and lines(report, "warning") == []
     assert report.exit_code(strict=True) == 0
-    # 6 locales x 2 channels x (2 samples + 6 combinations of the ways to ask for the history)
-    assert (report.templates, report.locales, report.renders) == (1, 6, 96)
+    # 6 locales x 3 channels (email, SMS, WhatsApp) x (2 samples + 7 combinations of the ways to ask
+    # for the history: all, none, and each of the five alone)
+    assert (report.templates, report.locales, report.renders) == (1, 6, 162)
     sms = {s.locale: s for s in report.sms}
     assert set(sms) == {"pt-BR", "es", "en", "ca", "eu", "gl"}
     pt = sms["pt-BR"]
@@ -152,7 +153,7 @@ def test_cli_output_summary_and_exit_codes(folder: Path, tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert main(["templates", "check", "--dir", str(folder)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "templates check: ok: 1 template, 6 locales, 96 renders: 0 errors, 0 warnings"
+    assert out[-1] == "templates check: ok: 1 template, 6 locales, 162 renders: 0 errors, 0 warnings"
     assert all(": info: " in line for line in out[:-1])
 
     monkeypatch.setenv("GATEWAY_SMS__MAX_SEGMENTS", "1")  # the opening SMS takes 2 as written

@@ -95,7 +95,7 @@ def test_manifests(shipped: Templates) -> None:
         manifest = shipped.manifest(name)
         assert manifest.audience == "consumer"
         assert shipped.locales(name) == ["ca", "en", "es", "eu", "gl", "pt-BR"]
-        channels = ("sms",) if name == "inbound_reply" else ("email", "sms")
+        channels = ("sms", "whatsapp") if name == "inbound_reply" else ("email", "sms", "whatsapp")
         assert tuple(manifest.required_fields) == channels, name
         context = sample(shipped, name)
         for fields in manifest.required_fields.values():

@@ -28,6 +28,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
@@ -37,7 +38,7 @@ from gateway.config import FallbackSettings
 from gateway.protocols.contacts import contacts
 from gateway.protocols.messages import MessageBuilder
 from gateway.protocols.whatsapp_consent import opted_out_sync
-from gateway.store.models import Notification, OptOut, Protocol
+from gateway.store.models import Event, Notification, OptOut, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ BUILT_IN = {"whatsapp": ("whatsapp", "sms", "email"), "sms": ("sms", "email"), "
 NOT_ARRIVED = ("failed", "dead", "undelivered", "cancelled")
 MAX_STEPS = 8  # a cascade is at most one message per channel: a longer one is a loop in the data
 _BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")  # WhatsApp's *bold*, which an email shows as is
+
+
+def _event_context(session: Session, event_id: int | None) -> dict[str, Any]:
+    """What the event's own message was rendered with (`event.message`, `event.resolution`...), from
+    the stored event: its data and when it happened. What only the service knew then (the deadline
+    before an extension) is not there: such a template skips to the chain's next step."""
+    event = session.get(Event, event_id) if event_id is not None else None
+    if event is None:
+        return {}
+    return {"event": {**(event.data or {}), "type": event.type, "occurred_at": event.occurred_at}}
 
 
 def dedup_key(notification_id: int) -> str:
@@ -91,7 +102,7 @@ class Chains:
                 log.info("no fallback: the consumer has this message by the next channel already", extra={
                     "action": "fallback_skipped", "notification": n.id, "channel": channel, "reason": reason})
                 return None
-            step = self._render(protocol, first, n, channel, reason, now)
+            step = self._render(session, protocol, first, n, channel, reason, now)
             if step is None:
                 continue
             step.dedup_key, step.fallback_of, step.event_id = key, n.id, n.event_id
@@ -106,8 +117,8 @@ class Chains:
             return step
         return None
 
-    def _render(self, protocol: Protocol, first: Notification, failed: Notification, channel: str, reason: str,
-                now: datetime) -> Notification | None:
+    def _render(self, session: Session, protocol: Protocol, first: Notification, failed: Notification, channel: str,
+                reason: str, now: datetime) -> Notification | None:
         target = contacts(protocol)[channel]
         assert target is not None
         try:
@@ -115,7 +126,8 @@ class Chains:
                 text = _BOLD.sub(r"\1", failed.body_text) if failed.channel == "whatsapp" else failed.body_text
                 return self.messages.render(protocol, WRAPPER, "email", target, now, reason=f"fallback: {reason}",
                                             sms_text=text, failed_channel=failed.channel)
-            return self.messages.render(protocol, first.template, channel, target, now, reason=f"fallback: {reason}")
+            return self.messages.render(protocol, first.template, channel, target, now, reason=f"fallback: {reason}",
+                                        **_event_context(session, first.event_id))
         except Exception as exc:  # a template error must not undo the failure's record
             log.warning("no fallback by this channel: the template does not render from the record", extra={
                 "action": "fallback_skipped", "notification": failed.id, "channel": channel,

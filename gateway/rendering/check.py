@@ -40,8 +40,8 @@ Level = Literal["error", "warning", "info"]
 # The ways a consumer may be told to ask for the history (rendering/context.py, `ask`), each
 # combination the check renders: with everything, with nothing, and each alone.
 _ASK_ALL = {"sms_number": "+55 11 4000-4000", "reply": True, "email": "sac@acme.example",
-            "website": "https://acme.example/atendimento"}
-_ASK_NONE = {"sms_number": None, "reply": False, "email": None, "website": None}
+            "website": "https://acme.example/atendimento", "whatsapp_reply": True}
+_ASK_NONE = {"sms_number": None, "reply": False, "email": None, "website": None, "whatsapp_reply": False}
 ASK_VARIANTS: dict[str, dict[str, Any]] = {
     "with every way to ask set up": _ASK_ALL,
     "with no way to ask set up (no inbound SMS, no Reply-To, no support address)": _ASK_NONE,
@@ -54,22 +54,28 @@ PLACEHOLDER = re.compile(r"\b(None|null|undefined|nan)\b|\{\{|\}\}|\[\[|\]\]")
 INSTRUCTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "pt": {"sms_number": ("por sms para", "por sms ao", "responda protocolo", "para o nosso número"),
            "reply": ("responda a este e-mail", "responder a este e-mail", "respondendo a este e-mail"),
-           "email": ("escreva para", "escrevendo para")},
+           "email": ("escreva para", "escrevendo para"),
+           "whatsapp_reply": ("responda a esta mensagem",)},
     "es": {"sms_number": ("por sms al", "por sms a nuestro", "a nuestro número"),
            "reply": ("responda a este correo", "responder a este correo"),
-           "email": ("escriba a", "escribiendo a")},
+           "email": ("escriba a", "escribiendo a"),
+           "whatsapp_reply": ("responda a este mensaje",)},
     "en": {"sms_number": ("by sms to", "text protocol", "to our number"),
            "reply": ("reply to this email", "replying to this email"),
-           "email": ("write to", "writing to")},
+           "email": ("write to", "writing to"),
+           "whatsapp_reply": ("reply to this message",)},
     "ca": {"sms_number": ("per sms al", "per sms a ", "al nostre número"),
            "reply": ("responeu aquest correu", "responent aquest correu"),
-           "email": ("escriviu a", "escrivint a")},
+           "email": ("escriviu a", "escrivint a"),
+           "whatsapp_reply": ("responeu aquest missatge",)},
     "gl": {"sms_number": ("por sms ao", "por sms a ", "ao noso número"),
            "reply": ("responda a este correo", "respondendo a este correo"),
-           "email": ("escriba a", "escribindo a")},
+           "email": ("escriba a", "escribindo a"),
+           "whatsapp_reply": ("responda a esta mensaxe",)},
     "eu": {"sms_number": ("zenbakira", "sms bidez +"),
            "reply": ("erantzun mezu honi", "mezu honi erantzun"),
-           "email": ("idatzi ", "helbidera idatzi")},
+           "email": ("idatzi ", "helbidera idatzi"),
+           "whatsapp_reply": ("mezu honen erantzun",)},
 }
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 

@@ -56,6 +56,7 @@ PARTIALS = "_partials"
 # The pages for people (the consumer's page), per locale, with their stylesheet: not a template.
 PAGES = "_page"
 _NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never a path
+_ONE_LINE = re.compile(r"[ \t\r\n]+")
 
 
 class TemplateError(Exception):
@@ -230,7 +231,9 @@ class Templates:
                 compiled = self._expressions.get(source)
                 if compiled is None:
                     compiled = self._expressions[source] = self._env.from_string(source)
-                values[key] = " ".join(compiled.render(context).split())
+                # Only line breaks, tabs and runs of spaces (WhatsApp refuses them in a variable): the
+                # narrow no-break space inside "11:43 AM" is part of how the date is written.
+                values[key] = _ONE_LINE.sub(" ", compiled.render(context)).strip(" ")
         return values
 
     def page_locale(self, locale: str) -> str:
