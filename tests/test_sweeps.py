@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from gateway.store.database import Database
-from gateway.store.models import ConsumerRequest, Notification, OptOut, Protocol
+from gateway.store.models import ConsumerRequest, Notification, OptOut, Protocol, WhatsAppConsent
 from gateway.store.sweep_models import SweepMark, SweepRun
 from tests.sweep_helpers import (
     Clock,
@@ -178,6 +178,30 @@ async def test_opted_out_phones_get_no_sms_reminders(db, runner):
     assert (email.protocol_id, email.channel) == (both.id, "email")
     outcomes = {m.protocol_id: m.outcome for m in await marks(db)}
     assert outcomes == {both.id: "sent", sms_only.id: "opted_out", nothing.id: "no_contact"}
+
+
+async def test_whatsapp_reminders_carry_their_approved_template_and_skip_a_whatsapp_stop(db, tmp_path, db_url):
+    path = tmp_path / "whatsapp-schedules"
+    write_schedule(path, "reminder", REMINDER.replace('audience = "consumer"',
+                                                      'audience = "consumer"\nchannels = ["whatsapp"]'))
+    settings = sweep_settings(tmp_path, db_url)
+    runner = runner_for(db, settings, schedules_from(settings, path), Clock(OPENED))
+    own, stopped, other = await add(
+        db,
+        protocol_row(OPENED, notify="whatsapp", consumer_whatsapp="+5511955556666"),
+        protocol_row(OPENED, notify="whatsapp", consumer_phone="+5511911112222"),
+        protocol_row(OPENED, notify="email,sms"),
+    )
+    # A WhatsApp STOP is not an SMS STOP: it stops WhatsApp only.
+    await add(db, WhatsAppConsent(phone="+5511911112222", opted_out_at=OPENED, opted_out_keyword="PARAR"))
+    result = await runner.run("reminder", at=DEADLINE - timedelta(hours=47))
+    assert (result.notified, result.enqueued) == (1, 1)
+    (n,) = await notifications(db)
+    assert (n.protocol_id, n.channel, n.recipient) == (own.id, "whatsapp", "+5511955556666")
+    assert n.whatsapp_content["variables"]["2"] == own.number and own.number in n.body_text
+    assert n.whatsapp_content["content_sid"] is None  # the shipped templates register none
+    outcomes = {m.protocol_id: m.outcome for m in await marks(db)}
+    assert outcomes == {own.id: "sent", stopped.id: "opted_out", other.id: "no_contact"}
 
 
 async def test_quiet_hours_follow_the_consumers_zone(db, tmp_path, db_url, folder):

@@ -62,7 +62,7 @@ def check_whatsapp(templates: Templates, name: str, manifest: Manifest, locale: 
         try:
             values = templates.whatsapp_values(out, locale, samples[sample_name], spec)
         except TemplateError as exc:
-            add("error", toml, f"[whatsapp] variables: {exc.message}{which}", variable=exc.variable,
+            add("error", toml, f"{exc.message}{which}", variable=exc.variable,
                 locale=locale, channel="whatsapp")
             continue
         empty = [k for k, v in values.items() if not v or v in ("None", "null")]

@@ -216,24 +216,33 @@ class Templates:
         """What a WhatsApp message goes as outside the 24-hour window: the approved template's Content
         SID for the locale (None when the company registered none) and its variables."""
         spec = self.manifest(rendered.template).whatsapp
-        return {"content_sid": spec.sid_for(rendered.locale),
-                "variables": self.whatsapp_values(rendered, requested_locale, context, spec)}
+        values = self.whatsapp_values(rendered, requested_locale, context, spec)
+        # WhatsApp refuses an empty variable, and "None" is no text for a consumer: without every
+        # value (a link to the page a protocol has no token for yet) it cannot go as the template.
+        whole = all(v and v != "None" for v in values.values())
+        return {"content_sid": spec.sid_for(rendered.locale) if whole else None, "variables": values}
 
     def whatsapp_values(self, rendered: Rendered, requested_locale: str, context: Mapping[str, Any],
                         spec: WhatsAppSpec) -> dict[str, str]:
         """The approved template's variables for `context`, each shown as whatsapp.j2 shows it (the
         same filters, locale and zone), on one line: WhatsApp refuses a variable with a line break."""
         context = {**context, "locale": formatting_locale(requested_locale, rendered.locale)}
+        file = f"{rendered.template}/{MANIFEST}"
         values = {}
-        with self._reported(f"{rendered.template}/{MANIFEST}"):
-            for key in spec.variables:
-                source = "{{ " + spec.expression(key) + " }}"
-                compiled = self._expressions.get(source)
-                if compiled is None:
-                    compiled = self._expressions[source] = self._env.from_string(source)
-                # Only line breaks, tabs and runs of spaces (WhatsApp refuses them in a variable): the
-                # narrow no-break space inside "11:43 AM" is part of how the date is written.
-                values[key] = _ONE_LINE.sub(" ", compiled.render(context)).strip(" ")
+        for key, field_ in spec.variables.items():
+            source = "{{ " + spec.expression(key) + " }}"
+            try:
+                with self._reported(file):
+                    compiled = self._expressions.get(source)
+                    if compiled is None:
+                        compiled = self._expressions[source] = self._env.from_string(source)
+                    # Only line breaks, tabs and runs of spaces (WhatsApp refuses them in a variable):
+                    # the narrow no-break space inside "11:43 AM" is part of how the date is written.
+                    values[key] = _ONE_LINE.sub(" ", compiled.render(context)).strip(" ")
+            except TemplateError as exc:
+                why = "is not a field of the context" if exc.variable else exc.message
+                raise TemplateError(f'[whatsapp] variables "{key}": {field_} {why}', file=file,
+                                    variable=field_.partition("|")[0].strip()) from exc
         return values
 
     def page_locale(self, locale: str) -> str:

@@ -91,7 +91,8 @@ class TwilioTransport:
         if message.channel == "whatsapp" and not message.window_open and not message.content_sid:
             raise PermanentDeliveryError(
                 "WhatsApp: the consumer has not written in the last 24 hours and this message has no approved "
-                "template (content_sid in its template.toml): WhatsApp would refuse free text (63016)",
+                "template to go as (a content_sid for its locale in template.toml, and a value for every "
+                "variable): WhatsApp would refuse free text (63016)",
                 code="no_template")
         client = self._client_in_loop()
         _response_headers.set(None)
