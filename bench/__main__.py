@@ -7,7 +7,7 @@
     python -m bench --pg postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
 Scenarios: ingest, drain (email), e2e (POST to SMTP sink at steady rates), sms (drain
-through the Twilio SDK), processes (1 and 2 daemons on PostgreSQL; needs --pg).
+through the Twilio SDK), whatsapp (the same with approved WhatsApp templates), processes (1 and 2 daemons on PostgreSQL; needs --pg).
 Progress goes to stderr; the tables go to stdout and to bench/results/<stem>.md, the raw
 figures to <stem>.json and a plot to <stem>.png next to it (smoke runs write to the
 temporary folder instead).
@@ -43,7 +43,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SMOKE_RESULTS = Path(tempfile.gettempdir()) / "gateway-bench-smoke"
 SMOKE = {"events": 50, "notifications": 50, "rounds": 1, "clients": [1, 10], "e2e_rates": [20], "e2e_seconds": 2.0,
          "sms_notifications": 20, "process_notifications": 50}
-SCENARIOS = ("ingest", "drain", "e2e", "sms", "processes")
+SCENARIOS = ("ingest", "drain", "e2e", "sms", "whatsapp", "processes")
 
 
 def _counts(text: str) -> list[int]:
@@ -97,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--e2e-rates", type=_counts, default=[50, 100, 200, 300, 400],
                    help="end to end: offered events/s, each run in turn (default 50,100,200,300,400)")
     p.add_argument("--e2e-seconds", type=_seconds, default=10.0, help="end to end: seconds at each rate (default 10)")
-    p.add_argument("--sms-notifications", type=_positive, default=2000, help="SMS per SMS-drain round (default 2000)")
+    p.add_argument("--sms-notifications", type=_positive, default=2000, help="SMS (or WhatsApp messages) per drain round of the sms and whatsapp scenarios (default 2000)")
     p.add_argument("--process-notifications", type=_positive, default=2000,
                    help="emails per processes round (default 2000; PostgreSQL only)")
     p.add_argument("--processes", type=_counts, default=[1, 2],
@@ -144,6 +144,9 @@ async def measure(args: argparse.Namespace, folder: Path, run: dict[str, Any]) -
         if "sms" in args.scenarios:
             results += await run_sms(stores, folder, notifications=args.sms_notifications, rounds=args.rounds,
                                      workers=workers)
+        if "whatsapp" in args.scenarios:
+            results += await run_sms(stores, folder, notifications=args.sms_notifications, rounds=args.rounds,
+                                     workers=workers, channel="whatsapp")
         if "processes" in args.scenarios:
             pg = [store for store in stores if isinstance(store, PostgresStore)]
             if pg:

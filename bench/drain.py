@@ -51,9 +51,11 @@ PROGRESS_EVERY = 1.0  # seconds between progress lines during a timed drain
 SMTP_TIMEOUT = 30.0  # seconds per command, as the gateway's default
 
 
-async def prefill(url: str, folder: Path, count: int, *, channel: str = "email") -> None:
-    """Queue `count` rendered emails (or SMS) through the service, as POST /v1/events would."""
-    runtime = build_runtime(bench_settings(folder, url), transports={"email": NullTransport(), "sms": NullTransport()})
+async def prefill(url: str, folder: Path, count: int, *, channel: str = "email", templates: Path | None = None) -> None:
+    """Queue `count` rendered emails (or SMS, or WhatsApp messages) through the service, as POST /v1/events would."""
+    sections = {"templates": {"dir": str(templates)}} if templates else {}
+    runtime = build_runtime(bench_settings(folder, url, **sections),
+                            transports={"email": NullTransport(), "sms": NullTransport(), "whatsapp": NullTransport()})
     ticker = Ticker(f"{channel} prefill", count)
     queue = iter(range(count))
 

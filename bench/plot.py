@@ -19,14 +19,15 @@ from typing import Any
 
 from bench.report import E2E_SUSTAINED_P99, E2E_TARGET_P99
 
-THROUGHPUT = ("ingest", "drain", "sms", "processes")
+THROUGHPUT = ("ingest", "drain", "sms", "whatsapp", "processes")
 ROLE_ORDER = ("baseline", "gateway", "reference")
 COLOURS = {"baseline": "#9e9e9e", "gateway": "#1f77b4", "reference": "#c7c7c7"}
 TITLES = {"ingest": "Ingest: POST /v1/events", "drain": "Drain: outbox to SMTP",
-          "sms": "SMS drain: outbox to the Twilio API", "processes": "Processes on one PostgreSQL",
+          "sms": "SMS drain: outbox to the Twilio API", "whatsapp": "WhatsApp drain: outbox to the Twilio API", "processes": "Processes on one PostgreSQL",
           "e2e": "End to end: POST to SMTP sink acceptance"}
-UNITS = {"ingest": "events/s", "drain": "emails/s", "sms": "SMS/s", "processes": "emails/s"}
-CONCURRENCY = {"ingest": "clients", "drain": "connections", "sms": "in flight", "processes": "connections"}
+UNITS = {"ingest": "events/s", "drain": "emails/s", "sms": "SMS/s", "whatsapp": "messages/s", "processes": "emails/s"}
+CONCURRENCY = {"ingest": "clients", "drain": "connections", "sms": "in flight", "whatsapp": "in flight",
+               "processes": "connections"}
 
 
 def write_plot(summary: list[dict[str, Any]], path: Path) -> str | None:

@@ -180,17 +180,18 @@ def e2e_verdicts(summary: list[dict[str, Any]]) -> list[str]:
     return verdicts
 
 
-def sms_table(summary: list[dict[str, Any]]) -> list[str]:
+def sms_table(summary: list[dict[str, Any]], scenario: str = "sms") -> list[str]:
     lines = ["| database | in flight | what | notifications/s (median) | gateway ÷ raw | bytes/request "
              "| notifications/s per round |",
              "|---|---:|---|---:|---:|---:|---|"]
     verdicts = []
     for e in summary:
-        if e["scenario"] == "sms":
+        if e["scenario"] == scenario:
             lines.append(f"| {e['database']} | {e['concurrency']} | {e['what']} | {e['rate']:.0f} | {_ratio(e['ratio'])} "
                          f"| {e['bytes_per_message']:.0f} | {', '.join(f'{r:.0f}' for r in e['rates'])} |")
             if e["ratio"] is not None:
-                verdicts.append(f"- {e['database']}: the gateway sends SMS at {_ratio(e['ratio'])} of the raw "
+                what = "WhatsApp messages" if scenario == "whatsapp" else "SMS"
+                verdicts.append(f"- {e['database']}: the gateway sends {what} at {_ratio(e['ratio'])} of the raw "
                                 f"Twilio SDK's rate")
     return lines + [""] + verdicts
 
@@ -219,6 +220,7 @@ SCENARIO_PROCESSES = {
     "e2e": "the gateway with its dispatcher (the bench process), the open-loop load generator and the "
            "SMTP sink (two child processes)",
     "sms": "the gateway or the raw Twilio SDK (the bench process) and the fake Twilio API (a child process)",
+    "whatsapp": "the gateway or the raw Twilio SDK (the bench process) and the fake Twilio API (a child process)",
     "processes": "1 or 2 `protocol-gateway run` daemons and the SMTP sink (child processes; the bench "
                  "process only waits and counts)",
 }
@@ -287,6 +289,10 @@ def scenario_sections(run: dict[str, Any]) -> list[str]:
         lines += [f"## SMS drain: outbox to the Twilio API ({a['sms_notifications']} SMS a round, "
                   f"median of {a['rounds']} rounds)", ""]
         lines += sms_table(summary) + [""]
+    if any(e["scenario"] == "whatsapp" for e in summary):
+        lines += [f"## WhatsApp drain: outbox to the Twilio API as approved templates ({a['sms_notifications']} "
+                  f"messages a round, median of {a['rounds']} rounds)", ""]
+        lines += sms_table(summary, "whatsapp") + [""]
     if any(e["scenario"] == "processes" for e in summary):
         lines += [f"## Processes: `protocol-gateway run` daemons on one PostgreSQL "
                   f"({a['process_notifications']} emails a round, median of {a['rounds']} rounds)", ""]

@@ -1,4 +1,9 @@
-"""Scenario 4, SMS drain: how fast the dispatcher empties an outbox of SMS through Twilio's SDK.
+"""Scenario 4, SMS drain (and scenario "whatsapp", the same for WhatsApp): how fast the
+dispatcher empties an outbox of SMS, or of WhatsApp messages, through Twilio's SDK.
+
+WhatsApp messages go as the approved template, as a business-initiated opening does: the bench's
+templates give protocol_opened a Content SID, and both the gateway and the raw SDK send
+`content_sid` with the message's `content_variables` to `whatsapp:` addresses.
 
 As the email drain (bench/drain.py): the outbox is filled once per database through the
 service (one protocol.opened with `notify: ["sms"]` per notification, rendered from the
@@ -19,6 +24,8 @@ round; after each round the bench checks that the fake received every message.
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -33,41 +40,56 @@ from bench.progress import say
 from bench.settings import bench_settings
 from bench.twilio_fake import TwilioFakeProcess
 from gateway.app import build_runtime
-from gateway.config import DispatchSettings, HTTPSettings
+from gateway.config import PACKAGE_DIR, DispatchSettings, HTTPSettings
 from gateway.delivery.channels.base import Message
 from gateway.store.database import Database
 from gateway.store.models import Notification
 
 Store = SQLiteStore | PostgresStore
 FROM = "+15005550006"
+WHATSAPP_FROM = "whatsapp:+15005550006"
+CONTENT_SID = "HX" + "b" * 32
 RAW = "raw Twilio SDK (create_async)"
 
 
-async def queued_sms(url: str) -> list[Message]:
-    """The queued SMS as the dispatcher hands them to its transport (same body, same callback URL)."""
+def whatsapp_templates(folder: Path) -> Path:
+    """The shipped templates, protocol_opened with a Content SID in every locale (as a company registers)."""
+    templates = folder / "whatsapp-templates"
+    if not templates.exists():
+        shutil.copytree(PACKAGE_DIR / "templates", templates)
+        sids = "\n".join(f'{loc} = "{CONTENT_SID}"' for loc in ("pt-BR", "es", "en", "ca", "eu", "gl"))
+        with open(templates / "protocol_opened" / "template.toml", "a", encoding="utf-8") as f:
+            f.write(f"\n[whatsapp.content_sid]\n{sids}\n")
+    return templates
+
+
+async def queued(url: str, channel: str) -> list[Message]:
+    """The queued messages as the dispatcher hands them to its transport (same body or template, same callback URL)."""
     public_url = HTTPSettings().public_url
     db = Database(url)
     try:
         async with db.read() as session:
             rows = (await session.execute(
-                select(Notification.id, Notification.recipient, Notification.body_text)
-                .where(Notification.channel == "sms").order_by(Notification.id)
+                select(Notification.id, Notification.recipient, Notification.body_text, Notification.whatsapp_content)
+                .where(Notification.channel == channel).order_by(Notification.id)
             )).all()
     finally:
         await db.dispose()
-    return [Message(notification_id=r.id, channel="sms", to=r.recipient, text=r.body_text,
-                    status_callback=f"{public_url}/v1/webhooks/twilio/status?notification={r.id}") for r in rows]
+    return [Message(notification_id=r.id, channel=channel, to=r.recipient, text=r.body_text,
+                    status_callback=f"{public_url}/v1/webhooks/twilio/status?notification={r.id}",
+                    content_sid=(r.whatsapp_content or {}).get("content_sid"),
+                    content_variables=(r.whatsapp_content or {}).get("variables")) for r in rows]
 
 
 def figures(database: str, what: str, workers: int, count: int, elapsed: float, received: int, size: int,
-            **extra: Any) -> dict[str, Any]:
-    return {"scenario": "sms", "database": database, "what": what, "concurrency": workers, "workers": workers,
+            scenario: str = "sms", **extra: Any) -> dict[str, Any]:
+    return {"scenario": scenario, "database": database, "what": what, "concurrency": workers, "workers": workers,
             "count": count, "elapsed_s": elapsed, "rate": count / elapsed, "fake_received": received,
             "bytes_per_message": size / received if received else 0, **extra}
 
 
 async def raw_round(fake: TwilioFakeProcess, messages: list[Message], *, workers: int,
-                    database: str) -> dict[str, Any]:
+                    database: str, channel: str = "sms") -> dict[str, Any]:
     before, before_bytes = await fake.count()
     queue = iter(messages)
     started = time.perf_counter()
@@ -78,7 +100,14 @@ async def raw_round(fake: TwilioFakeProcess, messages: list[Message], *, workers
 
         async def sender() -> None:
             for m in queue:
-                await client.messages.create_async(to=m.to, from_=FROM, body=m.text, status_callback=m.status_callback)
+                if channel == "whatsapp":  # as Twilio's WhatsApp examples send an approved template
+                    await client.messages.create_async(
+                        to=f"whatsapp:{m.to}", from_=WHATSAPP_FROM, content_sid=m.content_sid,
+                        content_variables=json.dumps(m.content_variables, ensure_ascii=False),
+                        status_callback=m.status_callback)
+                else:
+                    await client.messages.create_async(to=m.to, from_=FROM, body=m.text,
+                                                       status_callback=m.status_callback)
 
         await asyncio.gather(*(sender() for _ in range(workers)))
         elapsed = time.perf_counter() - started
@@ -86,17 +115,19 @@ async def raw_round(fake: TwilioFakeProcess, messages: list[Message], *, workers
         await http.close()
     after, after_bytes = await fake.count()
     return figures(database, RAW, workers, len(messages), elapsed, after - before, after_bytes - before_bytes,
-                   role="baseline")
+                   scenario=channel, role="baseline")
 
 
 async def gateway_round(store: Store, template: str, folder: Path, fake: TwilioFakeProcess, *, workers: int,
-                        count: int) -> dict[str, Any]:
+                        count: int, channel: str = "sms") -> dict[str, Any]:
     url = await store.clone(template)
+    whatsapp = ({"whatsapp": {"transport": "twilio", "twilio": {"from": WHATSAPP_FROM}},
+                 "templates": {"dir": str(whatsapp_templates(folder))}} if channel == "whatsapp" else {})
     settings = bench_settings(
         folder, url,
         sms={"transport": "twilio", "twilio": {"account_sid": fake.account_sid, "auth_token": fake.auth_token,
                                                "from": FROM, "api_base_url": fake.base_url}},
-        dispatch={"workers": workers},
+        dispatch={"workers": workers}, **whatsapp,
     )
     runtime = build_runtime(settings)
     try:
@@ -111,28 +142,32 @@ async def gateway_round(store: Store, template: str, folder: Path, fake: TwilioF
         await runtime.aclose()
         await store.drop(url)
     return figures(store.name, "gateway", workers, count, elapsed, after - before, after_bytes - before_bytes,
-                   role="gateway", recorded_sent=sent)
+                   scenario=channel, role="gateway", recorded_sent=sent)
 
 
 async def run_sms(stores: list[Store], folder: Path, *, notifications: int, rounds: int,
-                  workers: int | None) -> list[dict[str, Any]]:
+                  workers: int | None, channel: str = "sms") -> list[dict[str, Any]]:
     workers = workers or DispatchSettings().workers
+    what_ = "WhatsApp messages" if channel == "whatsapp" else "SMS"
+    templates = whatsapp_templates(folder) if channel == "whatsapp" else None
     results = []
     async with TwilioFakeProcess() as fake:
         for store in stores:
-            say(f"sms {store.name}: filling a template outbox with {notifications} SMS (not timed)")
-            template = await store.template("sms", fill=lambda url: prefill(url, folder, notifications, channel="sms"))
-            messages = await queued_sms(template)
+            say(f"{channel} {store.name}: filling a template outbox with {notifications} {what_} (not timed)")
+            template = await store.template(channel, fill=lambda url: prefill(url, folder, notifications,
+                                                                              channel=channel, templates=templates))
+            messages = await queued(template, channel)
             variants = ["raw", "gateway"]
             for r in range(1, rounds + 1):
                 turn = (r - 1) % len(variants)
                 for what in variants[turn:] + variants[:turn]:
-                    label = f"sms-{store.name}-w{workers}-r{r}-{what}"
-                    say(f"{label}: {notifications} SMS, {workers} in flight")
+                    label = f"{channel}-{store.name}-w{workers}-r{r}-{what}"
+                    say(f"{label}: {notifications} {what_}, {workers} in flight")
                     if what == "gateway":
-                        row = await gateway_round(store, template, folder, fake, workers=workers, count=notifications)
+                        row = await gateway_round(store, template, folder, fake, workers=workers, count=notifications,
+                                                  channel=channel)
                     else:
-                        row = await raw_round(fake, messages, workers=workers, database=store.name)
+                        row = await raw_round(fake, messages, workers=workers, database=store.name, channel=channel)
                     row["round"] = r
                     _check(label, row)
                     say(f"{label}: {row['rate']:.0f} notifications/s ({row['elapsed_s']:.2f} s)")

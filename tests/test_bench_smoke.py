@@ -34,7 +34,8 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
                 for role in ("raw", "baseline", "gateway", "reference")}
     expected |= {("drain", db, 4, role) for db in databases for role in ("baseline", "gateway", "reference")}
     expected |= {("e2e", db, 20, "gateway") for db in databases}
-    expected |= {("sms", db, WORKERS, role) for db in databases for role in ("baseline", "gateway")}
+    expected |= {(channel, db, WORKERS, role) for channel in ("sms", "whatsapp") for db in databases
+                 for role in ("baseline", "gateway")}
     if "postgresql" in databases:
         expected |= {("processes", "postgresql", 4, role) for role in ("baseline", "gateway")}
     assert rows == expected
@@ -42,6 +43,7 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     text = table.read_text(encoding="utf-8")
     assert "## Ingest" in text and "## Drain" in text
     assert "## End to end" in text and "## SMS drain" in text and "## Processes" in text
+    assert "## WhatsApp drain" in text
     assert f"nproc {run['machine']['nproc']}" in text and f"Python {run['machine']['python']}" in text
     assert f"ceiling: {run['machine']['nproc']} cores" in text
     assert "sqlite: e2e p99 at 200 ev/s" in text  # the target line, "not measured" at the smoke's one rate
@@ -62,7 +64,8 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     # End to end: each accepted POST's email was matched at the sink, by its Message-ID.
     e2e = [r for r in run["rounds"] if r["scenario"] == "e2e"]
     assert all(r["count"] == 40 and r["errors"] == 0 and r["delivered"] == r["count"] for r in e2e)
-    sms = [r for r in run["rounds"] if r["scenario"] == "sms"]
+    sms = [r for r in run["rounds"] if r["scenario"] in ("sms", "whatsapp")]
+    assert len(sms) == 4 * len(databases)
     assert all(r["fake_received"] == r["count"] == 20 for r in sms)
     assert all(r["recorded_sent"] == r["count"] for r in sms if r["role"] == "gateway")
     # Processes: every email delivered exactly once, by daemons that stopped cleanly.

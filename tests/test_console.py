@@ -274,10 +274,14 @@ async def test_a_template_renders_with_typed_data_and_shows_its_sms_cost(console
     assert 'href="/console/templates/protocol_opened"' in await (await client.get("/console/templates")).text()
     page = await (await client.get("/console/templates/protocol_opened")).text()
     assert 'class="segments"' in page
+    # WhatsApp: its length against Meta's limit, and the body to submit for approval.
+    assert 'class="whatsapp-characters"' in page and "/ 1,024" in page and "Protocolo: *{{1}}*" in page
     r = await client.post("/console/templates/protocol_opened",
                           data={"csrf": csrf_of(page), "locale": "pt-BR",
                                 "data": '{"protocol": {"subject": "Assunto digitado agora"}}'})
-    assert r.status == 200 and "Assunto digitado agora" in await r.text()
+    typed = await r.text()
+    assert r.status == 200 and "Assunto digitado agora" in typed
+    assert typed.count("Assunto digitado agora") >= 3  # the email, the SMS and the WhatsApp text
     r = await client.post("/console/templates/protocol_opened", data={"csrf": csrf_of(page), "data": "{nope"})
     assert r.status == 422 and "data:" in await r.text()
 

@@ -213,7 +213,7 @@ async def test_inbound_whatsapp_is_answered_by_whatsapp_as_free_text_and_opens_t
 
 async def test_not_a_whatsapp_number_moves_down_the_chain_to_sms_then_email(wa):
     wa.twilio.not_whatsapp.add("7654321")
-    await wa.open(consumer={"phone": CONSUMER, "whatsapp": CONSUMER, "email": "maria@example.com"},
+    number = await wa.open(consumer={"phone": CONSUMER, "whatsapp": CONSUMER, "email": "maria@example.com"},
                   notify=["whatsapp"])
     approve(wa, (await wa.notifications(channel="whatsapp"))[0])
     await wa.deliver()
@@ -230,6 +230,16 @@ async def test_not_a_whatsapp_number_moves_down_the_chain_to_sms_then_email(wa):
     [email] = await wa.notifications(channel="email")
     assert email.fallback_of == sms.id and email.template == "sms_fallback"
     assert "por SMS" in email.body_text and sms.body_text in email.body_text
+    # Every step, with its reason, in the record a caller reads and in the export.
+    headers = {"Authorization": f"Bearer {wa.key}"}
+    record = await (await wa.client.get(f"/v1/protocols/{number}", headers=headers)).json()
+    steps = [(n["channel"], n["status"], n["fallback_of"], n["reason"]) for n in record["notifications"]]
+    assert steps == [("whatsapp", "failed", None, None),
+                     ("sms", "undelivered", whatsapp.id, "fallback: whatsapp failed (63003)"),
+                     ("email", "queued", sms.id, "fallback: sms undelivered (30006)")]
+    export = await (await wa.client.get(f"/v1/protocols/{number}/export", headers=headers)).json()
+    assert [(n["channel"], n["fallback_of"], n["reason"]) for n in export["record"]["notifications"]] == [
+        (c, f, r) for c, _, f, r in steps]
 
 
 async def test_a_configured_chain_goes_from_whatsapp_to_email_with_the_whatsapp_text(tmp_path, db_url, twilio):
@@ -351,3 +361,26 @@ async def test_the_file_transport_writes_each_message_with_how_it_would_go(tmp_p
         assert os.stat(path).st_mode & 0o777 == 0o600
     finally:
         await runtime.aclose()
+
+
+async def test_several_whatsapp_senders_fail_over_in_order_with_the_sender_on_record(tmp_path, db_url, twilio):
+    """Issue 17's provider lists for WhatsApp: a sender whose account refuses moves the send to the next."""
+    settings = wa_settings(tmp_path, db_url, twilio)
+    settings = settings.model_copy(update={"whatsapp": settings.whatsapp.model_validate({
+        "transport": "twilio", "twilio": [
+            {"name": "broken", "from": OURS, "auth_token": "a-revoked-token"},  # Twilio answers 401
+            {"name": "backup", "from": "whatsapp:+15005550007"},
+        ]})})
+    wa, client = await _start(settings, twilio)
+    try:
+        await wa.open()
+        approve(wa, (await wa.notifications(channel="whatsapp"))[0])
+        await wa.deliver()
+        refused, sent = wa.posts("whatsapp")
+        assert refused.answer.status == 401 and sent.form["From"] == "whatsapp:+15005550007"
+        [n] = await wa.notifications(channel="whatsapp")
+        assert n.status == "sent" and n.provider == "backup"
+        states = (await (await wa.client.get("/readyz")).json())["providers"]["whatsapp"]
+        assert set(states) == {"broken", "backup"}
+    finally:
+        await client.close()

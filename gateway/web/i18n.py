@@ -129,6 +129,13 @@ PT_BR: dict[str, str] = {
     "Data (JSON) over the sample": "Dados (JSON) sobre o exemplo",
     "Render": "Renderizar",
     "SMS segments": "Segmentos de SMS",
+    "WhatsApp: one message": "WhatsApp: uma mensagem",
+    "characters": "caracteres",
+    "Outside the 24-hour window it goes as the approved template":
+        "Fora da janela de 24 horas, vai como o modelo aprovado",
+    "no content_sid for this locale yet": "ainda sem content_sid para este idioma",
+    "Free text: only inside the 24-hour window": "Texto livre: só dentro da janela de 24 horas",
+    "The body to submit for approval": "O texto a enviar para aprovação",
     "Findings of templates check": "Achados do templates check",
     "No findings.": "Nenhum achado.",
     "Scratch pad": "Rascunho",
@@ -175,6 +182,12 @@ PT_BR: dict[str, str] = {
     "The carrier filtered the message as spam.": "A operadora filtrou a mensagem como spam.",
     "WhatsApp: free text outside the 24-hour window; an approved template is needed.":
         "WhatsApp: texto livre fora da janela de 24 horas; é preciso um modelo aprovado.",
+    "This number has no WhatsApp: the message went on by the next channel of its chain.":
+        "Este número não tem WhatsApp: a mensagem seguiu pelo próximo canal da sua cadeia.",
+    "WhatsApp: the consumer has not written in 24 hours and this message has no approved template for its "
+    "locale: add its content_sid to template.toml ([whatsapp]).":
+        "WhatsApp: o consumidor não escreveu nas últimas 24 horas e esta mensagem não tem modelo aprovado para o "
+        "seu idioma: acrescente o content_sid dela ao template.toml ([whatsapp]).",
     "Gave up after dispatch.give_up_after of retries: retry once the cause is fixed.":
         "Desistiu após dispatch.give_up_after de tentativas: tente de novo quando a causa for resolvida.",
     "The provider refused it for good.": "O provedor recusou definitivamente.",

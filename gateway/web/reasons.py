@@ -15,6 +15,10 @@ CODES = {
     "30006": "The carrier says it cannot deliver to this number (a landline?).",
     "30007": "The carrier filtered the message as spam.",
     "63016": "WhatsApp: free text outside the 24-hour window; an approved template is needed.",
+    "63003": "This number has no WhatsApp: the message went on by the next channel of its chain.",
+    "63024": "This number has no WhatsApp: the message went on by the next channel of its chain.",
+    "no_template": "WhatsApp: the consumer has not written in 24 hours and this message has no approved "
+                   "template for its locale: add its content_sid to template.toml ([whatsapp]).",
 }
 STATUSES = {
     "dead": "Gave up after dispatch.give_up_after of retries: retry once the cause is fixed.",
