@@ -50,7 +50,8 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed-test $(BROWSER_DIR)/node_modules/.installed
 	scripts/with-postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: $(BIN)/.installed-test $(BROWSER_DIR)/node_modules/.installed install-mta
+# Everything, the slow cases too: the bench extra (Apprise, for the peer smoke test) and an MTA.
+test-all: $(BIN)/.installed-bench $(BROWSER_DIR)/node_modules/.installed install-mta
 	scripts/with-postgres.sh $(BIN)/python -m pytest -m '' $(PYTEST_ARGS)
 
 # A real MTA for the slow bounce test (tests/test_bounces_postfix.py): Debian's postfix, left

@@ -52,8 +52,8 @@ def test_memory_smoke_reports_every_phase_and_passes_its_checks(tmp_path: Path) 
     assert "**FAILED**" not in text
 
 
+@pytest.mark.slow  # needs the `bench` extra (Apprise): `make test-all` and `make bench` install it, `make test` does not
 def test_peer_smoke_reports_gateway_and_apprise_and_passes_its_checks(tmp_path: Path) -> None:
-    pytest.importorskip("apprise")  # the `bench` extra: `make bench` installs it, `make test` does not
     text, run = run_smoke("bench.peer", tmp_path)
 
     assert run["checks"] and all(run["checks"].values()), run["checks"]

@@ -222,7 +222,7 @@ async def test_the_sms_file_never_triggers_no_receipt_in_time(tmp_path, db_url):
                               headers={"Authorization": f"Bearer {key}", "Content-Type": "application/cloudevents+json"})
         await runtime.dispatcher.run_until_idle()
         later = runtime.clock() + timedelta(days=2)
-        fallback = runtime.hooks.fallback
+        fallback = runtime.hooks.chains
         assert await runtime.db.transact(lambda s: fallback.sweep(s, at=later)) == 0
         async with runtime.db.read() as session:
             assert [n.channel for n in (await session.scalars(select(Notification))).all()] == ["sms"]

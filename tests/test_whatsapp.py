@@ -384,3 +384,16 @@ async def test_several_whatsapp_senders_fail_over_in_order_with_the_sender_on_re
         assert set(states) == {"broken", "backup"}
     finally:
         await client.close()
+
+
+async def test_an_inbound_whatsapp_message_to_a_number_not_ours_is_refused(wa):
+    status = await wa.twilio_post("/v1/webhooks/twilio/inbound", {
+        "MessageSid": message_sid("elsewhere"), "From": f"whatsapp:{CONSUMER}", "To": "whatsapp:+15005550099",
+        "Body": "PROTOCOLO"})
+    assert status == 403
+    # An SMS to the WhatsApp number is not ours either: each channel's own sender.
+    status = await wa.twilio_post("/v1/webhooks/twilio/inbound", {
+        "MessageSid": message_sid("sms-to-wa"), "From": CONSUMER, "To": "+15005550099", "Body": "PROTOCOLO"})
+    assert status == 403
+    async with wa.runtime.db.read() as session:
+        assert (await session.scalars(select(InboundMessage))).all() == []
