@@ -25,7 +25,8 @@ SAMPLE = {
     "data": {
         "subject": "Cobrança indevida na fatura de outubro",
         "channel": "phone",
-        "consumer": {"name": "Maria Silva", "email": "maria@example.com", "phone": "+5511987654321"},
+        "consumer": {"name": "Maria Silva", "email": "maria@example.com", "phone": "+5511987654321",
+                     "whatsapp": "+5511987654321"},
     },
 }
 WAIT = 10.0  # seconds for the messages to leave before the demo gives up
@@ -38,6 +39,7 @@ async def run_demo(out: TextIO) -> int:
             "database": {"url": f"sqlite+aiosqlite:///{base / 'gateway.db'}"},
             "email": {"maildir": str(base / "mail"), "from": "Atendimento <atendimento@example.com>"},
             "sms": {"file": str(base / "sms.jsonl")},
+            "whatsapp": {"file": str(base / "whatsapp.jsonl")},
             "http": {"port": 0},
         })
         runtime = build_runtime(settings)
@@ -54,7 +56,8 @@ async def run_demo(out: TextIO) -> int:
                 protocol = await _wait_sent(http, f"{url}/v1/protocols/{number}", headers)
             for n in protocol["notifications"]:
                 out.write(f"notification {n['id']} ({n['channel']}): {n['status']}\n")
-            out.write("\n" + _show_email(base / "mail") + "\n" + _show_sms(base / "sms.jsonl"))
+            out.write("\n" + _show_email(base / "mail") + "\n" + _show_line(base / "sms.jsonl", "SMS")
+                      + "\n" + _show_line(base / "whatsapp.jsonl", "WhatsApp"))
             return 0
         finally:
             await runner.cleanup()
@@ -82,8 +85,9 @@ def _show_email(maildir: Path) -> str:
             f"{body.get_content() if body else ''}\n")
 
 
-def _show_sms(path: Path) -> str:
+def _show_line(path: Path, what: str) -> str:
+    """The first message of a JSON-lines transport (the SMS file, the WhatsApp file)."""
     if not path.exists():
-        return "(no SMS)\n"
+        return f"(no {what})\n"
     line = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
-    return f"=== SMS in {path} ===\nTo: {line['to']}\n\n{line['body']}\n"
+    return f"=== {what} in {path} ===\nTo: {line['to']}\n\n{line['body']}\n"

@@ -226,9 +226,9 @@ def test_the_demo_prints_what_the_consumer_received(tmp_path: Path):
     result = subprocess.run([*CLI, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     number = re.search(r'"number": "(\d+)"', result.stdout).group(1)
-    assert "=== email" in result.stdout and "=== SMS" in result.stdout
-    assert result.stdout.count(number) >= 3  # the answer, the email, the SMS
-    assert "notification 1 (email): sent" in result.stdout
+    assert "=== email" in result.stdout and "=== SMS" in result.stdout and "=== WhatsApp" in result.stdout
+    assert result.stdout.count(number) >= 4  # the answer, the email, the SMS, the WhatsApp message
+    assert "notification 1 (email): sent" in result.stdout and "notification 3 (whatsapp): sent" in result.stdout
 
 
 def test_a_non_editable_install_runs_from_another_folder(tmp_path: Path):
