@@ -78,7 +78,6 @@ def protocol_document(protocol: Protocol, events: Any, notifications: Any, reque
                 "id": n.id, "channel": n.channel, "template": n.template, "status": n.status,
                 "attempts": n.attempts, "last_error": n.last_error, "provider_id": n.provider_id,
                 "created_at": iso(n.created_at), "sent_at": iso(n.sent_at), "delivered_at": iso(n.delivered_at),
-                "reason": n.reason, "fallback_of": n.fallback_of,
             }
             for n in notifications
         ],

@@ -133,9 +133,6 @@ class NotificationOut(BaseModel):
     created_at: datetime
     sent_at: datetime | None
     delivered_at: datetime | None
-    reason: str | None = Field(None, description="why it exists when it is not the event's own message "
-                               "(\"fallback: whatsapp failed (63003)\", a reminder's schedule...)")
-    fallback_of: int | None = Field(None, description="the notification this one is the next step of, in its chain")
 
 
 class ConsumerOut(BaseModel):
