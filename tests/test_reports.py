@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -184,3 +185,24 @@ async def test_the_cli_prints_a_table_csv_or_json(cases, settings: Settings, tmp
     assert json.loads(capsys.readouterr().out)["total"]["requests"] == 3
     assert await asyncio.to_thread(main, ["reports", "compliance", "--config", str(config), "--from", "11/2026"]) == 2
     assert "--from: expected a date" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("group_by", ["category", "profile", "channel"])
+@pytest.mark.parametrize("slices", [1, 2, 3, 7])
+async def test_a_report_read_in_slices_at_once_counts_the_same(cases, group_by: str, slices: int) -> None:
+    """The API, the console and the CLI read a long period in slices on several connections; the
+    cuts fall between the cases' openings (7 slices of November: one every 4 days and a bit)."""
+    period = reports.parse_period({**NOVEMBER, "group_by": group_by}, zone="America/Sao_Paulo", now=NOW)
+    async with cases.db.read() as session:
+        whole = (await reports.compliance(session, period, at=NOW)).as_dict()
+    sliced = (await reports.compliance_report(cases.db, period, at=NOW, slices=slices)).as_dict()
+    assert sliced == whole and whole["total"]["opened"] == 5
+
+
+def test_a_long_period_is_cut_into_one_slice_per_core_and_a_short_one_is_not() -> None:
+    start = datetime(2025, 11, 23, 3, tzinfo=timezone.utc)
+    year = reports._slices(start, start + timedelta(days=365), None)
+    assert len(year) == max(1, min(reports.MAX_SLICES, os.cpu_count() or 1))
+    assert year[0][0] == start and year[-1][1] == start + timedelta(days=365)
+    assert all(a[1] == b[0] for a, b in zip(year, year[1:]))  # no gap, no overlap
+    assert reports._slices(start, start + timedelta(days=31), None) == [(start, start + timedelta(days=31))]

@@ -15,8 +15,7 @@ CSV = "text/csv"
 async def get_compliance(request: web.Request) -> web.Response:
     now = request.app[CLOCK]()
     period = reports.parse_period(request.query, zone=request.app[SETTINGS].gateway.timezone, now=now)
-    async with request.app[DB].read() as session:
-        report = await reports.compliance(session, period, at=now)
+    report = await reports.compliance_report(request.app[DB], period, at=now)
     if wants_csv(request):
         name = f"compliance-{period.group_by}-{period.first}-{period.last}.csv"
         return web.Response(text=reports.to_csv(report), content_type=CSV, charset="utf-8",

@@ -37,8 +37,7 @@ def cmd_compliance(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def work(db: Database) -> reports.Report:
-        async with db.read() as session:
-            return await reports.compliance(session, period, at=now)
+        return await reports.compliance_report(db, period, at=now)
 
     report = asyncio.run(with_database(args.settings, work))
     if args.format == "csv":

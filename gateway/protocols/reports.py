@@ -8,8 +8,10 @@ notifications by channel and status. The API, the CLI and the console read it fr
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,10 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.clock import iso
 from gateway.errors import FieldProblem, InvalidFields
 from gateway.protocols.search import day_start, parse_day
+from gateway.store.database import Database
 from gateway.store.models import ConsumerRequest, Notification, Protocol
 
 PARAMETERS = ("from", "to", "group_by", "format")
 from gateway.protocols.query_limits import DEFAULT_DAYS, GROUPS  # noqa: E402,F401 (reports.GROUPS, as callers know it)
+# A period longer than SLICE_FROM is read in up to MAX_SLICES slices at once (compliance_report):
+# no more than the cores, nor than SQLite's pool of readers.
+SLICE_FROM = timedelta(days=62)
+MAX_SLICES = 4
 MAX_DAYS = 3660    # about ten years: far past any retention, short of a scan of everything by mistake
 OPEN_STATUSES = ("open", "reopened")
 COUNTS = ("opened", "resolved", "resolved_within_deadline", "open_past_deadline", "requests",
@@ -116,10 +123,49 @@ def parse_period(query: Mapping[str, str], *, zone: str, now: datetime) -> Perio
 
 
 async def compliance(session: AsyncSession, period: Period, *, at: datetime) -> Report:
-    """Three grouped queries over the protocols opened in the period; `at` decides "past the deadline"."""
+    """The report read in one transaction; `at` decides "past the deadline"."""
     start, end = period.bounds()
+    return _report(period, at, await _rows(session, period.group_by, start, end, at))
+
+
+async def compliance_report(db: Database, period: Period, *, at: datetime, slices: int | None = None) -> Report:
+    """The report as the API, the console and the CLI give it: a long period is cut into slices of
+    opening time, each read on a connection of its own at once, and their counts added up.
+
+    SQLite runs one query on one core, and a year of a million protocols is seconds of it: the
+    notifications' join alone took 4.2 s on one core, 2.2 s as two halves at once (2 cores).
+    Each slice reads its protocols with their requests and notifications in one transaction, so
+    every protocol is counted whole; slices are read within the same moment, not one snapshot.
+    """
+    start, end = period.bounds()
+    cuts = _slices(start, end, slices)
+
+    async def one(lo: datetime, hi: datetime) -> dict[str | None, Row]:
+        async with db.read() as session:
+            return await _rows(session, period.group_by, lo, hi, at)
+
+    parts = await asyncio.gather(*(one(lo, hi) for lo, hi in cuts))
+    rows: dict[str | None, Row] = {}
+    for part in parts:
+        for g, row in part.items():
+            _add(rows.setdefault(g, Row(g)), row)
+    return _report(period, at, rows)
+
+
+def _slices(start: datetime, end: datetime, count: int | None) -> list[tuple[datetime, datetime]]:
+    """`count` slices of equal length (by default: one per core, at most MAX_SLICES, for a long period)."""
+    if count is None:
+        count = max(1, min(MAX_SLICES, os.cpu_count() or 1)) if end - start > SLICE_FROM else 1
+    step = (end - start) / count
+    cuts = [start + step * i for i in range(count)] + [end]
+    return list(zip(cuts, cuts[1:]))
+
+
+async def _rows(session: AsyncSession, group_by: str, start: datetime, end: datetime,
+                at: datetime) -> dict[str | None, Row]:
+    """Three grouped queries over the protocols opened in [start, end)."""
     p = Protocol
-    key = getattr(p, period.group_by)
+    key = getattr(p, group_by)
     opened_in = and_(p.opened_at >= start, p.opened_at < end)
 
     def count(condition: Any) -> Any:
@@ -142,20 +188,28 @@ async def compliance(session: AsyncSession, period: Period, *, at: datetime) -> 
             select(key, n.channel, n.status, func.count()).join(p, p.id == n.protocol_id).where(opened_in)
             .group_by(key, n.channel, n.status))).all():
         rows[g].notifications.setdefault(channel, {})[status] = total
+    return rows
+
+
+def _report(period: Period, at: datetime, rows: dict[str | None, Row]) -> Report:
     # The kinds of demand most received first (the seed asks for exactly that), then by name.
     groups = sorted(rows.values(), key=lambda row: (-row.opened, row.group is None, row.group or ""))
     return Report(period, at, groups, _total(groups))
 
 
+def _add(into: Row, row: Row) -> None:
+    for name in COUNTS:
+        setattr(into, name, getattr(into, name) + getattr(row, name))
+    for channel, statuses in row.notifications.items():
+        mine = into.notifications.setdefault(channel, {})
+        for status, number in statuses.items():
+            mine[status] = mine.get(status, 0) + number
+
+
 def _total(groups: list[Row]) -> Row:
     total = Row(None)
     for row in groups:
-        for name in COUNTS:
-            setattr(total, name, getattr(total, name) + getattr(row, name))
-        for channel, statuses in row.notifications.items():
-            mine = total.notifications.setdefault(channel, {})
-            for status, number in statuses.items():
-                mine[status] = mine.get(status, 0) + number
+        _add(total, row)
     return total
 
 

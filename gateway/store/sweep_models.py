@@ -81,9 +81,12 @@ Index("ix_protocols_resolved_unretained", Protocol.resolved_at, Protocol.id,
       postgresql_where=text("status = 'resolved' AND retention_until IS NULL"))
 # Anonymization asks whether another live protocol still uses a consumer's email.
 Index("ix_protocols_consumer_email", Protocol.consumer_email)
-# Search (GET /v1/protocols): newest first, alone or within a category, by keyset on (opened_at, id).
-Index("ix_protocols_opened", Protocol.opened_at, Protocol.id)
-Index("ix_protocols_category_opened", Protocol.category, Protocol.opened_at, Protocol.id)
+# Search (GET /v1/protocols): newest first, alone or within a category, by keyset on (opened_at, id);
+# and the compliance report, which reads every column it counts from this index alone (migration 0014).
+Index("ix_protocols_report", Protocol.opened_at, Protocol.id, Protocol.category, Protocol.profile, Protocol.channel,
+      Protocol.status, Protocol.deadline_at, Protocol.resolved_at)
+Index("ix_protocols_category_report", Protocol.category, Protocol.opened_at, Protocol.id, Protocol.profile,
+      Protocol.channel, Protocol.status, Protocol.deadline_at, Protocol.resolved_at)
 # Search's `overdue=true`: the open ones newest first, with their deadline in the index, so the walk
 # past the not-yet-late ones reads no table row. The query must write the statuses out (see _OPEN).
 Index("ix_protocols_open_opened", Protocol.opened_at, Protocol.id, Protocol.deadline_at,

@@ -16,8 +16,7 @@ async def _report(request: web.Request) -> reports.Report:
     query = {k: v for k, v in request.query.items() if v.strip() and k in ("from", "to", "group_by")}
     now = request.app[CLOCK]()
     period = reports.parse_period(query, zone=request.app[SETTINGS].gateway.timezone, now=now)
-    async with request.app[DB].read() as session:
-        return await reports.compliance(session, period, at=now)
+    return await reports.compliance_report(request.app[DB], period, at=now)
 
 
 @page("protocols:read")
