@@ -211,3 +211,16 @@ async def test_an_export_written_to_a_file_is_private(tmp_path: Path, sqlite_url
     out = tmp_path / "export.json"
     assert await asyncio.to_thread(main, ["protocols", "export", number, "-o", str(out)]) == 0
     assert mode(out) == 0o600 and json.loads(out.read_text())["record"]["protocol"]["number"] == number
+
+
+async def test_the_sms_and_whatsapp_files_probed_at_once_in_one_folder_both_pass(tmp_path: Path) -> None:
+    """The daemon probes every transport at once at start; the two JSON-lines files share var/. With
+    one probe file name per process, one probe removed the other's file under it (ENOENT, seen in CI)."""
+    from gateway.delivery.channels.sms_file import SMSFileTransport
+    from gateway.delivery.channels.whatsapp_file import WhatsAppFileTransport
+
+    for round_ in range(100):
+        folder = tmp_path / f"var-{round_}"
+        sms, whatsapp = SMSFileTransport(folder / "sms.jsonl"), WhatsAppFileTransport(folder / "whatsapp.jsonl")
+        await asyncio.gather(sms.probe(), whatsapp.probe(), sms.probe(), whatsapp.probe())
+        assert [p.name for p in folder.iterdir()] == []  # nothing left behind

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 from pathlib import Path
 
 from gateway.delivery.errors import TransientDeliveryError
@@ -47,7 +48,8 @@ def write_failed(exc: OSError, path: Path) -> TransientDeliveryError:
 
 def probe_folder(folder: Path) -> None:
     """Raise a TransientDeliveryError unless a file can be created in `folder` (made if missing)."""
-    probe = folder / f".probe-{os.getpid()}"
+    # A name of its own per probe: the SMS and WhatsApp files share var/, and their probes run at once.
+    probe = folder / f".probe-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         private_folder(folder)
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
