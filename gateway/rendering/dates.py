@@ -8,6 +8,7 @@ release cannot change what a consumer reads.
 from __future__ import annotations
 
 import re
+from datetime import date as Date
 from datetime import datetime as DateTime
 from datetime import timedelta
 from functools import lru_cache
@@ -113,11 +114,18 @@ def _consumer(context: Context, value: object) -> tuple[ZoneInfo, Locale]:
 
 
 def _date(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:
+    return _day(value.astimezone(zone).date(), locale)
+
+
+# Per calendar day: a retention notice lists up to 500 dates per protocol group, tens of thousands
+# a sweep, and Babel's formatting was a third of that sweep (3.5 of 11.8 s over 1,000,000 protocols).
+@lru_cache(maxsize=4096)
+def _day(day: Date, locale: Locale) -> str:
     # Numeric where the day or the year comes first ("29/11/2026", eu "2026/11/29"); elsewhere
     # the month by name, since "11/29/2026" reads as another day to most of the world
     # ("Nov 29, 2026"). Basque's month by name would read "2026 aza. 29(a)".
     unambiguous = str(locale.date_formats["short"].pattern).lstrip().startswith(("d", "y"))
-    return dates.format_skeleton("yMd" if unambiguous else "yMMMd", value, tzinfo=zone, locale=locale)
+    return dates.format_skeleton("yMd" if unambiguous else "yMMMd", day, locale=locale)
 
 
 # Brazil's official time is named after its capital, and that name is what consumers read in
