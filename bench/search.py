@@ -28,6 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.databases import migrated_sqlite
 from bench.sweeps import AT, RESULTS, fill_postgres, fill_sqlite, rows, say
 
 CATEGORIES = ("billing", "delivery", "cancellation", "product", "other")
@@ -135,21 +136,6 @@ async def prepare(kind: str, target: str, n: int) -> str:
     return url
 
 
-async def reuse(path: Path) -> str:
-    from gateway.store.database import Database
-    from gateway.store.migrate import migrate
-
-    url = f"sqlite+aiosqlite:///{path}"
-    db = Database(url)
-    try:
-        start = time.perf_counter()
-        before, after = await migrate(db)
-        say(f"reusing {path}: migrated {before} -> {after} in {time.perf_counter() - start:.1f} s")
-    finally:
-        await db.dispose()
-    return url
-
-
 def table(kind: str, n: int, figures: dict[str, Any]) -> str:
     lines = [f"# Search and compliance report, {kind}, {n:,} protocols", "",
              "| search | runs | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
@@ -177,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind, url in targets:
         with tempfile.TemporaryDirectory(prefix="bench-search-") as folder:
             if kind == "sqlite" and args.database:
-                db_url = asyncio.run(reuse(args.database))
+                db_url = asyncio.run(migrated_sqlite(args.database))
             else:
                 target = url or str(Path(folder) / "gateway.db")
                 db_url = asyncio.run(prepare(kind, target, args.protocols))

@@ -38,6 +38,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from bench.databases import migrated_sqlite
+
 UTC = timezone.utc
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SPAN_DAYS = 800           # how far back protocols were opened
@@ -279,16 +281,8 @@ async def prepare(kind: str, n: int, folder: Path, pg: str | None, keep: Path | 
         # The same store for two runs (the code before and after a change, say): copied, never filled again.
         shutil.copy(keep, path)
         say(f"  {kind}: copied {keep} ({keep.stat().st_size / 2**20:,.0f} MiB)")
-        # A store kept by an older version is brought to this one's schema first (not timed as a sweep):
-        # without it the sweeps' queries name columns it lacks.
-        db = Database(url)
-        try:
-            started = time.perf_counter()
-            before, after = await migrate(db)
-            say(f"  {kind}: migrated {before} -> {after} in {time.perf_counter() - started:.1f} s")
-        finally:
-            await db.dispose()
-        return url, path
+        # A store kept by an older version: without this one's schema the sweeps' queries name columns it lacks.
+        return await migrated_sqlite(path), path
     db = Database(url)
     await migrate(db)
     await db.dispose()
