@@ -207,17 +207,16 @@ class Dispatcher:
                 return_path=self.return_paths.for_notification(row.id) if self.return_paths else None,
                 headers=self.unsubscribe.headers(row.id, row.template) if self.unsubscribe else {},
             )
+        # Twilio posts each SMS's and WhatsApp message's receipts here, naming the notification.
+        receipts = f"{self.public_url}/v1/webhooks/twilio/status?notification={row.id}"
         if row.channel == "sms":
-            return Message(
-                notification_id=row.id, channel="sms", to=row.recipient, text=row.body_text,
-                status_callback=f"{self.public_url}/v1/webhooks/twilio/status?notification={row.id}",
-            )
+            return Message(notification_id=row.id, channel="sms", to=row.recipient, text=row.body_text,
+                           status_callback=receipts)
         if row.channel == "whatsapp":
             content = row.whatsapp_content or {}
             return Message(
                 notification_id=row.id, channel="whatsapp", to=row.recipient, text=row.body_text,
-                status_callback=f"{self.public_url}/v1/webhooks/twilio/status?notification={row.id}",
-                window_open=row.window_open, content_sid=content.get("content_sid"),
+                status_callback=receipts, window_open=row.window_open, content_sid=content.get("content_sid"),
                 content_variables=content.get("variables"),
             )
         return Message(notification_id=row.id, channel=row.channel, to=row.recipient, text=row.body_text)

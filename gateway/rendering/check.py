@@ -322,7 +322,7 @@ class _TemplateCheck:
     def _check_required(self, manifest: Manifest, locale: str, channel: str, main: Rendered) -> None:
         base = f"{self.name}/{locale}"
         outputs = ({f"{base}/email.txt.j2": main.text, f"{base}/email.html.j2": main.html or ""}
-                   if channel == "email" else {f"{base}/{CHANNEL_FILES[channel][0]}": main.text})
+                   if channel == "email" else {f"{base}/{TEXT_FILES[channel]}": main.text})
         timezone = str(manifest.sample.get("timezone", "UTC"))
         fmt_locale = formatting_locale(locale, locale)
         for spec in self._required(manifest, channel):

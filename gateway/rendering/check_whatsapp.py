@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.whatsapp import FREE_TEXT_LIMIT, TEMPLATE_BODY_LIMIT
 from gateway.rendering.templates import MANIFEST, Manifest, Rendered, TemplateError, Templates
 from gateway.rendering.whatsapp import approval_text, fill
 
@@ -48,8 +47,7 @@ def check_whatsapp(templates: Templates, name: str, manifest: Manifest, locale: 
     spec = manifest.whatsapp
     samples = manifest.all_samples()
     file, toml = f"{name}/{locale}/whatsapp.j2", f"{name}/{MANIFEST}"
-    kind = "template" if spec.variables else "free_text"
-    limit = TEMPLATE_BODY_LIMIT if spec.variables else FREE_TEXT_LIMIT
+    limit = spec.limit
     submit = None
     for sample_name, out in rendered.items():
         which = "" if sample_name == "sample" else f" (with [samples.{sample_name}])"
@@ -95,7 +93,7 @@ def check_whatsapp(templates: Templates, name: str, manifest: Manifest, locale: 
     if not rendered:
         return None
     sample, longest = max(rendered.items(), key=lambda kv: len(kv[1].text))
-    return WhatsAppReport(name, locale, sample, len(longest.text), limit, kind, sid,
+    return WhatsAppReport(name, locale, sample, len(longest.text), limit, spec.kind, sid,
                           submit or spec.approved.get(locale))
 
 

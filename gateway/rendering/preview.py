@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.config.whatsapp import FREE_TEXT_LIMIT, TEMPLATE_BODY_LIMIT
 from gateway.rendering.page_link import render_consumer
 from gateway.rendering.sms import SmsInfo
 from gateway.rendering.templates import CHANNEL_FILES, Rendered, TemplateError, TemplateNotFoundError, Templates
@@ -100,14 +99,13 @@ def preview(templates: Templates, name: str, *, locale: str | None = None, chann
 
 
 def whatsapp_document(templates: Templates, rendered: Rendered, locale: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    """The text, its length against WhatsApp's limit, and how it goes outside the 24-hour window:
-    the approved template's SID and variables, and the body to submit for approval."""
+    """The text, its length against WhatsApp's limit, and how it goes outside the 24-hour window
+    (what the gateway would send: `Templates.whatsapp_content`), and the body to submit for approval."""
     spec = templates.manifest(rendered.template).whatsapp
-    values = templates.whatsapp_values(rendered, locale, context, spec)
+    content = templates.whatsapp_content(rendered, locale, context)
+    values = content["variables"]
     return {"text": rendered.text, "hash": rendered.hash, "characters": len(rendered.text),
-            "limit": TEMPLATE_BODY_LIMIT if spec.variables else FREE_TEXT_LIMIT,
-            "kind": "template" if spec.variables else "free_text", "content_sid": spec.sid_for(rendered.locale),
-            "variables": values,
+            "limit": spec.limit, "kind": spec.kind, "content_sid": content["content_sid"], "variables": values,
             "approval_text": spec.approved.get(rendered.locale) or (approval_text(rendered.text, values)
                                                                     if spec.variables else None)}
 

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.config.whatsapp import FREE_TEXT_LIMIT, TEMPLATE_BODY_LIMIT
+
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 _HOW = ("datetime", "date", "time")
 _SID = re.compile(r"HX[0-9a-fA-F]{32}")
@@ -45,6 +47,17 @@ class WhatsAppSpec:
 
     def sid_for(self, locale: str) -> str | None:
         return self.content_sid.get(locale)
+
+    @property
+    def kind(self) -> str:
+        """"template": goes as the approved template outside the 24-hour window; "free_text": a
+        message with no variables, sent only inside it (an answer to what the consumer asked)."""
+        return "template" if self.variables else "free_text"
+
+    @property
+    def limit(self) -> int:
+        """Meta's most characters for such a message."""
+        return TEMPLATE_BODY_LIMIT if self.variables else FREE_TEXT_LIMIT
 
 
 def parse_spec(data: Any) -> WhatsAppSpec:
