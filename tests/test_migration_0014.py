@@ -3,15 +3,12 @@ in it, on SQLite and PostgreSQL, and comes back down."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import sqlalchemy as sa
 
 from tests.test_migration_0005 import empty_db, protocols, upgrade_to  # noqa: F401 (a fixture)
 from tests.test_migration_0006 import downgrade_to
-from tests.test_migration_0012 import indexes
+from tests.test_migration_0012 import AT, indexes
 
-AT = datetime(2026, 12, 6, 15, 0, tzinfo=timezone.utc)
 COUNTED = ("status", "deadline_at", "resolved_at")
 
 

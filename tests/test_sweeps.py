@@ -152,7 +152,7 @@ async def test_resolved_protocols_get_no_reminders_and_reopening_restarts_them(d
     await runner.run("reminder", at=DEADLINE - timedelta(hours=47))
     assert {n.protocol_id for n in await notifications(db)} == {reopened.id}
 
-    # Reopened on 2026-11-29 12:00Z: the clock restarts, due 2026-12-06 23:59:59 -03.
+    # Reopened on 29 November at 12:00Z: the clock restarts, due seven days later at 23:59:59 in São Paulo.
     new_deadline = at(7, 2, 59, month=12) + timedelta(seconds=59)
     async with db.write() as session:
         await session.execute(update(Protocol).where(Protocol.id == reopened.id).values(
