@@ -21,8 +21,9 @@ from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce,
 from sqlalchemy.orm import Session
 
 from gateway.config.whatsapp import SESSION_WINDOW
+from gateway.delivery import outbox_sqlite
 from gateway.delivery.errors import ProviderTry
-from gateway.store import rows
+from gateway.store import rows, sqlite_driver
 from gateway.store.models import ACTIVE_CONDITION, Attempt, ConsumerRequest, InboundMessage, Notification
 from gateway.store.types import UTCDateTime
 
@@ -121,8 +122,15 @@ def _claim_statement(postgresql: bool, limit: int) -> Any:
 def claim(session: Session, *, now: datetime, limit: int, lease: float) -> list[Claimed]:
     """Take up to `limit` due rows for `lease` seconds. Disjoint across processes on PostgreSQL."""
     stmt = _claim_statement(session.bind.dialect.name == "postgresql", limit)
-    rows = session.execute(stmt, {"now": now, "lease_end": now + timedelta(seconds=lease)}).all()
-    claimed = sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+    params = {"now": now, "lease_end": now + timedelta(seconds=lease)}
+    raw = sqlite_driver.connection(session)
+    if raw is not None:  # the writer's turn on SQLite: a few steps, whatever the batch (outbox_sqlite.py)
+        session.flush()  # rows the turn added (a webhook, a chain's next step) are due too, as Core's autoflush does
+        found = [Claimed(*row) for row in outbox_sqlite.claim(raw, now=now, lease_end=params["lease_end"],
+                                                               limit=limit)]
+    else:
+        found = [Claimed(*row) for row in session.execute(stmt, params).all()]
+    claimed = sorted(found, key=lambda c: c.id)
     phones = {c.recipient for c in claimed if c.channel == "whatsapp"}
     if not phones:
         return claimed
@@ -169,8 +177,9 @@ _FULFILLED = (
 def record(session: Session, results: list[Result]) -> int:
     """Write outcomes and their evidence rows; returns how many rows this worker still owned.
 
-    Two statements for the whole batch (an UPDATE and an INSERT, each executed many), and
-    one more when a consumer's request was fulfilled: the batch is the hot path.
+    Three statements for the whole batch (the outcome and its evidence, each executed many, and
+    the consumer's requests it fulfilled): the batch is the hot path. On SQLite's writer, the
+    same as one step each (outbox_sqlite.py).
     """
     if not results:
         return 0
@@ -184,9 +193,13 @@ def record(session: Session, results: list[Result]) -> int:
             "b_delivered": r.finished_at if r.status == "delivered" else None, "b_provider": r.provider_id,
             "b_provider_name": r.provider,
         })
-    owned = session.execute(_FENCED, params).rowcount
-    session.execute(_ATTEMPT, [row for r in results for row in _attempt_rows(r)])
+    attempts = [row for r in results for row in _attempt_rows(r)]
     done = [r.claimed.id for r in results if r.status in ("sent", "delivered")]
+    raw = sqlite_driver.connection(session)
+    if raw is not None:
+        return outbox_sqlite.record(raw, params, attempts, done)
+    owned = session.execute(_FENCED, params).rowcount
+    session.execute(_ATTEMPT, attempts)
     if done:
         session.execute(_FULFILLED, {"done": done})
     return owned
@@ -212,3 +225,24 @@ def release(session: Session, claimed: list[Claimed], *, now: datetime) -> None:
             .values(status="unknown", next_attempt_at=now, duplicate_possible=True)
             .execution_options(synchronize_session=False)
         )
+
+
+# A row claimed ahead and never handed to a transport goes back as it was before the claim:
+# due now, the attempt not counted; 'unknown' if a send of it may have left before.
+_UNCLAIM = (
+    update(Notification.__table__)
+    .where(_n.id == bindparam("b_id"), _n.status == "sending", _n.attempts == bindparam("b_attempts"))
+    .values(status=case((_n.duplicate_possible, "unknown"), else_="queued"), attempts=_n.attempts - 1,
+            next_attempt_at=bindparam("b_now", type_=UTCDateTime))
+)
+
+
+def unclaim(session: Session, claimed: list[Claimed], *, now: datetime) -> None:
+    """Give back rows this worker claimed and did not send (fenced, as a record is)."""
+    if not claimed:
+        return
+    raw = sqlite_driver.connection(session)
+    if raw is not None:
+        outbox_sqlite.unclaim(raw, [(c.id, c.attempts) for c in claimed], now=now)
+    else:
+        session.execute(_UNCLAIM, [{"b_id": c.id, "b_attempts": c.attempts, "b_now": now} for c in claimed])

@@ -10,6 +10,8 @@ column types would (UTC datetimes as SQLAlchemy's text, JSON, booleans) and the 
 connection the transaction already holds runs it: the same transaction, the same BEGIN
 IMMEDIATE and savepoints, only without the layers in between.
 
+The dispatcher's turn takes the same path (delivery/outbox_sqlite.py).
+
 Only for SQLite: on PostgreSQL the time is the round trips, not the driver calls.
 """
 
@@ -51,7 +53,7 @@ def connection(session: Session) -> Any | None:
     return raw
 
 
-def _sqlite_datetime(value: datetime | None) -> str | None:
+def datetime_text(value: datetime | None) -> str | None:
     # What UTCDateTime and SQLite's DATETIME store: UTC, naive, microseconds always written.
     if value is None:
         return None
@@ -71,7 +73,7 @@ def _boolean(value: Any) -> int | None:
 def _converter(column: Any) -> Convert | None:
     kind = column.type
     if isinstance(kind, UTCDateTime):
-        return _sqlite_datetime
+        return datetime_text
     if isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON):
         return _json
     if isinstance(kind, Boolean):
@@ -128,9 +130,15 @@ def query_one(raw: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | No
     return _run(raw, sql, params).fetchone()
 
 
-def execute(raw: Any, sql: str, params: Sequence[Any]) -> None:
-    _run(raw, sql, params)
+def execute(raw: Any, sql: str, params: Sequence[Any]) -> int:
+    """A statement that returns no rows; how many rows it changed."""
+    return _run(raw, sql, params).rowcount
 
 
 def json_value(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def stored_datetime(text: str | None) -> datetime | None:
+    """A DATETIME as UTCDateTime reads it back: stored in UTC, naive; aware again."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=timezone.utc)

@@ -1,0 +1,89 @@
+"""The dispatcher's turn on SQLite's writer: the claim and the record, each statement one step.
+
+The writer is a thread of the gateway's process, and sqlite3 lets go of the GIL around every
+step of a statement: each row an `executemany` binds, each row a RETURNING gives back. While
+the event loop is busy sending, the writer then waits for the GIL at every step and the two
+threads hand it back and forth (profiled on the SMS drain: the record's statements took three
+times their CPU in wall time, and the turns ran back to back while slots stood empty). Here
+a batch travels as one JSON parameter, read by `json_each`, and the claimed rows come back
+as one JSON array: a handful of steps a turn, whatever its size.
+
+Same statements as the Core ones in outbox.py (which PostgreSQL runs), the values stored as
+SQLAlchemy stores them (`tests/test_outbox_sqlite.py` compares the two).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from gateway.store import sqlite_driver
+from gateway.store.models import ACTIVE_CONDITION
+
+_DUE = (f"SELECT json_group_array(id) FROM (SELECT id FROM notifications WHERE {ACTIVE_CONDITION} "
+        "AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?)")
+# A row that was 'sending' (lease expired: its worker died mid-send) or 'unknown' may already
+# be in the consumer's hands: the record says so.
+_TAKE = ("UPDATE notifications SET status = 'sending', attempts = attempts + 1, next_attempt_at = ?, "
+         "duplicate_possible = CASE WHEN status IN ('sending', 'unknown') THEN 1 ELSE duplicate_possible END "
+         "WHERE id IN (SELECT value FROM json_each(?))")
+_TAKEN = ("SELECT json_group_array(json_array(id, protocol_id, channel, recipient, template, subject, body_text, "
+          "body_html, attempts, created_at, duplicate_possible, coalesce(retry_from, created_at), whatsapp_content)) "
+          "FROM notifications WHERE id IN (SELECT value FROM json_each(?))")
+
+# Fenced by status and attempts, as outbox._FENCED: a worker whose lease was taken over owns nothing.
+_RECORD = (
+    "UPDATE notifications SET status = r.value ->> 's', last_error = r.value ->> 'e', error_code = r.value ->> 'c', "
+    "next_attempt_at = coalesce(r.value ->> 'n', next_attempt_at), sent_at = coalesce(r.value ->> 't', sent_at), "
+    "delivered_at = coalesce(r.value ->> 'd', delivered_at), provider_id = coalesce(r.value ->> 'p', provider_id), "
+    "provider = coalesce(r.value ->> 'v', provider) "
+    "FROM json_each(?) AS r WHERE notifications.id = r.value ->> 'i' AND notifications.status = 'sending' "
+    "AND notifications.attempts = r.value ->> 'a'"
+)
+_ATTEMPT_COLUMNS = ("notification_id", "attempt", "started_at", "finished_at", "outcome", "error", "error_code",
+                    "provider_id", "provider")
+_ATTEMPTS = (f"INSERT INTO notification_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
+             f"SELECT {', '.join(f'value ->> {i}' for i in range(len(_ATTEMPT_COLUMNS)))} FROM json_each(?)")
+_FULFILLED = ("UPDATE consumer_requests SET fulfilled_at = (SELECT sent_at FROM notifications "
+              "WHERE notifications.id = consumer_requests.notification_id) "
+              "WHERE notification_id IN (SELECT value FROM json_each(?)) AND fulfilled_at IS NULL")
+_UNCLAIM = (
+    "UPDATE notifications SET status = CASE WHEN duplicate_possible THEN 'unknown' ELSE 'queued' END, "
+    "attempts = attempts - 1, next_attempt_at = ? "
+    "FROM json_each(?) AS r WHERE notifications.id = r.value ->> 0 AND notifications.status = 'sending' "
+    "AND notifications.attempts = r.value ->> 1"
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=sqlite_driver.datetime_text)
+
+
+def claim(raw: Any, *, now: datetime, lease_end: datetime, limit: int) -> list[tuple[Any, ...]]:
+    """Take up to `limit` due rows; each as outbox.Claimed's fields, typed as SQLAlchemy reads them."""
+    (ids,) = sqlite_driver.query_one(raw, _DUE, (sqlite_driver.datetime_text(now), limit))  # type: ignore[misc]
+    if ids == "[]":
+        return []
+    sqlite_driver.execute(raw, _TAKE, (sqlite_driver.datetime_text(lease_end), ids))
+    (taken,) = sqlite_driver.query_one(raw, _TAKEN, (ids,))  # type: ignore[misc]
+    return [(*head, sqlite_driver.stored_datetime(created), bool(duplicate), sqlite_driver.stored_datetime(give_up),
+             sqlite_driver.json_value(content))
+            for *head, created, duplicate, give_up, content in json.loads(taken)]
+
+
+def record(raw: Any, outcomes: list[dict[str, Any]], attempts: list[dict[str, Any]], done: list[int]) -> int:
+    """Write outcomes (outbox.record's parameters) and their attempt rows; how many rows were still ours."""
+    rows = [{"i": o["b_id"], "a": o["b_attempts"], "s": o["b_status"], "e": o["b_error"], "c": o["b_code"],
+             "n": o["b_next"], "t": o["b_sent"], "d": o["b_delivered"], "p": o["b_provider"],
+             "v": o["b_provider_name"]} for o in outcomes]
+    owned = sqlite_driver.execute(raw, _RECORD, (_json(rows),))
+    sqlite_driver.execute(raw, _ATTEMPTS, (_json([[a[c] for c in _ATTEMPT_COLUMNS] for a in attempts]),))
+    if done:
+        sqlite_driver.execute(raw, _FULFILLED, (_json(done),))
+    return owned
+
+
+def unclaim(raw: Any, rows: list[tuple[int, int]], *, now: datetime) -> None:
+    """Give back (id, attempts) claimed and never sent, as outbox.unclaim does."""
+    sqlite_driver.execute(raw, _UNCLAIM, (sqlite_driver.datetime_text(now), _json(rows)))

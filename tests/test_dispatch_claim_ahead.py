@@ -1,0 +1,153 @@
+"""With a backlog the dispatcher claims ahead of its free slots and records in batches, within
+its bounds: `workers` sends in flight, RECORD_AFTER outcomes waiting to be written; a row
+claimed ahead and not sent in time, or when the dispatcher stops, goes back unsent.
+
+A transport of this process stands in for the provider (these tests are about the outbox:
+the real SMTP and Twilio paths are in test_dispatch.py); SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gateway.app import Runtime, build_runtime
+from gateway.delivery import outbox
+from gateway.delivery.channels.base import Message, Receipt
+from gateway.delivery.dispatcher import CLAIM_AHEAD, RECORD_AFTER
+from gateway.store.models import Notification
+from tests.helpers import make_settings
+from tests.test_dispatch import T0, Clock, open_protocol
+
+WORKERS = 4
+BACKLOG = 60
+
+
+class Recording:
+    """Counts what it is given; checks the dispatcher's bounds at every send."""
+
+    sends_receipts = False
+
+    def __init__(self, dispatcher_of: list, clock: Clock) -> None:
+        self.dispatcher_of = dispatcher_of
+        self.clock = clock
+        self.sent: Counter[int] = Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.most_unrecorded = 0
+        self.gate: asyncio.Event | None = None  # when set up, each send waits for it
+        self.on_send: dict[int, object] = {}  # the nth send (from 0) calls this first
+
+    async def send(self, message: Message) -> Receipt:
+        dispatcher = self.dispatcher_of[0]
+        if (hook := self.on_send.pop(sum(self.sent.values()) + self.in_flight, None)) is not None:
+            hook()
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.most_unrecorded = max(self.most_unrecorded, dispatcher._unrecorded())
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(0)
+            self.sent[message.notification_id] += 1
+            return Receipt(provider_id=f"p-{message.notification_id}")
+        finally:
+            self.in_flight -= 1
+
+    async def probe(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def gw(tmp_path: Path, db_url: str, clock: Clock) -> AsyncIterator[tuple[Runtime, Recording]]:
+    holder: list = []
+    transport = Recording(holder, clock)
+    settings = make_settings(tmp_path, db_url, dispatch={"workers": WORKERS, "lease": "60s"})
+    runtime = build_runtime(settings, clock=clock, transports={"email": transport, "sms": transport})
+    holder.append(runtime.dispatcher)
+    for i in range(BACKLOG // 2):  # an email and an SMS each
+        await open_protocol(runtime, f"e{i}")
+    yield runtime, transport
+    await runtime.aclose()
+
+
+async def rows(runtime: Runtime) -> list[Notification]:
+    async with runtime.db.read() as session:
+        return list((await session.scalars(select(Notification).order_by(Notification.id))).all())
+
+
+async def test_a_backlog_is_claimed_ahead_and_recorded_in_batches_within_the_bounds(gw):
+    runtime, transport = gw
+    turns = 0
+    transact = runtime.db.transact
+
+    async def counted(fn):
+        nonlocal turns
+        turns += 1
+        return await transact(fn)
+
+    runtime.db.transact = counted
+    await runtime.dispatcher.run_until_idle()
+
+    stored = await rows(runtime)
+    assert len(stored) == BACKLOG and all(n.status == "sent" and n.attempts == 1 for n in stored)
+    assert set(transport.sent.values()) == {1} and len(transport.sent) == BACKLOG  # each once
+    assert transport.most_in_flight <= WORKERS
+    assert transport.most_unrecorded <= WORKERS + RECORD_AFTER
+    # Not a turn per send: the first claims the free slots, the next claims the rest ahead.
+    assert turns <= BACKLOG // 4, turns
+    assert CLAIM_AHEAD >= BACKLOG  # (what this test's sizes assume)
+
+
+async def test_rows_claimed_ahead_go_back_unsent_when_the_dispatcher_stops(gw):
+    runtime, transport = gw
+    transport.gate = asyncio.Event()  # every send waits: the claimed rows stay claimed
+    task = asyncio.create_task(runtime.dispatcher.run())
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if transport.in_flight == WORKERS and len(runtime.dispatcher._ready) > 0:
+            break
+    assert transport.in_flight == WORKERS and runtime.dispatcher._ready  # claimed ahead, waiting
+    runtime.dispatcher.stop()
+    transport.gate.set()  # the sends in flight finish within the shutdown timeout
+    await task
+
+    stored = await rows(runtime)
+    statuses = Counter(n.status for n in stored)
+    assert statuses == {"sent": WORKERS, "queued": BACKLOG - WORKERS}, statuses
+    # Given back as they were: not counted as an attempt, due at once, no duplicate suspected.
+    assert all(n.attempts == 0 and n.next_attempt_at == T0 and not n.duplicate_possible
+               for n in stored if n.status == "queued")
+
+    await runtime.dispatcher.run_until_idle()  # the next start sends them, once each
+    assert set(transport.sent.values()) == {1} and len(transport.sent) == BACKLOG
+
+
+async def test_a_row_claimed_ahead_whose_lease_is_half_gone_goes_back_and_is_claimed_afresh(gw, clock, monkeypatch):
+    runtime, transport = gw
+    given_back: list[int] = []
+    unclaim = outbox.unclaim
+    monkeypatch.setattr(outbox, "unclaim", lambda session, claimed, now: (
+        given_back.extend(c.id for c in claimed), unclaim(session, claimed, now=now)))
+    # The first turn claims the free slots; the second the rest, ahead. Then a send takes 31 s:
+    # the rows claimed ahead have less than half their lease left when their turn comes.
+    transport.on_send[WORKERS] = lambda: clock.advance(31)
+    await runtime.dispatcher.run_until_idle()
+    assert len(given_back) >= BACKLOG - 3 * WORKERS, given_back
+
+    stored = await rows(runtime)
+    assert all(n.status == "sent" for n in stored)
+    assert set(transport.sent.values()) == {1} and len(transport.sent) == BACKLOG  # none sent twice
+    assert all(n.attempts == 1 and not n.duplicate_possible for n in stored)  # a give-back is not an attempt
