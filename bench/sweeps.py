@@ -199,7 +199,8 @@ def _memory(field: str) -> float:
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
-def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any, profile: str | None = None) -> None:
+def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any, profile: str | None = None,
+             vacuum: bool = False) -> None:
     """In a fresh process: run one sweep as of `at`; report seconds, counts and max RSS."""
     from gateway.config import load_settings
     from gateway.rendering.templates import Templates
@@ -209,7 +210,7 @@ def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any, pro
 
     settings = load_settings(environ={}, discover=False, overrides={
         "database": {"url": url}, "operations": {"emails": ["ops@example.com"]},
-        "retention": {"action": action, "vacuum": True}})
+        "retention": {"action": action, "vacuum": vacuum}})
 
     async def go() -> dict[str, Any]:
         db = Database(url)
@@ -242,10 +243,11 @@ def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any, pro
     queue.put(asyncio.run(go()))
 
 
-def measure(url: str, schedule: str, action: str, at: datetime, profile: str | None = None) -> dict[str, Any]:
+def measure(url: str, schedule: str, action: str, at: datetime, profile: str | None = None,
+            vacuum: bool = False) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_measure, args=(url, schedule, action, at, queue, profile))
+    process = context.Process(target=_measure, args=(url, schedule, action, at, queue, profile, vacuum))
     process.start()
     outcome = queue.get()
     process.join()
@@ -255,6 +257,8 @@ def measure(url: str, schedule: str, action: str, at: datetime, profile: str | N
 def _did(result: dict[str, Any]) -> str:
     parts = [f"{result[k]:,} {k}" for k in ("considered", "notified", "enqueued", "late", "anonymized")
              if result.get(k)]
+    if result.get("wal_emptied"):
+        parts.append("WAL truncated")
     if result.get("vacuumed"):
         parts.append("VACUUM")
     return ", ".join(parts) or (result.get("skipped") or "nothing due")
@@ -319,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-fill", type=Path, metavar="FILE",
                         help="SQLite: copy this filled store if it exists, else fill and keep a copy here")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"where the table goes (default {RESULTS})")
+    parser.add_argument("--vacuum", action="store_true",
+                        help="anonymize with retention.vacuum = true (default: the setting's default, false)")
     args = parser.parse_args(argv)
     wanted = set(args.cases.split(",")) if args.cases else None
     cases = [c for c in CASES if wanted is None or c[1] in wanted or (c[2] in wanted)]
@@ -345,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 for label, schedule, action, at in cases:
                     say(f"{kind}: {label}")
                     profile = str(args.profile / f"{kind}-{schedule}-{action}.prof") if args.profile else None
-                    outcome = measure(url, schedule, action, at, profile)
+                    outcome = measure(url, schedule, action, at, profile, vacuum=args.vacuum)
                     figures.append({"case": label, **outcome})
                     lines.append(f"| {label} | {outcome['seconds']:.2f} | {outcome['rss_peak_mib']:.0f} | "
                                  f"{outcome['rss_before_mib']:.0f} | {_did(outcome['result'])} |")

@@ -69,7 +69,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     async def work(settings: Any, db: Database) -> dict[str, Any]:
         return await anonymize_number(db, Profiles.from_settings(settings), args.number, at=datetime.now(timezone.utc),
                                       abandoned_after=settings.retention.abandoned_after, actor=_actor(),
-                                      dry_run=args.dry_run)
+                                      dry_run=args.dry_run, vacuum=settings.retention.vacuum)
     return _run(args, work)
 
 

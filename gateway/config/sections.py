@@ -246,7 +246,9 @@ class RetentionSettings(Section):
     action: Literal["notify", "anonymize"] = "notify"
     grace: Duration = 30 * 86400.0          # after the retention ends, before anonymizing
     abandoned_after: Duration = 365 * 86400.0  # an unresolved protocol this long without events
-    vacuum: bool = True                      # SQLite: VACUUM after anonymizing
+    # SQLite: VACUUM after anonymizing, to give the freed space back (the erasure needs no VACUUM:
+    # secure_delete zeroes what is freed and the WAL is truncated after every anonymizing run).
+    vacuum: bool = False
 
 
 class QuietHoursSettings(Section):

@@ -72,7 +72,7 @@ class Protocol(Base):
     consumer_email_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     consumer_phone: Mapped[str | None] = mapped_column(String(20), index=True)
     # Where WhatsApp messages go when it is not the phone (consumer.whatsapp); None: the phone.
-    consumer_whatsapp: Mapped[str | None] = mapped_column(String(20), index=True)
+    consumer_whatsapp: Mapped[str | None] = mapped_column(String(20))  # indexed where set (sweep_models.py)
     consumer_locale: Mapped[str] = mapped_column(String(35))
     consumer_timezone: Mapped[str] = mapped_column(String(64))
     notify: Mapped[str] = mapped_column(String(32), default="", server_default=text("''"))  # "email,sms"
@@ -92,7 +92,7 @@ class Protocol(Base):
     # The protocol this one escalates (SAC to ombudsman), if any. No foreign key in the database:
     # adding one makes SQLite copy the whole table, which its foreign keys then refuse; the service
     # sets it only to a protocol it has just found, and protocols are never deleted.
-    parent_id: Mapped[int | None] = mapped_column(Id, index=True)
+    parent_id: Mapped[int | None] = mapped_column(Id)  # indexed where set (sweep_models.py)
     # The SHA-256 of the token in the link to the consumer's page (gateway/protocols/page_links.py):
     # the token itself is derived from a secret kept outside the database. None once anonymized.
     page_token_hash: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
@@ -158,7 +158,7 @@ class Notification(Base):
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     # Why this message exists when it is not the event's own ("fallback: sms undelivered (30006)").
     reason: Mapped[str | None] = mapped_column(Text)
-    fallback_of: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), index=True)
+    fallback_of: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))  # indexed where set
     recipient: Mapped[str] = mapped_column(String(320))
     template: Mapped[str] = mapped_column(String(100))
     template_hash: Mapped[str] = mapped_column(String(80))

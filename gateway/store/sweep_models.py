@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.store.models import Base, ConsumerRequest, Id, Protocol
+from gateway.store.models import Base, ConsumerRequest, Id, Notification, Protocol
 from gateway.store.types import JSONDoc, UTCDateTime
 
 OPEN_STATUSES = ("open", "reopened")
@@ -91,5 +91,13 @@ Index("ix_protocols_category_report", Protocol.category, Protocol.opened_at, Pro
 # past the not-yet-late ones reads no table row. The query must write the statuses out (see _OPEN).
 Index("ix_protocols_open_opened", Protocol.opened_at, Protocol.id, Protocol.deadline_at,
       sqlite_where=_OPEN, postgresql_where=_OPEN)
+# Columns nearly always NULL, indexed only where they hold a value (migration 0015): with planner
+# statistics, SQLite takes a whole-column index of them for one that finds every row, and scans.
+Index("ix_protocols_consumer_whatsapp", Protocol.consumer_whatsapp,
+      sqlite_where=text("consumer_whatsapp IS NOT NULL"), postgresql_where=text("consumer_whatsapp IS NOT NULL"))
+Index("ix_protocols_parent_id", Protocol.parent_id,
+      sqlite_where=text("parent_id IS NOT NULL"), postgresql_where=text("parent_id IS NOT NULL"))
+Index("ix_notifications_fallback_of", Notification.fallback_of,
+      sqlite_where=text("fallback_of IS NOT NULL"), postgresql_where=text("fallback_of IS NOT NULL"))
 Index("ix_consumer_requests_pending", ConsumerRequest.due_at,
       sqlite_where=text("fulfilled_at IS NULL"), postgresql_where=text("fulfilled_at IS NULL"))

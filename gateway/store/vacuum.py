@@ -1,5 +1,12 @@
-"""SQLite after anonymization: the WAL checkpointed and VACUUMed, so old values survive in
-neither free pages nor the WAL."""
+"""SQLite after anonymization: nothing of the old values left in the file or its WAL.
+
+The anonymizing transaction runs with `secure_delete` on, so every cell, overflow page and
+freelist page it frees is overwritten with zeros as it is freed. What survives are the
+WAL's frames, which hold the pages as they were until a checkpoint copies them back and
+the WAL is truncated: `erase_sqlite` does that, always. VACUUM (`retention.vacuum`) adds
+nothing to the erasure; it gives the freed space back to the file system, and costs a
+rewrite of the whole file (~17 s for a store of 1,000,000 protocols, `python -m bench.sweeps`).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +17,25 @@ from gateway.store.database import Database
 log = logging.getLogger(__name__)
 
 
-async def vacuum_sqlite(db: Database) -> bool:
-    """Checkpoint and truncate the WAL, VACUUM, and again: outside any transaction, on the writer.
+async def erase_sqlite(db: Database, *, vacuum: bool) -> bool:
+    """Checkpoint and truncate the WAL (and VACUUM, then again): outside any transaction, on the writer.
 
     Returns whether the WAL could be emptied (a reader in another process may hold it).
     """
     complete = True
+    statements = ["PRAGMA wal_checkpoint(TRUNCATE)"]
+    if vacuum:
+        statements += ["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"]
     async with db.writer.connect() as conn:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection  # aiosqlite: autocommit (isolation_level None), no BEGIN
-        for sql in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
+        for sql in statements:
             cursor = await driver.execute(sql)
             row = await cursor.fetchone()
             await cursor.close()
             if sql.startswith("PRAGMA") and row is not None and row[0]:
                 complete = False
     if not complete:
-        log.warning("WAL not emptied after VACUUM", extra={"action": "retention_vacuum_incomplete"})
+        log.warning("WAL not emptied after anonymizing: old values stay in it until the next checkpoint",
+                    extra={"action": "retention_wal_not_emptied"})
     return complete

@@ -40,7 +40,8 @@ class SweepResult:
     extended: int = 0     # retention found longer under the current settings: kept
     held: int = 0         # under legal hold: left alone
     batches: int = 0
-    vacuumed: bool = False
+    vacuumed: bool = False  # SQLite: VACUUM ran after anonymizing (retention.vacuum)
+    wal_emptied: bool | None = None  # SQLite, after anonymizing: the WAL checkpointed and truncated
     skipped: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

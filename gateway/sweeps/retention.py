@@ -8,7 +8,8 @@ At expiry `retention.action` decides: `notify` (the default) reports the expired
 operations and destroys nothing; `anonymize`, once `retention.grace` has also passed, removes
 every personal datum of the consumer for good, keeps the number, dates, category, profile and
 delivery statuses, writes an audit entry per protocol and per run, and on SQLite runs with
-`secure_delete` and then VACUUMs, so old values do not survive in free pages or the WAL.
+`secure_delete` and then truncates the WAL (store/vacuum.py), so old values survive neither in
+freed pages nor in the WAL.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from gateway.protocols.profiles import Profile, Profiles, add_years
 from gateway.protocols.retention import CANDIDATE_COLUMNS, RetentionRefused, effective_end
 from gateway.store.models import Notification, Protocol
 from gateway.store.sweep_models import OPEN_STATUSES, RetentionAudit, SweepMark
-from gateway.store.vacuum import vacuum_sqlite
+from gateway.store.vacuum import erase_sqlite
 from gateway.sweeps.context import SweepContext, after, claim_marks
 
 log = logging.getLogger(__name__)
@@ -215,9 +216,10 @@ async def retention_expiry(ctx: SweepContext) -> None:
     if numbers:
         log.info("records anonymized", extra={"action": "retention_anonymized", "schedule": ctx.schedule.name,
                                               "count": len(numbers), "rows": totals})
-        if ctx.db.is_sqlite and settings.vacuum:
-            ctx.progress(f"{ctx.schedule.name}: VACUUM")
-            ctx.result.vacuumed = await vacuum_sqlite(ctx.db)
+        if ctx.db.is_sqlite:  # the WAL's copies of the old pages go too; VACUUM only if asked
+            ctx.progress(f"{ctx.schedule.name}: checkpoint" + (" and VACUUM" if settings.vacuum else ""))
+            ctx.result.wal_emptied = await erase_sqlite(ctx.db, vacuum=settings.vacuum)
+            ctx.result.vacuumed = settings.vacuum
 
 
 def _rule(profiles: Profiles, row: Any, end: datetime, grace: float, schedule: str) -> str:
