@@ -133,3 +133,15 @@ def test_clean_spaces_turns_every_space_into_a_gsm7_space_and_keeps_letters() ->
     assert clean_spaces("11:43\u202fAM\u00a0(BRT)\tok\u200b") == "11:43 AM (BRT) ok"
     assert clean_spaces("Cobrança não") == "Cobrança não"
     assert sms_info(clean_spaces("Nov 22, 2026, 11:43\u202fAM")).encoding == "GSM-7"
+
+
+def test_the_space_separators_written_out_are_unicodes_own():
+    """clean_spaces replaces the space separators listed in sms.py: the list is every code point of
+    category Zs in this Python's Unicode database (but the space itself)."""
+    import sys
+    import unicodedata
+
+    from gateway.rendering.sms import SPACE_SEPARATORS
+
+    found = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Zs"} - {" "}
+    assert set(SPACE_SEPARATORS) == found
