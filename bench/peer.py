@@ -4,7 +4,7 @@
     python -m bench.peer --emails 5000 --rounds 1
     python -m bench.peer --smoke               # 20 emails, 2 throttled, 1 round: proves it runs
 
-Target: the gateway sends at least 20 times as fast as Apprise with its throttle off; Apprise
+Target (issue 20): the gateway sends at least 30 times as fast as Apprise with its throttle off; Apprise
 as installed, with its 5.5 s throttle, is reported beside it.
 
 Apprise (installed by `make bench` only, never a dependency of the gateway) is what many
@@ -67,7 +67,7 @@ from bench.sink import SinkProcess
 # The gateway side (bench.drain, gateway.*) is imported where it is used: the Apprise child is
 # spawned, imports this module, and should carry nothing but Apprise.
 
-TARGET = 20.0  # the gateway's rate ÷ Apprise's, throttle off
+TARGET = 30.0  # the gateway's rate ÷ Apprise's, throttle off (issue 6 asked 20, issue 20 asks 30)
 SMOKE = {"emails": 20, "throttled_emails": 2, "rounds": 1}
 CHILD_TIMEOUT = 3600.0  # seconds for one Apprise run
 PER_EMAIL, ONE_OBJECT, AS_INSTALLED = "per-email", "one-object", "as-installed"
