@@ -149,7 +149,10 @@ class Dispatcher:
             log.info("dispatcher stopped", extra={"action": "dispatcher_stopped"})
 
     async def run_until_idle(self) -> None:
-        """Send everything due now and record it (for the CLI, tests and benchmarks)."""
+        """Send everything due now and record it (for the CLI, tests and benchmarks).
+
+        Driven by its caller, it runs whatever an earlier `stop()` said: that ended `run()`."""
+        self._stop.clear()
         while True:
             self._wakeup.clear()
             claimed = await self._turn()
@@ -217,7 +220,7 @@ class Dispatcher:
 
         At most `workers` in flight, and at most twice that sent or in flight without a record:
         what a SIGKILL can make the next claim send twice."""
-        if not self._ready:
+        if not self._ready or self._stop.is_set():  # stopping: what is claimed and not started goes back
             return
         now = self.clock()
         workers = self.settings.workers
