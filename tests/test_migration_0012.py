@@ -14,6 +14,13 @@ from tests.test_migration_0005 import empty_db, protocols, upgrade_to  # noqa: F
 from tests.test_migration_0006 import downgrade_to, notifications
 
 AT = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)
+
+
+def protocol_row(i: int, **fields: Any) -> dict[str, Any]:
+    """A protocol as a migration test inserts it (raw, below the models), numbered on AT's day."""
+    return {"id": i, "number": f"{AT:%Y%m%d}{i:08d}", "issued_by": "gateway", "status": "open",
+            "subject": "Cobrança", "profile": "br-sac", "consumer_locale": "pt-BR",
+            "consumer_timezone": "America/Sao_Paulo", "opened_at": AT, "received_at": AT, "updated_at": AT, **fields}
 NEW = {"protocols": "ix_protocols_open_opened", "notifications": "ix_notifications_protocol_channel_status"}
 
 
@@ -26,10 +33,8 @@ async def test_an_upgrade_from_0011_builds_the_indexes_keeps_every_row_and_comes
     db = empty_db
     await upgrade_to(db, "0011")
     async with db.writer.begin() as conn:
-        await conn.execute(protocols.insert(), [dict(
-            id=i, number=f"20261124{i:08d}", issued_by="gateway", status=status, subject="Cobrança",
-            profile="br-sac", consumer_locale="pt-BR", consumer_timezone="America/Sao_Paulo", opened_at=AT,
-            received_at=AT, updated_at=AT) for i, status in ((1, "open"), (2, "resolved"))])
+        await conn.execute(protocols.insert(), [protocol_row(i, status=status)
+                                                for i, status in ((1, "open"), (2, "resolved"))])
         await conn.execute(notifications.insert(), [dict(
             id=i, protocol_id=i, channel="email", recipient="maria@example.com", template="protocol_opened",
             template_hash="sha256:x", locale="pt-BR", body_text="...", status="sent", next_attempt_at=AT,

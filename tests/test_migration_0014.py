@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from tests.test_migration_0005 import empty_db, protocols, upgrade_to  # noqa: F401 (a fixture)
 from tests.test_migration_0006 import downgrade_to
-from tests.test_migration_0012 import AT, indexes
+from tests.test_migration_0012 import indexes, protocol_row
 
 COUNTED = ("status", "deadline_at", "resolved_at")
 
@@ -16,10 +16,8 @@ async def test_an_upgrade_from_0013_widens_the_report_indexes_keeps_every_row_an
     db = empty_db
     await upgrade_to(db, "0013")
     async with db.writer.begin() as conn:
-        await conn.execute(protocols.insert(), [dict(
-            id=i, number=f"20261206{i:08d}", issued_by="gateway", status="open", subject="Cobrança",
-            category=category, profile="br-sac", consumer_locale="pt-BR", consumer_timezone="America/Sao_Paulo",
-            opened_at=AT, received_at=AT, updated_at=AT) for i, category in ((1, "billing"), (2, None))])
+        await conn.execute(protocols.insert(), [protocol_row(i, category=category)
+                                                for i, category in ((1, "billing"), (2, None))])
         if db.is_sqlite:  # planner statistics, as ANALYZE leaves them: the new indexes must get theirs
             await conn.execute(sa.text("ANALYZE"))
     await upgrade_to(db, "0014")

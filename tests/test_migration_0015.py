@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tests.test_migration_0005 import empty_db, protocols, upgrade_to  # noqa: F401 (a fixture)
 from tests.test_migration_0006 import downgrade_to
-from tests.test_migration_0012 import AT
+from tests.test_migration_0012 import protocol_row
 
 PARTIAL = {"ix_protocols_consumer_whatsapp": ("protocols", "consumer_whatsapp"),
            "ix_protocols_parent_id": ("protocols", "parent_id"),
@@ -38,11 +38,9 @@ async def test_an_upgrade_from_0014_indexes_only_the_rows_with_a_value_and_comes
     db = empty_db
     await upgrade_to(db, "0014")
     async with db.writer.begin() as conn:
-        await conn.execute(protocols.insert(), [dict(
-            id=i, number=f"20261206{i:08d}", issued_by="gateway", status="open", subject="Cobrança",
-            profile="br-sac", consumer_locale="pt-BR", consumer_timezone="America/Sao_Paulo",
-            consumer_email=f"c{i}@example.com", consumer_phone=f"+55119876{i:05d}",
-            opened_at=AT, received_at=AT, updated_at=AT) for i in range(1, 201)])
+        await conn.execute(protocols.insert(), [
+            protocol_row(i, consumer_email=f"c{i}@example.com", consumer_phone=f"+55119876{i:05d}")
+            for i in range(1, 201)])
         if db.is_sqlite:  # statistics as ANALYZE leaves them: every protocol with no WhatsApp of its own
             await conn.execute(sa.text("ANALYZE"))
             plan = " | ".join(r[-1] for r in (await conn.execute(sa.text("EXPLAIN QUERY PLAN " + STILL_USED))).all())
