@@ -121,15 +121,14 @@ def _claim_statement(postgresql: bool, limit: int) -> Any:
 
 def claim(session: Session, *, now: datetime, limit: int, lease: float) -> list[Claimed]:
     """Take up to `limit` due rows for `lease` seconds. Disjoint across processes on PostgreSQL."""
-    stmt = _claim_statement(session.bind.dialect.name == "postgresql", limit)
-    params = {"now": now, "lease_end": now + timedelta(seconds=lease)}
+    lease_end = now + timedelta(seconds=lease)
     raw = sqlite_driver.connection(session)
     if raw is not None:  # the writer's turn on SQLite: a few steps, whatever the batch (outbox_sqlite.py)
         session.flush()  # rows the turn added (a webhook, a chain's next step) are due too, as Core's autoflush does
-        found = [Claimed(*row) for row in outbox_sqlite.claim(raw, now=now, lease_end=params["lease_end"],
-                                                               limit=limit)]
+        found = [Claimed(*row) for row in outbox_sqlite.claim(raw, now=now, lease_end=lease_end, limit=limit)]
     else:
-        found = [Claimed(*row) for row in session.execute(stmt, params).all()]
+        stmt = _claim_statement(session.bind.dialect.name == "postgresql", limit)
+        found = [Claimed(*row) for row in session.execute(stmt, {"now": now, "lease_end": lease_end}).all()]
     claimed = sorted(found, key=lambda c: c.id)
     phones = {c.recipient for c in claimed if c.channel == "whatsapp"}
     if not phones:

@@ -33,18 +33,21 @@ _TAKEN = ("SELECT json_group_array(json_array(id, protocol_id, channel, recipien
           "FROM notifications WHERE id IN (SELECT value FROM json_each(?))")
 
 # Fenced by status and attempts, as outbox._FENCED: a worker whose lease was taken over owns nothing.
+# The values are read by the Core statements' parameter names: outbox.record builds them once for both.
 _RECORD = (
-    "UPDATE notifications SET status = r.value ->> 's', last_error = r.value ->> 'e', error_code = r.value ->> 'c', "
-    "next_attempt_at = coalesce(r.value ->> 'n', next_attempt_at), sent_at = coalesce(r.value ->> 't', sent_at), "
-    "delivered_at = coalesce(r.value ->> 'd', delivered_at), provider_id = coalesce(r.value ->> 'p', provider_id), "
-    "provider = coalesce(r.value ->> 'v', provider) "
-    "FROM json_each(?) AS r WHERE notifications.id = r.value ->> 'i' AND notifications.status = 'sending' "
-    "AND notifications.attempts = r.value ->> 'a'"
+    "UPDATE notifications SET status = r.value ->> 'b_status', last_error = r.value ->> 'b_error', "
+    "error_code = r.value ->> 'b_code', next_attempt_at = coalesce(r.value ->> 'b_next', next_attempt_at), "
+    "sent_at = coalesce(r.value ->> 'b_sent', sent_at), "
+    "delivered_at = coalesce(r.value ->> 'b_delivered', delivered_at), "
+    "provider_id = coalesce(r.value ->> 'b_provider', provider_id), "
+    "provider = coalesce(r.value ->> 'b_provider_name', provider) "
+    "FROM json_each(?) AS r WHERE notifications.id = r.value ->> 'b_id' AND notifications.status = 'sending' "
+    "AND notifications.attempts = r.value ->> 'b_attempts'"
 )
 _ATTEMPT_COLUMNS = ("notification_id", "attempt", "started_at", "finished_at", "outcome", "error", "error_code",
                     "provider_id", "provider")
 _ATTEMPTS = (f"INSERT INTO notification_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
-             f"SELECT {', '.join(f'value ->> {i}' for i in range(len(_ATTEMPT_COLUMNS)))} FROM json_each(?)")
+             f"SELECT {', '.join(f'value ->> {c!r}' for c in _ATTEMPT_COLUMNS)} FROM json_each(?)")
 _FULFILLED = ("UPDATE consumer_requests SET fulfilled_at = (SELECT sent_at FROM notifications "
               "WHERE notifications.id = consumer_requests.notification_id) "
               "WHERE notification_id IN (SELECT value FROM json_each(?)) AND fulfilled_at IS NULL")
@@ -73,12 +76,9 @@ def claim(raw: Any, *, now: datetime, lease_end: datetime, limit: int) -> list[t
 
 
 def record(raw: Any, outcomes: list[dict[str, Any]], attempts: list[dict[str, Any]], done: list[int]) -> int:
-    """Write outcomes (outbox.record's parameters) and their attempt rows; how many rows were still ours."""
-    rows = [{"i": o["b_id"], "a": o["b_attempts"], "s": o["b_status"], "e": o["b_error"], "c": o["b_code"],
-             "n": o["b_next"], "t": o["b_sent"], "d": o["b_delivered"], "p": o["b_provider"],
-             "v": o["b_provider_name"]} for o in outcomes]
-    owned = sqlite_driver.execute(raw, _RECORD, (_json(rows),))
-    sqlite_driver.execute(raw, _ATTEMPTS, (_json([[a[c] for c in _ATTEMPT_COLUMNS] for a in attempts]),))
+    """Write outcomes and their attempt rows (outbox.record's parameters); how many rows were still ours."""
+    owned = sqlite_driver.execute(raw, _RECORD, (_json(outcomes),))
+    sqlite_driver.execute(raw, _ATTEMPTS, (_json(attempts),))
     if done:
         sqlite_driver.execute(raw, _FULFILLED, (_json(done),))
     return owned
