@@ -18,13 +18,14 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import iso
 from gateway.errors import FieldProblem, InvalidFields
 from gateway.protocols.contacts import ContactError, normalize_email, normalize_phone
 from gateway.protocols.schemas import NUMBER_PATTERN
+from gateway.store.keyset import before
 from gateway.store.models import Protocol, email_digest
 
 from gateway.protocols.query_limits import DEFAULT_LIMIT, MAX_LIMIT  # noqa: E402,F401 (search.MAX_LIMIT, as callers know it)
@@ -200,7 +201,7 @@ def statement(filters: Filters, *, now: datetime) -> Select[Any]:
         conditions.append(p.opened_at < filters.opened_before)
     if filters.after is not None:
         at, row_id = filters.after
-        conditions.append(or_(p.opened_at < at, and_(p.opened_at == at, p.id < row_id)))
+        conditions.append(before((p.opened_at, p.id), (at, row_id)))
     return stmt.where(*conditions).order_by(p.opened_at.desc(), p.id.desc()).limit(filters.limit + 1)
 
 

@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import Row, exists, func, select
 
 from gateway.protocols.profiles import Profile
+from gateway.store.keyset import after
 from gateway.store.models import Notification, Protocol
 from gateway.store.sweep_models import SweepMark
-from gateway.sweeps.context import SweepContext, after
+from gateway.sweeps.context import SweepContext
 from gateway.sweeps.reminders import PROTOCOL_COLUMNS, Plan, commit_plans, to_operations
 
 SLOT = "unconfirmed"

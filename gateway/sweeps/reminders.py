@@ -26,9 +26,10 @@ from gateway.protocols.contacts import contacts, may_text
 from gateway.protocols.email_opt_outs import email_key, opted_out_keys
 from gateway.rendering.context import consumer_context, protocol_fields
 from gateway.rendering.page_link import render_consumer
+from gateway.store.keyset import after
 from gateway.store.models import Notification, OptOut, Protocol
 from gateway.store.sweep_models import OPEN_STATUSES, SweepMark
-from gateway.sweeps.context import SweepContext, after, claim_marks
+from gateway.sweeps.context import SweepContext, claim_marks
 from gateway.sweeps.quiet_hours import next_allowed
 from gateway.sweeps.schedules import Offset
 

@@ -27,10 +27,11 @@ from gateway.delivery.notifications import address_key, build_notification
 from gateway.protocols.anonymize import anonymize
 from gateway.protocols.profiles import Profile, Profiles, add_years
 from gateway.protocols.retention import CANDIDATE_COLUMNS, RetentionRefused, effective_end
+from gateway.store.keyset import after
 from gateway.store.models import Notification, Protocol
 from gateway.store.sweep_models import OPEN_STATUSES, RetentionAudit, SweepMark
 from gateway.store.vacuum import erase_sqlite
-from gateway.sweeps.context import SweepContext, after, claim_marks
+from gateway.sweeps.context import SweepContext, claim_marks
 
 log = logging.getLogger(__name__)
 
