@@ -13,13 +13,15 @@ LIKE per contact (profiled over a million protocols: building, compiling and run
 was most of the sweep's own CPU). Whether another live protocol still uses a contact is one
 query over three indexes (email, phone, WhatsApp): an index SQLite's statistics call useless
 (a column nearly always NULL, migration 0015) made it read every protocol for every batch.
+A batch's ids and contacts go to each statement as one parameter (store/value_lists.py), not
+one parameter per value.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +48,7 @@ from gateway.store.models import (
 )
 from gateway.store.sweep_models import RetentionAudit
 from gateway.store.vacuum import erase_sqlite
+from gateway.store.value_lists import among
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,8 @@ async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, acto
         # Overwrite freed cells and pages with zeros: old values must not survive in the file.
         await session.execute(text("PRAGMA secure_delete=ON"))
     lock = select(Protocol.id, Protocol.number, Protocol.consumer_email, Protocol.consumer_phone,
-                  Protocol.consumer_whatsapp, Protocol.legal_hold, Protocol.status).where(Protocol.id.in_(ids))
+                  Protocol.consumer_whatsapp, Protocol.legal_hold, Protocol.status).where(
+        among(Protocol.id, ids, sqlite=sqlite))
     if not sqlite:
         lock = lock.with_for_update()
     current = (await session.execute(lock)).all()
@@ -84,8 +88,8 @@ async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, acto
         return [], {}, held
     # The one audited exception to the append-only record (gateway/store/append_only.py).
     allow_redaction(session, f"anonymization of {len(ids)} protocol(s) by {actor}: retention ended")
-    released = await _released_contacts(session, targets, ids)
-    counts = await _scrub(session, ids, released, at)
+    released = await _released_contacts(session, targets, ids, sqlite)
+    counts = await _scrub(session, ids, released, at, sqlite)
     detail = {"removed": REMOVED, "contacts_released": bool(released)}
     await session.execute(insert(RetentionAudit.__table__), [
         {"at": at, "action": "anonymized", "protocol_id": row.id, "number": row.number, "rule": rules.get(row.id),
@@ -93,63 +97,68 @@ async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, acto
     return [r.number for r in targets], counts, held
 
 
-async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]], ids: list[int]) -> set[str]:
+async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]], ids: list[int],
+                             sqlite: bool) -> set[str]:
     """The phones and emails of these protocols (and addresses they were sent to) no other live protocol uses."""
     contacts = {c for r in targets for c in (r.consumer_email, r.consumer_phone, r.consumer_whatsapp) if c}
     contacts |= set((await session.scalars(select(Notification.recipient).where(
-        Notification.protocol_id.in_(ids), Notification.audience == "consumer"))).all())
+        among(Notification.protocol_id, ids, sqlite=sqlite), Notification.audience == "consumer"))).all())
     contacts |= set((await session.scalars(select(ConsumerRequest.address).where(
-        ConsumerRequest.protocol_id.in_(ids), ConsumerRequest.address.is_not(None)))).all())
+        among(ConsumerRequest.protocol_id, ids, sqlite=sqlite), ConsumerRequest.address.is_not(None)))).all())
     contacts.discard("")
     if not contacts:
         return set()
+    uses = [among(column, contacts, sqlite=sqlite)
+            for column in (Protocol.consumer_email, Protocol.consumer_phone, Protocol.consumer_whatsapp)]
     live = (await session.execute(select(Protocol.consumer_email, Protocol.consumer_phone,
                                          Protocol.consumer_whatsapp).where(
-        or_(Protocol.consumer_email.in_(contacts), Protocol.consumer_phone.in_(contacts),
-            Protocol.consumer_whatsapp.in_(contacts)),
-        Protocol.status != "anonymized", Protocol.id.not_in(ids)))).all()
+        or_(*uses), Protocol.status != "anonymized", ~among(Protocol.id, ids, sqlite=sqlite)))).all()
     in_use = {c for row in live for c in row if c}
     return contacts - in_use
 
 
-async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: datetime) -> dict[str, int]:
+async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: datetime,
+                 sqlite: bool) -> dict[str, int]:
     def run(stmt: Any) -> Any:
         return session.execute(stmt.execution_options(synchronize_session=False))
 
+    def within(column: Any, values: Collection[Any]) -> Any:
+        return among(column, values, sqlite=sqlite)
+
     counts: dict[str, int] = {}
-    counts["protocols"] = (await run(update(Protocol).where(Protocol.id.in_(ids)).values(
+    counts["protocols"] = (await run(update(Protocol).where(within(Protocol.id, ids)).values(
         consumer_name=None, consumer_email=None, consumer_email_digest=None, consumer_phone=None,
         consumer_whatsapp=None,
         subject="", extra=None, status="anonymized", anonymized_at=at, updated_at=at,
         page_token_hash=None))).rowcount  # the consumer's page link stops working
-    counts["events"] = (await run(update(Event).where(Event.protocol_id.in_(ids)).values(
+    counts["events"] = (await run(update(Event).where(within(Event.protocol_id, ids)).values(
         data=EVENT_STUB, fingerprint="anonymized"))).rowcount
     # Messages about no single protocol (a reply to an inbound SMS) sent to a released contact.
     general = and_(Notification.protocol_id.is_(None), Notification.audience == "consumer",
-                   Notification.recipient.in_(released)) if released else None
-    mine = Notification.protocol_id.in_(ids)
+                   within(Notification.recipient, released)) if released else None
+    mine = within(Notification.protocol_id, ids)
     # Fixed before any change: clearing a recipient must not drop a row from the scope.
     notification_ids = list((await session.scalars(
         select(Notification.id).where(or_(mine, general) if general is not None else mine))).all())
-    scope = Notification.id.in_(notification_ids)
+    scope = within(Notification.id, notification_ids)
     counts["notification_attempts"] = (await run(update(Attempt).where(
-        Attempt.notification_id.in_(notification_ids), Attempt.error.is_not(None)).values(error=None))).rowcount
+        within(Attempt.notification_id, notification_ids), Attempt.error.is_not(None)).values(error=None))).rowcount
     counts["provider_callbacks"] = (await run(update(ProviderCallback).where(
-        ProviderCallback.notification_id.in_(notification_ids)).values(payload={}))).rowcount
-    inbound = InboundMessage.reply_notification_id.in_(notification_ids)
+        within(ProviderCallback.notification_id, notification_ids)).values(payload={}))).rowcount
+    inbound = within(InboundMessage.reply_notification_id, notification_ids)
     phones = {c for c in released if "@" not in c}
     if phones:
-        inbound = or_(inbound, InboundMessage.from_phone.in_(phones))
+        inbound = or_(inbound, within(InboundMessage.from_phone, phones))
     counts["inbound_messages"] = (await run(update(InboundMessage).where(inbound).values(
         from_phone="", body=""))).rowcount
     await run(update(Notification).where(scope, Notification.audience == "consumer").values(recipient=""))
     counts["notifications"] = (await run(update(Notification).where(scope).values(
         subject=None, body_text="", body_html=None, last_error=None, whatsapp_content=None))).rowcount
     counts["consumer_requests"] = (await run(update(ConsumerRequest).where(
-        ConsumerRequest.protocol_id.in_(ids)).values(address=None))).rowcount
-    counts["opt_outs"] = (await run(delete(OptOut).where(OptOut.phone.in_(phones)))).rowcount if phones else 0
+        within(ConsumerRequest.protocol_id, ids)).values(address=None))).rowcount
+    counts["opt_outs"] = (await run(delete(OptOut).where(within(OptOut.phone, phones)))).rowcount if phones else 0
     counts["whatsapp_consents"] = (await run(delete(WhatsAppConsent).where(
-        WhatsAppConsent.phone.in_(phones)))).rowcount if phones else 0
+        within(WhatsAppConsent.phone, phones)))).rowcount if phones else 0
     if released:
         keys = await _rate_limit_keys(session, released)
         counts["rate_limits"] = (await run(delete(RateLimit).where(RateLimit.key.in_(keys)))).rowcount if keys else 0
