@@ -204,6 +204,7 @@ def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any, pro
     """In a fresh process: run one sweep as of `at`; report seconds, counts and max RSS."""
     from gateway.config import load_settings
     from gateway.rendering.templates import Templates
+    from gateway.store.checkpoint import checkpointing
     from gateway.store.database import Database
     from gateway.sweeps.runner import SweepRunner
     from gateway.sweeps.schedules import load_schedules
@@ -231,7 +232,8 @@ def _measure(url: str, schedule: str, action: str, at: datetime, queue: Any, pro
         profiler = cProfile.Profile() if profile else None
         if profiler is not None:
             profiler.enable()
-        result = await runner.run(schedule, at=at, progress=progress)
+        async with checkpointing(db):  # as in the daemon and `schedules run` (store/checkpoint.py)
+            result = await runner.run(schedule, at=at, progress=progress)
         seconds = time.perf_counter() - started
         if profiler is not None:
             profiler.disable()

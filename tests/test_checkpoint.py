@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
+from gateway.store.checkpoint import checkpointing
 from tests.helpers import opened_event
 
 NOW = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
@@ -36,3 +38,25 @@ async def test_checkpoints_keep_the_wal_from_growing(runtime):
     await write(400)
     await write(500)
     assert wal.stat().st_size > grown * 1.5
+
+
+async def test_checkpointing_runs_the_checkpointer_for_the_length_of_its_block(database):
+    """Long work outside the daemon (`schedules run`) runs the daemon's checkpointer beside it."""
+    calls: list[int] = []
+    called = asyncio.Event()
+    real = database.checkpoint
+
+    async def counted() -> None:
+        calls.append(1)
+        called.set()
+        await real()
+
+    database.checkpoint = counted
+    async with checkpointing(database, every=0):
+        if database.is_sqlite:
+            await asyncio.wait_for(called.wait(), timeout=10)  # a bound on a failure, not a wait for time
+    ran = len(calls)
+    await asyncio.sleep(0)
+    assert len(calls) == ran  # stopped with the block
+    assert (ran > 0) == database.is_sqlite  # PostgreSQL checkpoints by itself
+    assert not any(t.get_name() == "checkpoints" for t in asyncio.all_tasks())

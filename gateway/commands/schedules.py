@@ -72,6 +72,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.protocols.retention import RetentionRefused
+    from gateway.store.checkpoint import checkpointing
     from gateway.sweeps.runner import SweepRunner, UnknownSchedule
 
     settings = args.settings
@@ -91,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def work(db: Database) -> dict[str, Any]:
         runner = SweepRunner(db, templates, settings, schedules)
-        result = await runner.run(args.name, at=at, dry_run=args.dry_run, progress=progress)
+        async with checkpointing(db):  # as in the daemon: commits do not copy the WAL back themselves
+            result = await runner.run(args.name, at=at, dry_run=args.dry_run, progress=progress)
         return result.as_dict()
 
     try:

@@ -1,6 +1,9 @@
 """The daemon's WAL checkpointer (SQLite): once a second, off the writer's path.
 
-See `WRITER_AUTOCHECKPOINT_PAGES` in store/database.py for why it exists.
+See `WRITER_AUTOCHECKPOINT_PAGES` in store/database.py for why it exists. `checkpointing`
+runs the same beside long work outside the daemon (a sweep run by hand): without it every
+10,000 pages the commit that crosses the line copies them back itself (the anonymize sweep
+over a million protocols: 28 s by hand against 21 s in the daemon).
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from gateway.store.database import Database
 
@@ -25,3 +29,18 @@ async def run_checkpoints(db: Database, stop: asyncio.Event, *, every: float = E
             await db.checkpoint()
         except Exception as exc:  # the next one catches up; the writer's own checkpoint is the net
             log.warning("checkpoint failed", extra={"action": "checkpoint_failed", "error": type(exc).__name__})
+
+
+@contextlib.asynccontextmanager
+async def checkpointing(db: Database, *, every: float = EVERY) -> AsyncIterator[None]:
+    """The checkpointer for the length of the block (SQLite; nothing on PostgreSQL)."""
+    if not db.is_sqlite:
+        yield
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_checkpoints(db, stop, every=every), name="checkpoints")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
