@@ -11,6 +11,7 @@ import pytest
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
 from gateway.store.checkpoint import checkpointing
+from gateway.store.vacuum import erase_sqlite
 from tests.helpers import opened_event
 
 NOW = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
@@ -60,3 +61,36 @@ async def test_checkpointing_runs_the_checkpointer_for_the_length_of_its_block(d
     assert len(calls) == ran  # stopped with the block
     assert (ran > 0) == database.is_sqlite  # PostgreSQL checkpoints by itself
     assert not any(t.get_name() == "checkpoints" for t in asyncio.all_tasks())
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+async def test_emptying_the_wal_after_anonymizing_waits_for_a_checkpoint_under_way(runtime):
+    """SQLite answers a checkpoint started during another with "busy" at once: the WAL that must
+    be emptied (old personal data in it) would stay full whenever the checkpointer was at work."""
+    await prepare(runtime)
+    wal = Path(runtime.db.url.split(":///", 1)[1] + "-wal")
+    for i in range(20):
+        await runtime.service.handle(to_incoming(opened_event(f"e-{i}", notify=["email"])), received_at=NOW)
+    assert wal.stat().st_size > 0
+    async with runtime.db.checkpoint_lock:  # the checkpointer's turn
+        emptying = asyncio.create_task(erase_sqlite(runtime.db, vacuum=False))
+        await asyncio.sleep(0)  # the task runs up to where it first waits: for its turn
+        assert "acquire" in awaiting(emptying), awaiting(emptying)
+        routine = asyncio.create_task(runtime.db.checkpoint())  # and the checkpointer's next one
+        await asyncio.sleep(0)
+        assert "acquire" in awaiting(routine), awaiting(routine)
+        assert wal.stat().st_size > 0
+    await routine
+    assert await emptying is True
+    assert wal.stat().st_size == 0
+
+
+def awaiting(task: asyncio.Task) -> list[str]:
+    """The coroutines `task` is suspended in, outermost first."""
+    names, step = [], task.get_coro()
+    while step is not None:
+        code = getattr(step, "cr_code", None)
+        if code is not None:
+            names.append(code.co_name)
+        step = getattr(step, "cr_await", None)
+    return names

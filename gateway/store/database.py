@@ -16,6 +16,7 @@ function runs through `AsyncSession.run_sync` (asyncpg has no thread to hop to).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -123,6 +124,10 @@ class Database:
             self.reader = self.writer
         self._write = async_sessionmaker(self.writer, expire_on_commit=False)
         self._read = async_sessionmaker(self.reader, expire_on_commit=False)
+        # One checkpoint at a time in this process: SQLite answers a second one started meanwhile
+        # with "busy" at once, and the one that must not fail (emptying the WAL after anonymizing,
+        # store/vacuum.py) would lose to the checkpointer's routine one.
+        self.checkpoint_lock = asyncio.Lock()
 
     @property
     def dialect(self) -> str:
@@ -161,7 +166,7 @@ class Database:
         """
         if not self.is_sqlite:
             return
-        async with self.reader.connect() as connection:
+        async with self.checkpoint_lock, self.reader.connect() as connection:
             adapted = await connection.get_raw_connection()
             await adapted.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 

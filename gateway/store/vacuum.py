@@ -26,7 +26,7 @@ async def erase_sqlite(db: Database, *, vacuum: bool) -> bool:
     statements = ["PRAGMA wal_checkpoint(TRUNCATE)"]
     if vacuum:
         statements += ["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"]
-    async with db.writer.connect() as conn:
+    async with db.checkpoint_lock, db.writer.connect() as conn:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection  # aiosqlite: autocommit (isolation_level None), no BEGIN
         for sql in statements:
