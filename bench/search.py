@@ -96,6 +96,20 @@ async def measure(url: str, n: int, repeat: int) -> dict[str, Any]:
                 break
             query = {"cursor": following}
         out["search"]["20 pages by cursor"] = _stats(times)
+        # A cursor halfway down (a client that paged far, or an export): the page after it.
+        from sqlalchemy import select
+
+        from gateway.store.models import Protocol
+        async with db.read() as session:
+            middle = (await session.execute(select(Protocol.opened_at, Protocol.id).order_by(
+                Protocol.opened_at, Protocol.id).offset(n // 2).limit(1))).one_or_none()
+        if middle is not None:
+            halfway = {"cursor": search.encode_cursor(middle.opened_at, middle.id)}
+            await timed(halfway)
+            times = [(await timed(halfway))[0] for _ in range(max(repeat // 10, 3))]
+            kind = "a page halfway down, by cursor"
+            out["search"][kind] = _stats(times)
+            say(f"  {kind}: p99 {out['search'][kind]['p99_ms']:.2f} ms")
         for label, days in (("the last 365 days", 365), ("everything (800 days)", 800)):
             for group in reports.GROUPS:
                 period = reports.parse_period({"from": (AT - timedelta(days=days - 1)).date().isoformat(),
