@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import hashlib
 import json
 import multiprocessing
 import os
@@ -96,6 +97,10 @@ def rows(n: int, seed: int = 1):
             "opened_at": opened, "received_at": opened, "deadline_at": _deadline(opened), "resolved_at": resolved,
             "retention_until": _two_years(resolved) if resolved else None, "legal_hold": False,
             "updated_at": resolved or opened, "last_event_at": resolved or opened,
+            # As the service writes them: the address's digest (search) and the page link's hash,
+            # each an index entry that anonymization clears.
+            "consumer_email_digest": hashlib.sha256(f"c{i}@example.com".encode()).hexdigest(),
+            "page_token_hash": hashlib.sha256(f"page-{i}".encode()).hexdigest(),
         }
         event = {"id": i, "protocol_id": i, "source": "urn:bench", "event_id": f"e{i}", "type": "protocol.opened",
                  "occurred_at": opened, "received_at": opened,
