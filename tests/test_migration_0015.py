@@ -15,8 +15,9 @@ from tests.test_migration_0012 import protocol_row
 PARTIAL = {"ix_protocols_consumer_whatsapp": ("protocols", "consumer_whatsapp"),
            "ix_protocols_parent_id": ("protocols", "parent_id"),
            "ix_notifications_fallback_of": ("notifications", "fallback_of")}
-# The query anonymization runs (gateway/protocols/anonymize.py, _released_contacts), as SQLite sees it:
-# each list of values is one JSON parameter (gateway/store/value_lists.py).
+# The query anonymization ran at 0015 (gateway/protocols/anonymize.py, _released_contacts; since 0016
+# it asks for emails by their digest), as SQLite sees it: each list of values is one JSON parameter
+# (gateway/store/value_lists.py).
 STILL_USED = ("SELECT consumer_email, consumer_phone, consumer_whatsapp FROM protocols WHERE "
               "(consumer_email IN (SELECT value FROM json_each(:emails)) "
               "OR consumer_phone IN (SELECT value FROM json_each(:phones)) "

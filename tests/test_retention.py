@@ -236,6 +236,22 @@ async def test_a_contact_another_live_protocol_uses_is_kept(db, db_url, tmp_path
         assert (await session.get(Protocol, live.id)).consumer_phone == phone
 
 
+async def test_an_email_another_live_protocol_holds_in_another_case_is_kept(db, db_url, tmp_path, folder):
+    """Emails are compared by their digest (of the case-folded address): `Ana.Souza@` and
+    `ana.souza@` count as one address, so the old protocol's is still in use."""
+    old, live = await add(db, protocol_row(at(5, year=2024, month=1), resolved_at=at(10, year=2024, month=1),
+                                           consumer_email="Ana.Souza@example.com", consumer_phone="+5511911112222"),
+                          protocol_row(at(20), consumer_email="ana.souza@example.com", consumer_phone="+5511933334444"))
+    key = contact_key("resend", "Ana.Souza@example.com")
+    await add(db, RateLimit(key=key, window_start=old.opened_at, hits=1))
+    runner = make_runner(db, tmp_path, db_url, folder, **ANONYMIZE)
+    assert (await runner.run("expiry", at=NOW)).anonymized == 1
+    async with db.read() as session:
+        assert (await session.get(Protocol, old.id)).consumer_email is None
+        assert (await session.get(Protocol, live.id)).consumer_email == "ana.souza@example.com"
+        assert (await session.scalars(select(RateLimit.key))).all() == [key]
+
+
 async def test_nothing_before_retention_and_grace_and_nothing_under_legal_hold(db, db_url, tmp_path, folder):
     young, in_grace, held, due = await add(
         db,

@@ -11,8 +11,9 @@ statement's parameters, and the rate-limit keys and unmatched provider callbacks
 released contact are found by reading the few candidate rows, not by an SQL condition with a
 LIKE per contact (profiled over a million protocols: building, compiling and running those
 was most of the sweep's own CPU). Whether another live protocol still uses a contact is one
-query over three indexes (email, phone, WhatsApp): an index SQLite's statistics call useless
-(a column nearly always NULL, migration 0015) made it read every protocol for every batch.
+query over three indexes (the email's digest, phone, WhatsApp): an index SQLite's statistics
+call useless (a column nearly always NULL, migrations 0015 and 0016) made it read every
+protocol for every batch.
 A batch's ids and contacts go to each statement as one parameter (store/value_lists.py), not
 one parameter per value.
 """
@@ -45,6 +46,7 @@ from gateway.store.models import (
     ProviderCallback,
     RateLimit,
     WhatsAppConsent,
+    email_digest,
 )
 from gateway.store.sweep_models import RetentionAudit
 from gateway.store.vacuum import erase_sqlite
@@ -108,12 +110,19 @@ async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]],
     contacts.discard("")
     if not contacts:
         return set()
-    uses = [among(column, contacts, sqlite=sqlite)
-            for column in (Protocol.consumer_email, Protocol.consumer_phone, Protocol.consumer_whatsapp)]
+    # Emails by their digest (the search's index; migration 0016 dropped the index of the raw
+    # address): so an address another live protocol holds in another case counts as in use too.
+    emails = {c for c in contacts if "@" in c}
+    phones = contacts - emails
+    uses = [among(column, phones, sqlite=sqlite) for column in (Protocol.consumer_phone, Protocol.consumer_whatsapp)]
+    if emails:
+        uses.append(among(Protocol.consumer_email_digest, {email_digest(c) for c in emails}, sqlite=sqlite))
     live = (await session.execute(select(Protocol.consumer_email, Protocol.consumer_phone,
                                          Protocol.consumer_whatsapp).where(
         or_(*uses), Protocol.status != "anonymized", ~among(Protocol.id, ids, sqlite=sqlite)))).all()
-    in_use = {c for row in live for c in row if c}
+    live_emails = {row.consumer_email.casefold() for row in live if row.consumer_email}
+    in_use = {c for row in live for c in (row.consumer_phone, row.consumer_whatsapp) if c}
+    in_use |= {c for c in emails if c.casefold() in live_emails}
     return contacts - in_use
 
 

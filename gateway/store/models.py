@@ -69,7 +69,8 @@ class Protocol(Base):
     consumer_name: Mapped[str | None] = mapped_column(Text)
     consumer_email: Mapped[str | None] = mapped_column(String(320))
     # Kept with consumer_email by the validator below; SQL UPDATEs that clear the address clear it too.
-    consumer_email_digest: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Indexed where set (sweep_models.py): the search by email and anonymization's "still used".
+    consumer_email_digest: Mapped[str | None] = mapped_column(String(64))
     consumer_phone: Mapped[str | None] = mapped_column(String(20), index=True)
     # Where WhatsApp messages go when it is not the phone (consumer.whatsapp); None: the phone.
     consumer_whatsapp: Mapped[str | None] = mapped_column(String(20))  # indexed where set (sweep_models.py)

@@ -79,8 +79,6 @@ Index("ix_protocols_open_last_event", Protocol.last_event_at, Protocol.id,
 Index("ix_protocols_resolved_unretained", Protocol.resolved_at, Protocol.id,
       sqlite_where=text("status = 'resolved' AND retention_until IS NULL"),
       postgresql_where=text("status = 'resolved' AND retention_until IS NULL"))
-# Anonymization asks whether another live protocol still uses a consumer's email.
-Index("ix_protocols_consumer_email", Protocol.consumer_email)
 # Search (GET /v1/protocols): newest first, alone or within a category, by keyset on (opened_at, id);
 # and the compliance report, which reads every column it counts from this index alone (migration 0014).
 Index("ix_protocols_report", Protocol.opened_at, Protocol.id, Protocol.category, Protocol.profile, Protocol.channel,
@@ -95,6 +93,11 @@ Index("ix_protocols_open_opened", Protocol.opened_at, Protocol.id, Protocol.dead
 # statistics, SQLite takes a whole-column index of them for one that finds every row, and scans.
 Index("ix_protocols_consumer_whatsapp", Protocol.consumer_whatsapp,
       sqlite_where=text("consumer_whatsapp IS NOT NULL"), postgresql_where=text("consumer_whatsapp IS NOT NULL"))
+# An SMS-only installation's protocols have no email: the same holds for its digest (migration 0016,
+# which also dropped the index of the raw address: anonymization asks by the digest).
+Index("ix_protocols_consumer_email_digest", Protocol.consumer_email_digest,
+      sqlite_where=text("consumer_email_digest IS NOT NULL"),
+      postgresql_where=text("consumer_email_digest IS NOT NULL"))
 Index("ix_protocols_parent_id", Protocol.parent_id,
       sqlite_where=text("parent_id IS NOT NULL"), postgresql_where=text("parent_id IS NOT NULL"))
 Index("ix_notifications_fallback_of", Notification.fallback_of,
