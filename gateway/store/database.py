@@ -41,8 +41,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000  # another process holding the write lock: wait,
 # second (store/checkpoint.py), so a commit never pays for it: SQLite's own checkpoint,
 # every 1,000 pages by default, ran inside whichever commit crossed the line (profiled:
 # a fifth of an event's CPU when each commits alone). This is only the safety net, for
-# a writer with no daemon beside it (the CLI) or a checkpointer that cannot keep up.
-WRITER_AUTOCHECKPOINT_PAGES = 10_000
+# a writer with no daemon beside it or a checkpointer that cannot keep up: the anonymize
+# sweep writes ~30,000 pages a second, and at 10,000 its commits checkpointed every third
+# of a second (a million protocols: 17.3 s against 14.7 s at 40,000, median of 3; ingest
+# unchanged, bench/README.md). The WAL can reach ~160 MB before the writer steps in.
+WRITER_AUTOCHECKPOINT_PAGES = 40_000
 CONNECT_TIMEOUT = 10.0  # seconds: a host that never answers stops start-up instead of hanging it
 # The database holds personal data: its folder and file are the owner's alone whatever the
 # umask; SQLite gives its -wal and -shm files the database file's mode.
