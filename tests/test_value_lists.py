@@ -37,6 +37,18 @@ async def test_among_selects_what_in_selects(database, negated):
                 assert got == want, (column, values, negated)
 
 
+async def test_a_longer_value_does_not_match_a_stored_one_it_begins_with(database):
+    """PostgreSQL cuts a value cast to varchar(n) to n characters: a postal address given on
+    resend (no "@", so among a batch's phones) must not match a 20-character stored phone."""
+    async with database.writer.begin() as conn:
+        await conn.execute(OptOut.__table__.insert(), [{"phone": "Rua das Flores, 1234", "opted_out_at": AT,
+                                                        "keyword": "SAIR"}])
+    async with database.read() as session:
+        found = (await session.scalars(sa.select(OptOut.phone).where(
+            among(OptOut.phone, ["Rua das Flores, 1234 - apto 56, Centro"], sqlite=database.is_sqlite)))).all()
+    assert found == []
+
+
 async def test_among_in_update_and_delete(database):
     await _fill(database)
     sqlite = database.is_sqlite

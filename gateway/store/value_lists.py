@@ -14,7 +14,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, func, select
+from sqlalchemy import String, Text, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 
@@ -24,4 +24,7 @@ def among(column: Any, values: Collection[Any], *, sqlite: bool) -> Any:
     if sqlite:
         each = func.json_each(bindparam(None, json.dumps(listed), type_=String)).table_valued("value")
         return column.in_(select(each.c.value))
-    return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))
+    # Strings as text[]: a cast to the column's varchar(n)[] would cut a longer value to n
+    # characters without a word, and a cut value can equal a stored one.
+    element = Text() if isinstance(column.type, String) else column.type
+    return column == any_(bindparam(None, listed, type_=ARRAY(element)))
