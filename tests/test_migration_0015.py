@@ -30,8 +30,9 @@ with_contacts = sa.table("protocols", *(sa.column(c.name, c.type) for c in proto
 CONTACTS = {"emails": '["ana@example.com"]', "phones": '["+5511987654321"]', "ids": "[1]"}
 
 
-async def still_used_plan(conn: Any) -> str:
-    rows = (await conn.execute(sa.text("EXPLAIN QUERY PLAN " + STILL_USED), CONTACTS)).all()
+async def query_plan(conn: Any, sql: str, params: dict[str, str]) -> str:
+    """SQLite's plan for `sql`, its steps joined with " | "."""
+    rows = (await conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql), params)).all()
     return " | ".join(r[-1] for r in rows)
 
 
@@ -57,7 +58,7 @@ async def test_an_upgrade_from_0014_indexes_only_the_rows_with_a_value_and_comes
             for i in range(1, 201)])
         if db.is_sqlite:  # statistics as ANALYZE leaves them: every protocol with no WhatsApp of its own
             await conn.execute(sa.text("ANALYZE"))
-            plan = await still_used_plan(conn)
+            plan = await query_plan(conn, STILL_USED, CONTACTS)
             assert "SCAN protocols" in plan, plan  # what the whole-column index made of it
     await upgrade_to(db, "0015")
     async with db.writer.begin() as conn:
@@ -66,7 +67,7 @@ async def test_an_upgrade_from_0014_indexes_only_the_rows_with_a_value_and_comes
                    for name, (_, column) in PARTIAL.items()), found
         assert (await conn.execute(sa.text("SELECT count(DISTINCT consumer_email) FROM protocols"))).scalar() == 200
         if db.is_sqlite:
-            plan = await still_used_plan(conn)
+            plan = await query_plan(conn, STILL_USED, CONTACTS)
             assert "MULTI-INDEX OR" in plan and "SCAN protocols" not in plan, plan
             assert "ix_protocols_consumer_whatsapp" in plan, plan
     await downgrade_to(db, "0014")

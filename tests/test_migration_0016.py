@@ -13,7 +13,7 @@ from gateway.store.models import email_digest
 from tests.test_migration_0005 import empty_db, upgrade_to  # noqa: F401 (a fixture)
 from tests.test_migration_0006 import downgrade_to
 from tests.test_migration_0012 import protocol_row
-from tests.test_migration_0015 import with_contacts
+from tests.test_migration_0015 import query_plan, with_contacts
 
 digested = sa.table("protocols", *(sa.column(c.name, c.type) for c in with_contacts.c),
                     sa.column("consumer_email_digest"))
@@ -24,11 +24,6 @@ STILL_USED = ("SELECT consumer_email, consumer_phone, consumer_whatsapp FROM pro
               "OR consumer_email_digest IN (SELECT value FROM json_each(:digests))) "
               "AND status != 'anonymized' AND id NOT IN (SELECT value FROM json_each(:ids))")
 CONTACTS = {"phones": '["+5511987654321"]', "digests": f'["{email_digest("ana@example.com")}"]', "ids": "[1]"}
-
-
-async def still_used_plan(conn: Any) -> str:
-    rows = (await conn.execute(sa.text("EXPLAIN QUERY PLAN " + STILL_USED), CONTACTS)).all()
-    return " | ".join(r[-1] for r in rows)
 
 
 def email_indexes(conn: Any) -> dict[str, str | None]:
@@ -55,7 +50,7 @@ async def test_an_upgrade_from_0015_indexes_the_digest_alone_and_comes_back_down
                                                       "ix_protocols_consumer_email_digest": None}
         if db.is_sqlite:  # statistics as ANALYZE leaves them: nine protocols in ten with no email
             await conn.execute(sa.text("ANALYZE"))
-            plan = await still_used_plan(conn)
+            plan = await query_plan(conn, STILL_USED, CONTACTS)
             assert "SCAN protocols" in plan, plan  # what the whole-column index made of it
     await upgrade_to(db, "0016")
     async with db.writer.begin() as conn:
@@ -65,7 +60,7 @@ async def test_an_upgrade_from_0015_indexes_the_digest_alone_and_comes_back_down
         assert (await conn.execute(sa.text(
             "SELECT count(*), count(consumer_email_digest) FROM protocols"))).one() == (200, 20)
         if db.is_sqlite:
-            plan = await still_used_plan(conn)
+            plan = await query_plan(conn, STILL_USED, CONTACTS)
             assert "MULTI-INDEX OR" in plan and "SCAN protocols" not in plan, plan
             assert "ix_protocols_consumer_email_digest" in plan, plan
     await downgrade_to(db, "0015")
