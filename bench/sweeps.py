@@ -35,7 +35,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ def _two_years(value: datetime) -> datetime:
 
 def rows(n: int, seed: int = 1):
     """(protocol, event, [notifications]) tuples of plain values, id from 1."""
+    from gateway.store.models import email_digest
+
     rng = random.Random(seed)
     for i in range(1, n + 1):
         opened = AT - timedelta(seconds=rng.randrange(0, SPAN_DAYS * 86400))
@@ -99,7 +101,7 @@ def rows(n: int, seed: int = 1):
             "updated_at": resolved or opened, "last_event_at": resolved or opened,
             # As the service writes them: the address's digest (search) and the page link's hash,
             # each an index entry that anonymization clears.
-            "consumer_email_digest": hashlib.sha256(f"c{i}@example.com".encode()).hexdigest(),
+            "consumer_email_digest": email_digest(f"c{i}@example.com"),
             "page_token_hash": hashlib.sha256(f"page-{i}".encode()).hexdigest(),
         }
         event = {"id": i, "protocol_id": i, "source": "urn:bench", "event_id": f"e{i}", "type": "protocol.opened",
