@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import stat
 import tomllib
 import traceback
 from collections.abc import Iterator, Mapping
@@ -35,7 +37,7 @@ from jinja2 import (
 )
 
 from gateway.config.languages import reads_spanish
-from gateway.rendering.dates import format_date, format_datetime, format_time, formatting_locale
+from gateway.rendering.dates import RENDERING, format_date, format_datetime, format_time, formatting_locale
 from gateway.rendering.lists import or_list
 from gateway.rendering.numbers import grouped, grouped_html
 from gateway.rendering.sandbox import PINNED, BytesLoader, CompiledFile, SandboxEnvironment
@@ -160,8 +162,8 @@ class Templates:
         return sorted(p.parent.name for p in self.folder.glob(f"*/{MANIFEST}"))
 
     def locales(self, name: str) -> list[str]:
-        folder = self._template_dir(name)
-        stamp = folder.stat().st_mtime_ns  # a locale folder added or removed changes it
+        folder, found = self._template_stat(name)
+        stamp = found.st_mtime_ns  # a locale folder added or removed changes it
         cached = self._locales.get(name)
         if cached is None or cached[0] != stamp:
             cached = (stamp, sorted(p.name for p in folder.iterdir() if p.is_dir()))
@@ -259,9 +261,13 @@ class Templates:
         given to the page as `lang` (its `<html lang>`)."""
         resolved = self.page_locale(locale)
         path = f"{PAGES}/{resolved}/{file}"
-        with self._reported(path):
-            return self._get(path).render({**context, "locale": formatting_locale(locale, resolved),
-                                           "lang": resolved})
+        context = {**context, "locale": formatting_locale(locale, resolved), "lang": resolved}
+        rendering = RENDERING.set(context)
+        try:
+            with self._reported(path):
+                return self._get(path).render(context)
+        finally:
+            RENDERING.reset(rendering)
 
     def resolve_locale(self, name: str, locale: str) -> str:
         """The exact locale, else the same one in other case, else its language ("es-ES" ->
@@ -353,13 +359,14 @@ class Templates:
         return version
 
     def _run(self, version: _Version, context: Mapping[str, Any]) -> list[str]:
-        token = PINNED.set(version.files)
+        pinned, rendering = PINNED.set(version.files), RENDERING.set(context)
         try:
             assert version.roots[0].name is not None
             with self._reported(version.roots[0].name):
                 return [template.render(context) for template in version.roots]
         finally:
-            PINNED.reset(token)
+            RENDERING.reset(rendering)
+            PINNED.reset(pinned)
 
     def _run_or_none(self, version: _Version, context: Mapping[str, Any]) -> list[str] | None:
         try:
@@ -395,10 +402,18 @@ class Templates:
             "file": error.file, "line": error.line, "variable": error.variable, "error": error.message})
 
     def _template_dir(self, name: str) -> Path:
+        return self._template_stat(name)[0]
+
+    def _template_stat(self, name: str) -> tuple[Path, os.stat_result]:
+        """The template's folder and its stat, in one system call (every render asks)."""
         folder = self.folder / name
-        if not _NAME.fullmatch(name) or not folder.is_dir():
+        try:
+            found = os.stat(folder) if _NAME.fullmatch(name) else None
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISDIR(found.st_mode):
             raise TemplateNotFoundError("no such template", file=name)
-        return folder
+        return folder, found
 
     def _get(self, name: str) -> CompiledFile:
         template = self._env.get_template(name)
@@ -408,9 +423,12 @@ class Templates:
     def _closure(self, roots: tuple[CompiledFile, ...]) -> dict[str, CompiledFile]:
         """The roots and every file they pull in, by name: what the hash must cover."""
         files: dict[str, CompiledFile] = {}
-        pending = list(roots)
+        pending: list[CompiledFile | str] = list(roots)
         while pending:
-            template = pending.pop()
+            item = pending.pop()
+            if isinstance(item, str) and item in files:
+                continue  # a file pulled in by several: loaded (and its mtime read) once
+            template = self._get(item) if isinstance(item, str) else item
             assert template.name is not None
             if template.name in files:
                 continue
@@ -418,7 +436,7 @@ class Templates:
             for ref in template.references:
                 if ref is None:  # the hash could not say which file it pulled in
                     raise TemplateError("include/extends/import must name a fixed template", file=template.name)
-                pending.append(self._get(ref))
+                pending.append(ref)
         return files
 
     @contextmanager
