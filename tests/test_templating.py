@@ -204,6 +204,14 @@ def test_shipped_templates_import_the_ask_sentences_once_per_file(shipped: Templ
     assert first == shipped.render("protocol_opened", "email", "pt-BR", sample).text and "histórico completo" in first
 
 
+def test_a_dict_key_reads_as_an_attribute_but_never_shadows_a_method(tmp_path: Path) -> None:
+    # The sandbox reads a plain dict's keys without trying the attribute first: the same answers.
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "{{ d.number }} {{ d.items()|list|length }} {{ d.get('number') }}"})
+    assert templates.render("t", "sms", "pt-BR", {"d": {"number": "17", "items": "x", "get": "y"}}).text == "17 3 17"
+    with pytest.raises(TemplateError, match="unsafe|update"):
+        write(tmp_path, {"t/pt-BR/sms.j2": "{{ d.update({'number': 1}) }}"}).render("t", "sms", "pt-BR", {"d": {}})
+
+
 def test_naive_datetime_is_an_error(tmp_path: Path) -> None:
     templates = write(tmp_path, {"t/pt-BR/sms.j2": "Prazo:\n{{ at|date }}"})
     with pytest.raises(TemplateError, match="naive") as caught:

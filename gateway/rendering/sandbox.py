@@ -19,8 +19,22 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 PINNED: contextvars.ContextVar[Mapping[str, CompiledFile] | None] = contextvars.ContextVar("pinned", default=None)
 
 
+# What a plain dict answers as an attribute: nothing else can shadow one of its keys.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class SandboxEnvironment(ImmutableSandboxedEnvironment):
     """Resolves include/extends/import to the files a render is pinned to, when it is."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # The context is plain dicts: `protocol.number` reads the key straight away. Jinja would try
+        # the attribute first, raising and catching an AttributeError for every field of every render.
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
 
     def get_template(self, name: str | Template, parent: str | None = None,
                      globals: MutableMapping[str, Any] | None = None) -> Template:
