@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError, meta
+from jinja2.environment import TemplateModule
 from jinja2.loaders import split_template_path
+from jinja2.runtime import Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # The files a render is pinned to: includes resolve to the same compiled version the hash covers.
@@ -34,6 +36,11 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
                 return obj[attribute]
             except KeyError:
                 pass
+        # `say.history`: a macro of an imported file, which the sandbox's checks would pass anyway.
+        elif type(obj) is TemplateModule and not attribute.startswith("_"):
+            value = obj.__dict__.get(attribute)
+            if type(value) is Macro:
+                return value
         return super().getattr(obj, attribute)
 
     def get_template(self, name: str | Template, parent: str | None = None,
