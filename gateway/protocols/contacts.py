@@ -57,7 +57,6 @@ def contacts(protocol: Any) -> dict[str, str | None]:
 
 
 @lru_cache(maxsize=4096)
-@lru_cache(maxsize=1024)
 def may_text(phone: str | None, allowed_regions: tuple[str, ...]) -> bool:
     """Whether the gateway may send SMS to `phone` (and so ask it to text back): a mobile number
     in `sms.allowed_countries`. A message offers "text us" only to consumers for whom it works.

@@ -54,7 +54,19 @@ class MessageBuilder:
 
     def render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime,
                *, reason: str | None = None, **extra: Any) -> Notification:
-        context = self.context(protocol, **extra)
+        return self._render(protocol, template, channel, recipient, now, reason, self.context(protocol, **extra))
+
+    def render_each(self, protocol: Protocol, template: str, targets: Sequence[tuple[str, str]], now: datetime,
+                    **extra: Any) -> list[Notification]:
+        """One notification per (channel, recipient), from one context: an event tells the consumer
+        by each channel chosen at the opening, and the context (the page link's HMAC, whether the
+        phone takes SMS) is the same for all of them."""
+        context = self.context(protocol, **extra) if targets else {}
+        return [self._render(protocol, template, channel, recipient, now, None, context)
+                for channel, recipient in targets]
+
+    def _render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime,
+                reason: str | None, context: dict[str, Any]) -> Notification:
         rendered = render_consumer(self.templates, template, channel, protocol.consumer_locale,  # type: ignore[arg-type]
                                    context)
         notification = self._notification(rendered, protocol.id, channel, recipient, now, reason)

@@ -326,8 +326,8 @@ class ProtocolService:
             record_opt_in(session, whatsapp or phone, data.consumer.whatsapp_opt_in.at,
                           data.consumer.whatsapp_opt_in.via)
         targets = contacts(protocol)
-        notifications = [self.messages.render(protocol, CONFIRMATION_TEMPLATE, ch, targets[ch], received_at)
-                         for ch in notify]
+        notifications = self.messages.render_each(protocol, CONFIRMATION_TEMPLATE, [(ch, targets[ch]) for ch in notify],
+                                                  received_at)
         return _Change(protocol, notifications, occurred_at=opened_at)
 
     def _updated(self, session: Session, event: IncomingEvent, received_at: datetime) -> _Change:
@@ -478,8 +478,9 @@ class ProtocolService:
     def _tell(self, protocol: Protocol, template: str, now: datetime, **extra: Any) -> list[Notification]:
         """The consumer hears of a change by the channels chosen at the opening."""
         targets = contacts(protocol)
-        return [self.messages.render(protocol, template, channel, targets[channel], now, **extra)
-                for channel in filter(None, protocol.notify.split(",")) if targets.get(channel)]
+        return self.messages.render_each(protocol, template, [
+            (channel, targets[channel]) for channel in filter(None, protocol.notify.split(",")) if targets.get(channel)
+        ], now, **extra)
 
     # Helpers
 
