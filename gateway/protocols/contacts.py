@@ -26,7 +26,7 @@ def normalize_phone(raw: str, region: str | None, *, for_sms: bool, allowed_regi
     if any(c.isalpha() for c in raw):
         raise ContactError("expected a phone number, got letters")
     try:
-        number = phonenumbers.parse(raw, (region or (allowed_regions[0] if allowed_regions else "BR")).upper())
+        number = _parse(raw, (region or (allowed_regions[0] if allowed_regions else "BR")).upper())
     except phonenumbers.NumberParseException:
         raise ContactError("expected a phone number in E.164 (+5511987654321) or national form with consumer.region") from None
     if not phonenumbers.is_valid_number(number):
@@ -38,6 +38,19 @@ def normalize_phone(raw: str, region: str | None, *, for_sms: bool, allowed_regi
         if phonenumbers.number_type(number) not in _SMS_TYPES:
             raise ContactError("not a mobile number: it cannot receive SMS")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _parse(raw: str, region: str) -> phonenumbers.PhoneNumber:
+    # An E.164 number reads the same from every region: one cache entry, whoever asks.
+    return _parse_cached(raw, None if raw.startswith("+") else region)
+
+
+@lru_cache(maxsize=1024)
+def _parse_cached(raw: str, region: str | None) -> phonenumbers.PhoneNumber:
+    """Remembered for the last numbers seen: an event's phone is parsed when it arrives, again
+    to ask whether it takes SMS, and again for every message that offers "text us" (~40 µs
+    each). The object is shared: read it, never change it."""
+    return phonenumbers.parse(raw, region)
 
 
 def normalize_email(raw: str) -> str:

@@ -7,6 +7,7 @@ Pure functions of data. A protocol comes in as any object with the protocol's at
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from gateway.config import Settings
@@ -54,6 +55,7 @@ def ask(settings: Settings, *, textable: bool) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=64)  # the company's own number, asked by every message that offers "text us"
 def _readable_phone(e164: str) -> str:
     import phonenumbers
 
