@@ -66,3 +66,13 @@ def test_peer_smoke_reports_gateway_and_apprise_and_passes_its_checks(tmp_path: 
                   "| Apprise as installed (throttle on), one Apprise object |"):
         assert label in text
     assert "(target ≥ 20×): **" in text and "**FAILED**" not in text
+
+
+def test_render_smoke_reports_gateway_and_plain_jinja(tmp_path: Path) -> None:
+    text, run = run_smoke("bench.render", tmp_path)
+
+    assert set(run["figures"]) == {"gateway", "baseline"}
+    for figures in run["figures"].values():  # one round of the smoke's 20 events, each rendered by both
+        assert len(figures["rounds_us"]) == 1 and figures["median_us"] > 0
+    assert "| gateway: MessageBuilder.render_each, as the ingest |" in text
+    assert "| plain Jinja2, same files and filters, context built once (baseline) |" in text

@@ -158,6 +158,11 @@ class Templates:
         self._env.filters.update(datetime=format_datetime, date=format_date, time=format_time, gsm7=transliterate_gsm7,
                                  grouped=grouped, grouped_html=grouped_html, or_list=or_list)
 
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The filters a template can use, Jinja's and ours (datetime, gsm7, or_list...)."""
+        return dict(self._env.filters)
+
     def names(self) -> list[str]:
         return sorted(p.parent.name for p in self.folder.glob(f"*/{MANIFEST}"))
 

@@ -1,0 +1,169 @@
+"""`python -m bench.render`: the CPU an event's messages cost to render, against plain Jinja2 on the same files.
+
+    python -m bench.render                         # the opening by email and SMS, pt-BR: 2,000 events, 7 rounds
+    python -m bench.render --locale es --events 5000 --rounds 9
+    python -m bench.render --smoke                 # tiny sizes: proves it runs
+
+Rendering runs inside the event's write transaction, on the one core the ingest has, so
+every microsecond here is one the ingest pays (`python -m bench.profile_ingest`). Each round
+renders the opening (`protocol_opened`) by email and by SMS for `--events` protocols the way
+the ingest does (`MessageBuilder.render_each`: the context, the sandbox, the pinned files and
+their reload checks, the SMS link rule, the notification row); then the baseline renders
+the same files with a plain `jinja2.Environment` (no sandbox, no reload checks, no pinning,
+the same filters), from a context built once. What lies between the two is what the gateway
+adds to Jinja itself.
+
+Time is this process's CPU time (`time.process_time`), not the wall clock, so another tenant
+of a shared machine moves it less; the report gives each variant's median and minimum over
+the rounds, in microseconds per event (the two messages). Tables to stdout and to
+bench/results/render-<date>-<time>.md, every round in the .json beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from bench import standalone
+from bench.progress import say
+from bench.settings import bench_settings
+from gateway.app import build_runtime
+from gateway.protocols.messages import MessageBuilder
+from gateway.rendering.dates import RENDERING, formatting_locale
+from gateway.store.models import Protocol
+
+TEMPLATE = "protocol_opened"
+AT = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)  # fixed: the figures must not depend on the day
+FILES = {"email": ("email.subject.j2", "email.txt.j2", "email.html.j2"), "sms": ("sms.j2",)}
+
+
+def protocol(n: int, locale: str) -> Protocol:
+    """A protocol as the ingest holds it when it renders: inserted (an id), not in a session."""
+    return Protocol(
+        id=n, number=f"20261122{n:08d}", issued_by="gateway", status="open",
+        subject="Cobrança indevida na fatura de outubro", category=None, profile="br-sac-2022", channel="phone",
+        consumer_name="Maria Silva", consumer_email=f"cliente{n}@example.com", consumer_phone=f"+551198{n % 10**7:07d}",
+        consumer_whatsapp=None, consumer_locale=locale, consumer_timezone="America/Sao_Paulo", extra=None,
+        opened_at=AT, received_at=AT, deadline_at=AT, legal_hold=False, updated_at=AT, last_event_at=AT,
+        notify="email,sms", parent_id=None, page_token_hash=None,
+    )
+
+
+def gateway_round(messages: MessageBuilder, protocols: list[Protocol]) -> int:
+    rendered = 0
+    for p in protocols:
+        rendered += len(messages.render_each(p, TEMPLATE, [("email", p.consumer_email), ("sms", p.consumer_phone)],
+                                             AT))
+    return rendered
+
+
+def plain_environment(folder: Path, filters: dict[str, Any]) -> Environment:
+    """Jinja2 as it comes, reading the same files, with the filters the templates use."""
+    env = Environment(loader=FileSystemLoader(folder), undefined=StrictUndefined, auto_reload=False,
+                      autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(filters)
+    return env
+
+
+def baseline_round(env: Environment, contexts: list[tuple[str, dict[str, Any]]]) -> int:
+    rendered = 0
+    for locale, context in contexts:
+        token = RENDERING.set(context)  # what the shipped partials' lists and dates read
+        try:
+            for channel, files in FILES.items():
+                for file in files:
+                    env.get_template(f"{TEMPLATE}/{locale}/{file}").render(context)
+                rendered += channel == "sms" or file == files[-1]
+        finally:
+            RENDERING.reset(token)
+    return rendered
+
+
+def timed(work: Callable[[], int]) -> tuple[float, int]:
+    started = time.process_time()
+    count = work()
+    return time.process_time() - started, count
+
+
+def measure(events: int, rounds: int, locale: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = bench_settings(Path(tmp), f"sqlite+aiosqlite:///{tmp}/unused.db")
+        runtime = build_runtime(settings)  # the gateway's own MessageBuilder, as the service has it
+        messages = runtime.service.messages
+        templates = messages.templates
+        resolved = templates.resolve_locale(TEMPLATE, locale)
+        protocols = [protocol(n, locale) for n in range(1, events + 1)]
+        contexts = [(resolved, {**messages.context(p), "locale": formatting_locale(locale, resolved)})
+                    for p in protocols]
+        env = plain_environment(templates.folder, templates.filters)
+        gateway_round(messages, protocols[:10])  # compiled and warm, both
+        baseline_round(env, contexts[:10])
+        figures: dict[str, list[float]] = {"gateway": [], "baseline": []}
+        for r in range(1, rounds + 1):
+            order = ["gateway", "baseline"] if r % 2 else ["baseline", "gateway"]
+            for what in order:
+                seconds, count = (timed(lambda: gateway_round(messages, protocols)) if what == "gateway"
+                                  else timed(lambda: baseline_round(env, contexts)))
+                assert count == 2 * events, (what, count)
+                figures[what].append(seconds / events * 1e6)
+            say(f"round {r}/{rounds}: gateway {figures['gateway'][-1]:.0f} µs, "
+                f"plain Jinja2 {figures['baseline'][-1]:.0f} µs an event")
+    return {what: {"rounds_us": [round(v, 1) for v in values], "median_us": round(statistics.median(values), 1),
+                   "min_us": round(min(values), 1)} for what, values in figures.items()}
+
+
+def markdown(run: dict[str, Any]) -> str:
+    g, b = run["figures"]["gateway"], run["figures"]["baseline"]
+    a = run["arguments"]
+    lines = [f"# Rendering {run['started_at']}", "", f"Command: `{run['command']}`", ""]
+    lines += standalone.machine_lines(run["machine"]) + [""]
+    lines += [
+        f"## `{TEMPLATE}` by email and SMS, {a['locale']}: CPU µs an event "
+        f"({a['events']} events a round, {a['rounds']} rounds)", "",
+        "| what | median | min | gateway ÷ baseline (median) | rounds |", "|---|---:|---:|---:|---|",
+        f"| plain Jinja2, same files and filters, context built once (baseline) | {b['median_us']:.0f} | "
+        f"{b['min_us']:.0f} |  | {', '.join(f'{v:.0f}' for v in b['rounds_us'])} |",
+        f"| gateway: MessageBuilder.render_each, as the ingest | {g['median_us']:.0f} | {g['min_us']:.0f} | "
+        f"{g['median_us'] / b['median_us']:.2f} | {', '.join(f'{v:.0f}' for v in g['rounds_us'])} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.render", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=2000, help="events a round (default 2000)")
+    p.add_argument("--rounds", type=int, default=7, help="rounds of each variant, alternating (default 7)")
+    p.add_argument("--locale", default="pt-BR", help="the consumers' locale (default pt-BR)")
+    p.add_argument("--smoke", action="store_true", help="20 events, 1 round: proves it runs, measures nothing")
+    p.add_argument("--out", type=Path, default=None, help=f"where the report goes (default {standalone.RESULTS}; "
+                                                             f"with --smoke, {standalone.SMOKE_RESULTS})")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.events, args.rounds = 20, 1
+    if args.events < 1 or args.rounds < 1:
+        p.error("--events and --rounds must be at least 1")
+    folder = standalone.out_folder(args.out, args.smoke)
+    run = standalone.start_run("bench.render", argv, {k: v for k, v in vars(args).items() if k != "out"})
+    run["figures"] = measure(args.events, args.rounds, args.locale)
+    standalone.finish_run(run)
+    text = markdown(run)
+    print(text)
+    table, raw = standalone.write(run, text, folder, ("smoke-" if args.smoke else "render-") + standalone.stamp(run))
+    say(f"wrote {table} and {raw}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
