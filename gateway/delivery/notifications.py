@@ -12,6 +12,7 @@ import hashlib
 from datetime import datetime
 
 from gateway.rendering.templates import Rendered
+from gateway.store import rows
 from gateway.store.models import Notification
 
 
@@ -26,7 +27,8 @@ def build_notification(
     dedup_key: str | None = None,
     reason: str | None = None,
 ) -> Notification:
-    return Notification(
+    return rows.new(
+        Notification,
         protocol_id=protocol_id,
         channel=rendered.channel,
         audience=audience,

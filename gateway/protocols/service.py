@@ -188,7 +188,8 @@ class ProtocolService:
 
         change = self._handlers[event.type](session, event, received_at)
         change.protocol.last_event_at = received_at
-        row = Event(
+        row = rows.new(
+            Event,
             protocol_id=change.protocol.id,
             source=event.source,
             event_id=event.id,
@@ -296,7 +297,8 @@ class ProtocolService:
 
         opened_at = data.opened_at or event.time or received_at
         profile = opening_profile(self.settings, data.profile, opened_at)  # overrides; br-sac-2008 before 2022-10-03
-        protocol = Protocol(
+        protocol = rows.new(
+            Protocol,
             number=number,
             issued_by=issued_by,
             status="open",

@@ -13,12 +13,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
 
 from gateway.store import sqlite_driver
+
+T = TypeVar("T")
+
+
+def new(model: type[T], **values: Any) -> T:
+    """A new object of `model` holding `values`, as `model(**values)` builds it but without
+    the ORM's attribute events: ~1 µs instead of ~19 for a notification, and an event builds
+    four such objects. The values go straight into the object's dict, where both these
+    INSERTs and a session's flush read a new object's values; attributes read, and set
+    afterwards, as on any other."""
+    unknown = values.keys() - _attributes(model)
+    if unknown:
+        raise TypeError(f"{', '.join(sorted(unknown))}: not a column of {model.__name__}")
+    obj = model.__mapper__.class_manager.new_instance()  # type: ignore[attr-defined]
+    obj.__dict__.update(values)
+    return obj  # type: ignore[no-any-return]
+
+
+@cache
+def _attributes(model: type) -> frozenset[str]:
+    return frozenset(attr for attr, _ in _columns(model))
 
 
 @cache
