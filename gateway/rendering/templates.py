@@ -384,10 +384,11 @@ class Templates:
         if channel == "sms":
             written = clean_spaces(out[0]).strip()
             transliterated = transliterate_gsm7(written)
-            text = transliterated if self.sms_transliterate else written
-            return Rendered(name, resolved, channel, None, text, None, sms_info(text), version.hash,
-                            transliterated=self.sms_transliterate, sms_written=sms_info(written),
-                            sms_transliterated=sms_info(transliterated), fallback=fallback)
+            as_written, as_transliterated = sms_info(written), sms_info(transliterated)
+            text, info = (transliterated, as_transliterated) if self.sms_transliterate else (written, as_written)
+            return Rendered(name, resolved, channel, None, text, None, info, version.hash,
+                            transliterated=self.sms_transliterate, sms_written=as_written,
+                            sms_transliterated=as_transliterated, fallback=fallback)
         if channel == "whatsapp":
             # WhatsApp shows line breaks as written: trailing spaces and runs of blank lines go.
             return Rendered(name, resolved, channel, None, _paragraphs(out[0]), None, None, version.hash,
