@@ -59,7 +59,8 @@ def datetime_text(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime: pass an aware datetime")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat, not strftime: the same text (zero-padded, as SQLAlchemy writes it) in half the time.
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _json(value: Any) -> str | None:

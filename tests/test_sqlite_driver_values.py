@@ -1,0 +1,39 @@
+"""The sqlite driver path (store/sqlite_driver.py) writes a datetime as the same text SQLAlchemy's
+UTCDateTime writes for it: rows of both paths sort and compare as one column."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.store.sqlite_driver import datetime_text
+from gateway.store.types import UTCDateTime
+
+VALUES = [
+    datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc),  # no microseconds: still written
+    datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=-3))),  # another zone: stored in UTC
+    datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=45))),
+    datetime(999, 3, 4, 5, 6, 7, tzinfo=timezone.utc),  # a year of three digits: zero-padded
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=str)
+def test_a_datetime_is_the_text_sqlalchemy_writes(tmp_path: Path, value: datetime) -> None:
+    path = tmp_path / "t.db"
+    table = sa.Table("t", sa.MetaData(), sa.Column("at", UTCDateTime()))
+    engine = sa.create_engine(f"sqlite:///{path}")
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), {"at": value})
+    engine.dispose()
+    (stored,) = sqlite3.connect(path).execute("SELECT at FROM t").fetchone()
+    assert datetime_text(value) == stored
+
+
+def test_a_naive_datetime_is_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        datetime_text(datetime(2026, 11, 22, 14, 43))
