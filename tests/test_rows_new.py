@@ -53,3 +53,11 @@ async def test_written_by_insert_one_and_by_a_flush_with_a_later_change(database
     assert inserted.id is not None and flushed.id is not None and inserted.id != flushed.id
     assert await _stored(database, 1) == ("+5511987654321", "Protocolo 1", None)
     assert await _stored(database, 2) == ("maria@example.com", "Protocolo 1", "fallback: no receipt")
+
+
+def test_a_validated_attribute_goes_through_its_hook():
+    # Protocol keeps the digest the search and anonymization look emails up by (models.py @validates).
+    values = protocol_row(1, consumer_email="JOAO@example.com")
+    ours = rows.new(Protocol, **values)
+    assert ours.consumer_email_digest == Protocol(**values).consumer_email_digest
+    assert ours.consumer_email_digest is not None and ours.consumer_email == "JOAO@example.com"

@@ -33,13 +33,22 @@ def new(model: type[T], **values: Any) -> T:
     if unknown:
         raise TypeError(f"{', '.join(sorted(unknown))}: not a column of {model.__name__}")
     obj = model.__mapper__.class_manager.new_instance()  # type: ignore[attr-defined]
-    obj.__dict__.update(values)
+    validated = _validated(model)
+    obj.__dict__.update({k: v for k, v in values.items() if k not in validated} if validated else values)
+    for key in validated & values.keys():  # through the attribute, so that its @validates runs
+        setattr(obj, key, values[key])
     return obj  # type: ignore[no-any-return]
 
 
 @cache
 def _attributes(model: type) -> frozenset[str]:
     return frozenset(attr for attr, _ in _columns(model))
+
+
+@cache
+def _validated(model: type) -> frozenset[str]:
+    """The attributes with a @validates hook (Protocol.consumer_email keeps its digest)."""
+    return frozenset(inspect(model).validators)
 
 
 @cache
