@@ -282,8 +282,8 @@ def markdown(run: dict[str, Any]) -> str:
         "no login",
         f"- `ssl.create_default_context()`, which Apprise builds for every message even without TLS, takes "
         f"{child['ssl_context_s'] * 1000:.1f} ms here",
-        f"- the emails: the gateway's rendered `protocol_opened` confirmations; Apprise is given the same subject "
-        f"and HTML and makes its own text part",
+        "- the emails: the gateway's rendered `protocol_opened` confirmations; Apprise is given the same subject "
+        "and HTML and makes its own text part",
         "",
         "| what | emails | emails/s (median) | ms per email | bytes/message | emails/s per round |",
         "|---|---:|---:|---:|---:|---|",
@@ -319,8 +319,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="rounds of the unthrottled variants (default 3)")
     p.add_argument("--smoke", action="store_true", help="20 emails, 2 throttled, 1 round: checks the bench runs")
     p.add_argument("--note", default="", help="a line for the report: what code was measured, what else ran")
-    p.add_argument("--out", type=Path, default=None, help=f"where the report goes (default {standalone.RESULTS}; "
-                                                             f"with --smoke, {standalone.SMOKE_RESULTS})")
+    standalone.add_out_argument(p)
     args = p.parse_args(argv)
     if args.smoke:
         args.emails, args.throttled_emails, args.rounds = SMOKE["emails"], SMOKE["throttled_emails"], SMOKE["rounds"]

@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=7, help="rounds of each variant, alternating (default 7)")
     p.add_argument("--locale", default="pt-BR", help="the consumers' locale (default pt-BR)")
     p.add_argument("--smoke", action="store_true", help="20 events, 1 round: proves it runs, measures nothing")
-    p.add_argument("--out", type=Path, default=None, help=f"where the report goes (default {standalone.RESULTS}; "
-                                                             f"with --smoke, {standalone.SMOKE_RESULTS})")
+    standalone.add_out_argument(p)
     args = p.parse_args(argv)
     if args.smoke:
         args.events, args.rounds = 20, 1

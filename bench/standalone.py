@@ -6,6 +6,7 @@ Each writes `bench/results/<stem>.md` (the tables) and `<stem>.json` (every figu
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -53,6 +54,11 @@ def machine_lines(info: dict[str, Any], *, extra_libraries: dict[str, str] | Non
         "- " + ", ".join(f"{k} {v}" for k, v in libraries.items()),
         f"- commit {info['commit']}",
     ]
+
+
+def add_out_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"where the report goes (default {RESULTS}; with --smoke, {SMOKE_RESULTS})")
 
 
 def out_folder(out: Path | None, smoke: bool) -> Path:
