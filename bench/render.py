@@ -38,7 +38,8 @@ from bench.progress import say
 from bench.settings import bench_settings
 from gateway.app import build_runtime
 from gateway.protocols.messages import MessageBuilder
-from gateway.rendering.dates import RENDERING, formatting_locale
+from gateway.rendering.dates import formatting_locale
+from gateway.rendering.sandbox import RENDERING, RenderContext
 from gateway.store.models import Protocol
 
 TEMPLATE = "protocol_opened"
@@ -72,6 +73,7 @@ def plain_environment(folder: Path, filters: dict[str, Any]) -> Environment:
                       autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(filters)
+    env.context_class = RenderContext  # how the shipped partials, imported without context, read the render's locale
     return env
 
 

@@ -180,19 +180,25 @@ def test_datetime_filter_always_shows_the_zone(tmp_path: Path, locale: str, zone
     assert time.endswith(shown[-6:]) and time in shown.replace(", ", " ").replace("\u202f", " ")  # the same time, with its zone
 
 
-def test_macros_imported_without_context_format_as_the_render_that_calls_them(tmp_path: Path) -> None:
+def test_macros_imported_without_context_read_the_render_that_calls_them(tmp_path: Path) -> None:
     # Such a module is built once and shared by every render (what the shipped ask.j2 relies on
-    # to be cheap): its macros' lists and dates must still follow each render's locale and zone.
+    # to be cheap): its macros' lists and dates must still follow each render's locale and zone,
+    # and a name they are not passed reads the calling render's, as `with context` would.
     templates = write(tmp_path, {
-        "_parts/say.j2": "{% macro ways(a, b, at) %}{{ [a, b]|or_list }} {{ at|datetime('short') }}{% endmacro %}",
+        "_parts/say.j2": "{% macro ways(a, b, at) %}{{ [a, b]|or_list }} {{ at|datetime('short') }} "
+                         "{{ company.name }}{% endmacro %}",
         "t/pt-BR/sms.j2": '{% import "_parts/say.j2" as say %}{{ say.ways("x", "y", at) }}',
         "t/en/sms.j2": '{% import "_parts/say.j2" as say %}{{ say.ways("x", "y", at) }}',
     })
     at = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
-    shown = [templates.render("t", "sms", locale, {"timezone": zone, "at": at}).text
-             for locale, zone in (("pt-BR", "America/Sao_Paulo"), ("en", "Europe/Madrid"), ("pt-BR", "UTC"))]
-    assert shown == ["x ou y 22/11/2026 11:43 (Brasilia)", "x or y Nov 22, 2026, 3:43 PM (GMT+01:00)",
-                     "x ou y 22/11/2026 14:43 (UTC)"]
+    shown = [templates.render("t", "sms", locale, {"timezone": zone, "at": at, "company": {"name": name}}).text
+             for locale, zone, name in (("pt-BR", "America/Sao_Paulo", "Loja"), ("en", "Europe/Madrid", "Shop"),
+                                        ("pt-BR", "UTC", "Outra"))]
+    assert shown == ["x ou y 22/11/2026 11:43 (Brasilia) Loja", "x or y Nov 22, 2026, 3:43 PM (GMT+01:00) Shop",
+                     "x ou y 22/11/2026 14:43 (UTC) Outra"]
+    with pytest.raises(TemplateError) as caught:  # a name no render has is still an error, where it is used
+        templates.render("t", "sms", "pt-BR", {"timezone": "UTC", "at": at})
+    assert (caught.value.file, caught.value.variable) == ("_parts/say.j2", "company")
 
 
 def test_shipped_templates_import_the_ask_sentences_once_per_file(shipped: Templates, sample: dict[str, Any]) -> None:

@@ -8,8 +8,6 @@ release cannot change what a consumer reads.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from contextvars import ContextVar
 from datetime import date as Date
 from datetime import datetime as DateTime
 from datetime import timedelta
@@ -19,11 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError, dates
 from jinja2 import pass_context
 from jinja2.runtime import Context
-
-# The variables of the render under way. A file imported without context (`{% import "…" as
-# say %}`) is built once and shared by every render, so its macros' own context has no locale or
-# zone: they format as the render that calls them. Set by Templates around every render.
-RENDERING: ContextVar[Mapping[str, object] | None] = ContextVar("rendering", default=None)
 
 
 @lru_cache(maxsize=1024)  # every render asks, and parsing the tag with Babel takes ~3 µs
@@ -109,15 +102,8 @@ def formatted(value: DateTime, how: str, *, timezone: str, locale: str, short: b
 
 
 def locale_of(context: Context) -> Locale:
-    """The locale a render formats in (the context's `locale`, else the render's)."""
-    return _locale(str(_variable(context, "locale")))
-
-
-def _variable(context: Context, name: str) -> object:
-    value = context.get(name)
-    if value is None and (render := RENDERING.get()) is not None:
-        return render.get(name)
-    return value
+    """The locale a render formats in (the context's `locale`)."""
+    return _locale(str(context.get("locale")))
 
 
 def _consumer(context: Context, value: object) -> tuple[ZoneInfo, Locale]:
@@ -125,7 +111,7 @@ def _consumer(context: Context, value: object) -> tuple[ZoneInfo, Locale]:
         raise TypeError(f"expected a datetime, got {type(value).__name__}")
     if value.utcoffset() is None:
         raise ValueError(f"naive datetime {value.isoformat()}: the service passes timezone-aware ones")
-    return _zone(str(_variable(context, "timezone"))), _locale(str(_variable(context, "locale")))
+    return _zone(str(context.get("timezone"))), _locale(str(context.get("locale")))
 
 
 def _date(value: DateTime, zone: ZoneInfo, locale: Locale) -> str:

@@ -15,10 +15,31 @@ from jinja2 import Environment, FileSystemLoader, Template, TemplateNotFound, Te
 from jinja2.environment import TemplateModule
 from jinja2.loaders import split_template_path
 from jinja2.runtime import Context, Macro
+from jinja2.utils import missing
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # The files a render is pinned to: includes resolve to the same compiled version the hash covers.
 PINNED: contextvars.ContextVar[Mapping[str, CompiledFile] | None] = contextvars.ContextVar("pinned", default=None)
+# The variables of the render under way (set by Templates around every render). A file imported
+# without context (`{% import "…" as say %}`) is built once and shared by every render, where
+# `with context` builds it again each time; its macros still read the calling render's variables
+# (and their filters its locale and zone) through RenderContext.
+RENDERING: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("rendering", default=None)
+
+
+class RenderContext(Context):
+    """Jinja's context, where a name the context lacks is looked up in the render under way."""
+
+    def resolve_or_missing(self, key: str) -> Any:
+        # Jinja's own two lookups first (the documented place to add one), then the render's.
+        if key in self.vars:
+            return self.vars[key]
+        if key in self.parent:
+            return self.parent[key]
+        rendering = RENDERING.get()
+        if rendering is not None and key in rendering:
+            return rendering[key]
+        return missing
 
 
 # What a plain dict answers as an attribute: nothing else can shadow one of its keys.
@@ -27,6 +48,8 @@ _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 class SandboxEnvironment(ImmutableSandboxedEnvironment):
     """Resolves include/extends/import to the files a render is pinned to, when it is."""
+
+    context_class = RenderContext
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # The context is plain dicts: `protocol.number` reads the key straight away. Jinja would try

@@ -37,10 +37,10 @@ from jinja2 import (
 )
 
 from gateway.config.languages import reads_spanish
-from gateway.rendering.dates import RENDERING, format_date, format_datetime, format_time, formatting_locale
+from gateway.rendering.dates import format_date, format_datetime, format_time, formatting_locale
 from gateway.rendering.lists import or_list
 from gateway.rendering.numbers import grouped, grouped_html
-from gateway.rendering.sandbox import PINNED, BytesLoader, CompiledFile, SandboxEnvironment
+from gateway.rendering.sandbox import PINNED, RENDERING, BytesLoader, CompiledFile, SandboxEnvironment
 from gateway.rendering.sms import SmsInfo, clean_spaces, sms_info, transliterate_gsm7
 from gateway.rendering.whatsapp import WhatsAppSpec, WhatsAppSpecError, parse_spec
 
