@@ -118,6 +118,7 @@ async def test_the_contacts_on_record_are_told_where_the_history_went(gw):
     assert [(n.template, n.channel, n.recipient) for n in notices] == [
         ("history_sent_elsewhere", "email", "maria@example.com"),
         ("history_sent_elsewhere", "sms", "+5511987654321")]
+    assert [n.reason for n in notices] == ["a resend went to an address not on record"] * 2  # the console shows why
     for notice in notices:
         assert "m***@attacker.example" in notice.body_text and ELSEWHERE not in notice.body_text
         assert (grouped(number) if notice.channel == "email" else number) in notice.body_text

@@ -57,12 +57,12 @@ class MessageBuilder:
         return self._render(protocol, template, channel, recipient, now, reason, self.context(protocol, **extra))
 
     def render_each(self, protocol: Protocol, template: str, targets: Sequence[tuple[str, str]], now: datetime,
-                    **extra: Any) -> list[Notification]:
+                    *, reason: str | None = None, **extra: Any) -> list[Notification]:
         """One notification per (channel, recipient), from one context: an event tells the consumer
         by each channel chosen at the opening, and the context (the page link's HMAC, whether the
         phone takes SMS) is the same for all of them."""
         context = self.context(protocol, **extra) if targets else {}
-        return [self._render(protocol, template, channel, recipient, now, None, context)
+        return [self._render(protocol, template, channel, recipient, now, reason, context)
                 for channel, recipient in targets]
 
     def _render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime,
