@@ -201,6 +201,24 @@ def test_macros_imported_without_context_read_the_render_that_calls_them(tmp_pat
     assert (caught.value.file, caught.value.variable) == ("_parts/say.j2", "company")
 
 
+def test_a_module_shared_between_renders_never_keeps_one_consumers_data(tmp_path: Path) -> None:
+    # Imported without context, a file's module is built once and kept: its top level must not
+    # read the render that happens to build it, or the next consumer would get the first one's
+    # name. Macros read each render's own; a top level that reads a render's names is an error.
+    templates = write(tmp_path, {
+        "_parts/hi.j2": "{% macro hi() %}Olá {{ consumer.name }}{% endmacro %}",
+        "_parts/kept.j2": "{% set hello = 'Olá ' ~ consumer.name %}{% macro hi() %}{{ hello }}{% endmacro %}",
+        "t/pt-BR/sms.j2": '{% import "_parts/hi.j2" as say %}{{ say.hi() }}',
+        "u/pt-BR/sms.j2": '{% import "_parts/kept.j2" as say %}{{ say.hi() }}',
+    })
+    shown = [templates.render("t", "sms", "pt-BR", {"consumer": {"name": name}}).text for name in ("Maria", "João")]
+    assert shown == ["Olá Maria", "Olá João"]
+    for name in ("Maria", "João"):
+        with pytest.raises(TemplateError) as caught:
+            templates.render("u", "sms", "pt-BR", {"consumer": {"name": name}})
+        assert (caught.value.file, caught.value.variable) == ("_parts/kept.j2", "consumer")
+
+
 def test_shipped_templates_import_the_ask_sentences_once_per_file(shipped: Templates, sample: dict[str, Any]) -> None:
     # `with context` would build the module again on every render (13 % of rendering an opening by email and SMS).
     importing = [p for p in SHIPPED.rglob("*.j2") if "_partials/" in p.read_text(encoding="utf-8")

@@ -90,9 +90,17 @@ class CompiledFile(Template):
         # names are taken once.
         if self._global_names is None:
             self._global_names = frozenset(self.globals)
-        if ctx is not None and ctx.globals_keys - self._global_names:
-            return super()._get_default_module(ctx)
-        return super()._get_default_module()
+        # Built without the render under way: this module is shared by every render (Jinja keeps
+        # it), and a name its top level read from one render's variables (`{% set hello =
+        # consumer.name %}`) would be kept for the next consumer's. Its top level sees what any
+        # import without context sees; its macros, called later, read the render that calls them.
+        building = RENDERING.set(None)
+        try:
+            if ctx is not None and ctx.globals_keys - self._global_names:
+                return super()._get_default_module(ctx)
+            return super()._get_default_module()
+        finally:
+            RENDERING.reset(building)
 
 
 class BytesLoader(FileSystemLoader):
