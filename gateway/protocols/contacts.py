@@ -40,16 +40,11 @@ def normalize_phone(raw: str, region: str | None, *, for_sms: bool, allowed_regi
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _parse(raw: str, region: str) -> phonenumbers.PhoneNumber:
-    # An E.164 number reads the same from every region: one cache entry, whoever asks.
-    return _parse_cached(raw, None if raw.startswith("+") else region)
-
-
 @lru_cache(maxsize=1024)
-def _parse_cached(raw: str, region: str | None) -> phonenumbers.PhoneNumber:
-    """Remembered for the last numbers seen: an event's phone is parsed when it arrives, again
-    to ask whether it takes SMS, and again for every message that offers "text us" (~40 µs
-    each). The object is shared: read it, never change it."""
+def _parse(raw: str, region: str) -> phonenumbers.PhoneNumber:
+    """Remembered for the last numbers seen: an event's phone is parsed when it arrives and
+    again to ask whether it takes SMS (~40 µs each), mostly as the same text from the same
+    region. The object is shared: read it, never change it."""
     return phonenumbers.parse(raw, region)
 
 
