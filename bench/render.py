@@ -39,7 +39,7 @@ from bench.settings import bench_settings
 from gateway.app import build_runtime
 from gateway.protocols.messages import MessageBuilder
 from gateway.rendering.dates import formatting_locale
-from gateway.rendering.sandbox import RENDERING, RenderContext
+from gateway.rendering.sandbox import RenderContext, rendering
 from gateway.store.models import Protocol
 
 TEMPLATE = "protocol_opened"
@@ -80,14 +80,11 @@ def plain_environment(folder: Path, filters: dict[str, Any]) -> Environment:
 def baseline_round(env: Environment, contexts: list[tuple[str, dict[str, Any]]]) -> int:
     rendered = 0
     for locale, context in contexts:
-        token = RENDERING.set(context)  # what the shipped partials' lists and dates read
-        try:
+        with rendering(context):  # what the shipped partials' macros read
             for channel, files in FILES.items():
                 for file in files:
                     env.get_template(f"{TEMPLATE}/{locale}/{file}").render(context)
                 rendered += channel == "sms" or file == files[-1]
-        finally:
-            RENDERING.reset(token)
     return rendered
 
 

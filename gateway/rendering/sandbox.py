@@ -5,18 +5,26 @@ includes pinned to the version a render's hash names.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, Template, TemplateNotFound, TemplateSyntaxError, meta
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    Template,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    meta,
+)
 from jinja2.environment import TemplateModule
 from jinja2.loaders import split_template_path
 from jinja2.runtime import Context, Macro
-from jinja2.utils import missing
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
 
 # The files a render is pinned to: includes resolve to the same compiled version the hash covers.
 PINNED: contextvars.ContextVar[Mapping[str, CompiledFile] | None] = contextvars.ContextVar("pinned", default=None)
@@ -25,6 +33,17 @@ PINNED: contextvars.ContextVar[Mapping[str, CompiledFile] | None] = contextvars.
 # `with context` builds it again each time; its macros still read the calling render's variables
 # (and their filters its locale and zone) through RenderContext.
 RENDERING: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("rendering", default=None)
+
+
+@contextlib.contextmanager
+def rendering(variables: Mapping[str, Any] | None) -> Iterator[None]:
+    """`variables` are the render under way for the block (None: no render, as while a shared
+    module is built)."""
+    token = RENDERING.set(variables)
+    try:
+        yield
+    finally:
+        RENDERING.reset(token)
 
 
 class RenderContext(Context):
@@ -36,9 +55,9 @@ class RenderContext(Context):
             return self.vars[key]
         if key in self.parent:
             return self.parent[key]
-        rendering = RENDERING.get()
-        if rendering is not None and key in rendering:
-            return rendering[key]
+        under_way = RENDERING.get()
+        if under_way is not None and key in under_way:
+            return under_way[key]
         return missing
 
 
@@ -94,13 +113,10 @@ class CompiledFile(Template):
         # it), and a name its top level read from one render's variables (`{% set hello =
         # consumer.name %}`) would be kept for the next consumer's. Its top level sees what any
         # import without context sees; its macros, called later, read the render that calls them.
-        building = RENDERING.set(None)
-        try:
+        with rendering(None):
             if ctx is not None and ctx.globals_keys - self._global_names:
                 return super()._get_default_module(ctx)
             return super()._get_default_module()
-        finally:
-            RENDERING.reset(building)
 
 
 class BytesLoader(FileSystemLoader):

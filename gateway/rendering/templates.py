@@ -40,7 +40,7 @@ from gateway.config.languages import reads_spanish
 from gateway.rendering.dates import format_date, format_datetime, format_time, formatting_locale
 from gateway.rendering.lists import or_list
 from gateway.rendering.numbers import grouped, grouped_html
-from gateway.rendering.sandbox import PINNED, RENDERING, BytesLoader, CompiledFile, SandboxEnvironment
+from gateway.rendering.sandbox import PINNED, BytesLoader, CompiledFile, SandboxEnvironment, rendering
 from gateway.rendering.sms import SmsInfo, clean_spaces, sms_info, transliterate_gsm7
 from gateway.rendering.whatsapp import WhatsAppSpec, WhatsAppSpecError, parse_spec
 
@@ -267,12 +267,8 @@ class Templates:
         resolved = self.page_locale(locale)
         path = f"{PAGES}/{resolved}/{file}"
         context = {**context, "locale": formatting_locale(locale, resolved), "lang": resolved}
-        rendering = RENDERING.set(context)
-        try:
-            with self._reported(path):
-                return self._get(path).render(context)
-        finally:
-            RENDERING.reset(rendering)
+        with rendering(context), self._reported(path):
+            return self._get(path).render(context)
 
     def resolve_locale(self, name: str, locale: str) -> str:
         """The exact locale, else the same one in other case, else its language ("es-ES" ->
@@ -364,14 +360,13 @@ class Templates:
         return version
 
     def _run(self, version: _Version, context: Mapping[str, Any]) -> list[str]:
-        pinned, rendering = PINNED.set(version.files), RENDERING.set(context)
+        token = PINNED.set(version.files)
         try:
             assert version.roots[0].name is not None
-            with self._reported(version.roots[0].name):
+            with rendering(context), self._reported(version.roots[0].name):
                 return [template.render(context) for template in version.roots]
         finally:
-            RENDERING.reset(rendering)
-            PINNED.reset(pinned)
+            PINNED.reset(token)
 
     def _run_or_none(self, version: _Version, context: Mapping[str, Any]) -> list[str] | None:
         try:
