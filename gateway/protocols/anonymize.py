@@ -112,7 +112,7 @@ async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]],
         return set()
     # Emails by their digest (the search's index; migration 0016 dropped the index of the raw
     # address): so an address another live protocol holds in another case counts as in use too.
-    emails = {c for c in contacts if "@" in c}
+    emails = {c for c in contacts if _is_email(c)}
     phones = contacts - emails
     uses = [among(column, phones, sqlite=sqlite) for column in (Protocol.consumer_phone, Protocol.consumer_whatsapp)]
     if emails:
@@ -124,6 +124,12 @@ async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]],
     in_use = {c for row in live for c in (row.consumer_phone, row.consumer_whatsapp) if c}
     in_use |= {c for c in emails if c.casefold() in live_emails}
     return contacts - in_use
+
+
+def _is_email(contact: str) -> bool:
+    """The one rule that splits a batch's contacts: phones are E.164, emails hold an "@" (a postal
+    address given on resend holds neither and goes with the phones, matching no phone column)."""
+    return "@" in contact
 
 
 async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: datetime,
@@ -155,7 +161,7 @@ async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: 
     counts["provider_callbacks"] = (await run(update(ProviderCallback).where(
         within(ProviderCallback.notification_id, notification_ids)).values(payload={}))).rowcount
     inbound = within(InboundMessage.reply_notification_id, notification_ids)
-    phones = {c for c in released if "@" not in c}
+    phones = {c for c in released if not _is_email(c)}
     if phones:
         inbound = or_(inbound, within(InboundMessage.from_phone, phones))
     counts["inbound_messages"] = (await run(update(InboundMessage).where(inbound).values(
