@@ -26,7 +26,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, String, and_, cast, delete, insert, or_, select, text, update
+from sqlalchemy import Row, String, case, cast, delete, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import NotFound
@@ -90,8 +90,12 @@ async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, acto
         return [], {}, held
     # The one audited exception to the append-only record (gateway/store/append_only.py).
     allow_redaction(session, f"anonymization of {len(ids)} protocol(s) by {actor}: retention ended")
-    released = await _released_contacts(session, targets, ids, sqlite)
-    counts = await _scrub(session, ids, released, at, sqlite)
+    # Read once, before any change: the batch's messages give both the addresses they went to
+    # and the scope of the scrub (clearing a recipient must not drop a row from it).
+    notes = (await session.execute(select(Notification.id, Notification.recipient, Notification.audience).where(
+        among(Notification.protocol_id, ids, sqlite=sqlite)))).all()
+    released = await _released_contacts(session, targets, ids, notes, sqlite)
+    counts = await _scrub(session, ids, [n.id for n in notes], released, at, sqlite)
     detail = {"removed": REMOVED, "contacts_released": bool(released)}
     await session.execute(insert(RetentionAudit.__table__), [
         {"at": at, "action": "anonymized", "protocol_id": row.id, "number": row.number, "rule": rules.get(row.id),
@@ -100,11 +104,10 @@ async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, acto
 
 
 async def _released_contacts(session: AsyncSession, targets: Sequence[Row[Any]], ids: list[int],
-                             sqlite: bool) -> set[str]:
+                             notes: Sequence[Row[Any]], sqlite: bool) -> set[str]:
     """The phones and emails of these protocols (and addresses they were sent to) no other live protocol uses."""
     contacts = {c for r in targets for c in (r.consumer_email, r.consumer_phone, r.consumer_whatsapp) if c}
-    contacts |= set((await session.scalars(select(Notification.recipient).where(
-        among(Notification.protocol_id, ids, sqlite=sqlite), Notification.audience == "consumer"))).all())
+    contacts |= {n.recipient for n in notes if n.audience == "consumer"}
     contacts |= set((await session.scalars(select(ConsumerRequest.address).where(
         among(ConsumerRequest.protocol_id, ids, sqlite=sqlite), ConsumerRequest.address.is_not(None)))).all())
     contacts.discard("")
@@ -132,8 +135,8 @@ def _is_email(contact: str) -> bool:
     return "@" in contact
 
 
-async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: datetime,
-                 sqlite: bool) -> dict[str, int]:
+async def _scrub(session: AsyncSession, ids: list[int], notification_ids: list[int], released: set[str],
+                 at: datetime, sqlite: bool) -> dict[str, int]:
     def run(stmt: Any) -> Any:
         return session.execute(stmt.execution_options(synchronize_session=False))
 
@@ -148,13 +151,10 @@ async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: 
         page_token_hash=None))).rowcount  # the consumer's page link stops working
     counts["events"] = (await run(update(Event).where(within(Event.protocol_id, ids)).values(
         data=EVENT_STUB, fingerprint="anonymized"))).rowcount
-    # Messages about no single protocol (a reply to an inbound SMS) sent to a released contact.
-    general = and_(Notification.protocol_id.is_(None), Notification.audience == "consumer",
-                   within(Notification.recipient, released)) if released else None
-    mine = within(Notification.protocol_id, ids)
-    # Fixed before any change: clearing a recipient must not drop a row from the scope.
-    notification_ids = list((await session.scalars(
-        select(Notification.id).where(or_(mine, general) if general is not None else mine))).all())
+    if released:  # and messages about no single protocol (a reply to an inbound SMS) sent to a released contact
+        notification_ids = notification_ids + list((await session.scalars(select(Notification.id).where(
+            Notification.protocol_id.is_(None), Notification.audience == "consumer",
+            within(Notification.recipient, released)))).all())
     scope = within(Notification.id, notification_ids)
     counts["notification_attempts"] = (await run(update(Attempt).where(
         within(Attempt.notification_id, notification_ids), Attempt.error.is_not(None)).values(error=None))).rowcount
@@ -166,8 +166,9 @@ async def _scrub(session: AsyncSession, ids: list[int], released: set[str], at: 
         inbound = or_(inbound, within(InboundMessage.from_phone, phones))
     counts["inbound_messages"] = (await run(update(InboundMessage).where(inbound).values(
         from_phone="", body=""))).rowcount
-    await run(update(Notification).where(scope, Notification.audience == "consumer").values(recipient=""))
+    # One statement: the rows' pages are found and written once (an operations message keeps its recipient).
     counts["notifications"] = (await run(update(Notification).where(scope).values(
+        recipient=case((Notification.audience == "consumer", ""), else_=Notification.recipient),
         subject=None, body_text="", body_html=None, last_error=None, whatsapp_content=None))).rowcount
     counts["consumer_requests"] = (await run(update(ConsumerRequest).where(
         within(ConsumerRequest.protocol_id, ids)).values(address=None))).rowcount
