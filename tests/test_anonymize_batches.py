@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import event, select
 
 from gateway.protocols.anonymize import anonymize
@@ -66,3 +67,29 @@ async def test_a_batch_of_forty_has_no_condition_per_contact(database):
     assert [a.protocol_id for a in audit] == [p.id for p in old]
     assert all(a.action == "anonymized" and a.at == AT and a.rule == "rule" and a.detail["contacts_released"]
                for a in audit)
+
+
+async def test_a_batch_that_fails_midway_changes_nothing(database, monkeypatch):
+    """Each UPDATE of the batch runs `OR FAIL` on SQLite (no statement journal): that is safe only
+    because an error ends the whole transaction, rolled back, and this holds it."""
+    import gateway.protocols.anonymize as anonymize_module
+
+    batch = [_protocol(i) for i in range(3)]
+    await database.transact(lambda session: rows.insert_many(session, batch))
+    reached: list[str] = []
+
+    async def broken(session, released):  # runs after the protocols', events' and messages' UPDATEs
+        reached.append("rate limits")
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(anonymize_module, "_rate_limit_keys", broken)
+    with pytest.raises(RuntimeError):
+        async with database.write() as session:
+            await anonymize(session, [p.id for p in batch], at=AT, actor="test", rules={}, sqlite=database.is_sqlite)
+    assert reached == ["rate limits"]
+    async with database.read() as session:
+        kept = (await session.execute(select(Protocol.status, Protocol.consumer_email, Protocol.consumer_phone)
+                                      .order_by(Protocol.id))).all()
+        audit = (await session.scalars(select(RetentionAudit))).all()
+    assert kept == [("resolved", p.consumer_email, p.consumer_phone) for p in batch]
+    assert audit == []
