@@ -10,10 +10,14 @@
 The store is filled straight through the driver (not the service: that is the ingest bench)
 with a year and a half of br-sac protocols as the service leaves them, one event and two
 sent notifications each: the last 14 days still open, 3 % of the older ones never resolved,
-the rest resolved within 10 days. Then each sweep runs once as of the same instant, in a fresh
-process so that its peak memory (max RSS) is its own: a first (catch-up) run of each deadline
-sweep, a second run that finds nothing new, the digest, the retention notice, the expiry in
-`notify` mode, and the expiry in `anonymize` mode (the records past 2 years and 30 days).
+the rest resolved within 10 days. Ids follow the opening time, as the service gives them, and
+each consumer's phone is unrelated to the id (`rows`); a store kept with `--keep-fill` before
+2026-12-07 drew each protocol's time at random instead, which scattered the protocols a sweep
+takes together over the whole table (bench/README.md, "Fifth round"). Then each sweep runs
+once as of the same instant, in a fresh process so that its peak memory (max RSS) is its own:
+a first (catch-up) run of each deadline sweep, a second run that finds nothing new, the
+digest, the retention notice, the expiry in `notify` mode, and the expiry in `anonymize` mode
+(the records past 2 years and 30 days).
 
 Progress goes to stderr (each sweep's batches as they go, with the seconds since it started); a
 table to stdout and to bench/results/sweeps-<db>-<n>.md (`--out` for another folder).
@@ -35,6 +39,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from array import array
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -79,17 +84,30 @@ def _two_years(value: datetime) -> datetime:
         return value.replace(year=value.year + 2, day=28) + timedelta(days=1)
 
 
-def rows(n: int, seed: int = 1):
-    """(protocol, event, [notifications]) tuples of plain values, id from 1."""
+def rows(n: int, seed: int = 1, *, in_time_order: bool = True):
+    """(protocol, event, [notifications]) tuples of plain values, id from 1.
+
+    In time order, ids follow the opening time as the service gives them (one insert after the
+    other), so the protocols a sweep takes together (by deadline, by end of retention) sit near
+    each other in the tables, as in a real store; `in_time_order=False` draws each protocol's
+    time independently of its id, the fixture of the figures recorded before 2026-12-07 (the
+    search bench keeps it: its figures were measured on it).
+    """
     from gateway.store.models import email_digest
 
     rng = random.Random(seed)
+    if in_time_order:
+        ages = array("q", (rng.randrange(0, SPAN_DAYS * 86400) for _ in range(n)))
+        ages = array("q", sorted(ages, reverse=True))  # the oldest first: id 1 was opened first
     for i in range(1, n + 1):
-        opened = AT - timedelta(seconds=rng.randrange(0, SPAN_DAYS * 86400))
+        age = ages[i - 1] if in_time_order else rng.randrange(0, SPAN_DAYS * 86400)
+        opened = AT - timedelta(seconds=age)
         resolved = None
         if opened < AT - timedelta(days=OPEN_DAYS) and rng.random() > NEVER_RESOLVED:
             resolved = opened + timedelta(seconds=rng.randrange(3600, 10 * 86400))
-        phone = f"+55119{i % 100_000_000:08d}"
+        # Unique, and unrelated to the id (a consumer's number says nothing of when they called):
+        # Knuth's multiplier is coprime with 10^8, so i -> i * it mod 10^8 is a bijection.
+        phone = f"+55119{(i * 2_654_435_761 if in_time_order else i) % 100_000_000:08d}"
         protocol = {
             "id": i, "number": f"{opened:%Y%m%d}{i:08d}0", "issued_by": "gateway",
             "status": "resolved" if resolved else "open", "subject": f"Cobrança indevida {i}", "category": "billing",
