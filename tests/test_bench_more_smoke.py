@@ -1,4 +1,4 @@
-"""`python -m bench.memory --smoke` and `python -m bench.peer --smoke` still run end to end.
+"""The standalone benches (`bench.memory`, `bench.peer`, `bench.render`, `bench.dispatch_cost`) still run end to end.
 
 Like tests/test_bench_smoke.py, they assert that each bench completes, writes its report with
 the rows it should, and that the run's own checks held (every email sent and received, the
@@ -76,3 +76,14 @@ def test_render_smoke_reports_gateway_and_plain_jinja(tmp_path: Path) -> None:
         assert len(figures["rounds_us"]) == 1 and figures["median_us"] > 0
     assert "| gateway: MessageBuilder.render_each, as the ingest |" in text
     assert "| plain Jinja2, same files and filters, context built once (baseline) |" in text
+
+
+def test_dispatch_cost_smoke_reports_the_sdk_and_the_gateways_part(tmp_path: Path) -> None:
+    text, run = run_smoke("bench.dispatch_cost", tmp_path)  # it stops with an error if a variant sent fewer
+
+    for name in ("raw", "twilio", "null"):  # one round of the smoke's 30 SMS, each variant
+        assert len(run["figures"][name]["rounds_us"]) == 1 and run["figures"][name]["median_us"] > 0
+    for label in ("| raw Twilio SDK (create_async) |", "| gateway: dispatcher + TwilioTransport |",
+                  "| gateway: dispatcher + a provider that accepts at once |"):
+        assert label in text
+    assert "SDK ÷ (SDK + gateway's part) = " in text

@@ -1,0 +1,153 @@
+"""`python -m bench.dispatch_cost`: the CPU an SMS costs this process, the gateway's part and the SDK's.
+
+    python -m bench.dispatch_cost                  # 2,000 SMS a round, 5 rounds, SQLite
+    python -m bench.dispatch_cost --messages 5000 --rounds 7
+    python -m bench.dispatch_cost --smoke          # tiny sizes: proves it runs
+
+The SMS drain (`python -m bench --scenarios sms`) compares rates, which move with everything
+else on a shared machine. This bench gives the same drain in CPU time of this process
+(`time.process_time`: every thread, so the SQLite writer's turns too), per message, for three
+variants run in turn each round on the same outbox (a fresh copy each time) and the same fake
+Twilio (bench/twilio_fake.py, a child process):
+
+- the raw Twilio SDK, as the sms scenario's baseline sends (`create_async`, 8 in flight);
+- the gateway's dispatcher with the real `TwilioTransport`, as the sms scenario's gateway;
+- the gateway's dispatcher with a provider that accepts at once (`bench.ingest.NullTransport`):
+  what the gateway adds to a send, claim, record, metrics and log included.
+
+If the gateway's part and the SDK's add up, the drain's rate can reach at most
+SDK ÷ (SDK + gateway's part) of the raw SDK's: the report gives that bound beside the ratio of
+the CPU measured with Twilio. Tables to stdout and to bench/results/dispatch-cost-<date>-<time>.md,
+every round in the .json beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import twilio.rest.api  # noqa: F401  (the SDK imports it at its first message: not inside a timed round)
+
+from bench import standalone
+from bench.databases import SQLiteStore
+from bench.drain import prefill
+from bench.ingest import NullTransport
+from bench.progress import say
+from bench.settings import bench_settings
+from bench.sms import FROM, queued, raw_round
+from bench.twilio_fake import TwilioFakeProcess
+from gateway.app import build_runtime
+from gateway.config import DispatchSettings
+
+VARIANTS = {
+    "raw": "raw Twilio SDK (create_async)",
+    "twilio": "gateway: dispatcher + TwilioTransport",
+    "null": "gateway: dispatcher + a provider that accepts at once",
+}
+
+
+async def _gateway(store: SQLiteStore, template: str, folder: Path, fake: TwilioFakeProcess, *, workers: int,
+                   null: bool) -> tuple[float, int]:
+    """CPU seconds of one drain (only `run_until_idle`, not building the runtime) and the rows sent."""
+    url = await store.clone(template)
+    sms = {"transport": "twilio", "twilio": {"account_sid": fake.account_sid, "auth_token": fake.auth_token,
+                                             "from": FROM, "api_base_url": fake.base_url}}
+    runtime = build_runtime(bench_settings(folder, url, sms=sms, dispatch={"workers": workers}),
+                            transports={c: NullTransport() for c in ("email", "sms", "whatsapp")} if null else None)
+    try:
+        started = time.process_time()
+        await runtime.dispatcher.run_until_idle()
+        cpu = time.process_time() - started
+        sent = await runtime.db.query(_sent)
+    finally:
+        await runtime.aclose()
+        await store.drop(url)
+    return cpu, sent
+
+
+def _sent(session: Any) -> int:
+    from sqlalchemy import func, select
+
+    from gateway.store.models import Notification
+    return int(session.scalar(select(func.count()).where(Notification.status == "sent")))
+
+
+async def measure(messages: int, rounds: int, folder: Path) -> dict[str, Any]:
+    workers = DispatchSettings().workers
+    store = SQLiteStore(folder)
+    figures: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    try:
+        async with TwilioFakeProcess() as fake:
+            say(f"filling an outbox with {messages} SMS (not timed)")
+            template = await store.template("sms", fill=lambda url: prefill(url, folder, messages, channel="sms"))
+            outbox = await queued(template, "sms")
+            for r in range(1, rounds + 1):
+                order = list(VARIANTS)[r % 3:] + list(VARIANTS)[:r % 3]
+                for name in order:
+                    if name == "raw":
+                        started = time.process_time()
+                        row = await raw_round(fake, outbox, workers=workers, database=store.name)
+                        cpu, sent = time.process_time() - started, row["fake_received"]
+                    else:
+                        cpu, sent = await _gateway(store, template, folder, fake, workers=workers, null=name == "null")
+                    if sent != messages:
+                        raise SystemExit(f"{VARIANTS[name]}: {sent} of {messages} SMS sent")
+                    figures[name].append(cpu / messages * 1e6)
+                say(f"round {r}/{rounds}: " + ", ".join(f"{n} {figures[n][-1]:.0f} µs" for n in VARIANTS))
+    finally:
+        await store.close()
+    out: dict[str, Any] = {name: {"rounds_us": [round(v, 1) for v in values],
+                                  "median_us": round(statistics.median(values), 1), "min_us": round(min(values), 1)}
+                           for name, values in figures.items()}
+    out["workers"] = workers
+    return out
+
+
+def markdown(run: dict[str, Any]) -> str:
+    f, a = run["figures"], run["arguments"]
+    raw, twilio, null = (f[n]["median_us"] for n in ("raw", "twilio", "null"))
+    lines = [f"# The CPU an SMS costs {run['started_at']}", "", f"Command: `{run['command']}`", ""]
+    lines += standalone.machine_lines(run["machine"]) + [""]
+    lines += [f"## CPU µs of this process per SMS, SQLite ({a['messages']} a round, {a['rounds']} rounds, "
+              f"{f['workers']} in flight)", "", "| what | median | min | rounds |", "|---|---:|---:|---|"]
+    lines += [f"| {label} | {f[n]['median_us']:.0f} | {f[n]['min_us']:.0f} | "
+              f"{', '.join(f'{v:.0f}' for v in f[n]['rounds_us'])} |" for n, label in VARIANTS.items()]
+    lines += ["", f"- raw SDK ÷ gateway with Twilio, in CPU: {raw / twilio:.0%}",
+              f"- the best the drain's rate can reach while the gateway's part costs {null:.0f} µs: "
+              f"SDK ÷ (SDK + gateway's part) = {raw / (raw + null):.0%} of the raw SDK's", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.dispatch_cost", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--messages", type=int, default=2000, help="SMS a round (default 2000)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of each variant, in turn (default 5)")
+    p.add_argument("--smoke", action="store_true", help="30 SMS, 1 round: proves it runs, measures nothing")
+    standalone.add_out_argument(p)
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.messages, args.rounds = 30, 1
+    if args.messages < 1 or args.rounds < 1:
+        p.error("--messages and --rounds must be at least 1")
+    folder = standalone.out_folder(args.out, args.smoke)
+    run = standalone.start_run("bench.dispatch_cost", argv, {k: v for k, v in vars(args).items() if k != "out"})
+    with tempfile.TemporaryDirectory() as tmp:
+        run["figures"] = asyncio.run(measure(args.messages, args.rounds, Path(tmp)))
+    standalone.finish_run(run)
+    text = markdown(run)
+    print(text)
+    stem = ("smoke-" if args.smoke else "dispatch-cost-") + standalone.stamp(run)
+    table, raw = standalone.write(run, text, folder, stem)
+    say(f"wrote {table} and {raw}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
