@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from gateway.protocols.anonymize import anonymize
 from gateway.protocols.ratelimit import contact_key
 from gateway.store import rows
+from gateway.store.database import Database
 from gateway.store.models import Protocol, ProviderCallback, RateLimit
 from gateway.store.sweep_models import RetentionAudit
 
@@ -93,3 +94,31 @@ async def test_a_batch_that_fails_midway_changes_nothing(database, monkeypatch):
         audit = (await session.scalars(select(RetentionAudit))).all()
     assert kept == [("resolved", p.consumer_email, p.consumer_phone) for p in batch]
     assert audit == []
+
+
+
+async def test_an_update_that_fails_halfway_on_sqlite_changes_nothing(sqlite_url):
+    """On SQLite a statement `OR FAIL` keeps the rows it changed before failing: the rollback of the
+    whole transaction is what undoes them. A trigger makes the protocols' UPDATE fail at its second
+    row. (PostgreSQL undoes a failed statement itself; the test above covers both.)"""
+    database = Database(sqlite_url)
+    try:
+        batch = [_protocol(i) for i in range(3)]
+        await database.transact(lambda session: rows.insert_many(session, batch))
+        second = sorted(p.id for p in batch)[1]
+        with pytest.raises(Exception, match="stopped halfway"):
+            async with database.write() as session:
+                # TEMP: on the writer's connection only, and undone with its transaction.
+                await session.execute(text(
+                    f"CREATE TEMP TRIGGER halfway BEFORE UPDATE ON protocols WHEN old.id = {second} "
+                    "BEGIN SELECT RAISE(FAIL, 'stopped halfway'); END"))
+                await anonymize(session, [p.id for p in batch], at=AT, actor="test", rules={}, sqlite=True)
+        async with database.read() as session:
+            kept = (await session.execute(select(Protocol.status, Protocol.consumer_email)
+                                          .order_by(Protocol.id))).all()
+        triggers = await database.transact(lambda session: session.execute(
+            text("SELECT name FROM sqlite_temp_master WHERE type = 'trigger'")).all())
+    finally:
+        await database.dispose()
+    assert kept == [("resolved", p.consumer_email) for p in batch]
+    assert triggers == []

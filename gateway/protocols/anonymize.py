@@ -72,6 +72,10 @@ async def anonymize(session: AsyncSession, ids: list[int], *, at: datetime, acto
     legal hold placed since they were selected. Contacts (phone, email, addresses given on
     resend) are released (opt-outs, rate-limit keys, inbound SMS, messages about no single
     protocol) only when no other live protocol uses them.
+
+    On any error the caller must roll the whole transaction back (as `Database.write` does),
+    never commit it: on SQLite a statement that fails halfway keeps its earlier rows (`OR FAIL`,
+    see `_scrub`).
     """
     if not ids:
         return [], {}, 0
