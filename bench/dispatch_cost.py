@@ -15,7 +15,8 @@ Twilio (bench/twilio_fake.py, a child process):
 - the gateway's dispatcher with a provider that accepts at once (`bench.ingest.NullTransport`):
   what the gateway adds to a send, claim, record, metrics and log included.
 
-If the gateway's part and the SDK's add up, the drain's rate can reach at most
+Where the drain is bound by this process's CPU (one core: the event loop and the SQLite writer
+share the GIL) and the gateway's part and the SDK's only add up, its rate can reach at most
 SDK ÷ (SDK + gateway's part) of the raw SDK's: the report gives that bound beside the ratio of
 the CPU measured with Twilio. Tables to stdout and to bench/results/dispatch-cost-<date>-<time>.md,
 every round in the .json beside it.
@@ -119,8 +120,9 @@ def markdown(run: dict[str, Any]) -> str:
     lines += [f"| {label} | {f[n]['median_us']:.0f} | {f[n]['min_us']:.0f} | "
               f"{', '.join(f'{v:.0f}' for v in f[n]['rounds_us'])} |" for n, label in VARIANTS.items()]
     lines += ["", f"- raw SDK ÷ gateway with Twilio, in CPU: {raw / twilio:.0%}",
-              f"- the best the drain's rate can reach while the gateway's part costs {null:.0f} µs: "
-              f"SDK ÷ (SDK + gateway's part) = {raw / (raw + null):.0%} of the raw SDK's", ""]
+              f"- if the drain is bound by this process's CPU and the parts add up, the best its rate can "
+              f"reach while the gateway's part costs {null:.0f} µs: SDK ÷ (SDK + gateway's part) = "
+              f"{raw / (raw + null):.0%} of the raw SDK's", ""]
     return "\n".join(lines)
 
 
