@@ -155,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = standalone.out_folder(args.out, args.smoke)
     run = standalone.start_run("bench.render", argv, {k: v for k, v in vars(args).items() if k != "out"})
     run["figures"] = measure(args.events, args.rounds, args.locale)
-    standalone.finish_run(run)
-    text = markdown(run)
-    print(text)
-    table, raw = standalone.write(run, text, folder, ("smoke-" if args.smoke else "render-") + standalone.stamp(run))
-    say(f"wrote {table} and {raw}")
+    standalone.publish(run, markdown, folder, smoke=args.smoke, prefix="render-")
     return 0
 
 

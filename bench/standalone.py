@@ -12,11 +12,13 @@ import re
 import shlex
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bench import machine
+from bench.progress import say
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Smoke figures measure nothing: they stay out of bench/results/.
@@ -71,6 +73,17 @@ def write(run: dict[str, Any], text: str, folder: Path, stem: str) -> tuple[Path
     table.write_text(text, encoding="utf-8")
     raw.write_text(json.dumps(run, indent=2, default=str) + "\n", encoding="utf-8")
     return table, raw
+
+
+def publish(run: dict[str, Any], markdown: Callable[[dict[str, Any]], str], folder: Path, *, smoke: bool,
+            prefix: str) -> None:
+    """Finish the run, print its tables and write them with every figure: `<prefix><stamp>.md`
+    and `.json` (`smoke-<stamp>` for a smoke run)."""
+    finish_run(run)
+    text = markdown(run)
+    print(text)
+    table, raw = write(run, text, folder, ("smoke-" if smoke else prefix) + stamp(run))
+    say(f"wrote {table} and {raw}")
 
 
 def stamp(run: dict[str, Any]) -> str:
