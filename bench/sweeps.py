@@ -44,6 +44,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from bench import machine
 from bench.databases import migrated_sqlite
 
 UTC = timezone.utc
@@ -367,10 +368,12 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "sqlite":
                 size = f", file {Path(handle).stat().st_size / 2**20:,.0f} MiB"
             started = datetime.now(timezone.utc)
+            commit = machine.describe()["commit"]  # which code the figures are of (a copy outside git: unknown)
             load_at_start = os.getloadavg()
             lines = [f"# Sweeps over {args.protocols:,} protocols on {kind}{size}", "",
                      f"As of {AT.isoformat()} ({EARLY:%H:%M}Z for the deadline reminders); {os.cpu_count()} CPUs; Python {sys.version.split()[0]}.",
-                     f"Measured {started:%Y-%m-%d %H:%M} UTC; load average (1, 5, 15 min) at the start "
+                     f"Measured {started:%Y-%m-%d %H:%M} UTC, commit {commit}; "
+                     "load average (1, 5, 15 min) at the start "
                      f"{', '.join(f'{v:.2f}' for v in load_at_start)}, at the end LOAD_AT_END.", "",
                      "| sweep | seconds | peak RSS (MiB) | RSS before the run (MiB) | what it did |", "|---|---:|---:|---:|---|"]
             figures = []
