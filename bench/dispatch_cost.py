@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     run = standalone.start_run("bench.dispatch_cost", argv, {k: v for k, v in vars(args).items() if k != "out"})
     with tempfile.TemporaryDirectory() as tmp:
         run["figures"] = asyncio.run(measure(args.messages, args.rounds, Path(tmp)))
-    standalone.publish(run, markdown, folder, smoke=args.smoke, prefix="dispatch-cost-")
+    standalone.publish(run, markdown, folder, "smoke-" if args.smoke else "dispatch-cost-")
     return 0
 
 

@@ -177,12 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         all_writers = {**writers(module_at(args.before), labels[0]), **all_writers}
     run["labels"], run["note"] = labels, args.note
     run["figures"] = measure(all_writers, args.emails, args.rounds)
-    standalone.finish_run(run)
-    text = markdown(run)
-    stem = ("smoke-" if args.smoke else "mime-") + standalone.stamp(run)
-    table, _ = standalone.write(run, text, args.out, stem)
-    print(text)
-    say(f"report: {table}")
+    standalone.publish(run, markdown, args.out, "smoke-" if args.smoke else "mime-")
     return 0
 
 

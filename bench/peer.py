@@ -342,15 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gateway-bench-peer-") as tmp:
         run["results"], run["sink_port"] = asyncio.run(measure(Path(tmp), emails=args.emails,
                                                                throttled=args.throttled_emails, rounds=args.rounds))
-    standalone.finish_run(run)
     run["summary"] = summarize(run["results"])
     run["verdict"] = verdicts(run["summary"])
     run["checks"] = checks(run)
-    stem = ("smoke-peer-" if args.smoke else "peer-") + standalone.stamp(run)
-    text = markdown(run)
-    table, raw = standalone.write(run, text, args.out, stem)
-    print(text)
-    say(f"wrote {table} and {raw}")
+    standalone.publish(run, markdown, args.out, "smoke-peer-" if args.smoke else "peer-")
     return 0 if all(run["checks"].values()) else 1
 
 

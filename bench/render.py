@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = standalone.out_folder(args.out, args.smoke)
     run = standalone.start_run("bench.render", argv, {k: v for k, v in vars(args).items() if k != "out"})
     run["figures"] = measure(args.events, args.rounds, args.locale)
-    standalone.publish(run, markdown, folder, smoke=args.smoke, prefix="render-")
+    standalone.publish(run, markdown, folder, "smoke-" if args.smoke else "render-")
     return 0
 
 

@@ -75,14 +75,13 @@ def write(run: dict[str, Any], text: str, folder: Path, stem: str) -> tuple[Path
     return table, raw
 
 
-def publish(run: dict[str, Any], markdown: Callable[[dict[str, Any]], str], folder: Path, *, smoke: bool,
-            prefix: str) -> None:
+def publish(run: dict[str, Any], markdown: Callable[[dict[str, Any]], str], folder: Path, prefix: str) -> None:
     """Finish the run, print its tables and write them with every figure: `<prefix><stamp>.md`
-    and `.json` (`smoke-<stamp>` for a smoke run)."""
+    and `.json` (a smoke run's prefix starts `smoke-`)."""
     finish_run(run)
     text = markdown(run)
     print(text)
-    table, raw = write(run, text, folder, ("smoke-" if smoke else prefix) + stamp(run))
+    table, raw = write(run, text, folder, prefix + stamp(run))
     say(f"wrote {table} and {raw}")
 
 
