@@ -91,6 +91,12 @@ class LentConnection:
     def close(self) -> None:
         pass
 
+    def create_function(self, *args: Any, **kwargs: Any) -> None:
+        """Already done: the async pool's connect ran the same dialect's functions (REGEXP, floor)
+        on this connection. The lending engine connects anew for every transaction, and
+        registering a function again replaces it, which SQLite refuses while any statement of the
+        connection is still active ("Error creating function")."""
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
 
@@ -171,7 +177,10 @@ class Database:
             return
         async with self.checkpoint_lock, self.reader.connect() as connection:
             adapted = await connection.get_raw_connection()
-            await adapted.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            # Its cursor closed at once: aiosqlite's thread keeps the last result until its next
+            # job, and a statement left active holds the connection's read mark in the WAL.
+            async with adapted.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)"):
+                pass
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
