@@ -67,6 +67,27 @@ def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, synchronous: str, autoch
         cursor.close()
 
     _begin_with(engine.sync_engine, begin)
+    _reset_when_open(engine)
+
+
+def _reset_when_open(engine: AsyncEngine) -> None:
+    """The pool's rollback on return (its `reset_on_return`, switched off for this engine), only
+    when a transaction is still open on the connection.
+
+    Through aiosqlite the rollback is a trip to the connection's thread and back, and the pool
+    made it on every return, though `transact` and the sessions have always ended their
+    transaction by then: ~0.1 ms of CPU a transaction (of ~0.35 for an empty one), for nothing.
+    Whether sqlite3 has a transaction open is a flag read here, without the trip. A connection
+    given back mid-transaction (its task cancelled, a raw BEGIN left open) is still rolled back,
+    so that the write lock never stays with a connection at rest in the pool.
+    """
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        # Not `asyncio_safe`: the connection is being garbage-collected outside the loop, where
+        # the default reset does nothing either.
+        if state.asyncio_safe and record.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
 
 def _begin_with(engine: Any, begin: str) -> None:
@@ -116,8 +137,9 @@ class Database:
                 create_sqlite_file(path)
             # One writer connection: concurrent writers queue in the pool (cheap, fair)
             # instead of polling SQLite's busy handler. Other processes still meet busy_timeout.
-            self.writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
-            self.reader = create_async_engine(url, pool_size=4, max_overflow=4)
+            self.writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
+                                              pool_reset_on_return=None)
+            self.reader = create_async_engine(url, pool_size=4, max_overflow=4, pool_reset_on_return=None)
             _sqlite_pragmas(self.writer, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous,
                             autocheckpoint=WRITER_AUTOCHECKPOINT_PAGES)
             _sqlite_pragmas(self.reader, begin="BEGIN", synchronous=sqlite_synchronous)
