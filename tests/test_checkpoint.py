@@ -98,17 +98,17 @@ def awaiting(task: asyncio.Task) -> list[str]:
     return names
 
 
-
 @pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
 async def test_a_checkpoint_leaves_no_statement_active_on_its_connection(database, monkeypatch):
     """The checkpoint's cursor is closed at once. Left open, its statement stayed active on the
-    pooled reader until the connection's next job (aiosqlite's thread keeps the last result):
-    it held that reader's place in the WAL, and the next transaction lent that connection,
-    registering SQLAlchemy's functions again, failed ("Error creating function"): a 503."""
+    pooled reader until the connection's next job (aiosqlite's thread keeps the last result),
+    and the next transaction lent that connection, registering SQLAlchemy's functions again,
+    failed ("Error creating function"): a 503."""
     # Registering a function again is refused while any statement of the connection is active:
     # the probe, as the lending engine did before it stopped registering them for every transaction.
     monkeypatch.setattr(LentConnection, "create_function",
                         lambda self, *args, **kwargs: self._connection.create_function(*args, **kwargs))
     for _ in range(3):
         await database.checkpoint()
+        assert database.reader.sync_engine.pool.checkedin() == 1  # one reader: the query below gets it
         assert await database.query(lambda session: session.execute(text("SELECT 1")).scalar()) == 1

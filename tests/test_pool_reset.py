@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import aiosqlite
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, literal, select, text
 
 from gateway.store.database import Database
 
@@ -30,11 +30,12 @@ def rollbacks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 
 async def _connected(url: str, rollbacks: list[int]) -> Database:
-    """A database whose writer and first reader are connected: SQLAlchemy rolls back each new
-    connection once, when it first looks at the server."""
+    """A database whose writer and first reader are connected: SQLAlchemy rolls back an engine's
+    first connection once, when it first looks at the server (which also shows the count works)."""
     db = Database(url)
-    await db.transact(lambda s: None)
-    await db.query(lambda s: None)
+    await db.transact(lambda s: s.connection())
+    await db.query(lambda s: s.connection())
+    assert rollbacks == [1, 1]
     rollbacks.clear()
     return db
 
@@ -62,7 +63,7 @@ async def test_a_connection_given_back_mid_transaction_is_rolled_back(sqlite_url
         engine = db.writer if pool == "writer" else db.reader
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
-            # Outside SQLAlchemy's view, as a task cancelled mid-transaction can leave it.
+            # Outside SQLAlchemy's view: as a raw BEGIN, or a COMMIT that failed, leaves it.
             await raw.driver_connection.execute("BEGIN IMMEDIATE")
             await raw.driver_connection.execute("CREATE TABLE left_open (x)")
         assert rollbacks == [1]
@@ -72,3 +73,23 @@ async def test_a_connection_given_back_mid_transaction_is_rolled_back(sqlite_url
         assert kept == 0
     finally:
         await db.dispose()
+
+
+async def test_lent_sessions_keep_sqlalchemys_functions_and_bear_an_open_statement(sqlite_url: str,
+                                                                                 rollbacks: list[int]) -> None:
+    """The lending engine no longer registers REGEXP and floor for every transaction: the async
+    pool's connect did, on the same connection. Registering them again was refused while any
+    statement of the connection was active; a statement left open no longer matters."""
+    db = await _connected(sqlite_url, rollbacks)
+    try:
+        async with db.reader.connect() as connection:
+            raw = await connection.get_raw_connection()
+            left_open = await raw.driver_connection.execute("SELECT 1 UNION ALL SELECT 2")
+            await left_open.fetchone()  # stepped once, not reset: an active statement
+        assert db.reader.sync_engine.pool.checkedin() == 1  # the one reader: the next query gets it
+        matched = await db.query(lambda s: s.execute(select(literal("protocol").regexp_match("^pro"))).scalar())
+        floored = await db.query(lambda s: s.execute(select(func.floor(2.5))).scalar())
+        await left_open.close()
+    finally:
+        await db.dispose()
+    assert matched == 1 and floored == 2

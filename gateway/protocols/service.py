@@ -226,6 +226,10 @@ class ProtocolService:
         if raw is not None:
             found = sqlite_driver.query_one(raw, _SQLITE_SAME_EVENT, (event.source, event.id))
             return None if found is None else (found[0], sqlite_driver.json_value(found[1]))
+        # A Core select does not autoflush as the entity's did: flushed here all the same, so that
+        # an object an earlier event of a shared transaction left pending fails in this one, which
+        # runs the batch again with savepoints (store/group_commit.py), not at the COMMIT.
+        session.flush()
         previous = session.execute(_SAME_EVENT, {"source": event.source, "event_id": event.id}).first()
         return None if previous is None else (previous.fingerprint, previous.answer)
 

@@ -75,19 +75,32 @@ def _reset_when_open(engine: AsyncEngine) -> None:
     when a transaction is still open on the connection.
 
     Through aiosqlite the rollback is a trip to the connection's thread and back, and the pool
-    made it on every return, though `transact` and the sessions have always ended their
-    transaction by then: ~0.1 ms of CPU a transaction (of ~0.35 for an empty one), for nothing.
-    Whether sqlite3 has a transaction open is a flag read here, without the trip. A connection
-    given back mid-transaction (its task cancelled, a raw BEGIN left open) is still rolled back,
-    so that the write lock never stays with a connection at rest in the pool.
+    made it on every return, though `transact`, `query` and the sessions have always ended
+    their transaction by then: ~0.1 ms of CPU a transaction, for nothing (`python -m
+    bench.transactions`). Whether sqlite3 has a transaction open is a flag, read here on the
+    loop without the trip, while the connection's thread is idle: only a job whose caller was
+    cancelled may still run there, and that job ends its own transaction. A connection given
+    back with a transaction open (a raw BEGIN, a COMMIT that failed) is still rolled back: on
+    the writer the write lock, on a reader its snapshot of the WAL, never stays with a
+    connection at rest in the pool.
     """
 
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, record: Any, state: Any) -> None:
         # Not `asyncio_safe`: the connection is being garbage-collected outside the loop, where
         # the default reset does nothing either.
-        if state.asyncio_safe and record.driver_connection.in_transaction:
+        if state.asyncio_safe and _transaction_open(record):
             dbapi_connection.rollback()
+
+
+def _transaction_open(record: Any) -> bool:
+    connection = record.driver_connection if record is not None else None  # None: detached
+    if connection is None:
+        return True  # nothing to read the flag from: roll back, as the default reset would
+    try:
+        return bool(connection.in_transaction)  # aiosqlite's property: sqlite3's own flag
+    except ValueError:  # aiosqlite's connection already closed: nothing left to roll back
+        return False
 
 
 def _begin_with(engine: Any, begin: str) -> None:
@@ -114,9 +127,9 @@ class LentConnection:
 
     def create_function(self, *args: Any, **kwargs: Any) -> None:
         """Already done: the async pool's connect ran the same dialect's functions (REGEXP, floor)
-        on this connection. The lending engine connects anew for every transaction, and
-        registering a function again replaces it, which SQLite refuses while any statement of the
-        connection is still active ("Error creating function")."""
+        on this connection before lending it. The lending engine connects anew for every
+        transaction, and registering a function again replaces it, which SQLite refuses while
+        any statement of the connection is still active ("Error creating function")."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
@@ -174,7 +187,9 @@ class Database:
         """Run `fn(session)` as one write transaction, committed when it returns.
 
         `fn` must not await or block on anything but the database: on SQLite it runs in the
-        writer connection's thread, and the writer is held for all of it.
+        writer connection's thread, and the writer is held for all of it. It returns plain
+        values, never a `Result` still to be read: aiosqlite's thread keeps the last return
+        value until its next job, and a statement left active holds the connection.
         """
         if not self.is_sqlite:
             async with self.write() as session:
@@ -200,7 +215,7 @@ class Database:
         async with self.checkpoint_lock, self.reader.connect() as connection:
             adapted = await connection.get_raw_connection()
             # Its cursor closed at once: aiosqlite's thread keeps the last result until its next
-            # job, and a statement left active holds the connection's read mark in the WAL.
+            # job, and the statement would stay active on the connection meanwhile.
             async with adapted.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)"):
                 pass
 
