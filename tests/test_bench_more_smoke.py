@@ -1,4 +1,5 @@
-"""The standalone benches (`bench.memory`, `bench.peer`, `bench.render`, `bench.dispatch_cost`) still run end to end.
+"""The standalone benches (`bench.memory`, `bench.peer`, `bench.render`, `bench.dispatch_cost`,
+`bench.transactions`) still run end to end.
 
 Like tests/test_bench_smoke.py, they assert that each bench completes, writes its report with
 the rows it should, and that the run's own checks held (every email sent and received, the
@@ -89,3 +90,17 @@ def test_dispatch_cost_smoke_reports_the_sdk_and_the_gateways_part(tmp_path: Pat
                   "| gateway: dispatcher + a provider that accepts at once |"):
         assert label in text
     assert "SDK ÷ (SDK + gateway's part) = " in text
+
+
+def test_transactions_smoke_reports_the_gateways_transactions_and_aiosqlites(tmp_path: Path) -> None:
+    text, run = run_smoke("bench.transactions", tmp_path)
+
+    for name in ("transact", "query", "read", "aiosqlite", "trip"):  # one round of the smoke's 30, each
+        assert len(run["figures"][name]["rounds_us"]) == 1 and run["figures"][name]["median_us"] > 0
+    for label in ("| gateway: Database.transact (write), BEGIN IMMEDIATE and COMMIT |",
+                  "| gateway: Database.query (read), BEGIN and COMMIT |",
+                  "| gateway: Database.read (AsyncSession), SELECT 1 |",
+                  "| aiosqlite alone: BEGIN IMMEDIATE, COMMIT (a trip each) |",
+                  "| aiosqlite alone: one trip running nothing |"):
+        assert label in text
+    assert "- Database.transact ÷ aiosqlite's BEGIN IMMEDIATE + COMMIT: " in text
