@@ -94,7 +94,11 @@ async def gateway_round(store: Store, template: str, folder: Path, *, clients: i
     runner, port = await start(runtime, HOST, 0)
     try:
         key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
+        # CPU time of this process (the gateway; the load generator is a child): steadier than the
+        # rate on a shared machine, and what decides the rate once the process fills its core.
+        cpu_started = time.process_time()
         result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label=label)
+        cpu_s = time.process_time() - cpu_started
     finally:
         await runner.cleanup()  # stops the dispatcher and closes the runtime
         await store.drop(url)
@@ -103,7 +107,8 @@ async def gateway_round(store: Store, template: str, folder: Path, *, clients: i
         say(f"{label}: {events - accepted} requests not accepted, e.g. {result['errors'][0]}")
     return figures(store.name, GATEWAY if group_commit else ONE_COMMIT, clients, events, result["elapsed"],
                    result["latencies"],
-                   events - accepted, dispatcher=dispatcher, statuses=result["statuses"])
+                   events - accepted, dispatcher=dispatcher, statuses=result["statuses"],
+                   cpu_us_per_event=cpu_s / accepted * 1e6 if accepted else float("nan"))
 
 
 def _event_row(protocol_id: int, event_id: str, n: int, now: datetime) -> dict[str, Any]:
@@ -173,7 +178,9 @@ async def raw_round(store: Store, template: str, *, clients: int, events: int, l
     try:
         runner, port = await serve(server, HOST)
         try:
+            cpu_started = time.process_time()  # this process, as for the gateway
             result = await _load(f"http://{HOST}:{port}", "-", clients=clients, events=events, label=label)
+            cpu_s = time.process_time() - cpu_started
         finally:
             await runner.cleanup()
         written = await server.rows() - clients  # the load generator's untimed warm-up, one event per client
@@ -184,7 +191,7 @@ async def raw_round(store: Store, template: str, *, clients: int, events: int, l
     if result["errors"]:
         say(f"{label}: {events - accepted} requests not accepted, e.g. {result['errors'][0]}")
     return figures(store.name, RAW, clients, events, result["elapsed"], result["latencies"], events - accepted,
-                   rows_written=written)
+                   rows_written=written, cpu_us_per_event=cpu_s / accepted * 1e6 if accepted else float("nan"))
 
 
 async def run_ingest(stores: list[Store], folder: Path, *, clients: list[int], events: int, rounds: int,
