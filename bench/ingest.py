@@ -73,8 +73,16 @@ def figures(database: str, what: str, clients: int, count: int, elapsed: float, 
 
 
 async def _load(url: str, key: str, *, clients: int, events: int, label: str) -> dict[str, Any]:
-    return await run_generator({"url": url, "key": key, "events": events, "clients": clients, "prefix": label,
-                                "label": label})
+    """The load generator's result, with `cpu_s`: this process's CPU time from its `go` (after the
+    warm-up, whose first renders and compiles a running daemon has behind it) to its result."""
+    went: list[float] = []
+
+    async def go() -> None:
+        went.append(time.process_time())
+
+    result = await run_generator({"url": url, "key": key, "events": events, "clients": clients, "prefix": label,
+                                  "label": label}, before_go=go)
+    return {**result, "cpu_s": time.process_time() - went[0]}
 
 
 GATEWAY = "gateway"
@@ -94,11 +102,9 @@ async def gateway_round(store: Store, template: str, folder: Path, *, clients: i
     runner, port = await start(runtime, HOST, 0)
     try:
         key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
-        # CPU time of this process (the gateway; the load generator is a child): steadier than the
-        # rate on a shared machine, and what decides the rate once the process fills its core.
-        cpu_started = time.process_time()
+        # result["cpu_s"]: the CPU time of this process (the gateway; the load generator is a child),
+        # steadier than the rate on a shared machine and what bounds it once the process fills its core.
         result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label=label)
-        cpu_s = time.process_time() - cpu_started
     finally:
         await runner.cleanup()  # stops the dispatcher and closes the runtime
         await store.drop(url)
@@ -108,7 +114,7 @@ async def gateway_round(store: Store, template: str, folder: Path, *, clients: i
     return figures(store.name, GATEWAY if group_commit else ONE_COMMIT, clients, events, result["elapsed"],
                    result["latencies"],
                    events - accepted, dispatcher=dispatcher, statuses=result["statuses"],
-                   cpu_us_per_event=cpu_s / accepted * 1e6 if accepted else float("nan"))
+                   cpu_us_per_event=result["cpu_s"] / accepted * 1e6 if accepted else float("nan"))
 
 
 def _event_row(protocol_id: int, event_id: str, n: int, now: datetime) -> dict[str, Any]:
@@ -178,9 +184,7 @@ async def raw_round(store: Store, template: str, *, clients: int, events: int, l
     try:
         runner, port = await serve(server, HOST)
         try:
-            cpu_started = time.process_time()  # this process, as for the gateway
             result = await _load(f"http://{HOST}:{port}", "-", clients=clients, events=events, label=label)
-            cpu_s = time.process_time() - cpu_started
         finally:
             await runner.cleanup()
         written = await server.rows() - clients  # the load generator's untimed warm-up, one event per client
@@ -191,7 +195,8 @@ async def raw_round(store: Store, template: str, *, clients: int, events: int, l
     if result["errors"]:
         say(f"{label}: {events - accepted} requests not accepted, e.g. {result['errors'][0]}")
     return figures(store.name, RAW, clients, events, result["elapsed"], result["latencies"], events - accepted,
-                   rows_written=written, cpu_us_per_event=cpu_s / accepted * 1e6 if accepted else float("nan"))
+                   rows_written=written,
+                   cpu_us_per_event=result["cpu_s"] / accepted * 1e6 if accepted else float("nan"))
 
 
 async def run_ingest(stores: list[Store], folder: Path, *, clients: list[int], events: int, rounds: int,
