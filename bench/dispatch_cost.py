@@ -24,11 +24,8 @@ every round in the .json beside it.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -127,24 +124,10 @@ def markdown(run: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.dispatch_cost", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--messages", type=int, default=2000, help="SMS a round (default 2000)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds of each variant, in turn (default 5)")
-    p.add_argument("--smoke", action="store_true", help="30 SMS, 1 round: proves it runs, measures nothing")
-    standalone.add_out_argument(p)
-    args = p.parse_args(argv)
-    if args.smoke:
-        args.messages, args.rounds = 30, 1
-    if args.messages < 1 or args.rounds < 1:
-        p.error("--messages and --rounds must be at least 1")
-    folder = standalone.out_folder(args.out, args.smoke)
-    run = standalone.start_run("bench.dispatch_cost", argv, {k: v for k, v in vars(args).items() if k != "out"})
-    with tempfile.TemporaryDirectory() as tmp:
-        run["figures"] = asyncio.run(measure(args.messages, args.rounds, Path(tmp)))
-    standalone.publish(run, markdown, folder, "smoke-" if args.smoke else "dispatch-cost-")
-    return 0
-
+    args = standalone.sized_arguments(argv, prog="bench.dispatch_cost", doc=__doc__, size="messages", default=2000,
+                                      what="SMS", rounds=5, order="in turn", smoke=(30, 1))
+    run = standalone.in_temporary_folder(lambda folder: measure(args.messages, args.rounds, folder))
+    return standalone.measured("bench.dispatch_cost", argv, args, run, markdown, "dispatch-cost-")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,7 +21,6 @@ bench/results/render-<date>-<time>.md, every round in the .json beside it.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -140,24 +139,12 @@ def markdown(run: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.render", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--events", type=int, default=2000, help="events a round (default 2000)")
-    p.add_argument("--rounds", type=int, default=7, help="rounds of each variant, alternating (default 7)")
-    p.add_argument("--locale", default="pt-BR", help="the consumers' locale (default pt-BR)")
-    p.add_argument("--smoke", action="store_true", help="20 events, 1 round: proves it runs, measures nothing")
-    standalone.add_out_argument(p)
-    args = p.parse_args(argv)
-    if args.smoke:
-        args.events, args.rounds = 20, 1
-    if args.events < 1 or args.rounds < 1:
-        p.error("--events and --rounds must be at least 1")
-    folder = standalone.out_folder(args.out, args.smoke)
-    run = standalone.start_run("bench.render", argv, {k: v for k, v in vars(args).items() if k != "out"})
-    run["figures"] = measure(args.events, args.rounds, args.locale)
-    standalone.publish(run, markdown, folder, "smoke-" if args.smoke else "render-")
-    return 0
-
+    args = standalone.sized_arguments(
+        argv, prog="bench.render", doc=__doc__, size="events", default=2000, what="events", rounds=7,
+        order="alternating", smoke=(20, 1),
+        more=lambda p: p.add_argument("--locale", default="pt-BR", help="the consumers' locale (default pt-BR)"))
+    return standalone.measured("bench.render", argv, args, lambda: measure(args.events, args.rounds, args.locale),
+                               markdown, "render-")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,6 @@
-"""What the standalone benches (`bench.memory`, `bench.peer`) share: the run's header and where it goes.
+"""What the standalone benches (`bench.memory`, `bench.peer`, the CPU benches) share: the run's
+header and where it goes; for the CPU benches (`bench.render`, `bench.dispatch_cost`,
+`bench.transactions`) also their options and their run.
 
 Each writes `bench/results/<stem>.md` (the tables) and `<stem>.json` (every figure) like
 `python -m bench` does; a `--smoke` run measures nothing and writes to the temporary folder.
@@ -7,12 +9,13 @@ Each writes `bench/results/<stem>.md` (the tables) and `<stem>.json` (every figu
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import shlex
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,49 @@ def machine_lines(info: dict[str, Any], *, extra_libraries: dict[str, str] | Non
 def add_out_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"where the report goes (default {RESULTS}; with --smoke, {SMOKE_RESULTS})")
+
+
+def sized_arguments(argv: list[str] | None, *, prog: str, doc: str | None, size: str, default: int, what: str,
+                    rounds: int, order: str, smoke: tuple[int, int],
+                    more: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The options of a CPU bench: `--<size>` (`what` a round), `--rounds`, what `more` adds,
+    `--smoke` and `--out`; a smoke run gets `smoke`'s (size, rounds), and a size under 1 is refused."""
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(f"--{size}", type=int, default=default, help=f"{what} a round (default {default})")
+    p.add_argument("--rounds", type=int, default=rounds, help=f"rounds of each variant, {order} (default {rounds})")
+    if more is not None:
+        more(p)
+    p.add_argument("--smoke", action="store_true",
+                   help=f"{smoke[0]} {what}, {smoke[1]} round: proves it runs, measures nothing")
+    add_out_argument(p)
+    args = p.parse_args(argv)
+    if args.smoke:
+        setattr(args, size, smoke[0])
+        args.rounds = smoke[1]
+    if getattr(args, size) < 1 or args.rounds < 1:
+        p.error(f"--{size} and --rounds must be at least 1")
+    return args
+
+
+def in_temporary_folder(measure: Callable[[Path], Awaitable[Any]]) -> Callable[[], Any]:
+    """`measure(folder)` run to its end in a temporary folder of its own, removed afterwards."""
+
+    def run() -> Any:
+        with tempfile.TemporaryDirectory() as tmp:
+            return asyncio.run(measure(Path(tmp)))
+
+    return run
+
+
+def measured(prog: str, argv: list[str] | None, args: argparse.Namespace, measure: Callable[[], Any],
+             markdown: Callable[[dict[str, Any]], str], prefix: str) -> int:
+    """Run a CPU bench's `measure()` under the run's header, then print and write its report."""
+    folder = out_folder(args.out, args.smoke)
+    run = start_run(prog, argv, {k: v for k, v in vars(args).items() if k != "out"})
+    run["figures"] = measure()
+    publish(run, markdown, folder, "smoke-" if args.smoke else prefix)
+    return 0
 
 
 def out_folder(out: Path | None, smoke: bool) -> Path:

@@ -25,11 +25,8 @@ bench/results/transactions-<date>-<time>.md, every round in the .json beside it.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -116,24 +113,10 @@ def markdown(run: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.transactions", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--transactions", type=int, default=3000, help="transactions a round, each variant (default 3000)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds of each variant, in turn (default 5)")
-    p.add_argument("--smoke", action="store_true", help="30 transactions, 1 round: proves it runs, measures nothing")
-    standalone.add_out_argument(p)
-    args = p.parse_args(argv)
-    if args.smoke:
-        args.transactions, args.rounds = 30, 1
-    if args.transactions < 1 or args.rounds < 1:
-        p.error("--transactions and --rounds must be at least 1")
-    folder = standalone.out_folder(args.out, args.smoke)
-    run = standalone.start_run("bench.transactions", argv, {k: v for k, v in vars(args).items() if k != "out"})
-    with tempfile.TemporaryDirectory() as tmp:
-        run["figures"] = asyncio.run(measure(args.transactions, args.rounds, Path(tmp)))
-    standalone.publish(run, markdown, folder, "smoke-" if args.smoke else "transactions-")
-    return 0
-
+    args = standalone.sized_arguments(argv, prog="bench.transactions", doc=__doc__, size="transactions",
+                                      default=3000, what="transactions", rounds=5, order="in turn", smoke=(30, 1))
+    run = standalone.in_temporary_folder(lambda folder: measure(args.transactions, args.rounds, folder))
+    return standalone.measured("bench.transactions", argv, args, run, markdown, "transactions-")
 
 if __name__ == "__main__":
     sys.exit(main())
