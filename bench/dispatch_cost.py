@@ -24,7 +24,6 @@ every round in the .json beside it.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -86,8 +85,7 @@ async def measure(messages: int, rounds: int, folder: Path) -> dict[str, Any]:
             template = await store.template("sms", fill=lambda url: prefill(url, folder, messages, channel="sms"))
             outbox = await queued(template, "sms")
             for r in range(1, rounds + 1):
-                order = list(VARIANTS)[r % 3:] + list(VARIANTS)[:r % 3]
-                for name in order:
+                for name in standalone.in_turn(VARIANTS, r):
                     if name == "raw":
                         started = time.process_time()
                         row = await raw_round(fake, outbox, workers=workers, database=store.name)
@@ -100,9 +98,7 @@ async def measure(messages: int, rounds: int, folder: Path) -> dict[str, Any]:
                 say(f"round {r}/{rounds}: " + ", ".join(f"{n} {figures[n][-1]:.0f} µs" for n in VARIANTS))
     finally:
         await store.close()
-    out: dict[str, Any] = {name: {"rounds_us": [round(v, 1) for v in values],
-                                  "median_us": round(statistics.median(values), 1), "min_us": round(min(values), 1)}
-                           for name, values in figures.items()}
+    out: dict[str, Any] = standalone.cpu_summary(figures)
     out["workers"] = workers
     return out
 
@@ -113,9 +109,8 @@ def markdown(run: dict[str, Any]) -> str:
     lines = [f"# The CPU an SMS costs {run['started_at']}", "", f"Command: `{run['command']}`", ""]
     lines += standalone.machine_lines(run["machine"]) + [""]
     lines += [f"## CPU µs of this process per SMS, SQLite ({a['messages']} a round, {a['rounds']} rounds, "
-              f"{f['workers']} in flight)", "", "| what | median | min | rounds |", "|---|---:|---:|---|"]
-    lines += [f"| {label} | {f[n]['median_us']:.0f} | {f[n]['min_us']:.0f} | "
-              f"{', '.join(f'{v:.0f}' for v in f[n]['rounds_us'])} |" for n, label in VARIANTS.items()]
+              f"{f['workers']} in flight)", ""]
+    lines += standalone.cpu_table(f, VARIANTS)
     lines += ["", f"- raw SDK ÷ gateway with Twilio, in CPU: {raw / twilio:.0%}",
               f"- if the drain is bound by this process's CPU and the parts add up, the best its rate can "
               f"reach while the gateway's part costs {null:.0f} µs: SDK ÷ (SDK + gateway's part) = "
@@ -128,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                                       what="SMS", rounds=5, order="in turn", smoke=(30, 1))
     run = standalone.in_temporary_folder(lambda folder: measure(args.messages, args.rounds, folder))
     return standalone.measured("bench.dispatch_cost", argv, args, run, markdown, "dispatch-cost-")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,7 +21,6 @@ bench/results/render-<date>-<time>.md, every round in the .json beside it.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 import time
@@ -116,8 +115,7 @@ def measure(events: int, rounds: int, locale: str) -> dict[str, Any]:
                 figures[what].append(seconds / events * 1e6)
             say(f"round {r}/{rounds}: gateway {figures['gateway'][-1]:.0f} µs, "
                 f"plain Jinja2 {figures['baseline'][-1]:.0f} µs an event")
-    return {what: {"rounds_us": [round(v, 1) for v in values], "median_us": round(statistics.median(values), 1),
-                   "min_us": round(min(values), 1)} for what, values in figures.items()}
+    return standalone.cpu_summary(figures)
 
 
 def markdown(run: dict[str, Any]) -> str:
@@ -145,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         more=lambda p: p.add_argument("--locale", default="pt-BR", help="the consumers' locale (default pt-BR)"))
     return standalone.measured("bench.render", argv, args, lambda: measure(args.events, args.rounds, args.locale),
                                markdown, "render-")
+
 
 if __name__ == "__main__":
     sys.exit(main())

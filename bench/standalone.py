@@ -13,9 +13,10 @@ import asyncio
 import json
 import re
 import shlex
+import statistics
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,26 @@ def measured(prog: str, argv: list[str] | None, args: argparse.Namespace, measur
     run["figures"] = measure()
     publish(run, markdown, folder, "smoke-" if args.smoke else prefix)
     return 0
+
+
+def in_turn(variants: Iterable[str], r: int) -> list[str]:
+    """The variants in the order of round `r`: each round starts one further along, so that none
+    always runs first (on a warmer or a colder machine)."""
+    names = list(variants)
+    return names[r % len(names):] + names[:r % len(names)]
+
+
+def cpu_summary(figures: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    """Each variant's CPU µs: every round, the median and the minimum (what the report shows)."""
+    return {name: {"rounds_us": [round(v, 1) for v in values], "median_us": round(statistics.median(values), 1),
+                   "min_us": round(min(values), 1)} for name, values in figures.items()}
+
+
+def cpu_table(summary: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    """A row a variant of `cpu_summary`'s figures: median, minimum and every round."""
+    return ["| what | median | min | rounds |", "|---|---:|---:|---|"] + [
+        f"| {label} | {summary[n]['median_us']:.0f} | {summary[n]['min_us']:.0f} | "
+        f"{', '.join(f'{v:.0f}' for v in summary[n]['rounds_us'])} |" for n, label in labels.items()]
 
 
 def out_folder(out: Path | None, smoke: bool) -> Path:

@@ -98,8 +98,8 @@ def rows(n: int, seed: int = 1, *, in_time_order: bool = True):
 
     rng = random.Random(seed)
     if in_time_order:
-        ages = array("q", (rng.randrange(0, SPAN_DAYS * 86400) for _ in range(n)))
-        ages = array("q", sorted(ages, reverse=True))  # the oldest first: id 1 was opened first
+        # The oldest first: id 1 was opened first.
+        ages = array("q", sorted((rng.randrange(0, SPAN_DAYS * 86400) for _ in range(n)), reverse=True))
     for i in range(1, n + 1):
         age = ages[i - 1] if in_time_order else rng.randrange(0, SPAN_DAYS * 86400)
         opened = AT - timedelta(seconds=age)

@@ -25,7 +25,6 @@ bench/results/transactions-<date>-<time>.md, every round in the .json beside it.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -88,25 +87,21 @@ async def measure(transactions: int, rounds: int, folder: Path) -> dict[str, Any
         for call in calls.values():  # connect, warm: not timed
             await _cpu_per(50, call)
         for r in range(1, rounds + 1):
-            order = list(VARIANTS)[r % len(VARIANTS):] + list(VARIANTS)[:r % len(VARIANTS)]
-            for name in order:
+            for name in standalone.in_turn(VARIANTS, r):
                 figures[name].append(await _cpu_per(transactions, calls[name]))
             say(f"round {r}/{rounds}: " + ", ".join(f"{n} {figures[n][-1]:.0f} µs" for n in VARIANTS))
     finally:
         await raw.close()
         await db.dispose()
-    return {name: {"rounds_us": [round(v, 1) for v in values], "median_us": round(statistics.median(values), 1),
-                   "min_us": round(min(values), 1)} for name, values in figures.items()}
+    return standalone.cpu_summary(figures)
 
 
 def markdown(run: dict[str, Any]) -> str:
     f, a = run["figures"], run["arguments"]
     lines = [f"# The CPU of an empty SQLite transaction {run['started_at']}", "", f"Command: `{run['command']}`", ""]
     lines += standalone.machine_lines(run["machine"]) + [""]
-    lines += [f"## CPU µs of this process per transaction ({a['transactions']} a round, {a['rounds']} rounds)", "",
-              "| what | median | min | rounds |", "|---|---:|---:|---|"]
-    lines += [f"| {label} | {f[n]['median_us']:.0f} | {f[n]['min_us']:.0f} | "
-              f"{', '.join(f'{v:.0f}' for v in f[n]['rounds_us'])} |" for n, label in VARIANTS.items()]
+    lines += [f"## CPU µs of this process per transaction ({a['transactions']} a round, {a['rounds']} rounds)", ""]
+    lines += standalone.cpu_table(f, VARIANTS)
     lines += ["", f"- Database.transact ÷ aiosqlite's BEGIN IMMEDIATE + COMMIT: "
               f"{f['transact']['median_us'] / f['aiosqlite']['median_us']:.2f}×", ""]
     return "\n".join(lines)
@@ -117,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                                       default=3000, what="transactions", rounds=5, order="in turn", smoke=(30, 1))
     run = standalone.in_temporary_folder(lambda folder: measure(args.transactions, args.rounds, folder))
     return standalone.measured("bench.transactions", argv, args, run, markdown, "transactions-")
+
 
 if __name__ == "__main__":
     sys.exit(main())
