@@ -96,7 +96,6 @@ async def test_a_batch_that_fails_midway_changes_nothing(database, monkeypatch):
     assert audit == []
 
 
-
 async def test_an_update_that_fails_halfway_on_sqlite_changes_nothing(sqlite_url):
     """On SQLite a statement `OR FAIL` keeps the rows it changed before failing: the rollback of the
     whole transaction is what undoes them. A trigger makes the protocols' UPDATE fail at its second
