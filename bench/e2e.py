@@ -34,11 +34,12 @@ from bench.child import run_generator
 from bench.databases import PostgresStore, SQLiteStore
 from bench.progress import say
 from bench.report import E2E_GRACE, E2E_SUSTAINED_P99, E2E_SUSTAINED_SHARE
+from bench.serving import GCPauses, served
 from bench.settings import SENDER, bench_settings
 from bench.sink import SinkProcess
 from bench.stats import latency_summary, percentile
 from gateway.api import keys
-from gateway.app import build_runtime, start
+from gateway.app import build_runtime
 from gateway.delivery.dispatcher import message_id_for
 from gateway.store.installation import installation_key
 
@@ -127,22 +128,24 @@ async def e2e_round(store: Store, template: str, folder: Path, sink: SinkProcess
         sweeps={"enabled": False},  # nothing to sweep in a fresh database; keep the loop for the events
     )
     runtime = build_runtime(settings)
-    runner, port = await start(runtime, HOST, 0)
     try:
-        await sink.dump()  # forget whatever an earlier round's gateway sent after its record was taken
-        key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
-        spec = {"mode": "open", "url": f"http://{HOST}:{port}", "key": key, "rate": rate, "seconds": seconds,
-                "prefix": label, "label": label, "warm": WARM_EVENTS, "notify": ["email"]}
-        went: list[float] = []
-        result = await _generator(spec, sink, went)
-        installation = await runtime.db.query(installation_key)  # every Message-ID carries it
-        expected = {message_id_for(nid, SENDER, installation) for e in result["events"] if e and e[3] == "202" for nid in e[4]}
-        arrivals = await _arrivals(sink, expected, result["finished"] + E2E_GRACE)
-        cpu_s = time.process_time() - went[0]
+        async with served(runtime) as (_, port):
+            await sink.dump()  # forget whatever an earlier round's gateway sent after its record was taken
+            key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
+            spec = {"mode": "open", "url": f"http://{HOST}:{port}", "key": key, "rate": rate, "seconds": seconds,
+                    "prefix": label, "label": label, "warm": WARM_EVENTS, "notify": ["email"]}
+            went: list[float] = []
+            with GCPauses() as pauses:
+                result = await _generator(spec, sink, went)
+                installation = await runtime.db.query(installation_key)  # every Message-ID carries it
+                expected = {message_id_for(nid, SENDER, installation)
+                            for e in result["events"] if e and e[3] == "202" for nid in e[4]}
+                arrivals = await _arrivals(sink, expected, result["finished"] + E2E_GRACE)
+            cpu_s = time.process_time() - went[0]
     finally:
-        await runner.cleanup()  # stops the dispatcher and closes the runtime
         await store.drop(url)
     row = figures(store.name, rate, seconds, result, arrivals, connections, workers, cpu_s, installation)
+    row.update(pauses.figures())
     if result["errors"]:
         say(f"{label}: {row['errors']} requests not accepted, e.g. {result['errors'][0]}")
     return row

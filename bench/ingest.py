@@ -42,10 +42,11 @@ from bench.databases import PostgresStore, SQLiteStore
 from bench.loadgen import opened_event
 from bench.progress import Ticker, say
 from bench.raw_server import PostgresServer, SQLiteServer, serve
+from bench.serving import served
 from bench.settings import bench_settings
 from bench.stats import latency_summary
 from gateway.api import keys
-from gateway.app import build_runtime, start
+from gateway.app import build_runtime
 from gateway.config import DispatchSettings
 from gateway.delivery.channels.base import Message, Receipt
 from gateway.store.database import Database
@@ -99,14 +100,13 @@ async def gateway_round(store: Store, template: str, folder: Path, *, clients: i
         runtime.service.on_enqueued = lambda: None
     if not group_commit:
         runtime.service.commits.max_batch = 1
-    runner, port = await start(runtime, HOST, 0)
     try:
-        key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
-        # result["cpu_s"]: the CPU time of this process (the gateway; the load generator is a child),
-        # steadier than the rate on a shared machine and what bounds it once the process fills its core.
-        result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label=label)
+        async with served(runtime) as (_, port):
+            key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
+            # result["cpu_s"]: the CPU time of this process (the gateway; the load generator is a child),
+            # steadier than the rate on a shared machine and what bounds it once the process fills its core.
+            result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label=label)
     finally:
-        await runner.cleanup()  # stops the dispatcher and closes the runtime
         await store.drop(url)
     accepted = result["statuses"].get("202", 0)
     if result["errors"]:

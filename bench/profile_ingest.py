@@ -26,9 +26,10 @@ from pathlib import Path
 from bench.databases import PostgresStore, SQLiteStore
 from bench.ingest import HOST, PARK, NullTransport, _load
 from bench.progress import say
+from bench.serving import served
 from bench.settings import bench_settings
 from gateway.api import keys
-from gateway.app import build_runtime, start
+from gateway.app import build_runtime
 
 
 async def _in_writer_thread(db: object, fn: object) -> None:
@@ -44,20 +45,19 @@ async def profile(store: SQLiteStore | PostgresStore, folder: Path, events: int,
     settings = bench_settings(folder, url, dispatch={"poll_interval": PARK})
     runtime = build_runtime(settings, transports={"email": NullTransport(), "sms": NullTransport()})
     runtime.service.on_enqueued = lambda: None
-    runner, port = await start(runtime, HOST, 0)
     loop_profile, writer_profile = cProfile.Profile(), None
     try:
-        key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
-        if runtime.db.is_sqlite:
-            writer_profile = cProfile.Profile()
-            await _in_writer_thread(runtime.db, writer_profile.enable)
-        loop_profile.enable()
-        result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label="profile")
-        loop_profile.disable()
-        if writer_profile is not None:
-            await _in_writer_thread(runtime.db, writer_profile.disable)
+        async with served(runtime) as (_, port):
+            key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
+            if runtime.db.is_sqlite:
+                writer_profile = cProfile.Profile()
+                await _in_writer_thread(runtime.db, writer_profile.enable)
+            loop_profile.enable()
+            result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label="profile")
+            loop_profile.disable()
+            if writer_profile is not None:
+                await _in_writer_thread(runtime.db, writer_profile.disable)
     finally:
-        await runner.cleanup()
         await store.drop(url)
     return loop_profile, writer_profile, events / result["elapsed"]
 

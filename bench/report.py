@@ -69,6 +69,8 @@ def _e2e_entry(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "count": sum(r["count"] for r in rows),
         "all_arrived": all(r["all_arrived"] for r in rows), "sustainable": all(r["sustainable"] for r in rows),
         "cpu_ms_per_event": median([r.get("cpu_ms_per_event", float("nan")) for r in rows]),
+        "gc_longest_ms": median([r.get("gc_longest_ms", float("nan")) for r in rows]),
+        "gc_total_ms": median([r.get("gc_total_ms", float("nan")) for r in rows]),
     }
 
 
@@ -154,8 +156,8 @@ def _ms(value: float) -> str:
 def e2e_table(summary: list[dict[str, Any]]) -> list[str]:
     lines = ["| database | offered events/s | achieved events/s (median) | achieved ÷ offered | p50 ms | p95 ms "
              "| p99 ms | max ms | HTTP answer p99 ms | generator lag p99 ms | errors | emails arrived "
-             "| sustained | gateway CPU ms/event | achieved per round |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+             "| sustained | gateway CPU ms/event | longest GC pause ms | GC ms in all | achieved per round |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for e in summary:
         if e["scenario"] == "e2e":
             lines.append(f"| {e['database']} | {e['offered_rate']} | {e['rate']:.0f} "
@@ -163,6 +165,7 @@ def e2e_table(summary: list[dict[str, Any]]) -> list[str]:
                          f"| {_ms(e['p99_ms'])} | {_ms(e['max_ms'])} | {_ms(e['http_p99_ms'])} "
                          f"| {_ms(e['lag_p99_ms'])} | {e['errors']} | {e['delivered']}/{e['count']} "
                          f"| {'yes' if e['sustainable'] else '**no**'} | {e.get('cpu_ms_per_event', float('nan')):.2f} "
+                         f"| {_ms(e.get('gc_longest_ms', float('nan')))} | {_ms(e.get('gc_total_ms', float('nan')))} "
                          f"| {', '.join(f'{r:.0f}' for r in e['rates'])} |")
     return lines + [""] + e2e_verdicts(summary)
 

@@ -24,6 +24,7 @@ from gateway.api.runtime_keys import (CLOCK, DB, INBOUND, METRICS, READINESS, SE
 from gateway.web.console import add_console
 from gateway.clock import utcnow
 from gateway.config import Settings
+from gateway.daemon.heap import freeze_start_up
 from gateway.daemon.http_timeouts import body_deadline
 from gateway.daemon.listen import CannotListen, bind, bind_bounces, bound_port
 from gateway.daemon.private_files import keep_private
@@ -281,16 +282,18 @@ def serve(settings: Settings) -> None:
             await runtime.aclose()
             raise
         warm_templates(runtime.templates)  # what is on disk now is what a broken edit falls back to
+        app = web_app(runtime)
+        frozen = freeze_start_up()  # last: all start-up built stays out of the collector's full passes
         log.info("serving", extra={"action": "http_started",
                                    "url": f"http://{settings.http.host}:{bound_port(sockets)}",
                                    "settings": str(settings.settings_file or "no settings file: defaults"),
                                    "email": settings.email.transport, "sms": settings.sms.transport,
                                    "whatsapp": settings.whatsapp.transport,
                                    "database": "sqlite" if runtime.db.is_sqlite else "postgresql",
-                                   "templates": str(Path(settings.templates_dir))})
+                                   "templates": str(Path(settings.templates_dir)), "heap_frozen": frozen})
         for action, line in settings.warnings():  # works, but probably not what was meant; /readyz says it too
             log.warning(line, extra={"action": action})
-        return web_app(runtime)
+        return app
 
     web.run_app(make_app(), sock=sockets, print=None, access_log=None,
                 shutdown_timeout=settings.dispatch.shutdown_timeout,

@@ -64,6 +64,9 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     # End to end: each accepted POST's email was matched at the sink, by its Message-ID.
     e2e = [r for r in run["rounds"] if r["scenario"] == "e2e"]
     assert all(r["count"] == 40 and r["errors"] == 0 and r["delivered"] == r["count"] for r in e2e)
+    # The collector's pauses in the gateway's process during the round (bench/serving.py), and in the table.
+    assert all(r["gc_pauses"] > 0 and 0 < r["gc_longest_ms"] <= r["gc_total_ms"] for r in e2e)
+    assert "| longest GC pause ms |" in text
     sms = [r for r in run["rounds"] if r["scenario"] in ("sms", "whatsapp")]
     assert len(sms) == 4 * len(databases)
     assert all(r["fake_received"] == r["count"] == 20 for r in sms)

@@ -141,6 +141,9 @@ async def test_event_in_email_and_sms_out(tmp_path: Path, sink: SMTPSink, twilio
     lines = daemon.log_lines()
     assert any(line.get("action") == "outbox_sent" for line in lines)
     assert any(line.get("action") == "admin_key_created" for line in lines)
+    # What start-up built was frozen before serving (gateway/daemon/heap.py), and the above still worked.
+    (started,) = [line for line in lines if line.get("action") == "http_started"]
+    assert started["heap_frozen"] > 10_000
     text = daemon.stderr_path.read_text()
     # Personal data and secrets never appear in the logs unmasked.
     for secret in ("maria@example.com", "+5511987654321", "5511987654321", "Maria Silva", key, twilio.auth_token):
