@@ -45,7 +45,7 @@ from gateway.protocols.schemas import (
     UpdatedData,
 )
 from gateway.rendering.context import history_entries
-from gateway.store import rows, sqlite_driver
+from gateway.store import postgres_driver, rows, sqlite_driver
 from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
 from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
@@ -68,6 +68,10 @@ _SET_ANSWER = (update(Event.__table__).where(Event.__table__.c.id == bindparam("
 # The same two on SQLite, straight to the driver on the writer's connection (store/sqlite_driver.py).
 _SQLITE_SAME_EVENT = "SELECT fingerprint, answer FROM events WHERE source = ? AND event_id = ?"
 _SQLITE_SET_ANSWER = "UPDATE events SET answer = ? WHERE id = ?"
+# And on PostgreSQL, to the asyncpg adapter under the transaction (store/postgres_driver.py); the
+# Core statements above are for any other connection.
+_PG_SAME_EVENT = "SELECT fingerprint, answer FROM events WHERE source = $1 AND event_id = $2"
+_PG_SET_ANSWER = "UPDATE events SET answer = $1 WHERE id = $2"
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,8 @@ class ProtocolService:
     def _apply_in(self, session: Session, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
         """The event's whole transaction, as a function of the session (see GroupCommit)."""
         raw = sqlite_driver.connection(session)
-        previous = self._previous(session, raw, event)
+        pg = None if raw is not None else postgres_driver.connection(session)
+        previous = self._previous(session, raw, pg, event)
         if previous is not None:
             fingerprint_was, answer_was = previous
             if fingerprint_was != digest:
@@ -215,13 +220,15 @@ class ProtocolService:
         row.answer = self._answer(change)  # it names the notifications' ids: known only now
         if raw is not None:
             sqlite_driver.execute(raw, _SQLITE_SET_ANSWER, (json.dumps(row.answer), row.id))
+        elif pg is not None:
+            postgres_driver.execute(pg, _PG_SET_ANSWER, (json.dumps(row.answer), row.id))
         else:
             session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
         return Outcome(body={**row.answer, "duplicate": False}, duplicate=False,
                        enqueued=len(change.notifications) + len(change.notices))
 
     @staticmethod
-    def _previous(session: Session, raw: Any, event: IncomingEvent) -> tuple[str, dict[str, Any]] | None:
+    def _previous(session: Session, raw: Any, pg: Any, event: IncomingEvent) -> tuple[str, dict[str, Any]] | None:
         """The fingerprint and answer of the event already stored under this (source, id), if any."""
         if raw is not None:
             found = sqlite_driver.query_one(raw, _SQLITE_SAME_EVENT, (event.source, event.id))
@@ -230,6 +237,9 @@ class ProtocolService:
         # an object an earlier event of a shared transaction left pending fails in this one, which
         # runs the batch again with savepoints (store/group_commit.py), not at the COMMIT.
         session.flush()
+        if pg is not None:
+            found = postgres_driver.query_one(pg, _PG_SAME_EVENT, (event.source, event.id))
+            return None if found is None else (found[0], found[1])  # the adapter's codec decoded the JSONB
         previous = session.execute(_SAME_EVENT, {"source": event.source, "event_id": event.id}).first()
         return None if previous is None else (previous.fingerprint, previous.answer)
 

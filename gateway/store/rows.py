@@ -5,8 +5,10 @@ again in that transaction. The unit of work (`Session.flush`) spends more on boo
 for them than SQLite spends writing them (a third of an event's CPU, profiled); these
 write each object's set attributes with one Core `INSERT … RETURNING id` and put the id
 on the object, which stays outside the session. An edit made to such an object
-afterwards is not written: use `session.add` for rows that change. On SQLite the INSERT
-goes straight to the driver on the transaction's connection (store/sqlite_driver.py).
+afterwards is not written: use `session.add` for rows that change. A single row's INSERT
+goes straight to the driver on the transaction's connection (store/sqlite_driver.py,
+store/postgres_driver.py); on SQLite several rows' too. On PostgreSQL several rows of one
+shape stay one Core statement: one round trip, their ids in order.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
 
-from gateway.store import sqlite_driver
+from gateway.store import postgres_driver, sqlite_driver
 
 T = TypeVar("T")
 
@@ -71,11 +73,12 @@ def _insert(model: type, many: bool) -> Any:
 
 def insert_one(session: Session, obj: Any) -> None:
     values = _values(obj)
-    raw = sqlite_driver.connection(session)
     table = type(obj).__table__
-    if raw is not None and sqlite_driver.can_insert(table, tuple(values)):
-        obj.id = sqlite_driver.insert(raw, table, values)
-        return
+    for driver in (sqlite_driver, postgres_driver):
+        raw = driver.connection(session)
+        if raw is not None and driver.can_insert(table, tuple(values)):
+            obj.id = driver.insert(raw, table, values)
+            return
     obj.id = session.execute(_insert(type(obj), False), values).scalar_one()
 
 

@@ -12,7 +12,7 @@ IMMEDIATE and savepoints, only without the layers in between.
 
 The dispatcher's turn takes the same path (delivery/outbox_sqlite.py).
 
-Only for SQLite: on PostgreSQL the time is the round trips, not the driver calls.
+PostgreSQL has its own: store/postgres_driver.py.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from gateway.store.database import LentConnection
+from gateway.store.scalar_defaults import scalar_defaults
 from gateway.store.types import UTCDateTime
 
 Convert = Callable[[Any], Any]
@@ -85,13 +85,7 @@ def _converter(column: Any) -> Convert | None:
 @cache
 def _shape(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Convert | None, ...], dict[str, Any]]:
     """The INSERT for these columns, their converters, and the scalar defaults of the others."""
-    defaults: dict[str, Any] = {}
-    for column in table.columns:
-        if column.key in columns or column.primary_key or column.default is None:
-            continue
-        if not isinstance(column.default, ScalarElementColumnDefault):
-            raise LookupError(f"{table.name}.{column.key} has a computed default")  # the Core path handles it
-        defaults[column.key] = column.default.arg
+    defaults = scalar_defaults(table, columns)
     names = (*columns, *defaults)
     sql = (f"INSERT INTO {table.name} ({', '.join(table.c[n].name for n in names)}) "
            f"VALUES ({', '.join('?' * len(names))})")

@@ -1,0 +1,97 @@
+"""On PostgreSQL an event's own statements go straight to the asyncpg adapter, store exactly what
+SQLAlchemy would, and fail as SQLAlchemy would (store/postgres_driver.py)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import IntegrityError
+
+from gateway.api.cloudevents import to_incoming
+from gateway.app import prepare
+from gateway.store import postgres_driver, rows
+from gateway.store.models import Event, Notification, Protocol
+from tests.helpers import opened_event
+from tests.test_sqlite_driver import NOW, _protocol
+
+ON_POSTGRES = pytest.mark.parametrize("engine_name", ["postgresql"])
+
+
+@ON_POSTGRES
+async def test_a_row_written_through_the_driver_is_what_sqlalchemy_writes(runtime):
+    await prepare(runtime)
+
+    def write(session):
+        fast, core = _protocol("100000000001"), _protocol("100000000002")
+        rows.insert_one(session, fast)  # PostgreSQL: the adapter's cursor
+        core.id = session.execute(rows._insert(Protocol, False), rows._values(core)).scalar_one()  # Core
+        return fast.id, core.id
+
+    fast_id, core_id = await runtime.db.transact(write)
+
+    def stored(session):
+        def one(row_id):
+            found = session.execute(text("SELECT * FROM protocols WHERE id = :id"), {"id": row_id}).mappings().one()
+            return {k: v for k, v in found.items() if k not in ("id", "number")}
+
+        def typed(row_id):  # jsonb holds a document, not a JSON string: what the search's operators read
+            return session.execute(text("SELECT jsonb_typeof(metadata), metadata -> 'crm' ->> 'id' FROM protocols "
+                                        "WHERE id = :id"), {"id": row_id}).one()
+
+        return one(fast_id), one(core_id), typed(fast_id), typed(core_id), session.get(Protocol, fast_id)
+
+    fast, core, fast_types, core_types, back = await runtime.db.query(stored)
+    assert fast == core and fast_types == core_types == ("object", "7")
+    assert back.opened_at == NOW and back.extra == {"crm": {"id": 7, "ok": True}} and back.legal_hold is True
+    assert back.notify == ""  # a scalar default, written by the INSERT as the Core writes it
+
+
+@ON_POSTGRES
+async def test_an_events_own_statements_bypass_sqlalchemys_execution_on_postgresql(runtime):
+    """The idempotency check, the number, the protocol, the event and its answer go to the adapter;
+    the notifications stay one Core statement (one round trip, their ids in order)."""
+    await prepare(runtime)
+    executed: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        executed.append(" ".join(statement.split()[:3]).upper())
+
+    engine = runtime.db.writer.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        outcome = await runtime.service.handle(to_incoming(opened_event("e-1")), received_at=NOW)
+        repeat = await runtime.service.handle(to_incoming(opened_event("e-1")), received_at=NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(outcome.body["notifications"]) == 2
+    assert repeat.duplicate and repeat.body["protocol"] == outcome.body["protocol"]
+    assert repeat.body["notifications"] == outcome.body["notifications"]  # the answer, read back from its JSONB
+    assert executed == ["INSERT INTO NOTIFICATIONS"], executed  # and nothing else through the Core
+
+    async with runtime.db.read() as session:
+        stored = (await session.scalars(select(Notification).order_by(Notification.id))).all()
+        answer = await session.scalar(select(Event.answer))
+    assert [n.id for n in stored] == [n["id"] for n in outcome.body["notifications"]]
+    assert all(n.status == "queued" and n.created_at == NOW for n in stored)
+    assert answer == {k: v for k, v in outcome.body.items() if k != "duplicate"}
+
+
+@ON_POSTGRES
+async def test_a_failing_statement_raises_sqlalchemys_error_without_the_personal_data(runtime):
+    """What the repeat handling reads (IntegrityError and its constraint) and what logs show."""
+    await prepare(runtime)
+    taken = _protocol("100000000009")
+    await runtime.db.transact(lambda session: rows.insert_one(session, taken))
+    again = _protocol("100000000009")
+    again.consumer_email = "ana.secreta@example.com"
+    with pytest.raises(IntegrityError) as caught:
+        await runtime.db.transact(lambda session: rows.insert_one(session, again))
+    assert "number" in str(caught.value.orig)
+    assert "ana.secreta" not in str(caught.value)
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+async def test_sqlite_has_no_asyncpg_adapter(runtime):
+    """On SQLite the writer has its own driver path (store/sqlite_driver.py)."""
+    await prepare(runtime)
+    assert await runtime.db.transact(lambda session: postgres_driver.connection(session)) is None
