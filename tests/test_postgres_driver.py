@@ -95,3 +95,27 @@ async def test_sqlite_has_no_asyncpg_adapter(runtime):
     """On SQLite the writer has its own driver path (store/sqlite_driver.py)."""
     await prepare(runtime)
     assert await runtime.db.transact(lambda session: postgres_driver.connection(session)) is None
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite", "postgresql"])
+async def test_json_none_and_an_integer_boolean_are_written_as_the_core_writes_them(runtime):
+    """SQLAlchemy's JSON type writes None as the JSON `null` (not SQL NULL) and its Boolean takes 1:
+    both drivers do the same, so that what a row holds does not depend on the path that wrote it."""
+    await prepare(runtime)
+
+    def write(session):
+        fast, core = _protocol("100000000011"), _protocol("100000000012")
+        for protocol in (fast, core):
+            protocol.extra, protocol.legal_hold = None, 1
+        rows.insert_one(session, fast)  # the driver
+        core.id = session.execute(rows._insert(Protocol, False), rows._values(core)).scalar_one()
+        return fast.id, core.id
+
+    ids = await runtime.db.transact(write)
+
+    def stored(session):
+        return [session.execute(text("SELECT metadata IS NULL, legal_hold FROM protocols WHERE id = :id"),
+                                {"id": i}).one() for i in ids]
+
+    fast, core = await runtime.db.query(stored)
+    assert tuple(fast) == tuple(core) == (False, True)

@@ -9,7 +9,9 @@ Session listeners refuse, before anything reaches the database:
 - deleting any of these rows, or a protocol.
 
 Both unit-of-work flushes and `session.execute(update(...) / delete(...))` on these tables are
-checked. (Raw SQL text is not: the gateway writes none against these tables.)
+checked. (Raw SQL text is not. The gateway's own, straight to the driver on the hot paths
+(store/sqlite_driver.py, store/postgres_driver.py, delivery/outbox_sqlite.py), inserts rows,
+sets an event's answer, and moves a notification's status and attempts: no guarded column.)
 
 The one exception is anonymization when retention ends (LGPD arts. 15-16): code that
 redacts personal data calls `allow_redaction(session, reason)` in its transaction, and every

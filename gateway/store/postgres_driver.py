@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Boolean, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -68,8 +68,13 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+def _json(value: Any) -> str:
+    # None too, as SQLAlchemy's JSON type writes it (none_as_null is off): the JSON `null`, not SQL NULL.
+    return json.dumps(value)
+
+
+def _boolean(value: Any) -> bool | None:
+    return None if value is None else bool(value)  # asyncpg refuses 0 and 1 for a boolean
 
 
 def _converter(column: Any) -> Convert | None:
@@ -78,7 +83,9 @@ def _converter(column: Any) -> Convert | None:
         return _utc
     if isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON):
         return _json
-    return None  # text, numbers and booleans go to asyncpg as they are
+    if isinstance(kind, Boolean):
+        return _boolean
+    return None  # text and numbers go to asyncpg as they are
 
 
 @cache
@@ -96,14 +103,24 @@ def _run(raw: Lent, sql: str, params: Sequence[Any]) -> Any:
     classifier already know. A lost connection is invalidated, as the Core does, so that the pool
     never lends it again. The parameters stay out of the message: they hold personal data."""
     cursor = raw.adapter.cursor()
+    # As the dialect's execution context does (PGExecutionContext_asyncpg): a prepared statement
+    # older than the last schema change the dialect saw is prepared again, and a cached one the
+    # server refuses (a column's type changed under it) marks them all as stale.
+    cursor._invalidate_schema_cache_asof = raw.dialect._invalidate_schema_cache_asof
     try:
         cursor.execute(sql, params)
     except raw.adapter.dbapi.Error as exc:
+        if isinstance(exc, (raw.adapter.dbapi.InvalidCachedStatementError, raw.adapter.dbapi.InternalServerError)):
+            raw.dialect._invalidate_schema_cache()
         lost = raw.dialect.is_disconnect(exc, raw.adapter, cursor)
         if lost:
             raw.connection.invalidate(exc)
         raise DBAPIError.instance(sql, list(params), exc, raw.adapter.dbapi.Error, hide_parameters=True,
                                   connection_invalidated=lost, dialect=raw.dialect) from exc
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # cancelled mid-statement: where the connection stands is unknown
+            raw.connection.invalidate(exc)  # type: ignore[arg-type]
+        raise
     return cursor
 
 

@@ -63,8 +63,9 @@ def datetime_text(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+def _json(value: Any) -> str:
+    # None too, as SQLAlchemy's JSON type writes it (none_as_null is off): the JSON `null`, not SQL NULL.
+    return json.dumps(value)
 
 
 def _boolean(value: Any) -> int | None:
