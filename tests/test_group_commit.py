@@ -17,6 +17,7 @@ from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
 from gateway.delivery import outbox
 from gateway.errors import Conflict, InvalidFields
+from gateway.store import postgres_driver
 from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
 from gateway.store.models import Event, Notification, Protocol
@@ -187,7 +188,7 @@ async def test_waiting_members_are_cancelled_with_the_leader_not_left_hanging(ru
 
 
 @pytest.mark.parametrize("engine_name", ["postgresql"])
-async def test_one_notify_per_transaction_and_kept_when_a_member_fails(runtime, db_url):
+async def test_one_notify_per_transaction_and_kept_when_a_member_fails(runtime, db_url, monkeypatch):
     """Events sharing a commit send one NOTIFY (a round trip each before); one noted by a member
     that failed went with its savepoint, so the next member sends its own."""
     await prepare(runtime)
@@ -198,6 +199,14 @@ async def test_one_notify_per_transaction_and_kept_when_a_member_fails(runtime, 
         if "pg_notify" in statement:
             notifies.append(statement)
 
+    # Counted on both paths: the Core's, and straight to the driver (store/postgres_driver.py).
+    straight = postgres_driver.execute
+
+    def counted(raw, sql, params):
+        seen(None, None, sql)
+        return straight(raw, sql, params)
+
+    monkeypatch.setattr(postgres_driver, "execute", counted)
     sa_event.listen(engine, "before_cursor_execute", seen)
     try:
         events = [to_incoming(opened_event(f"n-{i}", notify=["email"])) for i in range(20)]

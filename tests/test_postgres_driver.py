@@ -4,7 +4,7 @@ SQLAlchemy would, and fail as SQLAlchemy would (store/postgres_driver.py)."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from gateway.api.cloudevents import to_incoming
@@ -12,7 +12,7 @@ from gateway.app import prepare
 from gateway.store import postgres_driver, rows
 from gateway.store.models import Event, Notification, Protocol
 from tests.helpers import opened_event
-from tests.test_sqlite_driver import NOW, _protocol
+from tests.test_sqlite_driver import NOW, _protocol, statements_through_the_core
 
 ON_POSTGRES = pytest.mark.parametrize("engine_name", ["postgresql"])
 
@@ -51,18 +51,9 @@ async def test_an_events_own_statements_bypass_sqlalchemys_execution_on_postgres
     """The idempotency check, the number, the protocol, the event and its answer go to the adapter;
     the notifications stay one Core statement (one round trip, their ids in order)."""
     await prepare(runtime)
-    executed: list[str] = []
-
-    def seen(_conn, _cursor, statement, *_args) -> None:
-        executed.append(" ".join(statement.split()[:3]).upper())
-
-    engine = runtime.db.writer.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_through_the_core(runtime.db.writer.sync_engine) as executed:
         outcome = await runtime.service.handle(to_incoming(opened_event("e-1")), received_at=NOW)
         repeat = await runtime.service.handle(to_incoming(opened_event("e-1")), received_at=NOW)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert len(outcome.body["notifications"]) == 2
     assert repeat.duplicate and repeat.body["protocol"] == outcome.body["protocol"]
     assert repeat.body["notifications"] == outcome.body["notifications"]  # the answer, read back from its JSONB

@@ -20,7 +20,7 @@ Only with the asyncpg driver, the only one the gateway runs PostgreSQL with.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cache
 from typing import Any
@@ -29,10 +29,8 @@ from sqlalchemy import JSON, Boolean, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from gateway.store.scalar_defaults import scalar_defaults
+from gateway.store.insert_shapes import Convert, InsertShape, insert_shape
 from gateway.store.types import UTCDateTime
-
-Convert = Callable[[Any], Any]
 
 _RAW = "gateway.asyncpg"  # where a session keeps the answer of `connection`: asked per statement
 
@@ -89,13 +87,9 @@ def _converter(column: Any) -> Convert | None:
 
 
 @cache
-def _shape(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Convert | None, ...], dict[str, Any]]:
-    """The INSERT for these columns, their converters, and the scalar defaults of the others."""
-    defaults = scalar_defaults(table, columns)
-    names = (*columns, *defaults)
-    sql = (f"INSERT INTO {table.name} ({', '.join(table.c[n].name for n in names)}) "
-           f"VALUES ({', '.join(f'${i}' for i in range(1, len(names) + 1))}) RETURNING id")
-    return sql, tuple(_converter(table.c[n]) for n in names), defaults
+def _shape(table: Table, columns: tuple[str, ...]) -> InsertShape:
+    return insert_shape(table, columns, placeholders=lambda n: ", ".join(f"${i}" for i in range(1, n + 1)),
+                        converter=_converter, suffix=" RETURNING id")
 
 
 def _run(raw: Lent, sql: str, params: Sequence[Any]) -> Any:
@@ -126,9 +120,8 @@ def _run(raw: Lent, sql: str, params: Sequence[Any]) -> Any:
 
 def insert(raw: Lent, table: Table, values: dict[str, Any]) -> int:
     """One row; returns its id."""
-    sql, converters, defaults = _shape(table, tuple(values))
-    row = [*values.values(), *defaults.values()]
-    return _run(raw, sql, [v if c is None else c(v) for c, v in zip(converters, row)]).fetchone()[0]  # type: ignore[no-any-return]
+    shape = _shape(table, tuple(values))
+    return _run(raw, shape.sql, shape.params(values)).fetchone()[0]  # type: ignore[no-any-return]
 
 
 def can_insert(table: Table, columns: tuple[str, ...]) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cache
 from typing import Any
@@ -29,11 +29,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from gateway.store.database import LentConnection
-from gateway.store.scalar_defaults import scalar_defaults
+from gateway.store.insert_shapes import Convert, InsertShape, insert_shape
 from gateway.store.types import UTCDateTime
-
-Convert = Callable[[Any], Any]
-
 
 _RAW = "gateway.sqlite3"  # where a session keeps the answer of `connection`: asked per statement
 
@@ -84,13 +81,8 @@ def _converter(column: Any) -> Convert | None:
 
 
 @cache
-def _shape(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Convert | None, ...], dict[str, Any]]:
-    """The INSERT for these columns, their converters, and the scalar defaults of the others."""
-    defaults = scalar_defaults(table, columns)
-    names = (*columns, *defaults)
-    sql = (f"INSERT INTO {table.name} ({', '.join(table.c[n].name for n in names)}) "
-           f"VALUES ({', '.join('?' * len(names))})")
-    return sql, tuple(_converter(table.c[n]) for n in names), defaults
+def _shape(table: Table, columns: tuple[str, ...]) -> InsertShape:
+    return insert_shape(table, columns, placeholders=lambda n: ", ".join("?" * n), converter=_converter)
 
 
 def _run(raw: Any, sql: str, params: Sequence[Any]) -> Any:
@@ -104,9 +96,8 @@ def _run(raw: Any, sql: str, params: Sequence[Any]) -> Any:
 
 def insert(raw: Any, table: Table, values: dict[str, Any]) -> int:
     """One row; returns its id."""
-    sql, converters, defaults = _shape(table, tuple(values))
-    row = [*values.values(), *defaults.values()]
-    return _run(raw, sql, [v if c is None else c(v) for c, v in zip(converters, row)]).lastrowid
+    shape = _shape(table, tuple(values))
+    return _run(raw, shape.sql, shape.params(values)).lastrowid
 
 
 def insert_rows(raw: Any, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
