@@ -42,6 +42,15 @@ def insert_shape(table: Table, columns: tuple[str, ...], *, placeholders: Callab
     return InsertShape(sql, tuple(converter(table.c[n]) for n in names), defaults)
 
 
+def shapeable(shape: Callable[[Table, tuple[str, ...]], InsertShape], table: Table, columns: tuple[str, ...]) -> bool:
+    """Whether a driver's `shape` can write such a row (no computed default in the way)."""
+    try:
+        shape(table, columns)
+    except LookupError:
+        return False
+    return True
+
+
 def _scalar_defaults(table: Table, columns: tuple[str, ...]) -> dict[str, Any]:
     """The constant defaults of the columns not in `columns`; LookupError for a computed one."""
     defaults: dict[str, Any] = {}

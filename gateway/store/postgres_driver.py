@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from functools import cache
 from typing import Any
 
@@ -29,8 +28,8 @@ from sqlalchemy import JSON, Boolean, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from gateway.store.insert_shapes import Convert, InsertShape, insert_shape
-from gateway.store.types import UTCDateTime
+from gateway.store.insert_shapes import Convert, InsertShape, insert_shape, shapeable
+from gateway.store.types import UTCDateTime, utc
 
 _RAW = "gateway.asyncpg"  # where a session keeps the answer of `connection`: asked per statement
 
@@ -57,15 +56,6 @@ def connection(session: Session) -> Lent | None:
     return raw
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # What UTCDateTime binds on PostgreSQL: aware, in UTC; a naive one is a bug and refused.
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: pass an aware datetime")
-    return value.astimezone(timezone.utc)
-
-
 def _json(value: Any) -> str:
     # None too, as SQLAlchemy's JSON type writes it (none_as_null is off): the JSON `null`, not SQL NULL.
     return json.dumps(value)
@@ -78,7 +68,7 @@ def _boolean(value: Any) -> bool | None:
 def _converter(column: Any) -> Convert | None:
     kind = column.type
     if isinstance(kind, UTCDateTime):
-        return _utc
+        return utc  # what UTCDateTime binds on PostgreSQL: aware, in UTC
     if isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON):
         return _json
     if isinstance(kind, Boolean):
@@ -125,11 +115,7 @@ def insert(raw: Lent, table: Table, values: dict[str, Any]) -> int:
 
 
 def can_insert(table: Table, columns: tuple[str, ...]) -> bool:
-    try:
-        _shape(table, columns)
-    except LookupError:
-        return False
-    return True
+    return shapeable(_shape, table, columns)
 
 
 def query_one(raw: Lent, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:

@@ -29,8 +29,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from gateway.store.database import LentConnection
-from gateway.store.insert_shapes import Convert, InsertShape, insert_shape
-from gateway.store.types import UTCDateTime
+from gateway.store.insert_shapes import Convert, InsertShape, insert_shape, shapeable
+from gateway.store.types import UTCDateTime, utc
 
 _RAW = "gateway.sqlite3"  # where a session keeps the answer of `connection`: asked per statement
 
@@ -52,12 +52,9 @@ def connection(session: Session) -> Any | None:
 
 def datetime_text(value: datetime | None) -> str | None:
     # What UTCDateTime and SQLite's DATETIME store: UTC, naive, microseconds always written.
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: pass an aware datetime")
+    value = utc(value)
     # isoformat, not strftime: the same text (zero-padded, as SQLAlchemy writes it) in half the time.
-    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return None if value is None else value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _json(value: Any) -> str:
@@ -106,11 +103,7 @@ def insert_rows(raw: Any, table: Table, rows: Sequence[dict[str, Any]]) -> list[
 
 
 def can_insert(table: Table, columns: tuple[str, ...]) -> bool:
-    try:
-        _shape(table, columns)
-    except LookupError:
-        return False
-    return True
+    return shapeable(_shape, table, columns)
 
 
 def query_one(raw: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
