@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import socket
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import event
 
 from gateway.api import keys
 from gateway.app import Runtime
@@ -99,3 +103,19 @@ async def notifications_where(runtime: Runtime, **where: Any) -> list[Any]:
         for column, value in where.items():
             query = query.where(getattr(Notification, column) == value)
         return list((await session.scalars(query)).all())
+
+
+@contextlib.contextmanager
+def statements_through_the_core(engine: Any) -> Iterator[list[str]]:
+    """The statements SQLAlchemy's execution sends on `engine` while the block runs (their first
+    three words, upper case): what went straight to a driver is not among them."""
+    executed: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        executed.append(" ".join(statement.split()[:3]).upper())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield executed
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)

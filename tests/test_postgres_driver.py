@@ -11,8 +11,8 @@ from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
 from gateway.store import postgres_driver, rows
 from gateway.store.models import Event, Notification, Protocol
-from tests.helpers import opened_event
-from tests.test_sqlite_driver import NOW, _protocol, statements_through_the_core
+from tests.helpers import opened_event, statements_through_the_core
+from tests.test_sqlite_driver import NOW, _protocol
 
 ON_POSTGRES = pytest.mark.parametrize("engine_name", ["postgresql"])
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
 from gateway.delivery import outbox
 from gateway.store import rows
 from gateway.store.models import Notification, Protocol
-from tests.helpers import opened_event
+from tests.helpers import opened_event, statements_through_the_core
 
 NOW = datetime(2026, 11, 22, 14, 43, 7, 123456, tzinfo=timezone.utc)
 ZONE = timezone(timedelta(hours=-3))
@@ -27,22 +24,6 @@ def _protocol(number: str) -> Protocol:
                     consumer_locale="pt-BR", consumer_timezone="America/Sao_Paulo", extra={"crm": {"id": 7, "ok": True}},
                     opened_at=NOW.astimezone(ZONE), received_at=NOW, deadline_at=NOW + timedelta(days=7),
                     legal_hold=True, updated_at=NOW)
-
-
-@contextlib.contextmanager
-def statements_through_the_core(engine: Any) -> Iterator[list[str]]:
-    """The statements SQLAlchemy's execution sends on `engine` while the block runs (their first
-    three words, upper case): what went straight to a driver is not among them."""
-    executed: list[str] = []
-
-    def seen(_conn, _cursor, statement, *_args) -> None:
-        executed.append(" ".join(statement.split()[:3]).upper())
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield executed
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
 
 def _notification(protocol_id: int) -> Notification:

@@ -24,12 +24,12 @@ Convert = Callable[[Any], Any]
 class InsertShape:
     sql: str
     converters: tuple[Convert | None, ...]  # per placeholder: the given columns, then the defaulted ones
-    defaults: dict[str, Any]
+    defaults: tuple[Any, ...]  # the defaulted columns' values, in the SQL's order
 
     def params(self, values: dict[str, Any]) -> list[Any]:
         """The driver's parameters for `values`, whose keys are this shape's columns, in order."""
-        row = [*values.values(), *self.defaults.values()]
-        return [v if c is None else c(v) for c, v in zip(self.converters, row)]
+        row = (*values.values(), *self.defaults)
+        return [v if c is None else c(v) for c, v in zip(self.converters, row, strict=True)]
 
 
 def insert_shape(table: Table, columns: tuple[str, ...], *, placeholders: Callable[[int], str],
@@ -39,7 +39,7 @@ def insert_shape(table: Table, columns: tuple[str, ...], *, placeholders: Callab
     names = (*columns, *defaults)
     sql = (f"INSERT INTO {table.name} ({', '.join(table.c[n].name for n in names)}) "
            f"VALUES ({placeholders(len(names))}){suffix}")
-    return InsertShape(sql, tuple(converter(table.c[n]) for n in names), defaults)
+    return InsertShape(sql, tuple(converter(table.c[n]) for n in names), tuple(defaults.values()))
 
 
 def shapeable(shape: Callable[[Table, tuple[str, ...]], InsertShape], table: Table, columns: tuple[str, ...]) -> bool:

@@ -11,8 +11,8 @@ from sqlalchemy.types import TypeDecorator
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """An aware datetime in UTC, as every datetime column binds it (the drivers' paths too);
-    naive input is a bug and refused."""
+    """An aware datetime, in UTC: what every datetime column binds, each shaping it for its
+    database (naive on SQLite, text on the SQLite driver's path). Naive input is a bug and refused."""
     if value is None:
         return None
     if value.tzinfo is None:
