@@ -48,8 +48,9 @@ async def test_a_row_written_through_the_driver_is_what_sqlalchemy_writes(runtim
 
 @ON_POSTGRES
 async def test_an_events_own_statements_bypass_sqlalchemys_execution_on_postgresql(runtime):
-    """The idempotency check, the number, the protocol, the event and its answer go to the adapter;
-    the notifications stay one Core statement (one round trip, their ids in order)."""
+    """The idempotency check, the number, the protocol, the event, a notification alone of its shape
+    and the answer go to the adapter; several notifications of one shape stay one Core statement
+    (one round trip, their ids in order)."""
     await prepare(runtime)
     with statements_through_the_core(runtime.db.writer.sync_engine) as executed:
         outcome = await runtime.service.handle(to_incoming(opened_event("e-1")), received_at=NOW)
@@ -58,11 +59,14 @@ async def test_an_events_own_statements_bypass_sqlalchemys_execution_on_postgres
     assert repeat.duplicate and repeat.body["protocol"] == outcome.body["protocol"]
     assert repeat.body["notifications"] == outcome.body["notifications"]  # the answer, read back from its JSONB
     assert executed == ["INSERT INTO NOTIFICATIONS"], executed  # and nothing else through the Core
+    with statements_through_the_core(runtime.db.writer.sync_engine) as executed:
+        alone = await runtime.service.handle(to_incoming(opened_event("e-2", notify=["email"])), received_at=NOW)
+    assert len(alone.body["notifications"]) == 1 and executed == [], executed
 
     async with runtime.db.read() as session:
         stored = (await session.scalars(select(Notification).order_by(Notification.id))).all()
-        answer = await session.scalar(select(Event.answer))
-    assert [n.id for n in stored] == [n["id"] for n in outcome.body["notifications"]]
+        answer = await session.scalar(select(Event.answer).where(Event.event_id == "e-1"))
+    assert [n.id for n in stored] == [n["id"] for n in outcome.body["notifications"] + alone.body["notifications"]]
     assert all(n.status == "queued" and n.created_at == NOW for n in stored)
     assert answer == {k: v for k, v in outcome.body.items() if k != "duplicate"}
 
