@@ -52,7 +52,12 @@ CONNECT_TIMEOUT = 10.0  # seconds: a host that never answers stops start-up inst
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
-def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, synchronous: str, autocheckpoint: int | None = None) -> None:
+def _sqlite_engine(url: str, *, begin: str, synchronous: str, autocheckpoint: int | None = None,
+                   **pool: Any) -> AsyncEngine:
+    """An engine on the SQLite file with our pragmas and BEGIN, and the pool's reset on return
+    switched off: `_reset_when_open` does it instead, only when it is needed."""
+    engine = create_async_engine(url, pool_reset_on_return=None, **pool)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so our BEGIN is the one that runs.
@@ -68,10 +73,11 @@ def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, synchronous: str, autoch
 
     _begin_with(engine.sync_engine, begin)
     _reset_when_open(engine)
+    return engine
 
 
 def _reset_when_open(engine: AsyncEngine) -> None:
-    """The pool's rollback on return (its `reset_on_return`, switched off for this engine), only
+    """The pool's rollback on return (its `reset_on_return`, switched off by `_sqlite_engine`), only
     when a transaction is still open on the connection.
 
     Through aiosqlite the rollback is a trip to the connection's thread and back, and the pool
@@ -150,12 +156,11 @@ class Database:
                 create_sqlite_file(path)
             # One writer connection: concurrent writers queue in the pool (cheap, fair)
             # instead of polling SQLite's busy handler. Other processes still meet busy_timeout.
-            self.writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
-                                              pool_reset_on_return=None)
-            self.reader = create_async_engine(url, pool_size=4, max_overflow=4, pool_reset_on_return=None)
-            _sqlite_pragmas(self.writer, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous,
-                            autocheckpoint=WRITER_AUTOCHECKPOINT_PAGES)
-            _sqlite_pragmas(self.reader, begin="BEGIN", synchronous=sqlite_synchronous)
+            self.writer = _sqlite_engine(url, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous,
+                                         autocheckpoint=WRITER_AUTOCHECKPOINT_PAGES,
+                                         pool_size=1, max_overflow=0, pool_timeout=60)
+            self.reader = _sqlite_engine(url, begin="BEGIN", synchronous=sqlite_synchronous,
+                                         pool_size=4, max_overflow=4)
             # Used only inside aiosqlite's threads, on a connection the async pool lent us.
             self._sync_writer = _lending_engine(begin="BEGIN IMMEDIATE")
             self._sync_reader = _lending_engine(begin="BEGIN")

@@ -93,10 +93,10 @@ def insert_many(session: Session, objs: Sequence[Any]) -> None:
     for (model, columns), members in groups.items():
         table = model.__table__  # type: ignore[attr-defined]
         rows = [values for _, values in members]
-        driven = [(driver, raw) for driver, raw in drivers
-                  if raw is not None and driver.takes(len(rows)) and driver.can_insert(table, columns)]
-        if driven:
-            driver, raw = driven[0]
+        driven = next(((driver, raw) for driver, raw in drivers
+                       if raw is not None and driver.takes(len(rows)) and driver.can_insert(table, columns)), None)
+        if driven is not None:
+            driver, raw = driven
             ids = driver.insert_rows(raw, table, rows)
         else:
             ids = session.execute(_insert(model, True), rows).scalars().all()
