@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,9 @@ async def answer_commands(commands: dict[str, Callable[[], str]]) -> None:
 
 async def run_generator(spec: dict[str, Any], *, before_go: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
     """Run `bench.loadgen` with `spec`: it prints `ready`, waits for `go` (sent once
-    `before_go` returns), then prints its result as one JSON line and exits."""
+    `before_go` returns), then prints its result as one JSON line and exits. The result also
+    holds `cpu_at_go`: this process's CPU time when `go` was sent, after the warm-up, whose first
+    renders and compiles a running daemon has behind it."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.loadgen", json.dumps(spec), cwd=ROOT,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=ANSWER_LIMIT,
@@ -109,6 +112,7 @@ async def run_generator(spec: dict[str, Any], *, before_go: Callable[[], Awaitab
             raise RuntimeError(f"load generator did not start: {ready[:200]!r}")
         if before_go is not None:
             await before_go()
+        cpu_at_go = time.process_time()
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
         line = await asyncio.wait_for(proc.stdout.readline(), GENERATOR_TIMEOUT)
@@ -120,4 +124,4 @@ async def run_generator(spec: dict[str, Any], *, before_go: Callable[[], Awaitab
         raise
     if proc.returncode != 0 or not line:
         raise RuntimeError(f"load generator failed (exit {proc.returncode})")
-    return json.loads(line)
+    return {**json.loads(line), "cpu_at_go": cpu_at_go}

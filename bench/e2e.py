@@ -34,7 +34,7 @@ from bench.child import run_generator
 from bench.databases import PostgresStore, SQLiteStore
 from bench.progress import say
 from bench.report import E2E_GRACE, E2E_SUSTAINED_P99, E2E_SUSTAINED_SHARE
-from bench.serving import GCPauses, served
+from bench.serving import HOST, GCPauses, served
 from bench.settings import SENDER, bench_settings
 from bench.sink import SinkProcess
 from bench.stats import latency_summary, percentile
@@ -44,21 +44,14 @@ from gateway.delivery.dispatcher import message_id_for
 from gateway.store.installation import installation_key
 
 Store = SQLiteStore | PostgresStore
-HOST = "127.0.0.1"
 WARM_EVENTS = 8  # untimed events first: connections open, templates and SQL compile, the SMTP pool warms
 WARM_TIMEOUT = 60.0  # seconds for the warm-up emails to reach the sink
 POLL = 0.1  # seconds between looks at the sink while waiting
 
 
-async def _generator(spec: dict[str, Any], sink: SinkProcess, went: list[float]) -> dict[str, Any]:
-    """Run the open-loop generator; say `go` once the warm-up emails reached the sink, noting in
-    `went` this process's CPU time then (the warm-up's first renders and compiles left out)."""
-
-    async def warmed() -> None:
-        await _wait_for_warm_up(sink, spec["warm"])
-        went.append(time.process_time())
-
-    return await run_generator(spec, before_go=warmed)
+async def _generator(spec: dict[str, Any], sink: SinkProcess) -> dict[str, Any]:
+    """Run the open-loop generator; say `go` once the warm-up emails reached the sink."""
+    return await run_generator(spec, before_go=lambda: _wait_for_warm_up(sink, spec["warm"]))
 
 
 async def _wait_for_warm_up(sink: SinkProcess, count: int) -> None:
@@ -134,14 +127,13 @@ async def e2e_round(store: Store, template: str, folder: Path, sink: SinkProcess
             key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
             spec = {"mode": "open", "url": f"http://{HOST}:{port}", "key": key, "rate": rate, "seconds": seconds,
                     "prefix": label, "label": label, "warm": WARM_EVENTS, "notify": ["email"]}
-            went: list[float] = []
             with GCPauses() as pauses:
-                result = await _generator(spec, sink, went)
+                result = await _generator(spec, sink)
                 installation = await runtime.db.query(installation_key)  # every Message-ID carries it
                 expected = {message_id_for(nid, SENDER, installation)
                             for e in result["events"] if e and e[3] == "202" for nid in e[4]}
                 arrivals = await _arrivals(sink, expected, result["finished"] + E2E_GRACE)
-            cpu_s = time.process_time() - went[0]
+            cpu_s = time.process_time() - result["cpu_at_go"]
     finally:
         await store.drop(url)
     row = figures(store.name, rate, seconds, result, arrivals, connections, workers, cpu_s, installation)

@@ -42,7 +42,7 @@ from bench.databases import PostgresStore, SQLiteStore
 from bench.loadgen import opened_event
 from bench.progress import Ticker, say
 from bench.raw_server import PostgresServer, SQLiteServer, serve
-from bench.serving import served
+from bench.serving import HOST, served
 from bench.settings import bench_settings
 from bench.stats import latency_summary
 from gateway.api import keys
@@ -53,7 +53,6 @@ from gateway.store.database import Database
 from gateway.store.models import Event, Protocol
 
 Store = SQLiteStore | PostgresStore
-HOST = "127.0.0.1"
 PARK = "1h"  # poll interval that keeps a parked dispatcher asleep for the whole run
 
 
@@ -74,16 +73,10 @@ def figures(database: str, what: str, clients: int, count: int, elapsed: float, 
 
 
 async def _load(url: str, key: str, *, clients: int, events: int, label: str) -> dict[str, Any]:
-    """The load generator's result, with `cpu_s`: this process's CPU time from its `go` (after the
-    warm-up, whose first renders and compiles a running daemon has behind it) to its result."""
-    went: list[float] = []
-
-    async def go() -> None:
-        went.append(time.process_time())
-
+    """The load generator's result, with `cpu_s`: this process's CPU time from its `go` to its result."""
     result = await run_generator({"url": url, "key": key, "events": events, "clients": clients, "prefix": label,
-                                  "label": label}, before_go=go)
-    return {**result, "cpu_s": time.process_time() - went[0]}
+                                  "label": label})
+    return {**result, "cpu_s": time.process_time() - result["cpu_at_go"]}
 
 
 GATEWAY = "gateway"

@@ -17,10 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from bench.child import HOST
 from gateway.app import Runtime, start
 from gateway.daemon.heap import freeze_start_up, thaw
-
-HOST = "127.0.0.1"
 
 
 @contextlib.asynccontextmanager
