@@ -1,10 +1,17 @@
+import unicodedata
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.rendering.sms import (
     GSM7_BASIC,
     GSM7_EXTENSION,
+    GSM7_PART,
+    GSM7_SINGLE,
+    UCS2_PART,
+    UCS2_SINGLE,
     SmsInfo,
+    _gsm7_char,
     clean_spaces,
     is_gsm7,
     sms_info,
@@ -145,3 +152,45 @@ def test_the_space_separators_written_out_are_unicodes_own():
 
     found = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Zs"} - {" "}
     assert set(SPACE_SEPARATORS) == found
+
+
+# The definitions, a character at a time: the module counts and transliterates in C (set
+# operations, a regex, an encoding), and must give exactly what these give.
+def _packed(costs: list[int], single: int, part: int) -> int:
+    if sum(costs) <= single:
+        return 1
+    count, used = 1, 0
+    for cost in costs:
+        if used + cost > part:
+            count, used = count + 1, 0
+        used += cost
+    return count
+
+
+def _info_by_character(text: str) -> SmsInfo:
+    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
+        costs = [2 if c in GSM7_EXTENSION else 1 for c in text]
+        return SmsInfo("GSM-7", sum(costs), _packed(costs, GSM7_SINGLE, GSM7_PART))
+    costs = [2 if ord(c) > 0xFFFF else 1 for c in text]
+    return SmsInfo("UCS-2", sum(costs), _packed(costs, UCS2_SINGLE, UCS2_PART))
+
+
+MIXED = _texts(st.one_of(st.sampled_from(sorted(GSM7_BASIC | GSM7_EXTENSION)), st.sampled_from("çãõ😀€\ud800"),
+                         st.characters()))
+
+
+@given(st.one_of(MIXED, GSM_TEXT, UCS2_TEXT, GSM_BASIC_TEXT))
+def test_counts_are_the_character_by_character_definition(text: str) -> None:
+    assert sms_info(text) == _info_by_character(text)
+
+
+@given(st.one_of(MIXED, st.text()))
+def test_transliteration_is_the_character_by_character_definition(text: str) -> None:
+    text = unicodedata.normalize("NFC", text)
+    assert transliterate_gsm7(text) == "".join(_gsm7_char(c) for c in text)
+
+
+def test_a_lone_surrogate_counts_one_unit() -> None:
+    # JSON may carry one ("\\ud800"): it is counted, not an error.
+    assert sms_info("ç\ud800") == SmsInfo("UCS-2", 2, 1)
+    assert sms_info("ç" * 70 + "\ud800") == SmsInfo("UCS-2", 71, 2)

