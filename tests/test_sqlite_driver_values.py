@@ -35,5 +35,13 @@ def test_a_datetime_is_the_text_sqlalchemy_writes(tmp_path: Path, value: datetim
 
 
 def test_a_naive_datetime_is_refused() -> None:
-    with pytest.raises(ValueError, match="naive"):
-        datetime_text(datetime(2026, 11, 22, 14, 43))
+    for _ in range(2):  # the texts are remembered; a refusal is not
+        with pytest.raises(ValueError, match="naive"):
+            datetime_text(datetime(2026, 11, 22, 14, 43))
+
+
+def test_the_same_instant_in_another_zone_is_the_same_text() -> None:
+    at = datetime(2026, 11, 22, 14, 43, 1, 5, tzinfo=timezone.utc)
+    in_brasilia = at.astimezone(timezone(timedelta(hours=-3)))
+    assert datetime_text(at) == datetime_text(in_brasilia) == "2026-11-22 14:43:01.000005"
+    assert datetime_text(in_brasilia + timedelta(microseconds=1)) == "2026-11-22 14:43:01.000006"

@@ -243,6 +243,16 @@ def test_naive_datetime_is_an_error(tmp_path: Path) -> None:
     assert (caught.value.file, caught.value.line) == ("t/pt-BR/sms.j2", 2)
 
 
+def test_jinjas_own_globals_reach_every_file(tmp_path: Path) -> None:
+    # Each file's globals are a dict of its own over Jinja's (sandbox.make_globals), not a ChainMap.
+    templates = write(tmp_path, {
+        "t/pt-BR/sms.j2": "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}"
+                          "{{ ns.n }}{% include '_partials/x.j2' %}",
+        "_partials/x.j2": " {{ range(2)|list|length }}",
+    })
+    assert templates.render("t", "sms", "pt-BR", {}).text == "3 2"
+
+
 def test_unknown_template_or_missing_file(tmp_path: Path, shipped: Templates) -> None:
     with pytest.raises(TemplateNotFoundError):
         shipped.resolve_locale("no_such_template", "pt-BR")

@@ -59,7 +59,8 @@ def sms_info(text: str) -> SmsInfo:
             return SmsInfo("GSM-7", units, -(-units // GSM7_PART))
         costs = [2 if c in GSM7_EXTENSION else 1 for c in text]
         return SmsInfo("GSM-7", units, _segments(costs, GSM7_SINGLE, GSM7_PART))
-    units = len(text.encode("utf-16-le", "surrogatepass")) // 2  # a character past U+FFFF is a surrogate pair: two units
+    # A character past U+FFFF is a surrogate pair: two units (a lone surrogate, one).
+    units = len(text.encode("utf-16-le", "surrogatepass")) // 2
     if units <= UCS2_SINGLE:
         return SmsInfo("UCS-2", units, 1)
     if units == len(text):  # no surrogate pair to keep whole

@@ -143,6 +143,8 @@ class Templates:
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
             auto_reload=auto_reload,
+            # A plain dict, not Jinja's locked LRU of 400: the keys are the files of the folder.
+            cache_size=-1,
             trim_blocks=True,
             lstrip_blocks=True,
         )
@@ -151,6 +153,7 @@ class Templates:
         # Every event renders: what does not change between renders is kept, keyed by what
         # would show a change (a folder's mtime, the identity of Jinja's compiled files).
         self._locales: dict[str, tuple[int, list[str]]] = {}
+        self._folders: dict[str, tuple[Path, str]] = {}  # a template's folder, as a Path and as text
         self._versions: dict[tuple[str, ...], _Version] = {}
         self._broken: dict[tuple[str, str, str], str] = {}  # what was last logged, so it is logged once
         self._manifests: dict[str, tuple[int, Manifest]] = {}
@@ -407,14 +410,21 @@ class Templates:
 
     def _template_stat(self, name: str) -> tuple[Path, os.stat_result]:
         """The template's folder and its stat, in one system call (every render asks)."""
-        folder = self.folder / name
+        folder = self._folders.get(name)
+        if folder is None:
+            if not _NAME.fullmatch(name):
+                raise TemplateNotFoundError("no such template", file=name)
+            folder = (self.folder / name, os.path.join(self.folder, name))
+            if len(self._folders) > 1024:  # names asked for that do not exist: never grow without bound
+                self._folders.clear()
+            self._folders[name] = folder
         try:
-            found = os.stat(folder) if _NAME.fullmatch(name) else None
+            found = os.stat(folder[1])  # the text, not the Path: pathlib's joins cost more than the stat
         except OSError:
             found = None
         if found is None or not stat.S_ISDIR(found.st_mode):
             raise TemplateNotFoundError("no such template", file=name)
-        return folder, found
+        return folder[0], found
 
     def _get(self, name: str) -> CompiledFile:
         template = self._env.get_template(name)

@@ -21,7 +21,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Table
@@ -50,8 +50,11 @@ def connection(session: Session) -> Any | None:
     return raw
 
 
+@lru_cache(maxsize=256)
 def datetime_text(value: datetime | None) -> str | None:
     # What UTCDateTime and SQLite's DATETIME store: UTC, naive, microseconds always written.
+    # Remembered: an event's rows bind the same few instants a dozen times (equal instants in
+    # other zones hash alike, and give the same UTC text). A naive one raises, and is not kept.
     value = utc(value)
     # isoformat, not strftime: the same text (zero-padded, as SQLAlchemy writes it) in half the time.
     return None if value is None else value.replace(tzinfo=None).isoformat(" ", "microseconds")
