@@ -382,6 +382,40 @@ def test_a_file_that_is_not_utf8_is_reported_with_its_line(tmp_path: Path) -> No
 # Hot reload: a broken edit is not served; the last good version is, until the file is fixed.
 
 
+def test_one_look_renders_a_block_from_the_files_as_they_were_at_its_first_look(tmp_path: Path) -> None:
+    templates = write(tmp_path, {
+        "t/pt-BR/sms.j2": "sms {% include '_partials/x.j2' %}",
+        "t/pt-BR/email.subject.j2": "assunto {% include '_partials/x.j2' %}",
+        "t/pt-BR/email.txt.j2": "texto", "t/pt-BR/email.html.j2": "<p>html</p>",
+        "_partials/x.j2": "v1",
+    })
+    with templates.one_look():
+        first = templates.render("t", "sms", "pt-BR", {})
+        touch(tmp_path / "_partials" / "x.j2", "v2")
+        touch(tmp_path / "t" / "pt-BR" / "sms.j2", "novo {% include '_partials/x.j2' %}")
+        with templates.one_look():  # inside another: part of it
+            email = templates.render("t", "email", "pt-BR", {})
+        again = templates.render("t", "sms", "pt-BR", {})
+        assert Templates(tmp_path, "pt-BR").render("t", "sms", "pt-BR", {}).text == "novo v2"  # another's look
+    assert (first.text, email.subject, again.text, again.hash) == ("sms v1", "assunto v1", "sms v1", first.hash)
+    after = templates.render("t", "sms", "pt-BR", {})
+    assert (after.text, templates.render("t", "email", "pt-BR", {}).subject) == ("novo v2", "assunto v2")
+    assert after.hash != first.hash
+
+
+def test_one_look_sees_a_locale_added_meanwhile_only_after_the_block(tmp_path: Path) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "pt"})
+    with templates.one_look():
+        assert templates.locales("t") == ["pt-BR"]
+        (tmp_path / "t" / "es").mkdir()
+        (tmp_path / "t" / "es" / "sms.j2").write_text("es")
+        os.utime(tmp_path / "t", ns=(1, 1))
+        assert templates.locales("t") == ["pt-BR"]
+        with pytest.raises(TemplateNotFoundError):
+            templates.render("u", "sms", "pt-BR", {})
+    assert templates.locales("t") == ["es", "pt-BR"]
+
+
 def fallbacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if getattr(r, "action", None) == "template_fallback"]
 

@@ -316,6 +316,6 @@ class DirSettings(Section):
 
 
 class TemplatesSettings(DirSettings):
-    # Files are looked at on each render and reloaded when they change (a broken edit is not
-    # served: the last good version is); false reads each file once per process.
+    # Files are looked at for each event rendered and reloaded when they change (a broken edit
+    # is not served: the last good version is); false reads each file once per process.
     reload: bool = True

@@ -62,13 +62,15 @@ class MessageBuilder:
         by each channel chosen at the opening, and the context (the page link's HMAC, whether the
         phone takes SMS) is the same for all of them."""
         context = self.context(protocol, **extra) if targets else {}
-        return [self._render(protocol, template, channel, recipient, now, reason, context)
-                for channel, recipient in targets]
+        with self.templates.one_look():  # the messages of an event from the same files
+            return [self._render(protocol, template, channel, recipient, now, reason, context)
+                    for channel, recipient in targets]
 
     def _render(self, protocol: Protocol, template: str, channel: str, recipient: str, now: datetime,
                 reason: str | None, context: dict[str, Any]) -> Notification:
-        rendered = render_consumer(self.templates, template, channel, protocol.consumer_locale,  # type: ignore[arg-type]
-                                   context)
+        with self.templates.one_look():  # an SMS may be rendered twice, with the page's link and without
+            rendered = render_consumer(self.templates, template, channel,  # type: ignore[arg-type]
+                                       protocol.consumer_locale, context)
         notification = self._notification(rendered, protocol.id, channel, recipient, now, reason)
         if channel == "whatsapp":
             notification.whatsapp_content = self.templates.whatsapp_content(rendered, protocol.consumer_locale, context)
@@ -103,10 +105,11 @@ class MessageBuilder:
             return self.templates.render("protocol_history", channel, protocol.consumer_locale,  # type: ignore[arg-type]
                                          {**context, "history": run, "part": number, "parts": count})
 
-        if channel == "whatsapp":  # free text (the consumer asked), at most WhatsApp's length a message
-            parts = split_history(part, entries, FREE_TEXT_LIMIT, size=lambda r: len(r.text))
-        else:
-            parts = split_history(part, entries, self.settings.fallback.max_sms_segments)
+        with self.templates.one_look():  # every part from the same files (the split renders each several times)
+            if channel == "whatsapp":  # free text (the consumer asked), at most WhatsApp's length a message
+                parts = split_history(part, entries, FREE_TEXT_LIMIT, size=lambda r: len(r.text))
+            else:
+                parts = split_history(part, entries, self.settings.fallback.max_sms_segments)
         what = "WhatsApp" if channel == "whatsapp" else "SMS"
         return [self._notification(rendered, protocol.id, channel, recipient, now,
                                    f"history split for {what}: part {i} of {len(parts)}" if len(parts) > 1 else None)

@@ -5,7 +5,8 @@ Layout: `<folder>/<name>/template.toml` and `<folder>/<name>/<locale>/` holding
 `email.subject.j2`, `email.txt.j2`, `email.html.j2`, `sms.j2` and `whatsapp.j2`. Template names in
 include/extends/import are relative to `<folder>`.
 
-Files are reloaded when they change (an mtime check on each render). An edit that breaks
+Files are reloaded when they change (an mtime and size check on each render, or once for all
+the renders of a `one_look()` block: the messages of one event). An edit that breaks
 a template is not served: the last version that rendered well for the same template,
 locale and channel keeps serving, with a `template_fallback` warning naming the file and
 line, until the file is fixed. `protocol-gateway templates check` reports the error.
@@ -13,6 +14,7 @@ line, until the file is fixed. `protocol-gateway templates check` reports the er
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import os
@@ -58,6 +60,9 @@ PARTIALS = "_partials"
 # The pages for people (the consumer's page), per locale, with their stylesheet: not a template.
 PAGES = "_page"
 _NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never a path
+# Inside `Templates.one_look()`: which Templates looks, and the files and template folders it
+# has already looked at in the block.
+_LOOK: contextvars.ContextVar[tuple[Templates, dict[str, Any]] | None] = contextvars.ContextVar("look", default=None)
 _ONE_LINE = re.compile(r"[ \t\r\n]+")
 
 
@@ -405,11 +410,39 @@ class Templates:
             "action": "template_fallback", "template": name, "locale": locale, "channel": channel,
             "file": error.file, "line": error.line, "variable": error.variable, "error": error.message})
 
+    @contextmanager
+    def one_look(self) -> Iterator[None]:
+        """Renders in the block see each file (and each template's folder) as it was at their
+        first look: one event's messages come from one version of every file they share, and
+        pay one `stat` a file, not one a render (an opening by email and SMS looked ten or
+        more times, ~4 µs each). A block inside another is part of it."""
+        if self._looked() is not None:
+            yield
+            return
+        token = _LOOK.set((self, {}))
+        try:
+            yield
+        finally:
+            _LOOK.reset(token)
+
+    def _looked(self) -> dict[str, Any] | None:
+        look = _LOOK.get()
+        return look[1] if look is not None and look[0] is self else None
+
     def _template_dir(self, name: str) -> Path:
         return self._template_stat(name)[0]
 
     def _template_stat(self, name: str) -> tuple[Path, os.stat_result]:
         """The template's folder and its stat, in one system call (every render asks)."""
+        looked = self._looked()
+        if looked is None:
+            return self._stat_folder(name)
+        key = name + "/"  # a folder: no file's name ends so
+        if key not in looked:
+            looked[key] = self._stat_folder(name)
+        return looked[key]  # type: ignore[no-any-return]
+
+    def _stat_folder(self, name: str) -> tuple[Path, os.stat_result]:
         folder = self._folders.get(name)
         if folder is None:
             if not _NAME.fullmatch(name):
@@ -427,8 +460,13 @@ class Templates:
         return folder[0], found
 
     def _get(self, name: str) -> CompiledFile:
-        template = self._env.get_template(name)
+        looked = self._looked()
+        if looked is not None and name in looked:
+            return looked[name]  # type: ignore[no-any-return]
+        template = self._env.get_template(name)  # Jinja looks at the file (templates.reload)
         assert isinstance(template, CompiledFile)
+        if looked is not None:
+            looked[name] = template
         return template
 
     def _closure(self, roots: tuple[CompiledFile, ...]) -> dict[str, CompiledFile]:
