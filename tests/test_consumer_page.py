@@ -21,6 +21,7 @@ import gateway
 from gateway.app import Runtime, build_runtime, prepare, web_app
 from gateway.config import ConfigError
 from gateway.protocols.anonymize import anonymize
+from gateway.protocols.page_links import PageLinks, digest
 from gateway.rendering.check import check_templates
 from gateway.rendering.templates import Templates
 from gateway.store.models import ConsumerRequest, Notification, Protocol
@@ -122,6 +123,18 @@ async def test_the_page_speaks_the_consumers_language(gw: Gateway) -> None:
     html = await (await gw.client.get(f"/p/{await gw.token(number)}")).text()
     assert 'lang="es"' in html and "Número de atención" in html and "Recibir por correo electrónico" in html
     assert "22/11/2026, 15:43 (CET)" in html
+
+
+def test_each_number_has_its_own_token_whatever_was_asked_before(tmp_path: Path) -> None:
+    # PageLinks keeps the last number's token (an opening asks twice): never another number's.
+    links = PageLinks("https://sac.example/", secret="s" * 32, secret_file=tmp_path / "unused")
+    alone = {n: PageLinks("https://sac.example/", secret="s" * 32, secret_file=tmp_path / "unused").token(n)
+             for n in ("2026112200000001", "2026112200000002")}
+    assert alone["2026112200000001"] != alone["2026112200000002"]
+    for n in ("2026112200000001", "2026112200000001", "2026112200000002", "2026112200000001"):
+        assert links.token(n) == alone[n]
+        assert links.link(n) == ("https://sac.example/p/" + alone[n], digest(alone[n])) == (
+            links.link(n)[0], links.digest_for(n))
 
 
 async def test_wrong_expired_and_revoked_links_get_the_same_404_page(gw: Gateway) -> None:

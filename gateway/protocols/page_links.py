@@ -26,10 +26,18 @@ class PageLinks:
         self.base = public_url.rstrip("/") + "/p/"
         self._secret = secret.encode("utf-8") if secret is not None else None
         self._secret_file = secret_file
+        # The last number's token: an opening asks for it twice (the digest its row keeps, the
+        # link its messages carry), one right after the other.
+        self._last: tuple[str, str] | None = None
 
     def token(self, number: str) -> str:
+        last = self._last
+        if last is not None and last[0] == number:
+            return last[1]
         mac = hmac.new(self._key(), b"consumer-page:" + number.encode("ascii"), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
+        token = base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode("ascii")
+        self._last = (number, token)
+        return token
 
     def link(self, number: str) -> tuple[str, str]:
         """(the page's URL, what the database keeps of its token), the HMAC computed once."""
