@@ -30,5 +30,7 @@ def grouped(number: object) -> str:
 def grouped_html(number: object) -> Markup:
     """The groups set apart by a margin, not by spaces, so that copying the number gives the digits alone."""
     parts = groups(str(number))
-    rest = "".join(f'<span style="margin-left:0.3em">{escape(p)}</span>' for p in parts[1:])
-    return Markup(f"<span>{escape(parts[0])}</span>{rest}")
+    if len(parts) > 1:  # digits alone (groups() splits nothing else): nothing to escape
+        rest = "".join([f'<span style="margin-left:0.3em">{p}</span>' for p in parts[1:]])
+        return Markup(f"<span>{parts[0]}</span>{rest}")
+    return Markup(f"<span>{escape(parts[0])}</span>")

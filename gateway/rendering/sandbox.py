@@ -5,10 +5,9 @@ includes pinned to the version a render's hash names.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import os
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,21 @@ PINNED: contextvars.ContextVar[Mapping[str, CompiledFile] | None] = contextvars.
 RENDERING: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("rendering", default=None)
 
 
-@contextlib.contextmanager
-def rendering(variables: Mapping[str, Any] | None) -> Iterator[None]:
+class rendering:  # noqa: N801 - used as a function: `with rendering(variables):`
     """`variables` are the render under way for the block (None: no render, as while a shared
-    module is built)."""
-    token = RENDERING.set(variables)
-    try:
-        yield
-    finally:
-        RENDERING.reset(token)
+    module is built). A class rather than a generator: every render enters a few of these, and
+    contextlib's machinery cost more than the contextvar it sets."""
+
+    __slots__ = ("_variables", "_token")
+
+    def __init__(self, variables: Mapping[str, Any] | None) -> None:
+        self._variables = variables
+
+    def __enter__(self) -> None:
+        self._token = RENDERING.set(self._variables)
+
+    def __exit__(self, *exc: object) -> None:
+        RENDERING.reset(self._token)
 
 
 class RenderContext(Context):

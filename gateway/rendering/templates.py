@@ -488,22 +488,19 @@ class Templates:
                 pending.append(ref)
         return files
 
-    @contextmanager
-    def _reported(self, file: str) -> Iterator[None]:
-        """Turn whatever Jinja, the sandbox or a filter raises into one TemplateError."""
-        try:
-            yield
-        except TemplateError:
-            raise
-        except TemplateSyntaxError as exc:
-            raise TemplateError(exc.message or "syntax error", file=exc.name or file, line=exc.lineno) from exc
-        except TemplateNotFound as exc:
-            raise TemplateNotFoundError("template file not found", file=str(exc.name)) from exc
-        except Exception as exc:
-            where, line = self._locate(exc, file)
-            variable = self._undefined_path(exc, where, line) if isinstance(exc, UndefinedError) else None
-            message = f"undefined variable {variable!r}" if variable else _describe(exc)
-            raise TemplateError(message, file=where, line=line, variable=variable) from exc
+    def _reported(self, file: str) -> _Reported:
+        """Turn whatever Jinja, the sandbox or a filter raises in the block into one TemplateError."""
+        return _Reported(self, file)
+
+    def _translated(self, exc: Exception, file: str) -> TemplateError:
+        if isinstance(exc, TemplateSyntaxError):
+            return TemplateError(exc.message or "syntax error", file=exc.name or file, line=exc.lineno)
+        if isinstance(exc, TemplateNotFound):
+            return TemplateNotFoundError("template file not found", file=str(exc.name))
+        where, line = self._locate(exc, file)
+        variable = self._undefined_path(exc, where, line) if isinstance(exc, UndefinedError) else None
+        message = f"undefined variable {variable!r}" if variable else _describe(exc)
+        return TemplateError(message, file=where, line=line, variable=variable)
 
     def _locate(self, exc: BaseException, default: str) -> tuple[str, int | None]:
         # Jinja rewrites tracebacks so that frames in a template carry its file and line.
@@ -567,6 +564,24 @@ def _dotted(node: nodes.Node) -> str | None:
         base = _dotted(node.node)
         return base and f"{base}.{node.arg.value}"
     return None
+
+
+class _Reported:
+    """`Templates._reported`: a class rather than a generator, since every render enters it twice
+    and contextlib's machinery cost more than the block's own bookkeeping."""
+
+    __slots__ = ("_templates", "_file")
+
+    def __init__(self, templates: Templates, file: str) -> None:
+        self._templates, self._file = templates, file
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, TemplateError) or not isinstance(exc, Exception):
+            return False  # nothing, ours already, or not an error (a cancellation): as it is
+        raise self._templates._translated(exc, self._file) from exc
 
 
 def _describe(exc: Exception) -> str:
