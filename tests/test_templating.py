@@ -253,6 +253,22 @@ def test_jinjas_own_globals_reach_every_file(tmp_path: Path) -> None:
     assert templates.render("t", "sms", "pt-BR", {}).text == "3 2"
 
 
+def test_macros_escape_as_jinja_has_them_across_html_and_text_files(tmp_path: Path) -> None:
+    # The caller's autoescaping decides whether a macro's output is safe HTML (Jinja passes the
+    # macro its evaluation context); the sandbox's shortcut for macro calls must keep that.
+    templates = write(tmp_path, {
+        "t/pt-BR/email.subject.j2": "s",
+        "t/pt-BR/email.txt.j2": "{% import '_p/say.j2' as say %}{{ say.it(x) }}",
+        "t/pt-BR/email.html.j2": "{% import '_p/say.j2' as say %}{% import '_p/ui.html.j2' as ui %}"
+                                 "{{ say.it(x) }}|{{ ui.para(say.it(x)) }}|{{ ui.para(x) }}|{{ ui.para(y) }}",
+        "_p/say.j2": "{% macro it(v) %}l'{{ v }}{% endmacro %}",
+        "_p/ui.html.j2": "{% macro para(t) %}<i>{{ t }}</i>{% endmacro %}",
+    })
+    rendered = templates.render("t", "email", "pt-BR", {"x": "a&b", "y": "it's <b>"})
+    assert rendered.text == "l'a&b\n"
+    assert rendered.html == "l'a&b|<i>l'a&b</i>|<i>a&amp;b</i>|<i>it&#39;s &lt;b&gt;</i>"
+
+
 def test_unknown_template_or_missing_file(tmp_path: Path, shipped: Templates) -> None:
     with pytest.raises(TemplateNotFoundError):
         shipped.resolve_locale("no_such_template", "pt-BR")

@@ -96,6 +96,22 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
                 return value
         return super().getattr(obj, attribute)
 
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's names
+        # A macro is Jinja's own and always safe to call: the sandbox's check and Context.call's
+        # search for what the callable takes decide nothing (a dozen macro calls an opening).
+        # What Context.call does for it is kept: it is given the caller's evaluation context
+        # (whose autoescaping decides whether its output is already safe HTML), the frame's
+        # variables it is handed are dropped, and a StopIteration is an undefined value.
+        if type(__obj) is Macro:
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+            try:
+                return __obj(__context.eval_ctx, *args, **kwargs)
+            except StopIteration:
+                return __context.environment.undefined(
+                    "value was undefined because a callable raised a StopIteration exception")
+        return super().call(__context, __obj, *args, **kwargs)
+
     def get_template(self, name: str | Template, parent: str | None = None,
                      globals: MutableMapping[str, Any] | None = None) -> Template:
         pinned = PINNED.get()
