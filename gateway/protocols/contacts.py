@@ -37,7 +37,10 @@ def normalize_phone(raw: str, region: str | None, *, for_sms: bool, allowed_regi
             raise ContactError(f"SMS to {found or 'this region'} is not allowed (sms.allowed_countries)")
         if phonenumbers.number_type(number) not in _SMS_TYPES:
             raise ContactError("not a mobile number: it cannot receive SMS")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if for_sms:  # what may_text would find again for this number: the same checks passed
+        _remember_textable((e164, tuple(allowed_regions)), True)
+    return e164
 
 
 @lru_cache(maxsize=1024)
@@ -64,17 +67,31 @@ def contacts(protocol: Any) -> dict[str, str | None]:
             "whatsapp": protocol.consumer_whatsapp or protocol.consumer_phone}
 
 
-@lru_cache(maxsize=4096)
 def may_text(phone: str | None, allowed_regions: tuple[str, ...]) -> bool:
     """Whether the gateway may send SMS to `phone` (and so ask it to text back): a mobile number
     in `sms.allowed_countries`. A message offers "text us" only to consumers for whom it works.
 
-    Remembered for the last numbers asked: each of an event's messages asks it of the same
-    number, and parsing one costs more than rendering an SMS (profiled on the ingest)."""
+    Remembered for the last numbers asked or checked for SMS by normalize_phone: each of an
+    event's messages asks it of the number the opening has just checked, and checking one
+    costs more than rendering an SMS (profiled on the ingest)."""
     if not phone:
         return False
+    known = _TEXTABLE.get((phone, allowed_regions))
+    if known is not None:
+        return known
     try:
         normalize_phone(phone, None, for_sms=True, allowed_regions=list(allowed_regions))
     except ContactError:
+        _remember_textable((phone, allowed_regions), False)
         return False
+    _remember_textable((phone, allowed_regions), True)  # normalize_phone kept its E.164 form
     return True
+
+
+_TEXTABLE: dict[tuple[str, tuple[str, ...]], bool] = {}
+
+
+def _remember_textable(key: tuple[str, tuple[str, ...]], textable: bool) -> None:
+    if len(_TEXTABLE) >= 4096:  # the last numbers seen, never without bound
+        _TEXTABLE.clear()
+    _TEXTABLE[key] = textable
