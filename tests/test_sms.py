@@ -11,6 +11,7 @@ from gateway.rendering.sms import (
     UCS2_PART,
     UCS2_SINGLE,
     SmsInfo,
+    _SPACES,
     _gsm7_char,
     clean_spaces,
     is_gsm7,
@@ -194,3 +195,8 @@ def test_a_lone_surrogate_counts_one_unit() -> None:
     # JSON may carry one ("\\ud800"): it is counted, not an error.
     assert sms_info("ç\ud800") == SmsInfo("UCS-2", 2, 1)
     assert sms_info("ç" * 70 + "\ud800") == SmsInfo("UCS-2", 71, 2)
+
+
+@given(st.one_of(MIXED, st.text(alphabet=st.sampled_from("ab \t\u00a0\u202f\u200b\ufeff\u3000ç"))))
+def test_clean_spaces_is_the_translation_table(text: str) -> None:
+    assert clean_spaces(text) == text.translate(_SPACES)
