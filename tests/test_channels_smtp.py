@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils as email_utils
 import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.config import SMTPSettings
 from gateway.delivery.channels.base import Message
-from gateway.delivery.channels.smtp import SMTPTransport
+from gateway.delivery.channels.smtp import _BARE, SMTPTransport, mailbox
 from gateway.delivery.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
 from tests.fakes.smtp_sink import SMTPSink, free_port
+from tests.tls_helpers import make_certificate
 
 SENDER = "Atendimento São Paulo <protocolos@example.com>"
 
@@ -110,6 +115,43 @@ async def test_5xx_refusal_is_permanent(sink: SMTPSink, transport: SMTPTransport
 
     assert caught.value.code == "550"
     assert sink.received == []
+
+
+async def test_the_envelope_carries_the_bare_addresses(sink: SMTPSink, transport: SMTPTransport) -> None:
+    # MAIL and RCPT are written by the transport (smtp.mailbox), as aiosmtplib's mail() and rcpt() would.
+    await transport.send(email(1))
+    await transport.send(email(2, to="Maria Silva <maria.silva+sac@example.com>",
+                               return_path="bounces+n2.abc=example.com@mail.example.com"))
+    assert [(r.mail_from, r.rcpt_tos) for r in sink.received] == [
+        ("protocolos@example.com", ["cliente1@example.com"]),
+        ("bounces+n2.abc=example.com@mail.example.com", ["maria.silva+sac@example.com"]),
+    ]
+
+
+async def test_an_address_that_could_smuggle_a_command_is_refused_before_any_is_sent(
+        sink: SMTPSink, transport: SMTPTransport) -> None:
+    with pytest.raises(PermanentDeliveryError, match="line break"):
+        await transport.send(email(1, to="cliente@example.com>\r\nRCPT TO:<outro@example.com"))
+    with pytest.raises(PermanentDeliveryError, match="not permitted in an SMTP mailbox"):
+        await transport.send(email(1, to="a b@example.com"))
+    assert sink.received == [] and sink.connections == 0
+
+
+async def test_a_sender_the_relay_refuses_is_transient_and_says_what_to_check(tmp_path: Path) -> None:
+    tls = make_certificate(tmp_path / "tls").server_context()
+    async with SMTPSink(tls_context=tls, require_starttls=True) as sink:  # "530 Must issue a STARTTLS command first"
+        transport = SMTPTransport(smtp_settings(sink.port), SENDER)
+        with pytest.raises(TransientDeliveryError, match="refuses mail from our sender") as caught:
+            await transport.send(email(1))
+        await transport.aclose()
+    assert caught.value.code == "530" and sink.received == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(_BARE, fullmatch=True))
+def test_a_bare_address_is_what_parseaddr_gives_back(address: str) -> None:
+    assert email_utils.parseaddr(address) == ("", address) and mailbox(address) == address
+    assert mailbox(f"Maria <{address}>") == address
 
 
 async def test_closed_port_is_transient() -> None:

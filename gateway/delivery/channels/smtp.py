@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from email.message import EmailMessage
 
 import aiosmtplib
-from aiosmtplib import SMTPException, SMTPResponseException
+from aiosmtplib import SMTPException, SMTPRecipientRefused, SMTPResponseException, SMTPSenderRefused, SMTPStatus
 from aiosmtplib.email import flatten_message, parse_address
 
 from gateway.config import SMTPSettings
@@ -25,6 +26,20 @@ from gateway.delivery.errors import DeliveryError, PermanentDeliveryError, Trans
 log = logging.getLogger(__name__)
 
 QUIT_TIMEOUT = 2.0  # seconds: a polite QUIT must not hold up shutdown
+
+
+# A bare address: a dot-atom local part at a dot-separated domain, what every consumer address is
+# once checked at the opening. email.utils.parseaddr gives it back unchanged (a test holds that),
+# and parsing costs ~15 µs of pure Python: aiosmtplib's mail() and rcpt() parsed each address
+# again, three parses a send (5 % of the end-to-end bench's CPU).
+_BARE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                   r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def mailbox(address: str) -> str:
+    """The bare address for the envelope, as aiosmtplib's parse_address gives it: ValueError for one
+    that could smuggle a parameter or a command onto the SMTP line."""
+    return address if _BARE.fullmatch(address) else parse_address(address)
 
 
 class _DroppedBeforeData(TransientDeliveryError):
@@ -61,7 +76,8 @@ class SMTPTransport:
 
     async def send(self, message: Message) -> Receipt:
         try:
-            recipient = parse_address(message.to)
+            recipient = mailbox(message.to)
+            return_path = mailbox(message.return_path) if message.return_path else self._envelope_sender
         except ValueError as exc:
             raise PermanentDeliveryError(f"cannot send to {message.to!r}: {exc}") from exc
         fast = email_bytes(message, self._sender)
@@ -69,7 +85,7 @@ class SMTPTransport:
         email = build_email(message, self._sender) if fast is None else None
         client = await self._idle.get()
         try:
-            await self._deliver(client, payload, email, recipient, message.return_path or self._envelope_sender)
+            await self._deliver(client, payload, email, recipient, return_path)
         except DeliveryError:
             raise
         except BaseException:
@@ -127,9 +143,15 @@ class SMTPTransport:
 
         data_began = sender_accepted = False
         try:
-            await client.mail(envelope_sender, options=options, encoding=encoding)
+            # MAIL and RCPT as aiosmtplib's mail() and rcpt() send them, for addresses already bare.
+            reply = await client.execute_command(b"MAIL", b"FROM:<" + envelope_sender.encode(encoding) + b">",
+                                                 *[option.encode("ascii") for option in options])
+            if reply.code != SMTPStatus.completed:
+                raise SMTPSenderRefused(reply.code, reply.message, envelope_sender)
             sender_accepted = True
-            await client.rcpt(recipient, encoding=encoding)
+            reply = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode(encoding) + b">")
+            if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+                raise SMTPRecipientRefused(reply.code, reply.message, recipient)
             data_began = True
             await client.data(data)
         except SMTPResponseException as exc:  # a refusal: the server answered and kept nothing
