@@ -1,5 +1,5 @@
 """The standalone benches (`bench.memory`, `bench.peer`, `bench.render`, `bench.dispatch_cost`,
-`bench.transactions`) still run end to end.
+`bench.transactions`) and `bench.render_outputs` still run end to end.
 
 Like tests/test_bench_smoke.py, they assert that each bench completes, writes its report with
 the rows it should, and that the run's own checks held (every email sent and received, the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,27 @@ def test_transactions_smoke_reports_the_gateways_transactions_and_aiosqlites(tmp
                   "| aiosqlite alone: one trip running nothing |"):
         assert label in text
     assert "- Database.transact ÷ aiosqlite's BEGIN IMMEDIATE + COMMIT: " in text
+
+
+def test_render_outputs_writes_every_shipped_message_and_sees_an_edit(tmp_path: Path) -> None:
+    # The tool that shows two trees render alike (bench.render_outputs): it covers every template,
+    # locale, channel, sample and way of asking, and a one-character edit shows in its output.
+    def run(folder: Path | None, out: Path) -> dict[str, Any]:
+        extra = ["--folder", str(folder)] if folder else []
+        completed = subprocess.run([sys.executable, "-m", "bench.render_outputs", *extra, str(out)], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=SMOKE_TIMEOUT, env=os.environ.copy())
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        return json.loads(out.read_text(encoding="utf-8"))
+
+    shipped = run(None, tmp_path / "shipped.json")
+    assert not [k for k, v in shipped.items() if isinstance(v, str)]
+    assert {k.split("/")[0] for k in shipped} >= {"protocol_opened", "protocol_history", "retention_notice"}
+    assert len({k.rsplit("/", 1)[0] for k in shipped if k.startswith("protocol_opened/pt-BR/sms/")}) >= 1
+    assert len([k for k in shipped if k.startswith("protocol_opened/pt-BR/email/sample/")]) == 16
+    copy = tmp_path / "templates"
+    shutil.copytree(ROOT / "gateway" / "templates", copy)
+    ask = copy / "_partials" / "pt-BR" / "ask.j2"
+    ask.write_text(ask.read_text(encoding="utf-8").replace("sem custo", "sem custo algum"), encoding="utf-8")
+    edited = run(copy, tmp_path / "edited.json")
+    changed = [k for k in shipped if shipped[k] != edited[k]]
+    assert changed and all("/pt-BR/" in k for k in changed)

@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.rendering.sms import (
+    _SPACES,
     GSM7_BASIC,
     GSM7_EXTENSION,
     GSM7_PART,
@@ -11,7 +12,6 @@ from gateway.rendering.sms import (
     UCS2_PART,
     UCS2_SINGLE,
     SmsInfo,
-    _SPACES,
     _gsm7_char,
     clean_spaces,
     is_gsm7,
