@@ -9,8 +9,10 @@ comparing two trees byte for byte after a change meant to make rendering cheaper
 It renders every template, locale and channel with each of its manifest's samples, and each of
 those under the 16 ways the consumer may ask for the history (reply by email, text us, write
 to an address, visit a site: each there or not), with `fallback=False` so that an error shows
-as an error. The JSON maps "template/locale/channel/sample/ways" to [subject, text, html], or
-to the error's text. Nothing is timed: `python -m bench.render` times an opening.
+as an error. The JSON maps "template/locale/channel/sample/ways" to [subject, text, html] (an
+SMS also to its text with `sms.transliterate` on and its counts, written and transliterated),
+or to the error's text. Not compared: WhatsApp's template variables, and the content hashes,
+which follow the files' bytes. Nothing is timed: `python -m bench.render` times an opening.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ WAYS = [{"reply": reply, "sms_number": sms, "email": email, "website": site, "te
 
 def outputs(folder: Path) -> dict[str, Any]:
     templates = Templates(folder, "pt-BR")
+    transliterating = Templates(folder, "pt-BR", sms_transliterate=True)  # sms.transliterate = true
     out: dict[str, Any] = {}
     for name in templates.names():
         manifest = templates.manifest(name)
@@ -44,11 +47,22 @@ def outputs(folder: Path) -> dict[str, Any]:
                             context["ask"] = {**context["ask"], **ways}
                         key = f"{name}/{locale}/{channel}/{sample_name}/{n}"
                         try:
-                            r = templates.render(name, channel, locale, context, fallback=False)  # type: ignore[arg-type]
-                            out[key] = [r.subject, r.text, r.html]
+                            out[key] = _message(templates, transliterating, name, channel, locale, context)
                         except TemplateError as exc:
                             out[key] = f"error: {exc}"
     return out
+
+
+def _message(templates: Templates, transliterating: Templates, name: str, channel: str, locale: str,
+             context: dict[str, Any]) -> list[Any]:
+    """[subject, text, html]; an SMS also transliterated, with its counts both ways (encoding,
+    units, segments). Not the content hash: it follows the files' bytes, which any edit changes."""
+    r = templates.render(name, channel, locale, context, fallback=False)  # type: ignore[arg-type]
+    if channel != "sms":
+        return [r.subject, r.text, r.html]
+    t = transliterating.render(name, channel, locale, context, fallback=False)  # type: ignore[arg-type]
+    counts = [[i.encoding, i.units, i.segments] for i in (r.sms_written, r.sms_transliterated) if i is not None]
+    return [r.subject, r.text, r.html, t.text, counts]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -38,6 +39,17 @@ def test_a_naive_datetime_is_refused() -> None:
     for _ in range(2):  # the texts are remembered; a refusal is not
         with pytest.raises(ValueError, match="naive"):
             datetime_text(datetime(2026, 11, 22, 14, 43))
+
+
+def test_the_two_times_of_the_hour_the_clocks_go_back_are_two_texts() -> None:
+    # They compare and hash equal in their zone though an hour apart: never one for the other.
+    zone = ZoneInfo("America/New_York")
+    first, second = datetime(2025, 11, 2, 1, 30, tzinfo=zone), datetime(2025, 11, 2, 1, 30, tzinfo=zone, fold=1)
+    for _ in range(2):
+        assert (datetime_text(first), datetime_text(second)) == ("2025-11-02 05:30:00.000000",
+                                                                 "2025-11-02 06:30:00.000000")
+        assert (datetime_text(second), datetime_text(first)) == ("2025-11-02 06:30:00.000000",
+                                                                 "2025-11-02 05:30:00.000000")
 
 
 def test_the_same_instant_in_another_zone_is_the_same_text() -> None:

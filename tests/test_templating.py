@@ -255,7 +255,10 @@ def test_jinjas_own_globals_reach_every_file(tmp_path: Path) -> None:
 
 def test_macros_escape_as_jinja_has_them_across_html_and_text_files(tmp_path: Path) -> None:
     # The caller's autoescaping decides whether a macro's output is safe HTML (Jinja passes the
-    # macro its evaluation context); the sandbox's shortcut for macro calls must keep that.
+    # macro its evaluation context); the sandbox's shortcut for macro calls must keep that. Pinned
+    # as Jinja has it, hazard included: a text file's macro called from HTML comes out unescaped,
+    # so such macros (the shipped ask.j2) must only carry settings and the number, never what a
+    # consumer or an upstream system wrote.
     templates = write(tmp_path, {
         "t/pt-BR/email.subject.j2": "s",
         "t/pt-BR/email.txt.j2": "{% import '_p/say.j2' as say %}{{ say.it(x) }}",
@@ -417,6 +420,17 @@ def test_one_look_renders_a_block_from_the_files_as_they_were_at_its_first_look(
     after = templates.render("t", "sms", "pt-BR", {})
     assert (after.text, templates.render("t", "email", "pt-BR", {}).subject) == ("novo v2", "assunto v2")
     assert after.hash != first.hash
+
+
+def test_one_look_keeps_a_file_broken_at_its_look_broken_for_the_whole_block(tmp_path: Path) -> None:
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "quebrado {{ x }"})
+    with templates.one_look():
+        for fixed in (False, True):
+            with pytest.raises(TemplateError, match="t/pt-BR/sms.j2"):
+                templates.render("t", "sms", "pt-BR", {"x": 1}, fallback=False)
+            if not fixed:
+                touch(tmp_path / "t" / "pt-BR" / "sms.j2", "bom {{ x }}")
+    assert templates.render("t", "sms", "pt-BR", {"x": 1}).text == "bom 1"
 
 
 def test_one_look_sees_a_locale_added_meanwhile_only_after_the_block(tmp_path: Path) -> None:

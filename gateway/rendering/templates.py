@@ -439,8 +439,14 @@ class Templates:
             return self._stat_folder(name)
         key = name + "/"  # a folder: no file's name ends so
         if key not in looked:
-            looked[key] = self._stat_folder(name)
-        return looked[key]  # type: ignore[no-any-return]
+            try:
+                looked[key] = self._stat_folder(name)
+            except TemplateNotFoundError as exc:
+                looked[key] = exc
+        found = looked[key]
+        if isinstance(found, Exception):
+            raise found
+        return found  # type: ignore[no-any-return]
 
     def _stat_folder(self, name: str) -> tuple[Path, os.stat_result]:
         folder = self._folders.get(name)
@@ -462,8 +468,16 @@ class Templates:
     def _get(self, name: str) -> CompiledFile:
         looked = self._looked()
         if looked is not None and name in looked:
-            return looked[name]  # type: ignore[no-any-return]
-        template = self._env.get_template(name)  # Jinja looks at the file (templates.reload)
+            found = looked[name]
+            if isinstance(found, Exception):
+                raise found  # broken at the look: broken for every message of the block
+            return found  # type: ignore[no-any-return]
+        try:
+            template = self._env.get_template(name)  # Jinja looks at the file (templates.reload)
+        except Exception as exc:
+            if looked is not None:
+                looked[name] = exc
+            raise
         assert isinstance(template, CompiledFile)
         if looked is not None:
             looked[name] = template

@@ -50,14 +50,21 @@ def connection(session: Session) -> Any | None:
     return raw
 
 
-@lru_cache(maxsize=256)
 def datetime_text(value: datetime | None) -> str | None:
     # What UTCDateTime and SQLite's DATETIME store: UTC, naive, microseconds always written.
-    # Remembered: an event's rows bind the same few instants a dozen times (equal instants in
-    # other zones hash alike, and give the same UTC text). A naive one raises, and is not kept.
+    if type(value) is datetime and value.tzinfo is timezone.utc:
+        return _utc_text(value)
     value = utc(value)
+    return None if value is None else _utc_text(value)
+
+
+@lru_cache(maxsize=256)
+def _utc_text(value: datetime) -> str:
+    # Remembered: an event's rows bind the same few instants a dozen times. Only for UTC values:
+    # in a zone with summer time, the two 1:30 of the night the clocks go back compare (and hash)
+    # equal though they are an hour apart, and a cache keyed on one would answer for the other.
     # isoformat, not strftime: the same text (zero-padded, as SQLAlchemy writes it) in half the time.
-    return None if value is None else value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _json(value: Any) -> str:

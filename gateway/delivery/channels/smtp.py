@@ -77,9 +77,12 @@ class SMTPTransport:
     async def send(self, message: Message) -> Receipt:
         try:
             recipient = mailbox(message.to)
-            return_path = mailbox(message.return_path) if message.return_path else self._envelope_sender
         except ValueError as exc:
             raise PermanentDeliveryError(f"cannot send to {message.to!r}: {exc}") from exc
+        try:
+            return_path = mailbox(message.return_path) if message.return_path else self._envelope_sender
+        except ValueError as exc:
+            raise PermanentDeliveryError(f"cannot use the return path {message.return_path!r}: {exc}") from exc
         fast = email_bytes(message, self._sender)
         payload, message_id = fast if fast is not None else (None, None)
         email = build_email(message, self._sender) if fast is None else None
@@ -143,15 +146,9 @@ class SMTPTransport:
 
         data_began = sender_accepted = False
         try:
-            # MAIL and RCPT as aiosmtplib's mail() and rcpt() send them, for addresses already bare.
-            reply = await client.execute_command(b"MAIL", b"FROM:<" + envelope_sender.encode(encoding) + b">",
-                                                 *[option.encode("ascii") for option in options])
-            if reply.code != SMTPStatus.completed:
-                raise SMTPSenderRefused(reply.code, reply.message, envelope_sender)
+            await _mail(client, envelope_sender, options, encoding)
             sender_accepted = True
-            reply = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode(encoding) + b">")
-            if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
-                raise SMTPRecipientRefused(reply.code, reply.message, recipient)
+            await _rcpt(client, recipient, encoding)
             data_began = True
             await client.data(data)
         except SMTPResponseException as exc:  # a refusal: the server answered and kept nothing
@@ -182,7 +179,7 @@ class SMTPTransport:
         try:
             await self._connect(client)
             try:
-                await client.mail(self._envelope_sender)
+                await _mail(client, self._envelope_sender, [], "ascii")
                 await client.rset()
             except SMTPResponseException as exc:
                 raise self._session_refused(exc) from exc
@@ -206,6 +203,22 @@ class SMTPTransport:
                 except (SMTPException, OSError):
                     client.close()
             self._idle.put_nowait(client)
+
+
+# MAIL and RCPT as aiosmtplib's mail() and rcpt() send them, for addresses already bare (see
+# mailbox). Those methods also send EHLO first when the session has none: here _connect always
+# has, and a session out of step is closed and opened again, never reused.
+async def _mail(client: aiosmtplib.SMTP, sender: str, options: list[str], encoding: str) -> None:
+    reply = await client.execute_command(b"MAIL", b"FROM:<" + sender.encode(encoding) + b">",
+                                         *[option.encode("ascii") for option in options])
+    if reply.code != SMTPStatus.completed:
+        raise SMTPSenderRefused(reply.code, reply.message, sender)
+
+
+async def _rcpt(client: aiosmtplib.SMTP, recipient: str, encoding: str) -> None:
+    reply = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode(encoding) + b">")
+    if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+        raise SMTPRecipientRefused(reply.code, reply.message, recipient)
 
 
 def _refusal(exc: SMTPResponseException) -> DeliveryError:
