@@ -22,11 +22,11 @@ import re
 import stat
 import tomllib
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from jinja2 import (
     StrictUndefined,
@@ -64,6 +64,7 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never
 # has already looked at in the block.
 _LOOK: contextvars.ContextVar[tuple[Templates, dict[str, Any]] | None] = contextvars.ContextVar("look", default=None)
 _ONE_LINE = re.compile(r"[ \t\r\n]+")
+T = TypeVar("T")
 
 
 class TemplateError(Exception):
@@ -429,24 +430,28 @@ class Templates:
         look = _LOOK.get()
         return look[1] if look is not None and look[0] is self else None
 
-    def _template_dir(self, name: str) -> Path:
-        return self._template_stat(name)[0]
-
-    def _template_stat(self, name: str) -> tuple[Path, os.stat_result]:
-        """The template's folder and its stat, in one system call (every render asks)."""
+    def _in_look(self, key: str, look_at: Callable[[], T]) -> T:
+        """`look_at()`, once a key inside a `one_look()` block: its answer, or its error, holds
+        for the rest of the block (a file broken at the look is broken for every message)."""
         looked = self._looked()
         if looked is None:
-            return self._stat_folder(name)
-        key = name + "/"  # a folder: no file's name ends so
+            return look_at()
         if key not in looked:
             try:
-                looked[key] = self._stat_folder(name)
-            except TemplateNotFoundError as exc:
+                looked[key] = look_at()
+            except Exception as exc:
                 looked[key] = exc
         found = looked[key]
         if isinstance(found, Exception):
             raise found
         return found  # type: ignore[no-any-return]
+
+    def _template_dir(self, name: str) -> Path:
+        return self._template_stat(name)[0]
+
+    def _template_stat(self, name: str) -> tuple[Path, os.stat_result]:
+        """The template's folder and its stat, in one system call (every render asks)."""
+        return self._in_look(name + "/", lambda: self._stat_folder(name))  # a folder: no file's name ends so
 
     def _stat_folder(self, name: str) -> tuple[Path, os.stat_result]:
         folder = self._folders.get(name)
@@ -466,21 +471,8 @@ class Templates:
         return folder[0], found
 
     def _get(self, name: str) -> CompiledFile:
-        looked = self._looked()
-        if looked is not None and name in looked:
-            found = looked[name]
-            if isinstance(found, Exception):
-                raise found  # broken at the look: broken for every message of the block
-            return found  # type: ignore[no-any-return]
-        try:
-            template = self._env.get_template(name)  # Jinja looks at the file (templates.reload)
-        except Exception as exc:
-            if looked is not None:
-                looked[name] = exc
-            raise
+        template = self._in_look(name, lambda: self._env.get_template(name))  # Jinja looks (templates.reload)
         assert isinstance(template, CompiledFile)
-        if looked is not None:
-            looked[name] = template
         return template
 
     def _closure(self, roots: tuple[CompiledFile, ...]) -> dict[str, CompiledFile]:
