@@ -200,13 +200,13 @@ async def test_one_notify_per_transaction_and_kept_when_a_member_fails(runtime, 
             notifies.append(statement)
 
     # Counted on both paths: the Core's, and straight to the driver (store/postgres_driver.py).
-    straight = postgres_driver.execute
+    straight = postgres_driver.PostgresDriver.execute
 
-    def counted(raw, sql, params):
+    def counted(driver, sql, params):
         seen(None, None, sql)
-        return straight(raw, sql, params)
+        return straight(driver, sql, params)
 
-    monkeypatch.setattr(postgres_driver, "execute", counted)
+    monkeypatch.setattr(postgres_driver.PostgresDriver, "execute", counted)
     sa_event.listen(engine, "before_cursor_execute", seen)
     try:
         events = [to_incoming(opened_event(f"n-{i}", notify=["email"])) for i in range(20)]

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from gateway.config.whatsapp import SESSION_WINDOW
 from gateway.delivery import outbox_sqlite
 from gateway.delivery.errors import ProviderTry
-from gateway.store import postgres_driver, rows, sqlite_driver
+from gateway.store import drivers, rows, sqlite_driver
 from gateway.store.models import ACTIVE_CONDITION, Attempt, ConsumerRequest, InboundMessage, Notification
 from gateway.store.types import UTCDateTime
 
@@ -81,9 +81,9 @@ def notify(session: Session) -> None:
     """On PostgreSQL, wake the other gateways' dispatchers when this transaction commits: once per
     transaction, however many events share it (a round trip each)."""
     if session.bind.dialect.name == "postgresql" and not session.info.get(_NOTIFIED):
-        raw = postgres_driver.connection(session)
-        if raw is not None:
-            postgres_driver.execute(raw, _PG_NOTIFY.text, ())
+        driver = drivers.under(session)
+        if driver is not None:
+            driver.execute(_PG_NOTIFY.text, ())
         else:
             session.execute(_PG_NOTIFY)
         session.info[_NOTIFIED] = True

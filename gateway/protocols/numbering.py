@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gateway.store import postgres_driver, sqlite_driver
+from gateway.store import drivers
 
 # The quasigroup of order 10 from H. Michael Damm's thesis (2004), as usually published.
 _DAMM = (
@@ -89,10 +89,9 @@ _BUMP = text("UPDATE counters SET value = value + 1 WHERE name = 'protocol_numbe
 def next_sequence(session: Session) -> int:
     """The next value, inside the caller's transaction."""
     # Every gateway-issued number passes here: straight to the driver where it can.
-    raw = sqlite_driver.connection(session)
-    if raw is not None:
-        return sqlite_driver.query_one(raw, _BUMP.text, ())[0]  # type: ignore[index]
-    raw = postgres_driver.connection(session)
-    if raw is not None:
-        return postgres_driver.query_one(raw, _NEXTVAL.text, ())[0]  # type: ignore[index]
-    return session.execute(_NEXTVAL if session.bind.dialect.name == "postgresql" else _BUMP).scalar_one()
+    postgresql = session.bind.dialect.name == "postgresql"  # type: ignore[union-attr]
+    statement = _NEXTVAL if postgresql else _BUMP
+    driver = drivers.under(session)
+    if driver is not None:
+        return driver.query_one(statement.text, ())[0]  # type: ignore[index]
+    return session.execute(statement).scalar_one()

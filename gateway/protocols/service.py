@@ -45,7 +45,7 @@ from gateway.protocols.schemas import (
     UpdatedData,
 )
 from gateway.rendering.context import history_entries
-from gateway.store import postgres_driver, rows, sqlite_driver
+from gateway.store import drivers, rows
 from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
 from gateway.store.models import ConsumerRequest, Event, Notification, Protocol
@@ -65,13 +65,10 @@ _SAME_EVENT = select(_events.fingerprint, _events.answer).where(_events.source =
                                                                _events.event_id == bindparam("event_id"))
 _SET_ANSWER = (update(Event.__table__).where(Event.__table__.c.id == bindparam("row_id"))
                .values(answer=bindparam("answer", type_=Event.__table__.c.answer.type)))
-# The same two on SQLite, straight to the driver on the writer's connection (store/sqlite_driver.py).
-_SQLITE_SAME_EVENT = "SELECT fingerprint, answer FROM events WHERE source = ? AND event_id = ?"
-_SQLITE_SET_ANSWER = "UPDATE events SET answer = ? WHERE id = ?"
-# And on PostgreSQL, to the asyncpg adapter under the transaction (store/postgres_driver.py); the
-# Core statements above are for any other connection.
-_PG_SAME_EVENT = "SELECT fingerprint, answer FROM events WHERE source = $1 AND event_id = $2"
-_PG_SET_ANSWER = "UPDATE events SET answer = $1 WHERE id = $2"
+# The same two straight to the driver under the transaction (store/drivers.py); the Core
+# statements above are for any other connection.
+_DRIVER_SAME_EVENT = "SELECT fingerprint, answer FROM events WHERE source = ? AND event_id = ?"
+_DRIVER_SET_ANSWER = "UPDATE events SET answer = ? WHERE id = ?"
 
 
 @dataclass(frozen=True)
@@ -185,9 +182,8 @@ class ProtocolService:
 
     def _apply_in(self, session: Session, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
         """The event's whole transaction, as a function of the session (see GroupCommit)."""
-        raw = sqlite_driver.connection(session)
-        pg = None if raw is not None else postgres_driver.connection(session)
-        previous = self._previous(session, raw, pg, event)
+        driver = drivers.under(session)
+        previous = self._previous(session, driver, event)
         if previous is not None:
             fingerprint_was, answer_was = previous
             if fingerprint_was != digest:
@@ -218,28 +214,25 @@ class ProtocolService:
             change.request.notification_id = change.notifications[-1].id if change.notifications else None
             session.add(change.request)
         row.answer = self._answer(change)  # it names the notifications' ids: known only now
-        if raw is not None:
-            sqlite_driver.execute(raw, _SQLITE_SET_ANSWER, (json.dumps(row.answer), row.id))
-        elif pg is not None:
-            postgres_driver.execute(pg, _PG_SET_ANSWER, (json.dumps(row.answer), row.id))
+        if driver is not None:
+            driver.execute(_DRIVER_SET_ANSWER, (json.dumps(row.answer), row.id))
         else:
             session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
         return Outcome(body={**row.answer, "duplicate": False}, duplicate=False,
                        enqueued=len(change.notifications) + len(change.notices))
 
     @staticmethod
-    def _previous(session: Session, raw: Any, pg: Any, event: IncomingEvent) -> tuple[str, dict[str, Any]] | None:
+    def _previous(session: Session, driver: drivers.Driver | None,
+                  event: IncomingEvent) -> tuple[str, dict[str, Any]] | None:
         """The fingerprint and answer of the event already stored under this (source, id), if any."""
-        if raw is not None:
-            found = sqlite_driver.query_one(raw, _SQLITE_SAME_EVENT, (event.source, event.id))
-            return None if found is None else (found[0], sqlite_driver.json_value(found[1]))
-        # A Core select does not autoflush as the entity's did: flushed here all the same, so that
-        # an object an earlier event of a shared transaction left pending fails in this one, which
-        # runs the batch again with savepoints (store/group_commit.py), not at the COMMIT.
+        # Neither a Core select nor the driver autoflushes as the entity's did: flushed here all the
+        # same, so that an object an earlier event of a shared transaction left pending (a consumer's
+        # request) fails in this one, which runs the batch again with savepoints
+        # (store/group_commit.py), not at the COMMIT, where it would fail the whole batch.
         session.flush()
-        if pg is not None:
-            found = postgres_driver.query_one(pg, _PG_SAME_EVENT, (event.source, event.id))
-            return None if found is None else (found[0], found[1])  # the adapter's codec decoded the JSONB
+        if driver is not None:
+            found = driver.query_one(_DRIVER_SAME_EVENT, (event.source, event.id))
+            return None if found is None else (found[0], driver.json_value(found[1]))
         previous = session.execute(_SAME_EVENT, {"source": event.source, "event_id": event.id}).first()
         return None if previous is None else (previous.fingerprint, previous.answer)
 

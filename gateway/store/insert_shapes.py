@@ -23,6 +23,7 @@ Convert = Callable[[Any], Any]
 @dataclass(frozen=True, slots=True)
 class InsertShape:
     sql: str
+    columns: tuple[str, ...]  # the SQL's column names, in order: the given columns, then the defaulted ones
     converters: tuple[Convert | None, ...]  # per placeholder: the given columns, then the defaulted ones
     defaults: tuple[Any, ...]  # the defaulted columns' values, in the SQL's order
 
@@ -37,9 +38,9 @@ def insert_shape(table: Table, columns: tuple[str, ...], *, placeholders: Callab
     """`INSERT INTO table (columns…, defaulted…) VALUES (placeholders(n))` + suffix."""
     defaults = _scalar_defaults(table, columns)
     names = (*columns, *defaults)
-    sql = (f"INSERT INTO {table.name} ({', '.join(table.c[n].name for n in names)}) "
-           f"VALUES ({placeholders(len(names))}){suffix}")
-    return InsertShape(sql, tuple(converter(table.c[n]) for n in names), tuple(defaults.values()))
+    sql_names = tuple(table.c[n].name for n in names)
+    sql = f"INSERT INTO {table.name} ({', '.join(sql_names)}) VALUES ({placeholders(len(names))}){suffix}"
+    return InsertShape(sql, sql_names, tuple(converter(table.c[n]) for n in names), tuple(defaults.values()))
 
 
 def shapeable(shape: Callable[[Table, tuple[str, ...]], InsertShape], table: Table, columns: tuple[str, ...]) -> bool:

@@ -5,14 +5,18 @@ its statements through `Session.execute` cost ~180-210 µs of CPU, against ~105-
 same INSERT on a cursor of the DBAPI connection under it (3,000 INSERT … RETURNING in one
 transaction, alternating three times); SQLAlchemy's statement cache lookup, execution context
 and bind and result processing make the difference, as on SQLite (store/sqlite_driver.py).
-Here, for the statements every event runs (its row, its protocol's, a lone notification of
-one shape, the same-event check, the number, the answer), the SQL text is built once per table
-and shape of row and goes to that cursor: SQLAlchemy's own asyncpg adapter, so the same
+Here, for the statements every event runs (its row, its protocol's, its notifications, the
+same-event check, the number, the answer), the SQL text is built once per table and shape of
+row and goes to that cursor: SQLAlchemy's own asyncpg adapter, so the same
 transaction and savepoints, the same prepared-statement cache, asyncpg's errors translated as
 the adapter translates them, and SQLAlchemy's exceptions raised (IntegrityError,
 OperationalError...), as the repeat handling and the outage classifier expect. Values are
 converted as the column types would (aware UTC datetimes; JSON, None included, as text, which
 the adapter's JSONB codec expects; booleans); a JSONB column comes back decoded by that codec.
+
+An event's notifications go as one INSERT (one round trip), as the Core's `insertmanyvalues`
+sends them, without its ~300 µs of CPU an event spent building that statement's parameters
+(`py-spy record --gil` of the PostgreSQL ingest: 10 % of the process).
 
 Only with the asyncpg driver, the only one the gateway runs PostgreSQL with.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Table
@@ -31,29 +35,86 @@ from sqlalchemy.orm import Session
 from gateway.store.insert_shapes import Convert, InsertShape, insert_shape, shapeable
 from gateway.store.types import UTCDateTime, utc
 
-_RAW = "gateway.asyncpg"  # where a session keeps the answer of `connection`: asked per statement
+_KEY = "gateway.asyncpg"  # where a session keeps the answer of `connection`: asked per statement
 
 
-class Lent:
+class PostgresDriver:
     """SQLAlchemy's asyncpg adapter under a transaction, with what an error needs: the dialect,
-    which tells a lost connection, and the session's Connection, to invalidate it then."""
+    which tells a lost connection, and the session's Connection, to invalidate it then. The
+    statements come with `?` placeholders, as on SQLite (store/drivers.py), numbered here."""
 
     __slots__ = ("adapter", "dialect", "connection")
+    name = "postgresql"
 
     def __init__(self, session: Session) -> None:
         self.connection = session.connection()
         self.dialect = self.connection.dialect
         self.adapter = self.connection.connection.dbapi_connection
 
+    def insert(self, table: Table, values: dict[str, Any]) -> int:
+        """One row; returns its id."""
+        shape = _shape(table, tuple(values))
+        return self._run(shape.sql, shape.params(values)).fetchone()[0]  # type: ignore[no-any-return]
 
-def connection(session: Session) -> Lent | None:
+    def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Rows of one shape in one statement (one round trip), their ids in the order of `rows`."""
+        if len(rows) == 1:
+            return [self.insert(table, rows[0])]
+        shape = _shape(table, tuple(rows[0]))
+        params = [param for values in rows for param in shape.params(values)]
+        ids = [row[0] for row in self._run(_many(table, shape, len(rows), self.dialect), params).fetchall()]
+        # Numbered in the order of the rows (see `_many`): ascending ids are the rows' in order.
+        return sorted(ids)
+
+    def can_insert(self, table: Table, columns: tuple[str, ...]) -> bool:
+        return shapeable(_shape, table, columns)
+
+    def query_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        return self._run(_numbered(sql), params).fetchone()  # type: ignore[no-any-return]
+
+    def execute(self, sql: str, params: Sequence[Any]) -> int:
+        """A statement that returns no rows; how many rows it changed."""
+        return self._run(_numbered(sql), params).rowcount  # type: ignore[no-any-return]
+
+    @staticmethod
+    def json_value(stored: Any) -> Any:
+        return stored  # the adapter's JSONB codec has decoded it
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        """The adapter's errors as SQLAlchemy's: what the callers, the repeat handling and the outage
+        classifier already know. A lost connection is invalidated, as the Core does, so that the pool
+        never lends it again. The parameters stay out of the message: they hold personal data."""
+        adapter, dialect = self.adapter, self.dialect
+        cursor = adapter.cursor()
+        # As the dialect's execution context does (PGExecutionContext_asyncpg): a prepared statement
+        # older than the last schema change the dialect saw is prepared again, and a cached one the
+        # server refuses (a column's type changed under it) marks them all as stale.
+        cursor._invalidate_schema_cache_asof = dialect._invalidate_schema_cache_asof
+        try:
+            cursor.execute(sql, params)
+        except adapter.dbapi.Error as exc:
+            if isinstance(exc, (adapter.dbapi.InvalidCachedStatementError, adapter.dbapi.InternalServerError)):
+                dialect._invalidate_schema_cache()
+            lost = dialect.is_disconnect(exc, adapter, cursor)
+            if lost:
+                self.connection.invalidate(exc)
+            raise DBAPIError.instance(sql, list(params), exc, adapter.dbapi.Error, hide_parameters=True,
+                                      connection_invalidated=lost, dialect=dialect) from exc
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled mid-statement: where the connection stands is unknown
+                self.connection.invalidate(exc)  # type: ignore[arg-type]
+            raise
+        return cursor
+
+
+def connection(session: Session) -> PostgresDriver | None:
     """The driver under `session`'s transaction on PostgreSQL, or None (SQLite)."""
-    if _RAW in session.info:
-        return session.info[_RAW]  # type: ignore[no-any-return]
+    if _KEY in session.info:
+        return session.info[_KEY]  # type: ignore[no-any-return]
     dialect = session.bind.dialect  # type: ignore[union-attr]
-    raw = Lent(session) if dialect.name == "postgresql" and dialect.driver == "asyncpg" else None
-    session.info[_RAW] = raw
-    return raw
+    found = PostgresDriver(session) if dialect.name == "postgresql" and dialect.driver == "asyncpg" else None
+    session.info[_KEY] = found
+    return found
 
 
 def _json(value: Any) -> str:
@@ -82,58 +143,27 @@ def _shape(table: Table, columns: tuple[str, ...]) -> InsertShape:
                         converter=_converter, suffix=" RETURNING id")
 
 
-def _run(raw: Lent, sql: str, params: Sequence[Any]) -> Any:
-    """The adapter's errors as SQLAlchemy's: what the callers, the repeat handling and the outage
-    classifier already know. A lost connection is invalidated, as the Core does, so that the pool
-    never lends it again. The parameters stay out of the message: they hold personal data."""
-    cursor = raw.adapter.cursor()
-    # As the dialect's execution context does (PGExecutionContext_asyncpg): a prepared statement
-    # older than the last schema change the dialect saw is prepared again, and a cached one the
-    # server refuses (a column's type changed under it) marks them all as stale.
-    cursor._invalidate_schema_cache_asof = raw.dialect._invalidate_schema_cache_asof
-    try:
-        cursor.execute(sql, params)
-    except raw.adapter.dbapi.Error as exc:
-        if isinstance(exc, (raw.adapter.dbapi.InvalidCachedStatementError, raw.adapter.dbapi.InternalServerError)):
-            raw.dialect._invalidate_schema_cache()
-        lost = raw.dialect.is_disconnect(exc, raw.adapter, cursor)
-        if lost:
-            raw.connection.invalidate(exc)
-        raise DBAPIError.instance(sql, list(params), exc, raw.adapter.dbapi.Error, hide_parameters=True,
-                                  connection_invalidated=lost, dialect=raw.dialect) from exc
-    except BaseException as exc:
-        if not isinstance(exc, Exception):  # cancelled mid-statement: where the connection stands is unknown
-            raw.connection.invalidate(exc)  # type: ignore[arg-type]
-        raise
-    return cursor
+@lru_cache(maxsize=64)
+def _many(table: Table, shape: InsertShape, count: int, dialect: Any) -> str:
+    """`count` rows of `shape` as one INSERT whose ids follow the rows' order, as SQLAlchemy's Core
+    writes it for PostgreSQL (`sort_by_parameter_order`): the rows are numbered in a VALUES list and
+    inserted ORDER BY that number, so the id sequence is drawn row after row; RETURNING itself
+    promises no order. The VALUES list's columns are cast to the table's types: a placeholder there
+    has no column to take its type from."""
+    by_name = {column.name: column for column in table.columns}
+    types = [by_name[name].type.compile(dialect=dialect) for name in shape.columns]
+    width = len(types)
+    rows = ", ".join(
+        "(" + ", ".join(f"${row * width + i + 1}::{kind}" for i, kind in enumerate(types)) + f", {row})"
+        for row in range(count)
+    )
+    names = ", ".join(f"p{i}" for i in range(width))
+    return (f"INSERT INTO {table.name} ({', '.join(shape.columns)}) SELECT {names} FROM (VALUES {rows}) "
+            f"AS numbered({names}, row_number) ORDER BY row_number RETURNING id")
 
 
-def insert(raw: Lent, table: Table, values: dict[str, Any]) -> int:
-    """One row; returns its id."""
-    shape = _shape(table, tuple(values))
-    return _run(raw, shape.sql, shape.params(values)).fetchone()[0]  # type: ignore[no-any-return]
-
-
-def insert_rows(raw: Lent, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Rows of one shape, their ids in order, an INSERT each (see `takes`)."""
-    return [insert(raw, table, values) for values in rows]
-
-
-def takes(count: int) -> bool:
-    """Whether `insert_rows` is the way for `count` rows of one shape: for one. Several go as the
-    Core's one statement: as little CPU as an INSERT each (measured: two rows ~240-340 µs either
-    way), in one round trip."""
-    return count == 1
-
-
-def can_insert(table: Table, columns: tuple[str, ...]) -> bool:
-    return shapeable(_shape, table, columns)
-
-
-def query_one(raw: Lent, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-    return _run(raw, sql, params).fetchone()  # type: ignore[no-any-return]
-
-
-def execute(raw: Lent, sql: str, params: Sequence[Any]) -> int:
-    """A statement that returns no rows; how many rows it changed."""
-    return _run(raw, sql, params).rowcount  # type: ignore[no-any-return]
+@lru_cache(maxsize=256)
+def _numbered(sql: str) -> str:
+    """`?` placeholders as asyncpg's `$1`, `$2`…: the statements given here hold no other `?`."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))

@@ -5,11 +5,9 @@ again in that transaction. The unit of work (`Session.flush`) spends more on boo
 for them than SQLite spends writing them (a third of an event's CPU, profiled); these
 write each object's set attributes with one Core `INSERT … RETURNING id` and put the id
 on the object, which stays outside the session. An edit made to such an object
-afterwards is not written: use `session.add` for rows that change. A single row's INSERT
-goes straight to the driver on the transaction's connection (store/sqlite_driver.py,
-store/postgres_driver.py); on SQLite several rows' too. On PostgreSQL several rows of one
-shape stay one Core statement: one round trip for all, their ids in order, and no more CPU
-than a driver INSERT each (two rows: ~240-340 µs either way; one row: ~120 against ~210).
+afterwards is not written: use `session.add` for rows that change. The INSERTs go straight
+to the driver on the transaction's connection where there is one (store/drivers.py): on
+PostgreSQL, several rows of one shape in one statement, one round trip for all.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import insert, inspect
 from sqlalchemy.orm import Session
 
-from gateway.store import postgres_driver, sqlite_driver
+from gateway.store import drivers
 
 T = TypeVar("T")
 
@@ -75,29 +73,26 @@ def _insert(model: type, many: bool) -> Any:
 def insert_one(session: Session, obj: Any) -> None:
     values = _values(obj)
     table = type(obj).__table__
-    for driver in (sqlite_driver, postgres_driver):
-        raw = driver.connection(session)
-        if raw is not None and driver.can_insert(table, tuple(values)):
-            obj.id = driver.insert(raw, table, values)
-            return
-    obj.id = session.execute(_insert(type(obj), False), values).scalar_one()
+    driver = drivers.under(session)
+    if driver is not None and driver.can_insert(table, tuple(values)):
+        obj.id = driver.insert(table, values)
+    else:
+        obj.id = session.execute(_insert(type(obj), False), values).scalar_one()
 
 
 def insert_many(session: Session, objs: Sequence[Any]) -> None:
-    """One executemany per shape of row, the ids handed back in the order of `objs`."""
+    """One statement (or, on SQLite, one execute a row) per shape of row, the ids handed back in
+    the order of `objs`."""
     groups: dict[tuple[type, tuple[str, ...]], list[tuple[Any, dict[str, Any]]]] = {}
     for obj in objs:
         values = _values(obj)
         groups.setdefault((type(obj), tuple(values)), []).append((obj, values))
-    drivers = [(driver, driver.connection(session)) for driver in (sqlite_driver, postgres_driver)]
+    driver = drivers.under(session)
     for (model, columns), members in groups.items():
         table = model.__table__  # type: ignore[attr-defined]
         rows = [values for _, values in members]
-        driven = next(((driver, raw) for driver, raw in drivers
-                       if raw is not None and driver.takes(len(rows)) and driver.can_insert(table, columns)), None)
-        if driven is not None:
-            driver, raw = driven
-            ids = driver.insert_rows(raw, table, rows)
+        if driver is not None and driver.can_insert(table, columns):
+            ids = driver.insert_rows(table, rows)
         else:
             ids = session.execute(_insert(model, True), rows).scalars().all()
         for (obj, _), new_id in zip(members, ids, strict=True):

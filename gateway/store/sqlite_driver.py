@@ -107,20 +107,6 @@ def insert(raw: Any, table: Table, values: dict[str, Any]) -> int:
     return _run(raw, shape.sql, shape.params(values)).lastrowid
 
 
-def insert_rows(raw: Any, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Rows of one shape, their ids in order (one execute each: sqlite3 runs them in C)."""
-    return [insert(raw, table, values) for values in rows]
-
-
-def takes(count: int) -> bool:
-    """Whether `insert_rows` is the way for `count` rows of one shape: always (no round trips)."""
-    return True
-
-
-def can_insert(table: Table, columns: tuple[str, ...]) -> bool:
-    return shapeable(_shape, table, columns)
-
-
 def query_one(raw: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     return _run(raw, sql, params).fetchone()
 
@@ -132,6 +118,35 @@ def execute(raw: Any, sql: str, params: Sequence[Any]) -> int:
 
 def json_value(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+class SQLiteDriver:
+    """The writer's (or a reader's) sqlite3 connection under a transaction, as store/drivers.py
+    hands it out: the same methods as PostgreSQL's."""
+
+    __slots__ = ("raw",)
+    name = "sqlite"
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def insert(self, table: Table, values: dict[str, Any]) -> int:
+        return insert(self.raw, table, values)
+
+    def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Rows of one shape, their ids in order (one execute each: sqlite3 runs them in C, no round trips)."""
+        return [insert(self.raw, table, values) for values in rows]
+
+    def can_insert(self, table: Table, columns: tuple[str, ...]) -> bool:
+        return shapeable(_shape, table, columns)
+
+    def query_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        return _run(self.raw, sql, params).fetchone()
+
+    def execute(self, sql: str, params: Sequence[Any]) -> int:
+        return _run(self.raw, sql, params).rowcount
+
+    json_value = staticmethod(json_value)
 
 
 def stored_datetime(text: str | None) -> datetime | None:
