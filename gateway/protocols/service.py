@@ -107,9 +107,15 @@ class Outcome:
     enqueued: int = 0
 
 
-def fingerprint(event_type: str, data: BaseModel) -> str:
+def stored_data(data: BaseModel) -> dict[str, Any]:
+    """An event's data as the event row keeps it and its fingerprint reads it."""
+    return data.model_dump(mode="json", exclude_none=True)
+
+
+def fingerprint(event_type: str, data: dict[str, Any]) -> str:
+    """Of the event's type and its `stored_data`: a repeat with other data is told apart."""
     canonical = json.dumps(
-        {"type": event_type, "data": data.model_dump(mode="json", exclude_none=True)},
+        {"type": event_type, "data": data},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -157,10 +163,11 @@ class ProtocolService:
 
     async def handle(self, event: IncomingEvent, *, received_at: datetime) -> Outcome:
         """Apply one event exactly once per (source, id); a repeat gets the first answer."""
-        digest = fingerprint(event.type, event.data)
+        data = stored_data(event.data)  # once: the fingerprint and the event's row both hold it
+        digest = fingerprint(event.type, data)
         for _ in range(IDEMPOTENCY_RETRIES):
             try:
-                outcome = await self._apply(event, digest, received_at)
+                outcome = await self._apply(event, data, digest, received_at)
             except IntegrityError as exc:
                 if "number" in str(exc.orig) and "event_id" not in str(exc.orig):
                     raise Conflict("a protocol with this number already exists") from None
@@ -170,8 +177,8 @@ class ProtocolService:
             return outcome
         raise Conflict("this event id is being processed concurrently; retry")
 
-    async def _apply(self, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
-        outcome = await self.commits.run(lambda session: self._apply_in(session, event, digest, received_at))
+    async def _apply(self, event: IncomingEvent, data: dict[str, Any], digest: str, received_at: datetime) -> Outcome:
+        outcome = await self.commits.run(lambda session: self._apply_in(session, event, data, digest, received_at))
         if not outcome.duplicate:
             log.info(
                 "event accepted",
@@ -180,7 +187,8 @@ class ProtocolService:
             )
         return outcome
 
-    def _apply_in(self, session: Session, event: IncomingEvent, digest: str, received_at: datetime) -> Outcome:
+    def _apply_in(self, session: Session, event: IncomingEvent, data: dict[str, Any], digest: str,
+                  received_at: datetime) -> Outcome:
         """The event's whole transaction, as a function of the session (see GroupCommit)."""
         driver = drivers.under(session)
         previous = self._previous(session, driver, event)
@@ -200,7 +208,7 @@ class ProtocolService:
             type=event.type,
             occurred_at=change.occurred_at or event.time or received_at,
             received_at=received_at,
-            data=event.data.model_dump(mode="json", exclude_none=True),
+            data=data,
             fingerprint=digest,
             answer={},
             key_name=event.requester.name,
