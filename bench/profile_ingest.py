@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.databases import PostgresStore, SQLiteStore
-from bench.ingest import HOST, PARK, NullTransport, _load
+from bench.ingest import HOST, PARK, NullTransport, _load, park
 from bench.progress import say
 from bench.serving import served
 from bench.settings import bench_settings
@@ -44,7 +44,7 @@ async def profile(store: SQLiteStore | PostgresStore, folder: Path, events: int,
     url = await store.clone(await store.template("profile"))
     settings = bench_settings(folder, url, dispatch={"poll_interval": PARK})
     runtime = build_runtime(settings, transports={"email": NullTransport(), "sms": NullTransport()})
-    runtime.service.on_enqueued = lambda: None
+    park(runtime)
     loop_profile, writer_profile = cProfile.Profile(), None
     try:
         async with served(runtime) as (_, port):
