@@ -6,8 +6,9 @@ the other core, as a real client would, instead of sharing this process's GIL.
 
 The dispatcher is parked by default: its transports do nothing, its poll interval is an
 hour and nothing wakes it (neither the service nor, on PostgreSQL, the NOTIFY of a commit),
-so the figure is the API and the database alone and the 2N notifications stay queued. `--ingest-dispatcher running` lets it claim
-and record those rows with the same do-nothing transports while events arrive.
+so the figure is the API and the database alone and the 2N notifications stay queued.
+`--ingest-dispatcher running` lets it claim and record those rows with the same do-nothing
+transports while events arrive.
 
 Baseline, same run, same database kind: N tasks each doing one INSERT of an event row
 (the same JSON payload, a comparable answer) and one COMMIT through `Database.write()`:

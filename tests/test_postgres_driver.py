@@ -13,7 +13,7 @@ from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
 from gateway.store import postgres_driver, rows
 from gateway.store.models import Event, Notification, Protocol
-from tests.helpers import opened_event, statements_through_the_core
+from tests.helpers import handle_event, opened_event, statements_through_the_core
 from tests.test_sqlite_driver import NOW, _protocol
 
 ON_POSTGRES = pytest.mark.parametrize("engine_name", ["postgresql"])
@@ -140,7 +140,8 @@ async def test_several_rows_are_one_statement_their_ids_in_order_and_stored_as_t
         return [n.id for n in made], core_ids
 
     with statements_through_the_core(runtime.db.writer.sync_engine) as executed:
-        await runtime.db.transact(lambda session: rows.insert_many(session, [_notification(protocol.id, n) for n in range(3)]))
+        three = [_notification(protocol.id, n) for n in range(3)]
+        await runtime.db.transact(lambda session: rows.insert_many(session, three))
     assert executed == [], executed  # one statement to the adapter
 
     # Several writers at once draw from the one sequence: each statement's ids still follow its rows.
@@ -172,3 +173,59 @@ def test_question_marks_become_numbered_placeholders():
     assert postgres_driver._numbered("UPDATE events SET answer = ? WHERE id = ?") == \
         "UPDATE events SET answer = $1 WHERE id = $2"
     assert postgres_driver._numbered("SELECT nextval('protocol_number_seq')") == "SELECT nextval('protocol_number_seq')"
+
+
+def _trips(monkeypatch) -> list[str]:
+    """The first words of each statement sent to the adapter: a round trip each."""
+    sent: list[str] = []
+    run = postgres_driver.PostgresDriver._run
+
+    def counted(driver, sql, params):
+        sent.append(" ".join(sql.split()[:2]).upper())
+        return run(driver, sql, params)
+
+    monkeypatch.setattr(postgres_driver.PostgresDriver, "_run", counted)
+    return sent
+
+
+@ON_POSTGRES
+async def test_an_event_its_notifications_and_its_answer_are_one_statement(runtime, monkeypatch):
+    """The same-event check, the number, the protocol, then one statement for the event, its two
+    notifications (they name it) and its answer (it names them), and the NOTIFY: five round trips."""
+    await prepare(runtime)
+    sent = _trips(monkeypatch)
+    with statements_through_the_core(runtime.db.writer.sync_engine) as executed:
+        outcome = await runtime.service.handle(to_incoming(opened_event(
+            "e-one", notify=["email", "sms"])), received_at=NOW)
+    assert executed == [] and sent == ["SELECT FINGERPRINT,", "SELECT NEXTVAL('PROTOCOL_NUMBER_SEQ')",
+                                       "INSERT INTO", "WITH EVENT_ID", "SELECT PG_NOTIFY('GATEWAY_OUTBOX',"], sent
+
+    def stored(session):
+        event = session.execute(select(Event.id, Event.answer).where(Event.event_id == "e-one")).one()
+        notes = session.execute(select(Notification.id, Notification.channel, Notification.event_id,
+                                       Notification.protocol_id).order_by(Notification.id)).all()
+        return event, notes
+
+    (event_id, answer), notes = await runtime.db.query(stored)
+    assert answer == {k: v for k, v in outcome.body.items() if k != "duplicate"}
+    assert [(n["id"], n["channel"]) for n in answer["notifications"]] == [(n.id, n.channel) for n in notes]
+    assert [n.channel for n in notes] == ["email", "sms"]
+    assert all(n.event_id == event_id for n in notes) and len({n.protocol_id for n in notes}) == 1
+
+    repeat = await runtime.service.handle(to_incoming(opened_event(
+        "e-one", notify=["email", "sms"])), received_at=NOW)
+    assert repeat.duplicate and repeat.body["notifications"] == outcome.body["notifications"]
+
+
+@ON_POSTGRES
+async def test_an_event_without_notifications_is_one_insert_with_its_answer(runtime, monkeypatch):
+    await prepare(runtime)
+    opened = await handle_event(runtime, "e-open", "protocol.opened", received_at=NOW, subject="Fatura",
+                                channel="phone", notify=[], consumer={"name": "Ana"})
+    sent = _trips(monkeypatch)
+    updated = await handle_event(runtime, "e-upd", "protocol.updated", received_at=NOW,
+                                 number=opened["protocol"]["number"], message="Estamos analisando.")
+    assert updated["notifications"] == [] and "UPDATE EVENTS" not in sent and sent.count("INSERT INTO") == 1, sent
+    answer = await runtime.db.query(
+        lambda session: session.scalar(select(Event.answer).where(Event.event_id == "e-upd")))
+    assert answer == {k: v for k, v in updated.items() if k != "duplicate"}

@@ -210,22 +210,27 @@ class ProtocolService:
             received_at=received_at,
             data=data,
             fingerprint=digest,
-            answer={},
             key_name=event.requester.name,
         )
-        rows.insert_one(session, row)
-        for notification in change.notifications + change.notices:
-            notification.event_id = row.id
-        outbox.enqueue(session, change.notifications + change.notices)
+        notes = change.notifications + change.notices
+        row.answer = self._answer(change)  # its notifications' ids are not known yet: null
+        if rows.insert_event(session, row, notes):  # PostgreSQL: all three in one round trip
+            outbox.notify(session)
+            row.answer = self._answer(change)
+        else:
+            rows.insert_one(session, row)
+            for notification in notes:
+                notification.event_id = row.id
+            outbox.enqueue(session, notes)
+            row.answer = self._answer(change)  # it names the notifications' ids: known only now
+            if driver is not None:
+                driver.execute(_DRIVER_SET_ANSWER, (json.dumps(row.answer), row.id))
+            else:
+                session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
         if change.request is not None:
             change.request.event_id = row.id
             change.request.notification_id = change.notifications[-1].id if change.notifications else None
             session.add(change.request)
-        row.answer = self._answer(change)  # it names the notifications' ids: known only now
-        if driver is not None:
-            driver.execute(_DRIVER_SET_ANSWER, (json.dumps(row.answer), row.id))
-        else:
-            session.execute(_SET_ANSWER, {"row_id": row.id, "answer": row.answer})
         return Outcome(body={**row.answer, "duplicate": False}, duplicate=False,
                        enqueued=len(change.notifications) + len(change.notices))
 

@@ -32,6 +32,7 @@ from sqlalchemy import JSON, Boolean, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from gateway.store import postgres_event
 from gateway.store.insert_shapes import Convert, InsertShape, insert_shape, shapeable
 from gateway.store.types import UTCDateTime, utc
 
@@ -65,6 +66,17 @@ class PostgresDriver:
         ids = [row[0] for row in self._run(_many(table, shape, len(rows), self.dialect), params).fetchall()]
         # Numbered in the order of the rows (see `_many`): ascending ids are the rows' in order.
         return sorted(ids)
+
+    def insert_event(self, events: Table, values: dict[str, Any], notifications: Table,
+                     rows: Sequence[dict[str, Any]]) -> tuple[int, list[int]]:
+        """An event's row and its notifications' (at least one; one shape, without `event_id`: the statement
+        gives it) in one statement; the ids of the event and of the notifications, in order.
+        The event's `answer` names each notification with a null `id`: it is stored with their
+        ids (store/postgres_event.py)."""
+        event, notification = _shape(events, tuple(values)), _shape(notifications, tuple(rows[0]))
+        sql = postgres_event.event_sql(events, event, notifications, notification, len(rows), self.dialect)
+        event_id, ids = self._run(sql, postgres_event.params(event, values, notification, rows)).fetchone()
+        return event_id, list(ids)
 
     def can_insert(self, table: Table, columns: tuple[str, ...]) -> bool:
         return shapeable(_shape, table, columns)

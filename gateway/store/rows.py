@@ -97,3 +97,28 @@ def insert_many(session: Session, objs: Sequence[Any]) -> None:
             ids = session.execute(_insert(model, True), rows).scalars().all()
         for (obj, _), new_id in zip(members, ids, strict=True):
             obj.id = new_id
+
+
+def insert_event(session: Session, event: Any, notifications: Sequence[Any]) -> bool:
+    """On PostgreSQL, `event` and its `notifications` (of one shape) in one statement, each given
+    its id and the notifications their `event_id`; `event.answer` must name the notifications, in
+    order, with a null id: they are filled in the stored answer (store/postgres_event.py). False,
+    with nothing written, where that path does not go: the caller writes them one by one."""
+    driver = drivers.under(session)
+    if driver is None or driver.name != "postgresql":
+        return False
+    values, events = _values(event), type(event).__table__
+    rows = [_values(n) for n in notifications]
+    shapes = {tuple(row) for row in rows}
+    if not driver.can_insert(events, tuple(values)) or len(shapes) > 1:
+        return False
+    if rows:
+        table = type(notifications[0]).__table__
+        if "event_id" in rows[0] or not driver.can_insert(table, tuple(rows[0])):
+            return False
+        event.id, ids = driver.insert_event(events, values, table, rows)  # type: ignore[attr-defined]
+    else:
+        event.id, ids = driver.insert(events, values), []
+    for notification, new_id in zip(notifications, ids, strict=True):
+        notification.id, notification.event_id = new_id, event.id
+    return True
