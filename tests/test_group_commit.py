@@ -12,12 +12,13 @@ import asyncpg
 import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
 from gateway.delivery import outbox
 from gateway.errors import Conflict, InvalidFields
-from gateway.store import postgres_driver
+from gateway.store import drivers, postgres_driver
 from gateway.store.database import Database
 from gateway.store.group_commit import GroupCommit
 from gateway.store.models import Event, Notification, Protocol
@@ -98,6 +99,32 @@ async def test_repeats_inside_one_batch_answer_as_duplicates(runtime):
     assert sorted(o.duplicate for o in outcomes) == [False] + [True] * 19
     assert len({o.body["protocol"]["number"] for o in outcomes}) == 1
     assert await count(runtime, Protocol) == 1
+
+
+async def test_a_member_failing_at_the_database_on_the_second_run_is_rolled_back_alone(runtime):
+    """The statements go straight to the driver (store/drivers.py), past the session: each member of
+    the second run still gets its savepoint, so the one that fails takes only its own rows with it
+    (on PostgreSQL the error had aborted the transaction, and the COMMIT rolled every member back)."""
+    await prepare(runtime)
+    await runtime.db.transact(lambda session: session.execute(text("CREATE TABLE scratch (v TEXT NOT NULL UNIQUE)")))
+
+    def member(*values: str):
+        def fn(session):
+            driver = drivers.under(session)
+            for value in values:
+                driver.execute("INSERT INTO scratch (v) VALUES (?)", (value,))
+            return values[0]
+        return fn
+
+    commits = GroupCommit(runtime.db, in_flight=1)  # one transaction for all six
+    batch = [member("v1"), member("v2"), member("v3"), member("own row", "v1"), member("v5"), member("v6")]
+    results = await asyncio.gather(*(commits.run(fn) for fn in batch), return_exceptions=True)
+    assert isinstance(results[3], IntegrityError)
+    assert [r for i, r in enumerate(results) if i != 3] == ["v1", "v2", "v3", "v5", "v6"]
+    assert commits.transactions == 1
+    async with runtime.db.read() as session:
+        stored = set((await session.scalars(text("SELECT v FROM scratch"))).all())
+    assert stored == {"v1", "v2", "v3", "v5", "v6"}
 
 
 @pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)

@@ -120,6 +120,9 @@ def _member(session: Session, fn: Callable[[Session], T]) -> tuple[bool, Any]:
     info = dict(session.info)
     try:
         with session.begin_nested():
+            # The SAVEPOINT is sent now: the session sends it only when next asked for its connection,
+            # and a member whose statements go straight to the driver (store/drivers.py) never asks.
+            session.connection()
             return True, fn(session)
     except Exception as exc:  # rolled back to its savepoint; the rest of the batch goes on
         # What the member noted in session.info went with its savepoint (e.g. "the NOTIFY is sent").
