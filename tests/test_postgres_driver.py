@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
@@ -169,10 +169,58 @@ async def test_a_failing_multi_row_insert_raises_sqlalchemys_error(runtime):
     assert "protocol" in str(caught.value.orig) and "r1@example.com" not in str(caught.value)
 
 
+@ON_POSTGRES
+async def test_more_rows_than_one_statement_takes_go_in_several_their_ids_in_order(runtime, monkeypatch):
+    """PostgreSQL's protocol counts a statement's parameters in 16 bits: 2,500 notifications (a
+    reminder sweep's batch) go as three statements of at most a thousand rows."""
+    await prepare(runtime)
+    protocol = _protocol("100000000031")
+    await runtime.db.transact(lambda session: rows.insert_one(session, protocol))
+    made = [_notification(protocol.id, n, attempts=0) for n in range(0, 5000, 2)]  # one shape: e-mails
+    sent = _trips(monkeypatch)
+    await runtime.db.transact(lambda session: rows.insert_many(session, made))
+    assert sent == ["INSERT INTO"] * 3, sent
+    ids = [n.id for n in made]
+    stored = await runtime.db.query(lambda session: dict(session.execute(
+        text("SELECT id, recipient FROM notifications")).all()))
+    assert ids == sorted(ids) and [stored[i] for i in ids] == [f"r{n}@example.com" for n in range(0, 5000, 2)]
+
+
+@ON_POSTGRES
+async def test_a_value_too_long_is_refused_not_cut_short(runtime):
+    """A placeholder in a VALUES list is cast to its column's type, but a string's without its length:
+    a cast to VARCHAR(320) would cut a longer recipient silently, where one row's INSERT refuses it."""
+    await prepare(runtime)
+    protocol = _protocol("100000000041")
+    await runtime.db.transact(lambda session: rows.insert_one(session, protocol))
+    long = "r" * 400 + "@example.com"
+
+    def several(session):
+        made = [_notification(protocol.id, 0), _notification(protocol.id, 2)]
+        made[1].recipient = long
+        rows.insert_many(session, made)
+
+    def with_its_event(session):
+        note = _notification(protocol.id, 0)
+        note.recipient = long
+        event = rows.new(Event, protocol_id=protocol.id, source="s", event_id="long", type="protocol.updated",
+                         occurred_at=NOW, received_at=NOW, data={}, fingerprint="f", key_name="k",
+                         answer={"notifications": [{"id": None}]})
+        assert rows.insert_event(session, event, [note])
+
+    for write in (several, with_its_event):
+        with pytest.raises(DBAPIError) as caught:
+            await runtime.db.transact(write)
+        assert "too long" in str(caught.value.orig) and long not in str(caught.value)
+    assert await runtime.db.query(lambda session: session.scalar(text("SELECT count(*) FROM notifications"))) == 0
+
+
 def test_question_marks_become_numbered_placeholders():
     assert postgres_driver._numbered("UPDATE events SET answer = ? WHERE id = ?") == \
         "UPDATE events SET answer = $1 WHERE id = $2"
     assert postgres_driver._numbered("SELECT nextval('protocol_number_seq')") == "SELECT nextval('protocol_number_seq')"
+    with pytest.raises(ValueError, match="string literal"):  # a '?' there would be taken for a placeholder
+        postgres_driver._numbered("SELECT ? WHERE note = 'why?'")
 
 
 def _trips(monkeypatch) -> list[str]:
@@ -226,6 +274,20 @@ async def test_an_event_without_notifications_is_one_insert_with_its_answer(runt
     updated = await handle_event(runtime, "e-upd", "protocol.updated", received_at=NOW,
                                  number=opened["protocol"]["number"], message="Estamos analisando.")
     assert updated["notifications"] == [] and "UPDATE EVENTS" not in sent and sent.count("INSERT INTO") == 1, sent
+    assert not any("PG_NOTIFY" in trip for trip in sent), sent  # nothing queued: no dispatcher to wake
     answer = await runtime.db.query(
         lambda session: session.scalar(select(Event.answer).where(Event.event_id == "e-upd")))
     assert answer == {k: v for k, v in updated.items() if k != "duplicate"}
+
+
+@ON_POSTGRES
+async def test_an_event_with_more_notifications_than_one_statement_takes_is_written_in_steps(runtime, monkeypatch):
+    await prepare(runtime)
+    monkeypatch.setattr(postgres_driver, "_ROWS_AT_MOST", 1)  # as 2,000 notifications would be against 32,767
+    sent = _trips(monkeypatch)
+    outcome = await runtime.service.handle(to_incoming(opened_event("e-steps", notify=["email", "sms"])),
+                                           received_at=NOW)
+    assert "WITH EVENT_ID" not in sent and "UPDATE EVENTS" in sent, sent  # the event, each notification, the answer
+    notes = await runtime.db.query(lambda session: session.execute(
+        select(Notification.id, Notification.channel).order_by(Notification.id)).all())
+    assert [(n["id"], n["channel"]) for n in outcome.body["notifications"]] == [tuple(n) for n in notes]

@@ -213,16 +213,20 @@ class ProtocolService:
             key_name=event.requester.name,
         )
         notes = change.notifications + change.notices
-        row.answer = self._answer(change)  # its notifications' ids are not known yet: null
+        row.answer = self._answer(change)  # whole without notifications; with them, their ids still null
         if rows.insert_event(session, row, notes):  # PostgreSQL: all three in one round trip
-            outbox.notify(session)
-            row.answer = self._answer(change)
+            if notes:
+                outbox.notify(session)
+                row.answer = self._answer(change)
+        elif not notes:
+            rows.insert_one(session, row)
         else:
+            row.answer = {}  # written once the notifications' ids are known
             rows.insert_one(session, row)
             for notification in notes:
                 notification.event_id = row.id
             outbox.enqueue(session, notes)
-            row.answer = self._answer(change)  # it names the notifications' ids: known only now
+            row.answer = self._answer(change)
             if driver is not None:
                 driver.execute(_DRIVER_SET_ANSWER, (json.dumps(row.answer), row.id))
             else:

@@ -5,18 +5,19 @@ its statements through `Session.execute` cost ~180-210 µs of CPU, against ~105-
 same INSERT on a cursor of the DBAPI connection under it (3,000 INSERT … RETURNING in one
 transaction, alternating three times); SQLAlchemy's statement cache lookup, execution context
 and bind and result processing make the difference, as on SQLite (store/sqlite_driver.py).
-Here, for the statements every event runs (its row, its protocol's, its notifications, the
-same-event check, the number, the answer), the SQL text is built once per table and shape of
-row and goes to that cursor: SQLAlchemy's own asyncpg adapter, so the same
-transaction and savepoints, the same prepared-statement cache, asyncpg's errors translated as
-the adapter translates them, and SQLAlchemy's exceptions raised (IntegrityError,
+Here, for the statements every event runs (the same-event check, the number, its protocol's row,
+and its own row with its notifications and its answer: store/postgres_event.py), the SQL text is
+built once per table and shape of row and goes to that cursor: SQLAlchemy's own asyncpg adapter,
+so the same transaction and savepoints, the same prepared-statement cache, asyncpg's errors
+translated as the adapter translates them, and SQLAlchemy's exceptions raised (IntegrityError,
 OperationalError...), as the repeat handling and the outage classifier expect. Values are
 converted as the column types would (aware UTC datetimes; JSON, None included, as text, which
 the adapter's JSONB codec expects; booleans); a JSONB column comes back decoded by that codec.
 
-An event's notifications go as one INSERT (one round trip), as the Core's `insertmanyvalues`
-sends them, without its ~300 µs of CPU an event spent building that statement's parameters
-(`py-spy record --gil` of the PostgreSQL ingest: 10 % of the process).
+Rows of one shape otherwise (the notices of a sweep, the parts of a history by SMS) go as one
+INSERT a thousand rows, as the Core's `insertmanyvalues` sends them, without the ~300 µs of CPU it
+spent building an event's parameters (`py-spy record --gil` of the PostgreSQL ingest: 10 % of the
+process).
 
 Only with the asyncpg driver, the only one the gateway runs PostgreSQL with.
 """
@@ -35,8 +36,6 @@ from sqlalchemy.orm import Session
 from gateway.store import postgres_event
 from gateway.store.insert_shapes import Convert, InsertShape, insert_shape, shapeable
 from gateway.store.types import UTCDateTime, utc
-
-_KEY = "gateway.asyncpg"  # where a session keeps the answer of `connection`: asked per statement
 
 
 class PostgresDriver:
@@ -58,22 +57,31 @@ class PostgresDriver:
         return self._run(shape.sql, shape.params(values)).fetchone()[0]  # type: ignore[no-any-return]
 
     def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Rows of one shape in one statement (one round trip), their ids in the order of `rows`."""
+        """Rows of one shape in as few statements as the protocol allows (one round trip each, one
+        for an event's few), their ids in the order of `rows`."""
         if len(rows) == 1:
             return [self.insert(table, rows[0])]
         shape = _shape(table, tuple(rows[0]))
-        params = [param for values in rows for param in shape.params(values)]
-        ids = [row[0] for row in self._run(_many(table, shape, len(rows), self.dialect), params).fetchall()]
-        # Numbered in the order of the rows (see `_many`): ascending ids are the rows' in order.
-        return sorted(ids)
+        ids: list[int] = []
+        step = _rows_a_statement(len(shape.columns))
+        for start in range(0, len(rows), step):
+            page = rows[start:start + step]
+            params = [param for values in page for param in shape.params(values)]
+            sql = _many(table, shape, len(page), self.dialect)
+            # Numbered in the order of the rows (see `_many`): ascending ids are the rows' in order,
+            # and a later statement's are greater.
+            ids.extend(sorted(row[0] for row in self._run(sql, params).fetchall()))
+        return ids
 
     def insert_event(self, events: Table, values: dict[str, Any], notifications: Table,
-                     rows: Sequence[dict[str, Any]]) -> tuple[int, list[int]]:
+                     rows: Sequence[dict[str, Any]]) -> tuple[int, list[int]] | None:
         """An event's row and its notifications' (at least one; one shape, without `event_id`: the statement
         gives it) in one statement; the ids of the event and of the notifications, in order.
         The event's `answer` names each notification with a null `id`: it is stored with their
-        ids (store/postgres_event.py)."""
+        ids (store/postgres_event.py). None, with nothing written, for more rows than a statement takes."""
         event, notification = _shape(events, tuple(values)), _shape(notifications, tuple(rows[0]))
+        if len(rows) > _rows_a_statement(len(notification.columns), len(event.columns)):
+            return None
         sql = postgres_event.event_sql(events, event, notifications, notification, len(rows), self.dialect)
         event_id, ids = self._run(sql, postgres_event.params(event, values, notification, rows)).fetchone()
         return event_id, list(ids)
@@ -120,13 +128,10 @@ class PostgresDriver:
 
 
 def connection(session: Session) -> PostgresDriver | None:
-    """The driver under `session`'s transaction on PostgreSQL, or None (SQLite)."""
-    if _KEY in session.info:
-        return session.info[_KEY]  # type: ignore[no-any-return]
+    """The driver under `session`'s transaction on PostgreSQL, or None (SQLite). Ask store/drivers.py,
+    which keeps it for the transaction."""
     dialect = session.bind.dialect  # type: ignore[union-attr]
-    found = PostgresDriver(session) if dialect.name == "postgresql" and dialect.driver == "asyncpg" else None
-    session.info[_KEY] = found
-    return found
+    return PostgresDriver(session) if dialect.name == "postgresql" and dialect.driver == "asyncpg" else None
 
 
 def _json(value: Any) -> str:
@@ -155,15 +160,23 @@ def _shape(table: Table, columns: tuple[str, ...]) -> InsertShape:
                         converter=_converter, suffix=" RETURNING id")
 
 
+# A statement's parameters are counted in 16 bits by PostgreSQL's protocol (asyncpg refuses more);
+# past a thousand rows a statement, a longer one saves nothing that counts.
+_PARAMETERS_AT_MOST = 32767
+_ROWS_AT_MOST = 1000
+
+
+def _rows_a_statement(width: int, others: int = 0) -> int:
+    return min(_ROWS_AT_MOST, (_PARAMETERS_AT_MOST - others) // width)
+
+
 @lru_cache(maxsize=64)
 def _many(table: Table, shape: InsertShape, count: int, dialect: Any) -> str:
     """`count` rows of `shape` as one INSERT whose ids follow the rows' order, as SQLAlchemy's Core
     writes it for PostgreSQL (`sort_by_parameter_order`): the rows are numbered in a VALUES list and
     inserted ORDER BY that number, so the id sequence is drawn row after row; RETURNING itself
-    promises no order. The VALUES list's columns are cast to the table's types: a placeholder there
-    has no column to take its type from."""
-    by_name = {column.name: column for column in table.columns}
-    types = [by_name[name].type.compile(dialect=dialect) for name in shape.columns]
+    promises no order. The VALUES list's placeholders are cast (postgres_event.value_types)."""
+    types = postgres_event.value_types(table, shape.columns, dialect)
     width = len(types)
     rows = ", ".join(
         "(" + ", ".join(f"${row * width + i + 1}::{kind}" for i, kind in enumerate(types)) + f", {row})"
@@ -176,6 +189,10 @@ def _many(table: Table, shape: InsertShape, count: int, dialect: Any) -> str:
 
 @lru_cache(maxsize=256)
 def _numbered(sql: str) -> str:
-    """`?` placeholders as asyncpg's `$1`, `$2`…: the statements given here hold no other `?`."""
+    """`?` placeholders as asyncpg's `$1`, `$2`…. Every `?` is taken for one: a statement given here
+    writes JSONB's `?` operators as functions (`jsonb_exists`), and one with a `?` between quotes is
+    refused rather than mangled."""
+    if any("?" in quoted for quoted in sql.split("'")[1::2]):
+        raise ValueError(f"a '?' inside a string literal would be taken for a placeholder: {sql!r}")
     parts = sql.split("?")
     return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))

@@ -8,7 +8,7 @@ the statement, so each row is written once, complete:
 
     WITH event_id AS (SELECT nextval(<events' sequence>) AS id),
          ids AS (SELECT nextval(<notifications' sequence>) AS id, position FROM generate_series(1, k) …),
-         notifications AS (INSERT INTO notifications (id, event_id, …) SELECT … JOIN ids USING (position))
+         inserted AS (INSERT INTO notifications (id, event_id, …) SELECT … JOIN ids USING (position))
     INSERT INTO events (id, …, answer) SELECT event_id.id, …, <the answer, each notification given its id> …
     RETURNING id, (SELECT array_agg(id ORDER BY position) FROM ids)
 
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import String, Table
 
 from gateway.store.insert_shapes import InsertShape
 
@@ -36,8 +36,7 @@ def event_sql(events: Table, event: InsertShape, notifications: Table, notificat
     `notification`; its parameters: the event's, then each notification's, in order."""
     event_names = event.columns
     width = len(notification.columns)
-    by_name = {column.name: column for column in notifications.columns}
-    types = [by_name[name].type.compile(dialect=dialect) for name in notification.columns]
+    types = value_types(notifications, notification.columns, dialect)
     values = ", ".join(
         "(" + ", ".join(f"${len(event_names) + row * width + i + 1}::{kind}" for i, kind in enumerate(types))
         + f", {row + 1})"
@@ -62,6 +61,15 @@ def event_sql(events: Table, event: InsertShape, notifications: Table, notificat
         f"INSERT INTO {events.name} (id, {', '.join(event_names)}) SELECT event_id.id, {selected} FROM event_id "
         f"RETURNING id, (SELECT array_agg(id ORDER BY position) FROM ids)"
     )
+
+
+def value_types(table: Table, columns: Sequence[str], dialect: Any) -> list[str]:
+    """What a VALUES list's placeholders are cast to: a placeholder there has no column to take its
+    type from. The columns' types, but a string's without its length: a cast to VARCHAR(n) cuts a
+    longer value short, silently, where the INSERT refuses it ("value too long"), as one row's does."""
+    by_name = {column.name: column for column in table.columns}
+    return [(String() if isinstance(by_name[name].type, String) else by_name[name].type).compile(dialect=dialect)
+            for name in columns]
 
 
 def params(event: InsertShape, event_values: dict[str, Any], notification: InsertShape,

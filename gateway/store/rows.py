@@ -116,7 +116,10 @@ def insert_event(session: Session, event: Any, notifications: Sequence[Any]) -> 
         table = type(notifications[0]).__table__
         if "event_id" in rows[0] or not driver.can_insert(table, tuple(rows[0])):
             return False
-        event.id, ids = driver.insert_event(events, values, table, rows)  # type: ignore[attr-defined]
+        written = driver.insert_event(events, values, table, rows)  # type: ignore[attr-defined]
+        if written is None:
+            return False
+        event.id, ids = written
     else:
         event.id, ids = driver.insert(events, values), []
     for notification, new_id in zip(notifications, ids, strict=True):

@@ -101,12 +101,6 @@ def _run(raw: Any, sql: str, params: Sequence[Any]) -> Any:
         raise DBAPIError.instance(sql, list(params), exc, sqlite3.Error) from exc
 
 
-def insert(raw: Any, table: Table, values: dict[str, Any]) -> int:
-    """One row; returns its id."""
-    shape = _shape(table, tuple(values))
-    return _run(raw, shape.sql, shape.params(values)).lastrowid
-
-
 def query_one(raw: Any, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     return _run(raw, sql, params).fetchone()
 
@@ -131,20 +125,22 @@ class SQLiteDriver:
         self.raw = raw
 
     def insert(self, table: Table, values: dict[str, Any]) -> int:
-        return insert(self.raw, table, values)
+        """One row; returns its id."""
+        shape = _shape(table, tuple(values))
+        return _run(self.raw, shape.sql, shape.params(values)).lastrowid  # type: ignore[no-any-return]
 
     def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Rows of one shape, their ids in order (one execute each: sqlite3 runs them in C, no round trips)."""
-        return [insert(self.raw, table, values) for values in rows]
+        return [self.insert(table, values) for values in rows]
 
     def can_insert(self, table: Table, columns: tuple[str, ...]) -> bool:
         return shapeable(_shape, table, columns)
 
     def query_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-        return _run(self.raw, sql, params).fetchone()
+        return query_one(self.raw, sql, params)
 
     def execute(self, sql: str, params: Sequence[Any]) -> int:
-        return _run(self.raw, sql, params).rowcount
+        return execute(self.raw, sql, params)
 
     json_value = staticmethod(json_value)
 
