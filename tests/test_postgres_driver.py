@@ -291,3 +291,35 @@ async def test_an_event_with_more_notifications_than_one_statement_takes_is_writ
     notes = await runtime.db.query(lambda session: session.execute(
         select(Notification.id, Notification.channel).order_by(Notification.id)).all())
     assert [(n["id"], n["channel"]) for n in outcome.body["notifications"]] == [tuple(n) for n in notes]
+
+
+@ON_POSTGRES
+async def test_notifications_of_several_shapes_share_the_statement_with_what_they_leave_out_null(runtime, monkeypatch):
+    """A WhatsApp notification holds its approved template's content and an email none: still one
+    statement, the email's column SQL NULL as when the Core leaves it out (not the JSON `null`)."""
+    await prepare(runtime)
+    sent = _trips(monkeypatch)
+    outcome = await runtime.service.handle(to_incoming(opened_event(
+        "e-wa", notify=["email", "whatsapp"], consumer={"name": "Maria", "email": "maria@example.com",
+                                                        "whatsapp": "+5511987654321"})), received_at=NOW)
+    assert "WITH EVENT_ID" in sent and "UPDATE EVENTS" not in sent, sent
+
+    def stored(session):
+        return session.execute(text("SELECT id, channel, whatsapp_content IS NULL, whatsapp_content "
+                                    "FROM notifications ORDER BY id")).all()
+
+    (email_id, email, email_null, _), (wa_id, wa, wa_null, content) = await runtime.db.query(stored)
+    assert [(n["id"], n["channel"]) for n in outcome.body["notifications"]] == [(email_id, email), (wa_id, wa)]
+    assert (email, email_null, wa, wa_null) == ("email", True, "whatsapp", False) and isinstance(content, dict)
+
+
+def test_rows_are_made_one_shape_only_where_a_column_left_out_would_be_null():
+    table = Notification.__table__
+    with_content = {"channel": "whatsapp", "whatsapp_content": {"n": 1}, "recipient": "a"}
+    without = {"channel": "email", "recipient": "b"}
+    made = postgres_driver._one_shape(table, [with_content, without])
+    assert [list(row) for row in made] == [list(made[0])] * 2
+    assert made[1]["whatsapp_content"] is postgres_driver._LEFT_OUT
+    assert postgres_driver._json(made[1]["whatsapp_content"]) is None and postgres_driver._json(None) == "null"
+    # `attempts` has a default (0): left out it is 0, not NULL, so such rows cannot share a shape.
+    assert postgres_driver._one_shape(table, [{**without, "attempts": 2}, without]) is None

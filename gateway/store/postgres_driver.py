@@ -78,7 +78,12 @@ class PostgresDriver:
         """An event's row and its notifications' (at least one; one shape, without `event_id`: the statement
         gives it) in one statement; the ids of the event and of the notifications, in order.
         The event's `answer` names each notification with a null `id`: it is stored with their
-        ids (store/postgres_event.py). None, with nothing written, for more rows than a statement takes."""
+        ids (store/postgres_event.py). None, with nothing written, for more rows than a statement
+        takes, or rows whose shapes `_one_shape` cannot make one."""
+        one_shape = _one_shape(notifications, rows)
+        if one_shape is None:
+            return None
+        rows = one_shape
         event, notification = _shape(events, tuple(values)), _shape(notifications, tuple(rows[0]))
         if len(rows) > _rows_a_statement(len(notification.columns), len(event.columns)):
             return None
@@ -134,9 +139,32 @@ def connection(session: Session) -> PostgresDriver | None:
     return PostgresDriver(session) if dialect.name == "postgresql" and dialect.driver == "asyncpg" else None
 
 
-def _json(value: Any) -> str:
+# A JSON column a row leaves out, given all the same (`_one_shape`): SQL NULL, as when left out.
+_LEFT_OUT = object()
+
+
+def _json(value: Any) -> str | None:
     # None too, as SQLAlchemy's JSON type writes it (none_as_null is off): the JSON `null`, not SQL NULL.
-    return json.dumps(value)
+    return None if value is _LEFT_OUT else json.dumps(value)
+
+
+def _one_shape(table: Table, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]] | None:
+    """`rows` with the same columns, in the same order, so that one statement takes them all: a column
+    some rows leave out is given in those rows the NULL it would have had (a WhatsApp notification
+    holds its approved template's content, an email or an SMS none). None where a column left out
+    would have had something else (a default)."""
+    if len({tuple(row) for row in rows}) == 1:
+        return rows
+    given = [set(row) for row in rows]
+    anywhere, everywhere = set.union(*given), set.intersection(*given)
+    filled: dict[str, Any] = {}
+    for name in anywhere - everywhere:
+        column = table.c[name]
+        if not column.nullable or column.default is not None or column.server_default is not None:
+            return None
+        filled[name] = _LEFT_OUT if _converter(column) is _json else None
+    order = [column.key for column in table.columns if column.key in anywhere]
+    return [{name: row[name] if name in row else filled[name] for name in order} for row in rows]
 
 
 def _boolean(value: Any) -> bool | None:

@@ -100,7 +100,7 @@ def insert_many(session: Session, objs: Sequence[Any]) -> None:
 
 
 def insert_event(session: Session, event: Any, notifications: Sequence[Any]) -> bool:
-    """On PostgreSQL, `event` and its `notifications` (of one shape) in one statement, each given
+    """On PostgreSQL, `event` and its `notifications` in one statement, each given
     its id and the notifications their `event_id`; `event.answer` must name the notifications, in
     order, with a null id: they are filled in the stored answer (store/postgres_event.py). False,
     with nothing written, where that path does not go: the caller writes them one by one."""
@@ -109,13 +109,13 @@ def insert_event(session: Session, event: Any, notifications: Sequence[Any]) -> 
         return False
     values, events = _values(event), type(event).__table__
     rows = [_values(n) for n in notifications]
-    shapes = {tuple(row) for row in rows}
-    if not driver.can_insert(events, tuple(values)) or len(shapes) > 1:
+    if not driver.can_insert(events, tuple(values)):
         return False
     if rows:
         table = type(notifications[0]).__table__
-        if "event_id" in rows[0] or not driver.can_insert(table, tuple(rows[0])):
-            return False
+        for shape in {tuple(row) for row in rows}:  # several where one channel has columns another leaves out
+            if "event_id" in shape or not driver.can_insert(table, shape):
+                return False
         written = driver.insert_event(events, values, table, rows)  # type: ignore[attr-defined]
         if written is None:
             return False
