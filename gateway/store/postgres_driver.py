@@ -75,8 +75,8 @@ class PostgresDriver:
 
     def insert_event(self, events: Table, values: dict[str, Any], notifications: Table,
                      rows: Sequence[dict[str, Any]]) -> tuple[int, list[int]] | None:
-        """An event's row and its notifications' (at least one; one shape, without `event_id`: the statement
-        gives it) in one statement; the ids of the event and of the notifications, in order.
+        """An event's row and its notifications' (at least one, without `event_id`: the statement gives it;
+        of shapes `_one_shape` can join) in one statement; the ids of the event and of the notifications, in order.
         The event's `answer` names each notification with a null `id`: it is stored with their
         ids (store/postgres_event.py). None, with nothing written, for more rows than a statement
         takes, or rows whose shapes `_one_shape` cannot make one."""
@@ -198,7 +198,7 @@ def _rows_a_statement(width: int, others: int = 0) -> int:
     return min(_ROWS_AT_MOST, (_PARAMETERS_AT_MOST - others) // width)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # a thousand rows' statement is ~0.5 MB of text: few kept
 def _many(table: Table, shape: InsertShape, count: int, dialect: Any) -> str:
     """`count` rows of `shape` as one INSERT whose ids follow the rows' order, as SQLAlchemy's Core
     writes it for PostgreSQL (`sort_by_parameter_order`): the rows are numbered in a VALUES list and
@@ -218,8 +218,9 @@ def _many(table: Table, shape: InsertShape, count: int, dialect: Any) -> str:
 @lru_cache(maxsize=256)
 def _numbered(sql: str) -> str:
     """`?` placeholders as asyncpg's `$1`, `$2`…. Every `?` is taken for one: a statement given here
-    writes JSONB's `?` operators as functions (`jsonb_exists`), and one with a `?` between quotes is
-    refused rather than mangled."""
+    writes JSONB's `?` operators as functions (`jsonb_exists`), and one with a `?` between plain
+    quotes is refused rather than mangled (E'…', $$…$$, quoted names and comments are not looked
+    into: write none of them with a `?` here)."""
     if any("?" in quoted for quoted in sql.split("'")[1::2]):
         raise ValueError(f"a '?' inside a string literal would be taken for a placeholder: {sql!r}")
     parts = sql.split("?")

@@ -7,7 +7,7 @@ write each object's set attributes with one Core `INSERT … RETURNING id` and p
 on the object, which stays outside the session. An edit made to such an object
 afterwards is not written: use `session.add` for rows that change. The INSERTs go straight
 to the driver on the transaction's connection where there is one (store/drivers.py): on
-PostgreSQL, several rows of one shape in one statement, one round trip for all.
+PostgreSQL, rows of one shape in one statement a thousand, one round trip each.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ def insert_one(session: Session, obj: Any) -> None:
 
 
 def insert_many(session: Session, objs: Sequence[Any]) -> None:
-    """One statement (or, on SQLite, one execute a row) per shape of row, the ids handed back in
-    the order of `objs`."""
+    """One statement per shape of row and thousand rows (on SQLite, one execute a row), the ids
+    handed back in the order of `objs`."""
     groups: dict[tuple[type, tuple[str, ...]], list[tuple[Any, dict[str, Any]]]] = {}
     for obj in objs:
         values = _values(obj)
