@@ -214,12 +214,11 @@ class ProtocolService:
         )
         notes = change.notifications + change.notices
         row.answer = self._answer(change)  # whole without notifications; with them, their ids still null
-        if rows.insert_event(session, row, notes):  # PostgreSQL: all three in one round trip
-            if notes:
-                outbox.notify(session)
-                row.answer = self._answer(change)
-        elif not notes:
+        if not notes:
             rows.insert_one(session, row)
+        elif rows.insert_event(session, row, notes):  # PostgreSQL: all three in one round trip
+            outbox.notify(session)
+            row.answer = self._answer(change)
         else:
             row.answer = {}  # written once the notifications' ids are known
             rows.insert_one(session, row)

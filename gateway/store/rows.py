@@ -100,7 +100,7 @@ def insert_many(session: Session, objs: Sequence[Any]) -> None:
 
 
 def insert_event(session: Session, event: Any, notifications: Sequence[Any]) -> bool:
-    """On PostgreSQL, `event` and its `notifications` in one statement, each given
+    """On PostgreSQL, `event` and its `notifications` (at least one) in one statement, each given
     its id and the notifications their `event_id`; `event.answer` must name the notifications, in
     order, with a null id: they are filled in the stored answer (store/postgres_event.py). False,
     with nothing written, where that path does not go: the caller writes them one by one."""
@@ -109,19 +109,16 @@ def insert_event(session: Session, event: Any, notifications: Sequence[Any]) -> 
         return False
     values, events = _values(event), type(event).__table__
     rows = [_values(n) for n in notifications]
+    table = type(notifications[0]).__table__
     if not driver.can_insert(events, tuple(values)):
         return False
-    if rows:
-        table = type(notifications[0]).__table__
-        for shape in {tuple(row) for row in rows}:  # several where one channel has columns another leaves out
-            if "event_id" in shape or not driver.can_insert(table, shape):
-                return False
-        written = driver.insert_event(events, values, table, rows)  # type: ignore[attr-defined]
-        if written is None:
+    for shape in {tuple(row) for row in rows}:  # several where one channel has columns another leaves out
+        if "event_id" in shape or not driver.can_insert(table, shape):
             return False
-        event.id, ids = written
-    else:
-        event.id, ids = driver.insert(events, values), []
+    written = driver.insert_event(events, values, table, rows)  # type: ignore[attr-defined]
+    if written is None:
+        return False
+    event.id, ids = written
     for notification, new_id in zip(notifications, ids, strict=True):
         notification.id, notification.event_id = new_id, event.id
     return True
