@@ -357,7 +357,11 @@ async def test_database_cut_during_a_burst_gives_202_or_503_and_every_202_is_kep
     settings = make_settings(tmp_path, proxy.url_through(db_url),
                              email={"transport": "smtp", "from": "gw@example.com",
                                     "smtp": {"host": sink.host, "port": sink.port, "starttls": False}},
-                             sweeps={"enabled": False})
+                             sweeps={"enabled": False},
+                             # A dispatcher turn cut after its COMMIT reached the server claimed rows
+                             # it never heard of: they wait out their lease (60 s by default) before
+                             # another turn takes them. A short lease keeps that wait short here.
+                             dispatch={"lease": "3s"})
     runtime, headers = await prepared(settings)
     count = 60
     events = burst("burst", count)
