@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from aiohttp import web
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
 
 from gateway.config import TwilioSettings
 from gateway.delivery.channels.base import Message
@@ -186,3 +191,52 @@ async def test_twilio_edge_and_region_from_the_environment_are_ignored(
 def test_can_be_built_outside_a_running_loop() -> None:
     # The SDK's HTTP client needs a running loop; the transport builds it on first send.
     TwilioTransport(TwilioSettings(account_sid="AC1", auth_token="t", from_=FROM))
+
+
+async def test_what_goes_on_the_wire_is_what_the_sdks_own_client_sends() -> None:
+    """The transport sends the request itself (tests nothing the SDK does not): the same method, path,
+    query, headers and form bytes as the SDK's own AsyncTwilioHttpClient, for an SMS in Portuguese
+    and a WhatsApp template with JSON variables (characters that must be escaped, and a repeated space)."""
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    async def messages(request: web.Request) -> web.Response:
+        kept = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        seen.append((request.method, request.path_qs, kept, await request.read()))
+        return web.json_response({"sid": "SM" + "0" * 32, "status": "queued", "num_segments": "1"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", messages)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    settings = TwilioSettings(account_sid="AC" + "1" * 32, auth_token="tok:en", from_=FROM, api_base_url=base)
+    transport, whatsapp = TwilioTransport(settings), TwilioTransport(settings, channel="whatsapp")
+    sdk_http = AsyncTwilioHttpClient()
+    sdk = Client(settings.account_sid, "tok:en", http_client=sdk_http)
+    sdk.edge = sdk.region = None
+    sdk.api.base_url = base
+    text = "Olá, Conceição! Protocolo nº 2026 & 100%  recebido: https://x.example/p?a=1&b=ç"
+    template = {"content_sid": "HX" + "2" * 32, "variables": {"1": "Ana & Zé", "2": "nº 20261207"}}
+    try:
+        await transport.send(sms(3, text=text))
+        await sdk.messages.create_async(to="+5511987654303", body=text, from_=FROM,
+                                        status_callback="http://127.0.0.1:8080/twilio/status/3")
+        await whatsapp.send(sms(4, channel="whatsapp", window_open=False, content_sid=template["content_sid"],
+                                content_variables=template["variables"]))
+        await sdk.messages.create_async(to="whatsapp:+5511987654304", from_=FROM, content_sid=template["content_sid"],
+                                        content_variables=json.dumps(template["variables"], ensure_ascii=False),
+                                        status_callback="http://127.0.0.1:8080/twilio/status/4")
+    finally:
+        await transport.aclose()
+        await whatsapp.aclose()
+        await sdk_http.close()
+        await runner.cleanup()
+    ours_sms, sdks_sms, ours_whatsapp, sdks_whatsapp = seen
+    assert ours_sms == sdks_sms
+    assert ours_whatsapp == sdks_whatsapp
+    assert b"Body=Ol%C3%A1%2C+Concei%C3%A7%C3%A3o" in ours_sms[3]
+    assert ours_sms[2]["Content-Type"] == "application/x-www-form-urlencoded"
+    login = f"{settings.account_sid}:tok:en".encode()
+    assert ours_sms[2]["Authorization"] == "Basic " + base64.b64encode(login).decode()
