@@ -194,31 +194,47 @@ def test_can_be_built_outside_a_running_loop() -> None:
 
 
 async def test_what_goes_on_the_wire_is_what_the_sdks_own_client_sends() -> None:
-    """The transport sends the request itself (tests nothing the SDK does not): the same method, path,
-    query, headers and form bytes as the SDK's own AsyncTwilioHttpClient, for an SMS in Portuguese
-    and a WhatsApp template with JSON variables (characters that must be escaped, and a repeated space)."""
+    """The transport's client sends the request itself: the same method, path, query, headers and body
+    bytes as the SDK's own AsyncTwilioHttpClient. Each call is made through both and compared: an SMS in
+    Portuguese (characters to escape, a repeated space), a WhatsApp template with JSON variables, the
+    account probe (a GET), a form with a list (repeated keys) and a query (a page of messages)."""
     seen: list[tuple[str, str, dict[str, str], bytes]] = []
 
-    async def messages(request: web.Request) -> web.Response:
+    async def record(request: web.Request) -> None:
         kept = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         seen.append((request.method, request.path_qs, kept, await request.read()))
+
+    async def create(request: web.Request) -> web.Response:
+        await record(request)
         return web.json_response({"sid": "SM" + "0" * 32, "status": "queued", "num_segments": "1"}, status=201)
 
+    async def page(request: web.Request) -> web.Response:
+        await record(request)
+        return web.json_response({"messages": [], "next_page_uri": None})
+
+    async def account(request: web.Request) -> web.Response:
+        await record(request)
+        return web.json_response({"sid": request.match_info["sid"], "status": "active"})
+
     app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", messages)
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", create)
+    app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", page)
+    app.router.add_get("/2010-04-01/Accounts/{sid}.json", account)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    base = f"http://{host}:{port}"
     settings = TwilioSettings(account_sid="AC" + "1" * 32, auth_token="tok:en", from_=FROM, api_base_url=base)
     transport, whatsapp = TwilioTransport(settings), TwilioTransport(settings, channel="whatsapp")
     sdk_http = AsyncTwilioHttpClient()
     sdk = Client(settings.account_sid, "tok:en", http_client=sdk_http)
     sdk.edge = sdk.region = None
     sdk.api.base_url = base
+    ours = transport._client_in_loop()  # the transport's own SDK client, on its HTTP client
     text = "Olá, Conceição! Protocolo nº 2026 & 100%  recebido: https://x.example/p?a=1&b=ç"
     template = {"content_sid": "HX" + "2" * 32, "variables": {"1": "Ana & Zé", "2": "nº 20261207"}}
+    media = ["https://x.example/a.png", "https://x.example/b ç.png?x=1&y=2"]
     try:
         await transport.send(sms(3, text=text))
         await sdk.messages.create_async(to="+5511987654303", body=text, from_=FROM,
@@ -228,15 +244,26 @@ async def test_what_goes_on_the_wire_is_what_the_sdks_own_client_sends() -> None
         await sdk.messages.create_async(to="whatsapp:+5511987654304", from_=FROM, content_sid=template["content_sid"],
                                         content_variables=json.dumps(template["variables"], ensure_ascii=False),
                                         status_callback="http://127.0.0.1:8080/twilio/status/4")
+        await transport.probe()
+        await sdk.api.v2010.accounts(settings.account_sid).fetch_async()
+        for client in (ours, sdk):
+            await client.messages.create_async(to="+5511987654305", from_=FROM, body="ç", media_url=media)
+        for client in (ours, sdk):
+            await client.messages.page_async(to="+55 11 98765-4305", page_size=2)
     finally:
         await transport.aclose()
         await whatsapp.aclose()
         await sdk_http.close()
         await runner.cleanup()
-    ours_sms, sdks_sms, ours_whatsapp, sdks_whatsapp = seen
-    assert ours_sms == sdks_sms
-    assert ours_whatsapp == sdks_whatsapp
-    assert b"Body=Ol%C3%A1%2C+Concei%C3%A7%C3%A3o" in ours_sms[3]
-    assert ours_sms[2]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert len(seen) == 10
+    pairs = [(seen[i], seen[i + 1]) for i in range(0, 10, 2)]
+    for what, (by_us, by_sdk) in zip(("sms", "whatsapp", "probe", "list", "query"), pairs):
+        assert by_us == by_sdk, what
+    (sms_sent, _), _, (probe, _), (listed, _), (paged, _) = pairs
+    assert b"Body=Ol%C3%A1%2C+Concei%C3%A7%C3%A3o" in sms_sent[3]
+    assert sms_sent[2]["Content-Type"] == "application/x-www-form-urlencoded"
     login = f"{settings.account_sid}:tok:en".encode()
-    assert ours_sms[2]["Authorization"] == "Basic " + base64.b64encode(login).decode()
+    assert sms_sent[2]["Authorization"] == "Basic " + base64.b64encode(login).decode()
+    assert probe[0] == "GET" and probe[3] == b""
+    assert listed[3].count(b"MediaUrl=") == 2
+    assert "To=%2B55+11+98765-4305" in paged[1] and "PageSize=2" in paged[1]

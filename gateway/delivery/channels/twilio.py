@@ -44,7 +44,8 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):
     The ContextVar is set inside this coroutine; `send` awaits the SDK, which awaits this
     directly (no new task), so the value lands in the sending task's own context.
 
-    What goes on the wire is what the SDK's own `request` sends: the same method, URL, query,
+    What goes on the wire is what the SDK's own `request` sends for a form of strings and lists
+    (all the SDK builds; bytes or files would go as multipart there): the same method, URL, query,
     headers and form. Two costs of its path are left out. The form is encoded here with
     `urlencode(..., doseq=True)`, as aiohttp's FormData does, but sent as bytes: given a dict,
     aiohttp first fails a payload lookup, then builds a FormData and a MultipartWriter (~30 µs a
@@ -71,7 +72,10 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):
         if auth is not None:
             # As a header: aiohttp deprecates (and 4.0 removes) the `auth=` the SDK would pass.
             headers["Authorization"] = self._basic(auth)
-        body = urlencode(data, doseq=True).encode() if data else None
+        body = None
+        if data is not None:  # as aiohttp's FormData would: form-encoded, whatever the method
+            body = urlencode(data, doseq=True).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         assert self.session is not None  # built with pool_connections (the default): one session, kept
         async with self.session.request(method.upper(), url, params=params, data=body, headers=headers,
                                         timeout=timeout, allow_redirects=allow_redirects) as response:
