@@ -110,8 +110,10 @@ def parse_period(query: Mapping[str, str], *, zone: str, now: datetime) -> Perio
         problems.append(FieldProblem("group_by", f"expected one of {', '.join(GROUPS)}"))
     if query.get("format", "json") not in ("json", "csv"):
         problems.append(FieldProblem("format", "expected json or csv"))
-    last = days.get("to", now.astimezone(ZoneInfo(zone)).date())
-    first = days.get("from", last - timedelta(days=DEFAULT_DAYS - 1))
+    last = days["to"] if "to" in days else now.astimezone(ZoneInfo(zone)).date()
+    # Computed only when `from` is not given, and never before the first day parse_day accepts:
+    # `to=0001-01-07` alone is a report from 0001-01-02, not an OverflowError (a 500).
+    first = days["from"] if "from" in days else last - timedelta(days=min(DEFAULT_DAYS - 1, (last - date.min).days - 1))
     if not problems and first > last:
         problems.append(FieldProblem("to", "must not be before `from`"))
     elif not problems and (last - first).days >= MAX_DAYS:
