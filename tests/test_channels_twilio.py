@@ -233,7 +233,7 @@ async def test_what_goes_on_the_wire_is_what_the_sdks_own_client_sends() -> None
     sdk.api.base_url = base
     ours = transport._client_in_loop()  # the transport's own SDK client, on its HTTP client
     text = "Olá, Conceição! Protocolo nº 2026 & 100%  recebido: https://x.example/p?a=1&b=ç"
-    template = {"content_sid": "HX" + "2" * 32, "variables": {"1": "Ana & Zé", "2": "nº 20261207"}}
+    template = {"content_sid": "HX" + "2" * 32, "variables": {"1": "Ana & Zé", "2": "nº 20260312000000017"}}
     media = ["https://x.example/a.png", "https://x.example/b ç.png?x=1&y=2"]
     try:
         await transport.send(sms(3, text=text))
