@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from gateway.store.sqlite_driver import datetime_text
+from gateway.store.sqlite_driver import datetime_text, stored_datetime
 from gateway.store.types import UTCDateTime
 
 VALUES = [
@@ -57,3 +57,35 @@ def test_the_same_instant_in_another_zone_is_the_same_text() -> None:
     in_brasilia = at.astimezone(timezone(timedelta(hours=-3)))
     assert datetime_text(at) == datetime_text(in_brasilia) == "2026-11-22 14:43:01.000005"
     assert datetime_text(in_brasilia + timedelta(microseconds=1)) == "2026-11-22 14:43:01.000006"
+
+
+# Read back: UTCDateTime's own way from SQLite's text (store/types.py) gives what SQLAlchemy's
+# longer way gave, for every shape of text a store may hold.
+READ_BACK = [
+    ("2026-11-22 14:43:00.000000", datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)),
+    ("2026-11-22 14:43:01.000005", datetime(2026, 11, 22, 14, 43, 1, 5, tzinfo=timezone.utc)),
+    ("0999-03-04 05:06:07.000000", datetime(999, 3, 4, 5, 6, 7, tzinfo=timezone.utc)),
+    ("2026-11-22 14:43:01", datetime(2026, 11, 22, 14, 43, 1, tzinfo=timezone.utc)),  # written by hand
+    ("2026-11-22T14:43:01", datetime(2026, 11, 22, 14, 43, 1, tzinfo=timezone.utc)),
+    # A date alone: Python would read "2026-11-22+00:00" as midnight with no zone.
+    ("2026-11-22", datetime(2026, 11, 22, tzinfo=timezone.utc)),
+    ("2026-11-22 14:43:01+02:00", datetime(2026, 11, 22, 12, 43, 1, tzinfo=timezone.utc)),  # an offset kept
+    (None, None),
+]
+
+
+@pytest.mark.parametrize(("stored", "expected"), READ_BACK, ids=str)
+def test_the_text_reads_back_as_the_aware_utc_datetime(tmp_path: Path, stored: str | None,
+                                                        expected: datetime | None) -> None:
+    path = tmp_path / "t.db"
+    table = sa.Table("t", sa.MetaData(), sa.Column("at", UTCDateTime()))
+    engine = sa.create_engine(f"sqlite:///{path}")
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO t (at) VALUES (:at)"), {"at": stored})
+        read = conn.execute(sa.select(table.c.at)).scalar_one()
+    engine.dispose()
+    assert read == expected
+    assert read is None or read.tzinfo is timezone.utc
+    if stored is not None and "+" not in stored and "T" not in stored and len(stored) > 10:
+        assert stored_datetime(stored) == expected  # the driver's path reads it the same

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from gateway.store.database import LentConnection
 from gateway.store.insert_shapes import Convert, InsertShape, insert_shape, shapeable
-from gateway.store.types import UTCDateTime, utc
+from gateway.store.types import UTCDateTime, stored_utc, utc
 
 _RAW = "gateway.sqlite3"  # where a session keeps the answer of `connection`: asked per statement
 
@@ -147,4 +147,4 @@ class SQLiteDriver:
 
 def stored_datetime(text: str | None) -> datetime | None:
     """A DATETIME as UTCDateTime reads it back: stored in UTC, naive; aware again."""
-    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return None if text is None else stored_utc(text)
