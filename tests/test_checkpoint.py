@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
-from gateway.store.checkpoint import checkpointing
+from gateway.store.checkpoint import BUSY_FRAMES, SOON, checkpointing, next_wait
 from gateway.store.database import LentConnection
 from gateway.store.vacuum import erase_sqlite
 from tests.helpers import opened_event
@@ -49,10 +49,10 @@ async def test_checkpointing_runs_the_checkpointer_for_the_length_of_its_block(d
     called = asyncio.Event()
     real = database.checkpoint
 
-    async def counted() -> None:
+    async def counted() -> int:
         calls.append(1)
         called.set()
-        await real()
+        return await real()
 
     database.checkpoint = counted
     async with checkpointing(database, every=0):
@@ -112,3 +112,27 @@ async def test_a_checkpoint_leaves_no_statement_active_on_its_connection(databas
         await database.checkpoint()
         assert database.reader.sync_engine.pool.checkedin() == 1  # one reader: the query below gets it
         assert await database.query(lambda session: session.execute(text("SELECT 1")).scalar()) == 1
+
+
+def test_the_next_checkpoint_comes_soon_while_writes_come_fast():
+    every = 1.0
+    assert next_wait(0, BUSY_FRAMES, every) == SOON  # a busy second: again soon
+    assert next_wait(5_000, 5_000 + BUSY_FRAMES - 1, every) == every  # a quiet one: a second
+    assert next_wait(5_000, 5_000, every) == every  # nothing written (the WAL stays as it was)
+    assert next_wait(40_000, BUSY_FRAMES, every) == SOON  # started over, then as much written
+    assert next_wait(40_000, 10, every) == every
+    assert next_wait(0, BUSY_FRAMES, 0.0) == 0.0  # never later than asked
+
+
+async def test_a_checkpoint_says_how_long_the_wal_is(database):
+    """What the checkpointer paces itself by: frames in the WAL, 0 on PostgreSQL (no WAL of ours)."""
+    await database.checkpoint()
+    async with database.write() as session:
+        await session.execute(text("CREATE TABLE filler (x TEXT)"))
+        await session.execute(text("INSERT INTO filler VALUES (:x)"), [{"x": "x" * 3000} for _ in range(50)])
+    frames = await database.checkpoint()
+    if database.is_sqlite:
+        assert frames >= 50  # a page a row, at least
+        assert await database.checkpoint() == frames  # copied back, not started over until a write
+    else:
+        assert frames == 0

@@ -208,21 +208,23 @@ class Database:
                 return await session.run_sync(fn)
         return await _in_thread(self.reader, self._sync_reader, fn)
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self) -> int:
         """SQLite: copy what the WAL holds into the database file, from a reader connection.
+        Returns the WAL's length in frames (0 on PostgreSQL).
 
         PASSIVE: it never waits for the writer nor makes it wait; what it cannot copy now
         (frames a reader still uses) waits for the next one. Outside any transaction, as a
         checkpoint must be.
         """
         if not self.is_sqlite:
-            return
+            return 0
         async with self.checkpoint_lock, self.reader.connect() as connection:
             adapted = await connection.get_raw_connection()
             # Its cursor closed at once: aiosqlite's thread keeps the last result until its next
             # job, and the statement would stay active on the connection meanwhile.
-            async with adapted.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)"):
-                pass
+            async with adapted.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)") as cursor:
+                row = await cursor.fetchone()  # (busy, frames in the WAL, frames copied back)
+        return max(int(row[1]), 0) if row is not None else 0
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
