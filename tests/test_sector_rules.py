@@ -281,15 +281,24 @@ def test_the_anonymization_audit_names_a_retention_extension(tmp_path):
     from types import SimpleNamespace
 
     from gateway.protocols.profiles import Profiles
-    from gateway.sweeps.retention import _rule
+    from gateway.sweeps.retention import _rules
 
     profiles = Profiles.from_settings(make_settings(tmp_path, "sqlite+aiosqlite:///x.db"))
     end = datetime(2031, 11, 22, 14, 43, tzinfo=timezone.utc)
-    row = SimpleNamespace(profile="br-sac", status="resolved", retention_extension_years=3)
-    rule = _rule(profiles, row, end, 30 * 86400.0, "retention-expiry")
-    assert "extended by 3 years (protocol.retention_extended)" in rule and "Decreto 11.034/2022 art. 12 §5" in rule
-    assert "extended" not in _rule(profiles, SimpleNamespace(profile="br-sac", status="resolved",
-                                                             retention_extension_years=0), end, 0.0, "r")
+    later = datetime(2031, 11, 23, 9, 0, tzinfo=timezone.utc)
+
+    def row(id_: int, years: int, status: str = "resolved") -> SimpleNamespace:
+        return SimpleNamespace(id=id_, profile="br-sac", status=status, retention_extension_years=years)
+
+    # One batch: the words shared by records alike are written once, each record keeps its own.
+    rules = _rules(profiles, [(row(1, 3), end), (row(2, 0), end), (row(3, 3), later), (row(4, 0, "open"), end)],
+                   30 * 86400.0, "retention-expiry")
+    assert "extended by 3 years (protocol.retention_extended)" in rules[1] and "Decreto 11.034/2022 art. 12 §5" in rules[1]
+    assert "extended" not in rules[2] and "; resolved;" in rules[2]
+    assert "extended by 3 years" in rules[3] and "retention ended 2031-11-23T09:00:00+00:00" in rules[3]
+    assert "retention ended 2031-11-22T14:43:00+00:00" in rules[1]
+    assert "abandoned (no event since last_event_at)" in rules[4] and "extended" not in rules[4]
+    assert all(r.endswith("grace 30d; retention.action=anonymize; schedule retention-expiry") for r in rules.values())
 
 
 async def test_the_history_asked_for_by_sms_of_an_escalated_protocol_includes_the_parents(gw):  # noqa: F811

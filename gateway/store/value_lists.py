@@ -11,10 +11,10 @@ index.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import String, Text, any_, bindparam, func, select
+from sqlalchemy import String, Text, any_, bindparam, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import ARRAY
 
 
@@ -28,3 +28,19 @@ def among(column: Any, values: Collection[Any], *, sqlite: bool) -> Any:
     # characters without a word, and a cut value can equal a stored one.
     element = Text() if isinstance(column.type, String) else column.type
     return column == any_(bindparam(None, listed, type_=ARRAY(element)))
+
+
+def rows_of(columns: dict[str, tuple[Any, Sequence[Any]]], *, sqlite: bool) -> Any:
+    """A FROM of rows given a column at a time (`{name: (type, values)}`, the lists of one
+    length), as one bound parameter on SQLite and one a column on PostgreSQL: an INSERT … SELECT
+    from it writes many rows with the parameters processed once, where an executemany processes
+    each row's (an anonymize batch's audit entries each dumped the same JSON document again).
+    The rows come in the lists' order."""
+    names = list(columns)
+    if sqlite:
+        listed = json.dumps([list(row) for row in zip(*(values for _, values in columns.values()))])
+        each = func.json_each(bindparam(None, listed, type_=String)).table_valued("value")
+        return select(*(type_coerce(func.json_extract(each.c.value, f"$[{i}]"), type_).label(name)
+                        for i, (name, (type_, _)) in enumerate(columns.items()))).subquery()
+    arrays = [bindparam(None, list(values), type_=ARRAY(type_)) for type_, values in columns.values()]
+    return func.unnest(*arrays).table_valued(*names).render_derived()

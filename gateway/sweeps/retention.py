@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,8 +28,10 @@ from gateway.delivery.notifications import address_key, build_notification
 from gateway.protocols.anonymize import anonymize
 from gateway.protocols.profiles import Profile, Profiles, add_years
 from gateway.protocols.retention import CANDIDATE_COLUMNS, RetentionRefused, effective_end
+from gateway.store.column_rows import column_rows
 from gateway.store.keyset import after
 from gateway.store.models import Notification, Protocol
+from gateway.store.page_cache import writer_cache_for
 from gateway.store.sweep_models import OPEN_STATUSES, RetentionAudit, SweepMark
 from gateway.store.vacuum import erase_sqlite
 from gateway.sweeps.context import SweepContext, claim_marks
@@ -82,7 +85,7 @@ async def _stream(ctx: SweepContext, lo: datetime | None, hi: datetime, slot: st
         while True:
             page = query.where(after((column, Protocol.id), cursor)).order_by(column, Protocol.id).limit(ctx.batch_size)
             async with ctx.db.read() as session:
-                rows = (await session.execute(page.add_columns(column.label("_key")))).all()
+                rows = await column_rows(session, page.add_columns(column.label("_key")))
                 if not rows:
                     break
                 done = await _marked(session, ctx, slot, [r.id for r in rows]) if slot else set()
@@ -186,27 +189,29 @@ async def retention_expiry(ctx: SweepContext) -> None:
     actor = f"schedule:{ctx.schedule.name}"
     totals: dict[str, int] = {}
     numbers: list[str] = []
-    async for batch in _stream(ctx, None, ctx.at - grace, None):
-        ctx.result.batches += 1
-        due = [(row, end) for row, end in batch if end + grace <= ctx.at]
-        longer = [(row, end) for row, end in batch if end + grace > ctx.at]
-        if ctx.dry_run:
-            ctx.result.anonymized += len(due)
-            ctx.result.extended += len(longer)
-            continue
-        async with ctx.db.write() as session:
-            if longer:
-                await _extend(session, longer, ctx.at, actor)
+    # Room for a batch's pages in the writer's cache while the batches run (store/page_cache.py).
+    async with writer_cache_for(ctx.db, ctx.batch_size) if not ctx.dry_run else nullcontext():
+        async for batch in _stream(ctx, None, ctx.at - grace, None):
+            ctx.result.batches += 1
+            due = [(row, end) for row, end in batch if end + grace <= ctx.at]
+            longer = [(row, end) for row, end in batch if end + grace > ctx.at]
+            if ctx.dry_run:
+                ctx.result.anonymized += len(due)
                 ctx.result.extended += len(longer)
-            rules = {row.id: _rule(ctx.profiles, row, end, settings.grace, ctx.schedule.name) for row, end in due}
-            done, counts, held = await anonymize(session, [row.id for row, _ in due], at=ctx.at, actor=actor,
-                                                 rules=rules, sqlite=ctx.db.is_sqlite)
-        ctx.result.anonymized += len(done)
-        ctx.result.held += held
-        numbers += done
-        for table, n in counts.items():
-            totals[table] = totals.get(table, 0) + n
-        ctx.report(f"anonymize, batch {ctx.result.batches}")
+                continue
+            rules = _rules(ctx.profiles, due, settings.grace, ctx.schedule.name)
+            async with ctx.db.write() as session:
+                if longer:
+                    await _extend(session, longer, ctx.at, actor)
+                    ctx.result.extended += len(longer)
+                done, counts, held = await anonymize(session, [row.id for row, _ in due], at=ctx.at, actor=actor,
+                                                     rules=rules, sqlite=ctx.db.is_sqlite)
+            ctx.result.anonymized += len(done)
+            ctx.result.held += held
+            numbers += done
+            for table, n in counts.items():
+                totals[table] = totals.get(table, 0) + n
+            ctx.report(f"anonymize, batch {ctx.result.batches}")
     if ctx.dry_run:
         return
     async with ctx.db.write() as session:
@@ -223,13 +228,27 @@ async def retention_expiry(ctx: SweepContext) -> None:
             ctx.result.vacuumed = settings.vacuum
 
 
-def _rule(profiles: Profiles, row: Any, end: datetime, grace: float, schedule: str) -> str:
-    profile = profiles.get(row.profile)
+def _rules(profiles: Profiles, due: Sequence[tuple[Row[Any], datetime]], grace: float, schedule: str
+           ) -> dict[int, str]:
+    """Each record's rule in words, for its audit entry. Only the end differs between records of
+    the same profile, status and extension: the rest is written once a batch."""
+    tail = f"grace {int(grace // 86400)}d; retention.action=anonymize; schedule {schedule}"
+    heads: dict[tuple[str, bool, int | None], str] = {}
+    rules = {}
+    for row, end in due:
+        key = (row.profile, row.status == "resolved", row.retention_extension_years)
+        head = heads.get(key)
+        if head is None:
+            head = heads[key] = _rule_head(profiles, row)
+        rules[row.id] = f"{head}; retention ended {end.isoformat()}; {tail}"
+    return rules
+
+
+def _rule_head(profiles: Profiles, row: Any) -> str:
     basis = "resolved" if row.status == "resolved" else "abandoned (no event since last_event_at)"
     if row.retention_extension_years:
         basis += f"; extended by {row.retention_extension_years} years (protocol.retention_extended)"
-    return (f"{profile.retention_rule()}; {basis}; retention ended {end.isoformat()}; "
-            f"grace {int(grace // 86400)}d; retention.action=anonymize; schedule {schedule}")
+    return f"{profiles.get(row.profile).retention_rule()}; {basis}"
 
 
 async def _extend(session: AsyncSession, rows: Sequence[tuple[Row[Any], datetime]], at: datetime, actor: str) -> None:

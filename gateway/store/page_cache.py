@@ -1,0 +1,52 @@
+"""Room in SQLite's page cache on the writer, for a sweep whose batches rewrite scattered pages.
+
+Anonymizing a protocol changes a page at a random place of each index of personal data (the
+email's digest, the phone, the page link's hash) besides its row's: ~7 pages a protocol. The
+writer's cache is SQLite's default, 2,000 KiB (500 pages of 4 KiB), so a batch of 500 protocols
+(~3,400 pages) overflowed it: SQLite wrote dirty pages to the WAL before the COMMIT
+(`sqlite3PcacheFetchStress` in a native profile, a fifth of the writer's time), then read them
+back, and wrote them again at the COMMIT. With room for the whole batch, each is written once.
+
+The room is the writer connection's while the block runs, then given back (SQLite frees the
+pages over the limit at once), so the daemon's memory outside a sweep is what it was. There is
+one writer connection (store/database.py): every transaction of the block runs on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from gateway.store.database import Database
+
+KIB_PER_PROTOCOL = 32  # ~7 dirty pages of 4 KiB a protocol, and the index pages read to reach them
+MAX_KIB = 256 * 1024
+
+
+@asynccontextmanager
+async def writer_cache_for(db: Database, protocols_a_batch: int) -> AsyncIterator[None]:
+    """For the block, a writer cache of room for a batch of `protocols_a_batch` (SQLite; nothing on PostgreSQL)."""
+    if not db.is_sqlite:
+        yield
+        return
+    wanted = -min(max(protocols_a_batch, 1) * KIB_PER_PROTOCOL, MAX_KIB)
+    before = await _pragma(db, "cache_size")
+    if before < 0 and before <= wanted or before > 0 and before * await _pragma(db, "page_size") >= -wanted * 1024:
+        yield  # already as roomy: never made smaller here
+        return
+    await _pragma(db, "cache_size", wanted)
+    try:
+        yield
+    finally:
+        await _pragma(db, "cache_size", before)
+
+
+async def _pragma(db: Database, name: str, value: int | None = None) -> int:
+    """Read (or set) an integer pragma of the writer connection, outside any transaction (as store/vacuum.py)."""
+    async with db.writer.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection  # aiosqlite
+        cursor = await driver.execute(f"PRAGMA {name}" if value is None else f"PRAGMA {name}={int(value)}")
+        row = await cursor.fetchone()
+        await cursor.close()  # a statement left open would hold the connection (store/checkpoint.py)
+        return int(row[0]) if row is not None else 0
