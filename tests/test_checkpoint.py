@@ -11,8 +11,8 @@ from sqlalchemy import text
 
 from gateway.api.cloudevents import to_incoming
 from gateway.app import prepare
-from gateway.store.checkpoint import BUSY_FRAMES, SOON, checkpointing, next_wait
-from gateway.store.database import LentConnection
+from gateway.store.checkpoint import BUSY_RATE, SOON, checkpointing, next_wait
+from gateway.store.database import LentConnection, WalState
 from gateway.store.vacuum import erase_sqlite
 from tests.helpers import opened_event
 
@@ -49,7 +49,7 @@ async def test_checkpointing_runs_the_checkpointer_for_the_length_of_its_block(d
     called = asyncio.Event()
     real = database.checkpoint
 
-    async def counted() -> int:
+    async def counted() -> WalState:
         calls.append(1)
         called.set()
         return await real()
@@ -116,12 +116,22 @@ async def test_a_checkpoint_leaves_no_statement_active_on_its_connection(databas
 
 def test_the_next_checkpoint_comes_soon_while_writes_come_fast():
     every = 1.0
-    assert next_wait(0, BUSY_FRAMES, every) == SOON  # a busy second: again soon
-    assert next_wait(5_000, 5_000 + BUSY_FRAMES - 1, every) == every  # a quiet one: a second
-    assert next_wait(5_000, 5_000, every) == every  # nothing written (the WAL stays as it was)
-    assert next_wait(40_000, BUSY_FRAMES, every) == SOON  # started over, then as much written
-    assert next_wait(40_000, 10, every) == every
-    assert next_wait(0, BUSY_FRAMES, 0.0) == 0.0  # never later than asked
+
+    def after(before, now, waited=1.0):
+        return next_wait(None if before is None else WalState(*before), WalState(*now), waited=waited, every=every)
+
+    assert after(None, (BUSY_RATE, 0)) == SOON  # the first: all of the WAL is new
+    assert after((5_000, 2_000), (5_000 + BUSY_RATE, 2_000)) == SOON  # a busy second: again soon
+    assert after((5_000, 2_000), (5_000 + BUSY_RATE - 1, 2_000)) == every  # a quiet one: a second
+    assert after((5_000, 5_000), (5_000, 5_000)) == every  # nothing written: the WAL as it was
+    assert after((40_000, 40_000), (BUSY_RATE, 0)) == SOON  # started over, then as much written
+    assert after((40_000, 40_000), (10, 0)) == every
+    # Copied back whole, then started over and written past its old length: all of it is new.
+    assert after((1_207, 1_207), (1_308, 1_308)) == SOON
+    # At SOON's pace the rate is what counts, not the frames: a tenth as many in a tenth of the time.
+    assert after((5_000, 2_000), (5_000 + BUSY_RATE // 10, 2_000), waited=SOON) == SOON
+    assert after((5_000, 2_000), (5_000 + BUSY_RATE // 10 - 1, 2_000), waited=SOON) == every
+    assert next_wait(None, WalState(BUSY_RATE, 0), waited=0.0, every=0.0) == 0.0  # never later than asked
 
 
 async def test_a_checkpoint_says_how_long_the_wal_is(database):
@@ -130,9 +140,9 @@ async def test_a_checkpoint_says_how_long_the_wal_is(database):
     async with database.write() as session:
         await session.execute(text("CREATE TABLE filler (x TEXT)"))
         await session.execute(text("INSERT INTO filler VALUES (:x)"), [{"x": "x" * 3000} for _ in range(50)])
-    frames = await database.checkpoint()
+    found = await database.checkpoint()
     if database.is_sqlite:
-        assert frames >= 50  # a page a row, at least
-        assert await database.checkpoint() == frames  # copied back, not started over until a write
+        assert found.frames >= 50 and found.copied == found.frames  # a page a row at least, all copied
+        assert await database.checkpoint() == found  # not started over until a write
     else:
-        assert frames == 0
+        assert found == (0, 0)

@@ -9,9 +9,9 @@ beside the checkpointer).
 
 Once a second was too seldom for the anonymize sweep, which writes ~40,000 pages a second: the
 WAL crossed the writer's line between two checkpoints, and the writer's COMMITs copied it back
-themselves, on the sweep's path. After a checkpoint that found `BUSY_FRAMES` written since the
-one before, the next comes after `SOON`: the copying stays on the other core (the sweep's
-COMMITs 3.7 → 2.9 s over a million protocols). An idle daemon still checkpoints once a second.
+themselves, on the sweep's path. While writes reach the WAL at `BUSY_RATE` or faster, the next
+checkpoint comes after `SOON`: the copying stays on the other core (the sweep's COMMITs
+3.7 → 2.9 s over a million protocols). An idle daemon still checkpoints once a second.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from gateway.store.database import Database
+from gateway.store.database import Database, WalState
 
 log = logging.getLogger("gateway.store")
 
 EVERY = 1.0  # seconds: the WAL holds about this much of the writes between two checkpoints
 SOON = 0.1  # seconds: the next checkpoint while writes come fast
-BUSY_FRAMES = 1_000  # frames (4 MiB) written between two checkpoints: writes come fast
+BUSY_RATE = 1_000  # frames (4 MiB) a second reaching the WAL: writes come fast
 
 
 async def run_checkpoints(db: Database, stop: asyncio.Event, *, every: float = EVERY) -> None:
-    wait, frames = every, 0
+    wait, last = every, None
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=wait)
@@ -40,16 +40,30 @@ async def run_checkpoints(db: Database, stop: asyncio.Event, *, every: float = E
             now = await db.checkpoint()
         except Exception as exc:  # the next one catches up; the writer's own checkpoint is the net
             log.warning("checkpoint failed", extra={"action": "checkpoint_failed", "error": type(exc).__name__})
-            wait = every
+            wait, last = every, None
             continue
-        wait, frames = next_wait(frames, now, every), now
+        wait, last = next_wait(last, now, waited=wait, every=every), now
 
 
-def next_wait(before: int, now: int, every: float) -> float:
-    """Seconds to the next checkpoint, from the WAL's length in frames at the last two. A WAL
-    shorter than before was started over (a complete checkpoint, then a write): all of it is new."""
-    written = now - before if now >= before else now
-    return min(SOON, every) if written >= BUSY_FRAMES else every
+def next_wait(before: WalState | None, now: WalState, *, waited: float, every: float) -> float:
+    """Seconds to the next checkpoint: `SOON` while the frames written between the last two
+    checkpoints, `waited` seconds apart, came at `BUSY_RATE` or faster; else `every`."""
+    written = written_between(before, now)
+    return min(SOON, every) if written and written >= BUSY_RATE * waited else every
+
+
+def written_between(before: WalState | None, now: WalState) -> int:
+    """Frames written to the WAL between two checkpoints, from what each found."""
+    if before is None or now.frames < before.frames:
+        return now.frames  # the first, or the WAL was started over: all of it is new
+    if now.frames == before.frames:
+        return 0
+    if before.copied >= before.frames:
+        # The last one copied it all back, so the next write started the WAL over (unless a
+        # reader's snapshot kept it from doing so: then this counts too much, and the next
+        # checkpoint comes a little early).
+        return now.frames
+    return now.frames - before.frames
 
 
 @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -141,6 +141,13 @@ class LentConnection:
         return getattr(self._connection, name)
 
 
+class WalState(NamedTuple):
+    """What a checkpoint found in SQLite's WAL: its length in frames, and how many are copied back."""
+
+    frames: int
+    copied: int
+
+
 class Database:
     """The writer and reader engines (the same engine on PostgreSQL) and their sessions."""
 
@@ -208,23 +215,26 @@ class Database:
                 return await session.run_sync(fn)
         return await _in_thread(self.reader, self._sync_reader, fn)
 
-    async def checkpoint(self) -> int:
+    async def checkpoint(self) -> WalState:
         """SQLite: copy what the WAL holds into the database file, from a reader connection.
-        Returns the WAL's length in frames (0 on PostgreSQL).
+        Returns what it found: the WAL's frames, and how many of them are in the file now
+        (none on PostgreSQL).
 
         PASSIVE: it never waits for the writer nor makes it wait; what it cannot copy now
         (frames a reader still uses) waits for the next one. Outside any transaction, as a
         checkpoint must be.
         """
         if not self.is_sqlite:
-            return 0
+            return WalState(0, 0)
         async with self.checkpoint_lock, self.reader.connect() as connection:
             adapted = await connection.get_raw_connection()
             # Its cursor closed at once: aiosqlite's thread keeps the last result until its next
             # job, and the statement would stay active on the connection meanwhile.
             async with adapted.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)") as cursor:
                 row = await cursor.fetchone()  # (busy, frames in the WAL, frames copied back)
-        return max(int(row[1]), 0) if row is not None else 0
+        if row is None:
+            return WalState(0, 0)
+        return WalState(max(int(row[1]), 0), max(int(row[2]), 0))  # -1 each: not in WAL mode
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
