@@ -48,3 +48,30 @@ async def test_nothing_happens_on_postgresql(database):
     async with writer_cache_for(database, 1000):
         async with database.write() as session:
             assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+async def test_overlapping_blocks_keep_the_largest_until_the_last_ends(database):
+    """Two anonymize schedules may run at once: the one that ends first must not shrink the other's
+    room, nor the other give back the first one's when it ends."""
+    before = await _writer_cache(database)
+    small, large = writer_cache_for(database, 500), writer_cache_for(database, 1000)
+    await small.__aenter__()
+    assert await _writer_cache(database) == -500 * KIB_PER_PROTOCOL
+    await large.__aenter__()
+    assert await _writer_cache(database) == -1000 * KIB_PER_PROTOCOL
+    await small.__aexit__(None, None, None)  # the smaller one ends first
+    assert await _writer_cache(database) == -1000 * KIB_PER_PROTOCOL
+    await large.__aexit__(None, None, None)
+    assert await _writer_cache(database) == before
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+async def test_a_cache_set_in_pages_is_compared_in_bytes(database):
+    async with database.write() as session:
+        await session.execute(text("PRAGMA cache_size=20000"))  # pages: 80 MiB of 4 KiB pages
+    async with writer_cache_for(database, 1000):  # 32 MiB: less room than it has
+        assert await _writer_cache(database) == 20000
+    async with writer_cache_for(database, 5000):  # 160 MiB: more
+        assert await _writer_cache(database) == -5000 * KIB_PER_PROTOCOL
+    assert await _writer_cache(database) == 20000

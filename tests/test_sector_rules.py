@@ -287,12 +287,13 @@ def test_the_anonymization_audit_names_a_retention_extension(tmp_path):
     end = datetime(2031, 11, 22, 14, 43, tzinfo=timezone.utc)
     later = datetime(2031, 11, 23, 9, 0, tzinfo=timezone.utc)
 
-    def row(id_: int, years: int, status: str = "resolved") -> SimpleNamespace:
-        return SimpleNamespace(id=id_, profile="br-sac", status=status, retention_extension_years=years)
+    def row(id_: int, years: int, status: str = "resolved", profile: str = "br-sac") -> SimpleNamespace:
+        return SimpleNamespace(id=id_, profile=profile, status=status, retention_extension_years=years)
 
     # One batch: the words shared by records alike are written once, each record keeps its own.
-    rules = _rules(profiles, [(row(1, 3), end), (row(2, 0), end), (row(3, 3), later), (row(4, 0, "open"), end)],
-                   30 * 86400.0, "retention-expiry")
+    rules = _rules(profiles, [(row(1, 3), end), (row(2, 0), end), (row(3, 3), later), (row(4, 0, "open"), end),
+                              (row(5, 0, profile="br-sac-2008"), end)], 30 * 86400.0, "retention-expiry")
+    assert rules[5].startswith("br-sac-2008: ") and rules[2].startswith("br-sac: ")
     assert "extended by 3 years (protocol.retention_extended)" in rules[1] and "Decreto 11.034/2022 art. 12 §5" in rules[1]
     assert "extended" not in rules[2] and "; resolved;" in rules[2]
     assert "extended by 3 years" in rules[3] and "retention ended 2031-11-23T09:00:00+00:00" in rules[3]

@@ -4,7 +4,10 @@
 each row again even when the SELECT names columns, not entities. For the sweeps' pages of a
 thousand candidates that was a sixth of their own Python (`py-spy` on the anonymize sweep over
 a million protocols). The connection is the session's, so the statement runs in its
-transaction; nothing is flushed first, so use it where the session holds no pending objects.
+transaction, after a flush of what the session holds, as `Session.execute` would autoflush.
+
+A row's names are the columns' own, not the mapped attributes': `Protocol.extra` (the column
+`metadata`) comes back as `metadata`. Label such a column, or use `Session.execute`.
 """
 
 from __future__ import annotations
@@ -18,5 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 async def column_rows(session: AsyncSession, statement: Any) -> Sequence[Row[Any]]:
     """All rows of `statement` (a SELECT of columns) in the session's transaction."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
     connection = await session.connection()
     return (await connection.execute(statement)).all()
