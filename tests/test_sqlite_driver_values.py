@@ -22,12 +22,18 @@ VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value", VALUES, ids=str)
-def test_a_datetime_is_the_text_sqlalchemy_writes(tmp_path: Path, value: datetime) -> None:
-    path = tmp_path / "t.db"
+def _one_column_table(path: Path) -> tuple[sa.Engine, sa.Table]:
+    """A SQLite file with one UTCDateTime column `at`, through SQLAlchemy's own (sync) driver."""
     table = sa.Table("t", sa.MetaData(), sa.Column("at", UTCDateTime()))
     engine = sa.create_engine(f"sqlite:///{path}")
     table.metadata.create_all(engine)
+    return engine, table
+
+
+@pytest.mark.parametrize("value", VALUES, ids=str)
+def test_a_datetime_is_the_text_sqlalchemy_writes(tmp_path: Path, value: datetime) -> None:
+    path = tmp_path / "t.db"
+    engine, table = _one_column_table(path)
     with engine.begin() as conn:
         conn.execute(table.insert(), {"at": value})
     engine.dispose()
@@ -80,9 +86,7 @@ READ_BACK = [
 def test_the_text_reads_back_as_the_aware_utc_datetime(tmp_path: Path, stored: str | None,
                                                         expected: datetime | None) -> None:
     path = tmp_path / "t.db"
-    table = sa.Table("t", sa.MetaData(), sa.Column("at", UTCDateTime()))
-    engine = sa.create_engine(f"sqlite:///{path}")
-    table.metadata.create_all(engine)
+    engine, table = _one_column_table(path)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO t (at) VALUES (:at)"), {"at": stored})
         read = conn.execute(sa.select(table.c.at)).scalar_one()
@@ -97,9 +101,7 @@ def test_a_malformed_text_is_refused_as_it_always_was(tmp_path: Path, stored: st
     # Python 3.11 reads some of these without a word once an offset is appended ("14:43:071" as
     # 14:43:07): only the shapes written by us take that path.
     path = tmp_path / "t.db"
-    table = sa.Table("t", sa.MetaData(), sa.Column("at", UTCDateTime()))
-    engine = sa.create_engine(f"sqlite:///{path}")
-    table.metadata.create_all(engine)
+    engine, table = _one_column_table(path)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO t (at) VALUES (:at)"), {"at": stored})
         with pytest.raises(ValueError):
