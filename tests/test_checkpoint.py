@@ -127,7 +127,7 @@ def test_the_next_checkpoint_comes_soon_while_writes_come_fast():
     assert after((40_000, 40_000), (BUSY_RATE, 0)) == SOON  # started over, then as much written
     assert after((40_000, 40_000), (10, 0)) == every
     # Copied back whole, then started over and written past its old length: all of it is new.
-    assert after((1_207, 1_207), (1_308, 1_308)) == SOON
+    assert after((BUSY_RATE, BUSY_RATE), (BUSY_RATE + 100, BUSY_RATE + 100)) == SOON
     # At SOON's pace the rate is what counts, not the frames: a tenth as many in a tenth of the time.
     assert after((5_000, 2_000), (5_000 + BUSY_RATE // 10, 2_000), waited=SOON) == SOON
     assert after((5_000, 2_000), (5_000 + BUSY_RATE // 10 - 1, 2_000), waited=SOON) == every
