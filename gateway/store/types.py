@@ -35,15 +35,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if value is not None and dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return None if value is None else _aware_utc(value)
 
     def result_processor(self, dialect: Any, coltype: object) -> Any:
         # On SQLite the driver hands back the text stored; SQLAlchemy's way to an aware datetime
         # (parse, then TypeDecorator's call of process_result_value and its `replace`) took ~2 µs a
         # value, and a sweep's page of a thousand candidates reads five each. The text we write
-        # is parsed once with its offset added: ~0.15 µs. Anything else goes the long way, as before.
+        # is parsed once with its offset added: ~0.3 µs. Anything else goes the long way, as before.
         general = super().result_processor(dialect, coltype)
         if dialect.name != "sqlite" or general is None:
             return general
@@ -63,7 +61,11 @@ def stored_utc(text: str) -> datetime:
     fast = _as_written(text)
     if fast is not None:
         return fast
-    value = _fromisoformat(text)
+    return _aware_utc(_fromisoformat(text))
+
+
+def _aware_utc(value: datetime) -> datetime:
+    """A datetime read back: naive is UTC (as stored), an offset converted to UTC."""
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
