@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,49 @@ async def test_a_row_claimed_ahead_whose_lease_is_half_gone_goes_back_and_is_cla
     assert all(n.status == "sent" for n in stored)
     assert set(transport.sent.values()) == {1} and len(transport.sent) == BACKLOG  # none sent twice
     assert all(n.attempts == 1 and not n.duplicate_possible for n in stored)  # a give-back is not an attempt
+
+
+async def test_a_live_worker_keeps_its_claims_past_their_lease_and_sends_each_row_once(gw, clock):
+    """Sends in flight outlast the lease: the next turn renews their leases, and gives back the rows
+    claimed ahead, before it claims. Nothing is claimed twice, by this worker or another."""
+    runtime, transport = gw
+    dispatcher = runtime.dispatcher
+    transport.gate = asyncio.Event()  # the first sends hang: a relay taking its time
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if transport.in_flight == WORKERS and len(dispatcher._ready) == BACKLOG - WORKERS:
+                break
+        assert transport.in_flight == WORKERS and len(dispatcher._ready) == BACKLOG - WORKERS
+        in_flight = [row.id for _, row in dispatcher._sending.values()]
+
+        clock.advance(61)  # every claim's lease (60 s) has ended
+        dispatcher.wake()
+        renewed = clock() + timedelta(seconds=60)
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            stored = {n.id: n for n in await rows(runtime)}
+            if all(stored[i].next_attempt_at == renewed for i in in_flight):
+                break
+        assert all(stored[i].next_attempt_at == renewed for i in in_flight)  # renewed, still ours
+
+        # Another process claiming now may take the rows claimed ahead, given back unsent (it
+        # gives them back in turn here), never a send in flight.
+        other = await runtime.db.transact(lambda session: outbox.claim(session, now=clock(), limit=BACKLOG, lease=60))
+        assert len(other) == BACKLOG - WORKERS and not {c.id for c in other} & set(in_flight)
+        assert not any(c.duplicate_possible for c in other)  # given back as never sent
+        await runtime.db.transact(lambda session: outbox.unclaim(session, other, now=clock()))
+        transport.gate.set()
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if sum(transport.sent.values()) == BACKLOG and not dispatcher._sending:
+                break
+    finally:
+        transport.gate.set()
+        dispatcher.stop()
+        await task
+
+    stored = await rows(runtime)
+    assert set(transport.sent.values()) == {1} and len(transport.sent) == BACKLOG  # each once
+    assert all(n.status == "sent" and n.attempts == 1 and not n.duplicate_possible for n in stored)

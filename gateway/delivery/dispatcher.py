@@ -25,6 +25,13 @@ given back unsent, as is every row claimed ahead at shutdown. After a SIGKILL th
 rows come back when their lease ends, marked "duplicate possible": the sends in flight and
 the outcomes not yet written (RECORD_AFTER at most) may have left; the rows claimed ahead did
 not, but nothing recorded says which were which.
+
+A live worker's claims never expire under it. Each turn, before it claims, records what
+finished, gives back the rows claimed ahead whose lease is half gone, and renews the lease of
+each send in flight for more than a third of it (RENEW_AFTER); the loop turns at least that
+often. Otherwise a send slower than its lease (a relay taking its time, a machine starved
+of CPU) is claimed again, by this worker or another, and goes twice while its first copy is
+still on its way: seen with a one-second lease in the SIGTERM test under load.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 from functools import cache
 
@@ -62,6 +69,7 @@ REFILL_AT = CLAIM_AHEAD // 4  # with this many claimed rows left to start, a tur
 # many wait, and no send starts beyond them. A SIGKILL can make the next claim send again what was
 # in flight or waiting: at most `workers` + RECORD_AFTER messages, each marked "duplicate possible".
 RECORD_AFTER = 32
+RENEW_AFTER = 1 / 3  # of the lease: a send in flight this long has its lease renewed at the next turn
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +128,7 @@ class Dispatcher:
         self.unsubscribe = unsubscribe  # List-Unsubscribe on proactive emails, when set up
         self._wakeup = asyncio.Event()
         self._stop = asyncio.Event()
-        self._sending: dict[asyncio.Task[Result], Claimed] = {}
+        self._sending: dict[asyncio.Task[Result], tuple[datetime, Claimed]] = {}  # leased since, row
         self._finished: list[Result] = []  # sent, not yet recorded
         self._recording = 0  # results in the turn under way, not yet committed
         self._ready: deque[tuple[datetime, Claimed]] = deque()  # claimed (when), not yet started
@@ -146,8 +154,9 @@ class Dispatcher:
                 await self._check_fallbacks()
                 self._wakeup.clear()
                 await self._turn()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=self.settings.poll_interval)
+                with contextlib.suppress(TimeoutError):  # often enough to renew the leases in time
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=min(
+                        self.settings.poll_interval, self.settings.lease * RENEW_AFTER))
                 if not self._backlog:
                     with contextlib.suppress(TimeoutError):  # gather what else arrives meanwhile
                         await asyncio.wait_for(self._stop.wait(), timeout=TURN_GATHER)
@@ -170,17 +179,23 @@ class Dispatcher:
 
     async def _turn(self, *, claim: bool = True) -> list[Claimed]:
         """One transaction: record what finished, follow it up, give back what was claimed ahead
-        and not sent, claim for the free slots (and ahead of them, with a backlog)."""
+        and not sent, renew the leases of slow sends, claim for the free slots (and ahead of them,
+        with a backlog). Everything this worker holds is settled before it claims: it never
+        claims a row of its own again."""
+        now = self.clock()
+        self._give_back_stale(now)
         results, self._finished = self._finished, []
         unclaim, self._unclaim = self._unclaim, []
+        lease = self.settings.lease
+        renew = {task: row for task, (since, row) in self._sending.items()
+                 if (now - since).total_seconds() > lease * RENEW_AFTER}
         self._recording = len(results)
         room = 0
         if claim:
             wanted = self.settings.workers + (CLAIM_AHEAD if self._backlog else 0)
             room = wanted - len(self._sending) - len(self._ready)
-        if not results and not unclaim and room <= 0:
+        if not results and not unclaim and not renew and room <= 0:
             return []
-        now = self.clock()
 
         def turn(session: Session) -> tuple[int, list[Claimed]]:
             # Read in the turn's transaction, so that a database that is down fails the turn
@@ -194,7 +209,9 @@ class Dispatcher:
                     queued = self.hooks.after_send(session, results)
             if unclaim:
                 outbox.unclaim(session, unclaim, now=now)
-            claimed = outbox.claim(session, now=now, limit=room, lease=self.settings.lease) if room > 0 else []
+            if renew:
+                outbox.renew(session, list(renew.values()), lease_end=now + timedelta(seconds=lease))
+            claimed = outbox.claim(session, now=now, limit=room, lease=lease) if room > 0 else []
             return queued, claimed
 
         try:
@@ -208,6 +225,9 @@ class Dispatcher:
             return []
         finally:
             self._recording = 0
+        for task, row in renew.items():
+            if task in self._sending:  # (still in flight)
+                self._sending[task] = (now, row)
         for result in results:
             self._observe(result)
         if room > 0:
@@ -221,6 +241,12 @@ class Dispatcher:
     def _unrecorded(self) -> int:
         """Messages that may have left with nothing committed to say so: a crash sends them again."""
         return len(self._sending) + len(self._finished) + self._recording
+
+    def _give_back_stale(self, now: datetime) -> None:
+        """Rows claimed ahead whose lease is half gone go back (at the turn, before its claim)."""
+        half = self.settings.lease / 2
+        while self._ready and (now - self._ready[0][0]).total_seconds() > half:
+            self._unclaim.append(self._ready.popleft()[1])
 
     def _start(self) -> None:
         """Start claimed rows in the free slots; one whose lease is half gone goes back unsent.
@@ -237,7 +263,7 @@ class Dispatcher:
                 self._unclaim.append(row)
                 continue
             task = asyncio.create_task(self._deliver(row), name=f"send-{row.id}")
-            self._sending[task] = row
+            self._sending[task] = (claimed_at, row)
             task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[Result]) -> None:
@@ -338,7 +364,7 @@ class Dispatcher:
         """Let sends in flight finish within the shutdown timeout and record them; release the rest."""
         if self._sending:
             await asyncio.wait(list(self._sending), timeout=self.settings.shutdown_timeout)
-        interrupted = list(self._sending.values())
+        interrupted = [row for _, row in self._sending.values()]
         for task in list(self._sending):
             task.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
