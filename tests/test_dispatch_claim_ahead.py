@@ -122,6 +122,13 @@ async def test_rows_claimed_ahead_go_back_unsent_when_the_dispatcher_stops(gw):
             break
     assert transport.in_flight == WORKERS and runtime.dispatcher._ready  # claimed ahead, waiting
     runtime.dispatcher.stop()
+    # Given back at once, while the sends in flight still have the shutdown timeout to finish:
+    # another worker may send them meanwhile.
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if Counter(n.status for n in await rows(runtime))["queued"] == BACKLOG - WORKERS:
+            break
+    assert Counter(n.status for n in await rows(runtime)) == {"sending": WORKERS, "queued": BACKLOG - WORKERS}
     transport.gate.set()  # the sends in flight finish within the shutdown timeout
     await task
 

@@ -361,15 +361,20 @@ class Dispatcher:
         )
 
     async def _drain(self) -> None:
-        """Let sends in flight finish within the shutdown timeout and record them; release the rest."""
+        """Give back what was claimed ahead, let sends in flight finish within the shutdown timeout
+        and record them; release the rest."""
+        self._unclaim.extend(row for _, row in self._ready)
+        self._ready.clear()
+        if self._sending:
+            # Now rather than after the wait: other workers may send the rows given back meanwhile,
+            # and the sends still in flight have their leases renewed first.
+            await self._turn(claim=False)
         if self._sending:
             await asyncio.wait(list(self._sending), timeout=self.settings.shutdown_timeout)
         interrupted = [row for _, row in self._sending.values()]
         for task in list(self._sending):
             task.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
-        self._unclaim.extend(row for _, row in self._ready)
-        self._ready.clear()
         if self._finished or self._unclaim:
             await self._turn(claim=False)
         if interrupted:
