@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -85,6 +87,29 @@ async def test_emptying_the_wal_after_anonymizing_waits_for_a_checkpoint_under_w
     await routine
     assert await emptying is True
     assert wal.stat().st_size == 0
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+async def test_a_wal_a_reader_keeps_from_emptying_is_reported(runtime, caplog):
+    """Another process reading an old snapshot keeps the WAL's frames: erase_sqlite says so (False,
+    and a warning), rather than claiming the old values are gone."""
+    await prepare(runtime)
+    path = runtime.db.url.split(":///", 1)[1]
+    await runtime.service.handle(to_incoming(opened_event("before", notify=["email"])), received_at=NOW)
+    other = sqlite3.connect(path)  # another process's reader, in the middle of a read
+    try:
+        other.execute("BEGIN")
+        other.execute("SELECT count(*) FROM protocols").fetchone()
+        await runtime.service.handle(to_incoming(opened_event("after", notify=["email"])), received_at=NOW)
+        # The writer would wait 30 s for the reader: a tenth of a second says the same here.
+        await runtime.db.outside_transaction(["PRAGMA busy_timeout=100"])
+        with caplog.at_level(logging.WARNING, logger="gateway.store.vacuum"):
+            assert await erase_sqlite(runtime.db, vacuum=False) is False
+        assert [r.action for r in caplog.records if r.name == "gateway.store.vacuum"] == ["retention_wal_not_emptied"]
+    finally:
+        other.close()
+    assert await erase_sqlite(runtime.db, vacuum=False) is True  # the reader gone, it empties
+    assert Path(path + "-wal").stat().st_size == 0
 
 
 def awaiting(task: asyncio.Task) -> list[str]:

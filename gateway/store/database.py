@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -226,15 +226,25 @@ class Database:
         """
         if not self.is_sqlite:
             return WalState(0, 0)
-        async with self.checkpoint_lock, self.reader.connect() as connection:
-            adapted = await connection.get_raw_connection()
-            # Its cursor closed at once: aiosqlite's thread keeps the last result until its next
-            # job, and the statement would stay active on the connection meanwhile.
-            async with adapted.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)") as cursor:
-                row = await cursor.fetchone()  # (busy, frames in the WAL, frames copied back)
-        if row is None:
+        async with self.checkpoint_lock:
+            (row,) = await self.outside_transaction(["PRAGMA wal_checkpoint(PASSIVE)"], writer=False)
+        if row is None:  # (busy, frames in the WAL, frames copied back)
             return WalState(0, 0)
         return WalState(max(int(row[1]), 0), max(int(row[2]), 0))  # -1 each: not in WAL mode
+
+    async def outside_transaction(self, statements: Sequence[str], *, writer: bool = True) -> list[Any]:
+        """SQLite: run each statement on the writer's connection (or a reader's) outside any
+        transaction, as checkpoints, VACUUM and pragmas must be; the first row of each, or None."""
+        rows: list[Any] = []
+        async with (self.writer if writer else self.reader).connect() as connection:
+            adapted = await connection.get_raw_connection()
+            driver = adapted.driver_connection  # aiosqlite: autocommit (isolation_level None), no BEGIN
+            for sql in statements:
+                # Each cursor closed at once: aiosqlite's thread keeps the last result until its
+                # next job, and the statement would stay active on the connection meanwhile.
+                async with driver.execute(sql) as cursor:
+                    rows.append(await cursor.fetchone())
+        return rows
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

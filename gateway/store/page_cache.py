@@ -68,11 +68,6 @@ async def _size(db: Database, room: _Room) -> None:
 
 
 async def _pragma(db: Database, name: str, value: int | None = None) -> int:
-    """Read (or set) an integer pragma of the writer connection, outside any transaction (as store/vacuum.py)."""
-    async with db.writer.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection  # aiosqlite
-        cursor = await driver.execute(f"PRAGMA {name}" if value is None else f"PRAGMA {name}={int(value)}")
-        row = await cursor.fetchone()
-        await cursor.close()  # a statement left open would hold the connection (store/checkpoint.py)
-        return int(row[0]) if row is not None else 0
+    """Read (or set) an integer pragma of the writer connection."""
+    (row,) = await db.outside_transaction([f"PRAGMA {name}" if value is None else f"PRAGMA {name}={int(value)}"])
+    return int(row[0]) if row is not None else 0

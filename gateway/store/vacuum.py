@@ -22,19 +22,13 @@ async def erase_sqlite(db: Database, *, vacuum: bool) -> bool:
 
     Returns whether the WAL could be emptied (a reader in another process may hold it).
     """
-    complete = True
     statements = ["PRAGMA wal_checkpoint(TRUNCATE)"]
     if vacuum:
         statements += ["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"]
-    async with db.checkpoint_lock, db.writer.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection  # aiosqlite: autocommit (isolation_level None), no BEGIN
-        for sql in statements:
-            cursor = await driver.execute(sql)
-            row = await cursor.fetchone()
-            await cursor.close()
-            if sql.startswith("PRAGMA") and row is not None and row[0]:
-                complete = False
+    async with db.checkpoint_lock:
+        rows = await db.outside_transaction(statements)
+    # A checkpoint's first column says it was kept from finishing (busy).
+    complete = not any(sql.startswith("PRAGMA") and row is not None and row[0] for sql, row in zip(statements, rows))
     if not complete:
         log.warning("WAL not emptied after anonymizing: old values stay in it until the next checkpoint",
                     extra={"action": "retention_wal_not_emptied"})
