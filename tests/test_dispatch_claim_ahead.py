@@ -22,7 +22,7 @@ from gateway.delivery.channels.base import Message, Receipt
 from gateway.delivery.dispatcher import CLAIM_AHEAD, RECORD_AFTER
 from gateway.store.models import Notification
 from tests.helpers import make_settings
-from tests.test_dispatch import T0, Clock, open_protocol
+from tests.test_dispatch import Clock, open_protocol
 
 WORKERS = 4
 BACKLOG = 60
@@ -41,6 +41,8 @@ class Recording:
         self.most_in_flight = 0
         self.most_unrecorded = 0
         self.gate: asyncio.Event | None = None  # when set up, each send waits for it
+        self.hold_each = False  # when set, each send waits for its own event in `held`, by notification id
+        self.held: dict[int, asyncio.Event] = {}
         self.on_send: dict[int, object] = {}  # the nth send (from 0) calls this first
 
     async def send(self, message: Message) -> Receipt:
@@ -53,6 +55,8 @@ class Recording:
         try:
             if self.gate is not None:
                 await self.gate.wait()
+            if self.hold_each:
+                await self.held.setdefault(message.notification_id, asyncio.Event()).wait()
             await asyncio.sleep(0)
             self.sent[message.notification_id] += 1
             return Receipt(provider_id=f"p-{message.notification_id}")
@@ -112,7 +116,7 @@ async def test_a_backlog_is_claimed_ahead_and_recorded_in_batches_within_the_bou
     assert CLAIM_AHEAD >= BACKLOG  # (what this test's sizes assume)
 
 
-async def test_rows_claimed_ahead_go_back_unsent_when_the_dispatcher_stops(gw):
+async def test_rows_claimed_ahead_go_back_unsent_when_the_dispatcher_stops(gw, clock):
     runtime, transport = gw
     transport.gate = asyncio.Event()  # every send waits: the claimed rows stay claimed
     task = asyncio.create_task(runtime.dispatcher.run())
@@ -121,14 +125,17 @@ async def test_rows_claimed_ahead_go_back_unsent_when_the_dispatcher_stops(gw):
         if transport.in_flight == WORKERS and len(runtime.dispatcher._ready) > 0:
             break
     assert transport.in_flight == WORKERS and runtime.dispatcher._ready  # claimed ahead, waiting
+    clock.advance(10)
     runtime.dispatcher.stop()
     # Given back at once, while the sends in flight still have the shutdown timeout to finish:
-    # another worker may send them meanwhile.
+    # another worker may send them meanwhile. The sends in flight keep their rows for the wait.
     for _ in range(200):
         await asyncio.sleep(0.01)
         if Counter(n.status for n in await rows(runtime))["queued"] == BACKLOG - WORKERS:
             break
-    assert Counter(n.status for n in await rows(runtime)) == {"sending": WORKERS, "queued": BACKLOG - WORKERS}
+    stored = await rows(runtime)
+    assert Counter(n.status for n in stored) == {"sending": WORKERS, "queued": BACKLOG - WORKERS}
+    assert {n.next_attempt_at for n in stored if n.status == "sending"} == {clock() + timedelta(seconds=60)}
     transport.gate.set()  # the sends in flight finish within the shutdown timeout
     await task
 
@@ -136,7 +143,7 @@ async def test_rows_claimed_ahead_go_back_unsent_when_the_dispatcher_stops(gw):
     statuses = Counter(n.status for n in stored)
     assert statuses == {"sent": WORKERS, "queued": BACKLOG - WORKERS}, statuses
     # Given back as they were: not counted as an attempt, due at once, no duplicate suspected.
-    assert all(n.attempts == 0 and n.next_attempt_at == T0 and not n.duplicate_possible
+    assert all(n.attempts == 0 and n.next_attempt_at == clock() and not n.duplicate_possible
                for n in stored if n.status == "queued")
 
     await runtime.dispatcher.run_until_idle()  # the next start sends them, once each
@@ -162,43 +169,50 @@ async def test_a_row_claimed_ahead_whose_lease_is_half_gone_goes_back_and_is_cla
 
 
 async def test_a_live_worker_keeps_its_claims_past_their_lease_and_sends_each_row_once(gw, clock):
-    """Sends in flight outlast the lease: the next turn renews their leases, and gives back the rows
-    claimed ahead, before it claims. Nothing is claimed twice, by this worker or another."""
+    """Sends in flight outlast the lease, and one finishes: the next turn renews the leases of the
+    others, gives back the rows claimed ahead, and only then claims for the free slot. Nothing is
+    claimed twice, by this worker or another."""
     runtime, transport = gw
     dispatcher = runtime.dispatcher
-    transport.gate = asyncio.Event()  # the first sends hang: a relay taking its time
+    transport.hold_each = True  # each send hangs until let go: a relay taking its time
+
+    async def until(condition) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        assert condition()
+
     task = asyncio.create_task(dispatcher.run())
     try:
-        for _ in range(500):
-            await asyncio.sleep(0.01)
-            if transport.in_flight == WORKERS and len(dispatcher._ready) == BACKLOG - WORKERS:
-                break
-        assert transport.in_flight == WORKERS and len(dispatcher._ready) == BACKLOG - WORKERS
-        in_flight = [row.id for _, row in dispatcher._sending.values()]
+        await until(lambda: transport.in_flight == WORKERS and len(dispatcher._ready) == BACKLOG - WORKERS)
+        first, *others = [row.id for _, row in dispatcher._sending.values()]
 
         clock.advance(61)  # every claim's lease (60 s) has ended
-        dispatcher.wake()
+        transport.held[first].set()  # a slot frees: the turn that records it claims for it
+        await until(lambda: transport.sent[first] == 1 and transport.in_flight == WORKERS)
+        stored = {n.id: n for n in await rows(runtime)}
         renewed = clock() + timedelta(seconds=60)
-        for _ in range(500):
-            await asyncio.sleep(0.01)
-            stored = {n.id: n for n in await rows(runtime)}
-            if all(stored[i].next_attempt_at == renewed for i in in_flight):
-                break
-        assert all(stored[i].next_attempt_at == renewed for i in in_flight)  # renewed, still ours
+        assert all(stored[i].next_attempt_at == renewed and stored[i].attempts == 1 for i in others)
+        assert {row.id for _, row in dispatcher._sending.values()}.isdisjoint({first}) and not any(
+            stored[row.id].duplicate_possible for _, row in dispatcher._sending.values())
 
         # Another process claiming now may take the rows claimed ahead, given back unsent (it
         # gives them back in turn here), never a send in flight.
         other = await runtime.db.transact(lambda session: outbox.claim(session, now=clock(), limit=BACKLOG, lease=60))
-        assert len(other) == BACKLOG - WORKERS and not {c.id for c in other} & set(in_flight)
+        held = {row.id for _, row in dispatcher._sending.values()}
+        assert len(other) == BACKLOG - WORKERS - 1 and not {c.id for c in other} & held
         assert not any(c.duplicate_possible for c in other)  # given back as never sent
         await runtime.db.transact(lambda session: outbox.unclaim(session, other, now=clock()))
-        transport.gate.set()
-        for _ in range(500):
-            await asyncio.sleep(0.01)
-            if sum(transport.sent.values()) == BACKLOG and not dispatcher._sending:
-                break
+
+        transport.hold_each = False
+        for event in transport.held.values():
+            event.set()
+        await until(lambda: sum(transport.sent.values()) == BACKLOG and not dispatcher._sending)
     finally:
-        transport.gate.set()
+        transport.hold_each = False
+        for event in transport.held.values():
+            event.set()
         dispatcher.stop()
         await task
 

@@ -26,11 +26,13 @@ rows come back when their lease ends, marked "duplicate possible": the sends in 
 the outcomes not yet written (RECORD_AFTER at most) may have left; the rows claimed ahead did
 not, but nothing recorded says which were which.
 
-A live worker's claims never expire under it. Each turn, before it claims, records what
-finished, gives back the rows claimed ahead whose lease is half gone, and renews the lease of
-each send in flight for more than a third of it (RENEW_AFTER); the loop turns at least that
-often. Otherwise a send slower than its lease (a relay taking its time, a machine starved
-of CPU) is claimed again, by this worker or another, and goes twice while its first copy is
+A live worker keeps its claims. Each turn, before it claims, records what finished, gives
+back the rows claimed ahead whose lease is half gone, and renews the lease of each send in
+flight claimed more than a third of a lease ago (RENEW_AFTER); the loop turns at least that
+often, and at shutdown every send in flight is renewed for the wait. So this worker never
+claims its own row again, and another takes one over only if this one stalled (its loop, or
+the database) for two thirds of a lease. Before, a send slower than its lease (a relay taking
+its time, a machine starved of CPU) was claimed again and went twice while its first copy was
 still on its way: seen with a one-second lease in the SIGTERM test under load.
 """
 
@@ -175,20 +177,21 @@ class Dispatcher:
             if not (claimed or self._sending or self._finished or self._ready or self._unclaim):
                 return
             if self._sending:
-                await self._wakeup.wait()
+                with contextlib.suppress(TimeoutError):  # a turn at least this often renews the leases
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self.settings.lease * RENEW_AFTER)
 
-    async def _turn(self, *, claim: bool = True) -> list[Claimed]:
+    async def _turn(self, *, claim: bool = True, hold: float | None = None) -> list[Claimed]:
         """One transaction: record what finished, follow it up, give back what was claimed ahead
         and not sent, renew the leases of slow sends, claim for the free slots (and ahead of them,
         with a backlog). Everything this worker holds is settled before it claims: it never
-        claims a row of its own again."""
+        claims a row of its own again. `hold`: renew every send in flight, for that long at least."""
         now = self.clock()
         self._give_back_stale(now)
         results, self._finished = self._finished, []
         unclaim, self._unclaim = self._unclaim, []
-        lease = self.settings.lease
+        lease = self.settings.lease if hold is None else max(hold, self.settings.lease)
         renew = {task: row for task, (since, row) in self._sending.items()
-                 if (now - since).total_seconds() > lease * RENEW_AFTER}
+                 if hold is not None or (now - since).total_seconds() > self.settings.lease * RENEW_AFTER}
         self._recording = len(results)
         room = 0
         if claim:
@@ -211,7 +214,7 @@ class Dispatcher:
                 outbox.unclaim(session, unclaim, now=now)
             if renew:
                 outbox.renew(session, list(renew.values()), lease_end=now + timedelta(seconds=lease))
-            claimed = outbox.claim(session, now=now, limit=room, lease=lease) if room > 0 else []
+            claimed = outbox.claim(session, now=now, limit=room, lease=self.settings.lease) if room > 0 else []
             return queued, claimed
 
         try:
@@ -363,14 +366,16 @@ class Dispatcher:
     async def _drain(self) -> None:
         """Give back what was claimed ahead, let sends in flight finish within the shutdown timeout
         and record them; release the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
         self._unclaim.extend(row for _, row in self._ready)
         self._ready.clear()
         if self._sending:
             # Now rather than after the wait: other workers may send the rows given back meanwhile,
-            # and the sends still in flight have their leases renewed first.
-            await self._turn(claim=False)
+            # and no send in flight has its lease run out while it finishes.
+            await self._turn(claim=False, hold=self.settings.shutdown_timeout)
         if self._sending:
-            await asyncio.wait(list(self._sending), timeout=self.settings.shutdown_timeout)
+            await asyncio.wait(list(self._sending), timeout=max(0.0, deadline - loop.time()))
         interrupted = [row for _, row in self._sending.values()]
         for task in list(self._sending):
             task.cancel()

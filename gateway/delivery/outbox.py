@@ -3,8 +3,8 @@
 A claim sets `status='sending'` and pushes `next_attempt_at` to the lease's end, so one
 indexed column says when any row next needs attention: a due retry, an expired lease
 (its worker died) or an unknown outcome to send again. A live worker renews the lease of a
-send still in flight, so only a dead worker's claims expire. `attempts` doubles as the
-fencing token: a worker whose lease expired and was re-claimed cannot overwrite the new owner.
+send still in flight (delivery/dispatcher.py). `attempts` doubles as the fencing token: a
+worker whose lease expired and was re-claimed cannot overwrite the new owner.
 
 These are plain functions of a synchronous `Session`, run in one trip by
 `Database.transact`; async callers hand them to `AsyncSession.run_sync`.
@@ -229,6 +229,8 @@ def release(session: Session, claimed: list[Claimed], *, now: datetime) -> None:
             .values(status="unknown", next_attempt_at=now, duplicate_possible=True)
             .execution_options(synchronize_session=False)
         )
+    if claimed:
+        notify(session)  # due now: another process may send them at once
 
 
 _RENEW = (
@@ -240,8 +242,8 @@ _RENEW = (
 
 def renew(session: Session, claimed: list[Claimed], *, lease_end: datetime) -> None:
     """Extend the lease of rows whose sends are still in flight (fenced, as a record is: a row
-    another worker took over stays its). Rare, a send outlasting a third of its lease, so one
-    plain statement on both databases."""
+    another worker took over stays its). Uncommon (a send still going a third of a lease after
+    its claim, and each at shutdown), so one plain statement on both databases."""
     if claimed:
         session.execute(_RENEW, [{"b_id": c.id, "b_attempts": c.attempts, "b_lease_end": lease_end}
                                  for c in claimed])
@@ -266,3 +268,4 @@ def unclaim(session: Session, claimed: list[Claimed], *, now: datetime) -> None:
         outbox_sqlite.unclaim(raw, [(c.id, c.attempts) for c in claimed], now=now)
     else:
         session.execute(_UNCLAIM, [{"b_id": c.id, "b_attempts": c.attempts, "b_now": now} for c in claimed])
+        notify(session)  # due now: another process may send them at once

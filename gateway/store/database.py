@@ -235,6 +235,8 @@ class Database:
     async def outside_transaction(self, statements: Sequence[str], *, writer: bool = True) -> list[Any]:
         """SQLite: run each statement on the writer's connection (or a reader's) outside any
         transaction, as checkpoints, VACUUM and pragmas must be; the first row of each, or None."""
+        if not self.is_sqlite:
+            raise RuntimeError("outside_transaction is for SQLite's connections")
         rows: list[Any] = []
         async with (self.writer if writer else self.reader).connect() as connection:
             adapted = await connection.get_raw_connection()
