@@ -11,7 +11,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, text
 
 from gateway.app import build_runtime, web_app
-from gateway.delivery import outbox
 from gateway.errors import NotFound
 from gateway.protocols.anonymize import anonymize_number
 from gateway.protocols.legal_hold import set_legal_hold
@@ -314,58 +313,6 @@ async def test_notify_is_the_default_and_destroys_nothing(db, db_url, tmp_path, 
     assert (await runner.run("expiry", at=at(21, month=1))).notified == 0  # reported once
     async with db.read() as session:
         assert set((await session.scalars(select(Protocol.status))).all()) == {"resolved"}
-
-
-BATCHED_EXPIRY = EXPIRY + "[options]\nbatch_size = 2\nlist_limit = 3\n"
-
-
-async def test_a_backlog_over_many_batches_is_one_report_that_counts_them_all(db, db_url, tmp_path):
-    """Seven records expired, two a batch: each address gets one email, counting all seven and
-    listing the three whose retention ended first."""
-    folder = tmp_path / "schedules"
-    write_schedule(folder, "expiry", BATCHED_EXPIRY)
-    expired = await add(db, *(protocol_row(at(5, year=2024, month=1), resolved_at=at(16 - i, year=2024, month=1))
-                              for i in range(7)))  # the last added ended first
-    runner = make_runner(db, tmp_path, db_url, folder)
-    result = await runner.run("expiry", at=at(20, month=1))
-    assert (result.notified, result.enqueued, result.batches) == (7, 2, 4)
-    (report,) = await notifications(db, recipient="ops@example.com")
-    assert "7 registro(s)" in report.subject
-    soonest = [p.number for p in expired[-3:]]
-    assert all(n in report.body_text for n in soonest) and not any(p.number in report.body_text for p in expired[:4])
-    assert "e mais 4" in report.body_text
-    assert {m.outcome for m in await marks(db)} == {"sent"} and len(await marks(db)) == 7
-    assert (await runner.run("expiry", at=at(21, month=1))).notified == 0  # reported once
-
-
-async def test_a_report_that_stopped_before_it_was_queued_is_made_whole_by_the_next_run(db, db_url, tmp_path,
-                                                                                        monkeypatch):
-    """The marks of a run that failed at the end stay pending: the next run takes them over and
-    reports those records with its own, each once."""
-    folder = tmp_path / "schedules"
-    write_schedule(folder, "expiry", BATCHED_EXPIRY)
-    first = await add(db, *(protocol_row(at(5, year=2024, month=1), resolved_at=at(10 + i, year=2024, month=1))
-                            for i in range(5)))
-    runner = make_runner(db, tmp_path, db_url, folder)
-
-    def unreachable(session, notifications):
-        raise OSError("the disk is full")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(outbox, "enqueue", unreachable)
-        with pytest.raises(OSError):
-            await runner.run("expiry", at=at(20, month=1))
-    assert await notifications(db, recipient="ops@example.com") == []
-    assert [m.outcome for m in await marks(db)] == ["pending"] * 5  # written batch by batch, never sent
-
-    later = await add(db, protocol_row(at(5, year=2024, month=1), resolved_at=at(19, year=2024, month=1)))
-    result = await runner.run("expiry", at=at(22, month=1))
-    assert (result.notified, result.lost) == (6, 0)
-    (report,) = await notifications(db, recipient="ops@example.com")
-    assert "6 registro(s)" in report.subject
-    assert sorted(m.protocol_id for m in await marks(db) if m.outcome == "sent") == sorted(
-        p.id for p in first + later)
-    assert {m.outcome for m in await marks(db)} == {"sent"}
 
 
 async def test_notices_come_30_and_7_days_before_once_each(db, db_url, tmp_path, folder):

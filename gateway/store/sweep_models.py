@@ -19,9 +19,6 @@ from gateway.store.models import Base, ConsumerRequest, Id, Notification, Protoc
 from gateway.store.types import JSONDoc, UTCDateTime
 
 OPEN_STATUSES = ("open", "reopened")
-# A mark a retention report wrote for a record it has not yet sent: it becomes "sent" in the
-# transaction that queues the report. One left by a run that stopped is taken over by the next.
-PENDING = "pending"
 _OPEN = text("status IN ('open', 'reopened')")
 
 
@@ -35,7 +32,7 @@ class SweepMark(Base):
     protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"), index=True)
     slot: Mapped[str] = mapped_column(String(32))          # "48h", "overdue", "30d", "expired"
     target_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the deadline or retention end it is about
-    outcome: Mapped[str] = mapped_column(String(16))       # sent, late, opted_out, no_contact, anonymized, pending
+    outcome: Mapped[str] = mapped_column(String(16))       # sent, late, opted_out, no_contact, anonymized
     marked_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the sweep's `at`
     notifications: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     detail: Mapped[str | None] = mapped_column(Text)      # e.g. how late a skipped reminder was

@@ -17,7 +17,7 @@ from gateway.protocols.profiles import Profiles
 from gateway.rendering.context import company
 from gateway.rendering.templates import Templates
 from gateway.store.database import Database, dialect_insert
-from gateway.store.sweep_models import PENDING, SweepMark
+from gateway.store.sweep_models import SweepMark
 from gateway.sweeps.schedules import Schedule
 
 Progress = Callable[[str], None]
@@ -104,14 +104,11 @@ class SweepContext:
                       f"{r.late} late, {r.suppressed} suppressed, {r.anonymized} anonymized")
 
 
-async def claim_marks(session: AsyncSession, rows: list[dict[str, Any]], *,
-                      take_over_pending: bool = False) -> set[int]:
+async def claim_marks(session: AsyncSession, rows: list[dict[str, Any]]) -> set[int]:
     """Insert marks; return the protocol ids whose mark this transaction inserted.
 
     A mark taken by another sweeper (committed, or in flight on PostgreSQL, where the insert
-    waits for it) is left alone: whatever it stands for was or is being done there. With
-    `take_over_pending`, a mark still `pending` (a report that stopped before it was queued) is
-    this transaction's too.
+    waits for it) is left alone: whatever it stands for was or is being done there.
     """
     if not rows:
         return set()
@@ -119,21 +116,19 @@ async def claim_marks(session: AsyncSession, rows: list[dict[str, Any]], *,
     # multi-row INSERTs it compiles once), not as `.values(rows)`: that built and compiled a new
     # statement of ~4,500 parameters per batch, two thirds of the retention notice's time over a
     # million protocols (profiled with `python -m bench.sweeps --profile`).
-    key = (session.bind.dialect.name, take_over_pending)
-    stmt = _CLAIMS.get(key)
+    dialect = session.bind.dialect.name
+    stmt = _CLAIMS.get(dialect)
     if stmt is None:
         table = SweepMark.__table__
-        insert = dialect_insert(session, table)
-        unique = ["schedule", "protocol_id", "slot", "target_at"]
-        stmt = _CLAIMS[key] = (
-            insert.on_conflict_do_update(index_elements=unique, set_={"marked_at": insert.excluded.marked_at},
-                                         where=table.c.outcome == PENDING)
-            if take_over_pending else insert.on_conflict_do_nothing(index_elements=unique)
-        ).returning(table.c.protocol_id)
+        stmt = _CLAIMS[dialect] = (
+            dialect_insert(session, table)
+            .on_conflict_do_nothing(index_elements=["schedule", "protocol_id", "slot", "target_at"])
+            .returning(table.c.protocol_id)
+        )
     return {row[0] for row in (await session.execute(stmt, rows)).all()}
 
 
-_CLAIMS: dict[tuple[str, bool], Any] = {}  # the claim's statement per dialect and kind, built once
+_CLAIMS: dict[str, Any] = {}  # the claim's statement per dialect, built once
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

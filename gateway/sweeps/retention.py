@@ -14,11 +14,9 @@ freed pages nor in the WAL.
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,18 +27,13 @@ from gateway.delivery import outbox
 from gateway.delivery.notifications import address_key, build_notification
 from gateway.protocols.anonymize import anonymize
 from gateway.protocols.profiles import Profile, Profiles, add_years
-from gateway.protocols.retention import (
-    CANDIDATE_COLUMNS,
-    RetentionRefused,
-    effective_end,
-)
+from gateway.protocols.retention import CANDIDATE_COLUMNS, RetentionRefused, effective_end
 from gateway.store.column_rows import column_rows
 from gateway.store.keyset import after
 from gateway.store.models import Notification, Protocol
 from gateway.store.page_cache import writer_cache_for
-from gateway.store.sweep_models import OPEN_STATUSES, PENDING, RetentionAudit, SweepMark
+from gateway.store.sweep_models import OPEN_STATUSES, RetentionAudit, SweepMark
 from gateway.store.vacuum import erase_sqlite
-from gateway.store.value_lists import among
 from gateway.sweeps.context import SweepContext, claim_marks
 
 log = logging.getLogger(__name__)
@@ -64,10 +57,10 @@ def _sources(ctx: SweepContext, lo: datetime | None, hi: datetime, slot: str | N
     stored = base.where(Protocol.status == "resolved", Protocol.retention_until <= hi)
     if lo is not None:
         stored = stored.where(Protocol.retention_until > lo)
-    if slot is not None:  # not yet reported (a pending mark's report was never queued)
+    if slot is not None:
         stored = stored.where(~exists().where(
             SweepMark.schedule == ctx.schedule.name, SweepMark.protocol_id == Protocol.id, SweepMark.slot == slot,
-            SweepMark.target_at == Protocol.retention_until, SweepMark.outcome != PENDING))
+            SweepMark.target_at == Protocol.retention_until))
     sources: list[tuple[Select[Any], Any]] = [(stored, Protocol.retention_until)]
     for profile in ctx.profiles.with_retention():
         upper = _start_bound(profile, hi) + _MARGIN
@@ -113,8 +106,7 @@ async def _stream(ctx: SweepContext, lo: datetime | None, hi: datetime, slot: st
 
 async def _marked(session: AsyncSession, ctx: SweepContext, slot: str | None, ids: list[int]) -> set[tuple[int, datetime]]:
     rows = await session.execute(select(SweepMark.protocol_id, SweepMark.target_at).where(
-        SweepMark.schedule == ctx.schedule.name, SweepMark.slot == slot, SweepMark.protocol_id.in_(ids),
-        SweepMark.outcome != PENDING))
+        SweepMark.schedule == ctx.schedule.name, SweepMark.slot == slot, SweepMark.protocol_id.in_(ids)))
     return {(r.protocol_id, r.target_at) for r in rows}
 
 
@@ -131,32 +123,7 @@ async def retention_notices(ctx: SweepContext) -> None:
                       days=int(offset.seconds // 86400))
 
 
-@dataclass
-class _Listing:
-    """What one report says: every record counted, the `limit` whose retention ends first listed."""
-
-    limit: int
-    ids: list[int] = field(default_factory=list)
-    soonest: list[tuple[datetime, str, str]] = field(default_factory=list)  # (end, number, profile)
-    first: tuple[int, datetime] | None = None  # the lowest id and its end: the report's key
-
-    def add(self, rows: Sequence[tuple[Row[Any], datetime]]) -> None:
-        if not rows:
-            return
-        self.ids += [row.id for row, _ in rows]
-        self.soonest = heapq.nsmallest(self.limit, self.soonest + [(end, row.number, row.profile) for row, end in rows])
-        low = min((row.id, end) for row, end in rows)
-        self.first = low if self.first is None else min(self.first, low)
-
-
 async def _report(ctx: SweepContext, slot: str, kind: str, lo: datetime | None, hi: datetime, days: int) -> None:
-    """One report a run for `slot`, however many batches the records take: a backlog of 40,000
-    used to reach operations as 40 emails, each counting only its batch.
-
-    Each batch writes its records' marks as pending; the transaction that queues the report makes
-    them sent. A run stopped halfway queued nothing, and the next one takes its pending marks over:
-    each record is reported once, none is left out."""
-    listing = _Listing(ctx.schedule.options.list_limit)
     batch_no = 0
     async for batch in _stream(ctx, lo, hi, slot):
         listed = [(row, end) for row, end in batch if end <= hi]
@@ -165,50 +132,39 @@ async def _report(ctx: SweepContext, slot: str, kind: str, lo: datetime | None, 
         batch_no += 1
         ctx.result.batches += 1
         if ctx.dry_run:
-            listing.add(listed)
+            ctx.result.notified += len(listed)
+            ctx.result.enqueued += len(ctx.ops_emails)
             continue
         marks = [{"schedule": ctx.schedule.name, "kind": ctx.schedule.kind, "protocol_id": row.id, "slot": slot,
-                  "target_at": end, "outcome": PENDING, "marked_at": ctx.at, "notifications": len(ctx.ops_emails),
+                  "target_at": end, "outcome": "sent", "marked_at": ctx.at, "notifications": len(ctx.ops_emails),
                   "detail": None} for row, end in listed]
         async with ctx.db.write() as session:
-            won = await claim_marks(session, marks, take_over_pending=True)
-        ours = [(row, end) for row, end in listed if row.id in won]
-        ctx.result.lost += len(listed) - len(ours)
-        listing.add(ours)
+            won = await claim_marks(session, marks)
+            ours = [(row, end) for row, end in listed if row.id in won]
+            ctx.result.lost += len(listed) - len(ours)
+            if ours:
+                notifications = _notice(ctx, slot, kind, ours, days)
+                await session.run_sync(outbox.enqueue, notifications)
+                ctx.result.notified += len(ours)
+                ctx.result.enqueued += len(notifications)
         await ctx.marked(len(marks))
-        ctx.report(f"{kind} {slot}, batch {batch_no}: {len(listing.ids)} to report")
-    if not listing.ids:
-        return
-    ctx.result.notified += len(listing.ids)
-    if ctx.dry_run:
-        ctx.result.enqueued += len(ctx.ops_emails)
-        return
-    notifications = _notice(ctx, slot, kind, listing, days)
-    async with ctx.db.write() as session:
-        await session.run_sync(outbox.enqueue, notifications)
-        await session.execute(
-            update(SweepMark).where(SweepMark.schedule == ctx.schedule.name, SweepMark.slot == slot,
-                                    SweepMark.outcome == PENDING,
-                                    among(SweepMark.protocol_id, listing.ids, sqlite=ctx.db.is_sqlite))
-            .values(outcome="sent").execution_options(synchronize_session=False))
-    ctx.result.enqueued += len(notifications)
-    ctx.report(f"{kind} {slot}: {len(listing.ids)} reported")
+        ctx.report(f"{kind} {slot}, batch {batch_no}")
 
 
-def _notice(ctx: SweepContext, slot: str, kind: str, listing: _Listing, days: int) -> list[Notification]:
-    assert ctx.schedule.template is not None and listing.first is not None
-    count = len(listing.ids)
-    items = [{"number": number, "profile": profile, "retention_until": end} for end, number, profile in listing.soonest]
-    notice = {"kind": kind, "within": slot, "days": days, "count": count, "more": count - len(items),
+def _notice(ctx: SweepContext, slot: str, kind: str, rows: Sequence[tuple[Row[Any], datetime]],
+            days: int) -> list[Notification]:
+    assert ctx.schedule.template is not None
+    limit = ctx.schedule.options.list_limit
+    items = [{"number": row.number, "profile": row.profile, "retention_until": end} for row, end in rows[:limit]]
+    notice = {"kind": kind, "within": slot, "days": days, "count": len(rows), "more": max(0, len(rows) - limit),
               "items": items, "action": ctx.settings.retention.action,
               "grace_days": int(ctx.settings.retention.grace // 86400)}
     rendered = ctx.templates.render(ctx.schedule.template, "email", ctx.ops_locale, ctx.ops_context(notice=notice))
-    first, end = listing.first
-    # The run's time too: the records a run that stopped had marked pending come back in the next.
-    key = f"retention:{ctx.schedule.name}:{slot}:{first}:{int(end.timestamp())}:{int(ctx.at.timestamp())}"
+    first, end = min(((row.id, end) for row, end in rows), key=lambda pair: pair[0])
+    key = f"retention:{ctx.schedule.name}:{slot}:{first}:{int(end.timestamp())}"
     return [build_notification(rendered, protocol_id=None, recipient=address, audience="operations", now=ctx.at,
                                dedup_key=f"{key}:ops-{address_key(address)}",
-                               reason=f"{ctx.schedule.name}: {count} record(s) {kind}")
+                               reason=f"{ctx.schedule.name}: {len(rows)} record(s) {kind}")
             for address in ctx.ops_emails]
 
 
