@@ -219,3 +219,17 @@ async def test_a_live_worker_keeps_its_claims_past_their_lease_and_sends_each_ro
     stored = await rows(runtime)
     assert set(transport.sent.values()) == {1} and len(transport.sent) == BACKLOG  # each once
     assert all(n.status == "sent" and n.attempts == 1 and not n.duplicate_possible for n in stored)
+
+
+async def test_a_give_back_retried_after_another_claim_leaves_that_claim_alone(gw, clock):
+    """A give-back uncounts the attempt, so the row's next claim has the same attempts again: a
+    give-back retried (its commit's answer lost) must not undo that claim. The lease end tells them apart."""
+    runtime, _ = gw
+    (first,) = await runtime.db.transact(lambda session: outbox.claim(session, now=clock(), limit=1, lease=60))
+    await runtime.db.transact(lambda session: outbox.unclaim(session, [first], now=clock()))
+    clock.advance(1)
+    (again,) = await runtime.db.transact(lambda session: outbox.claim(session, now=clock(), limit=1, lease=60))
+    assert (again.id, again.attempts) == (first.id, first.attempts)  # the same fence but for the lease end
+    await runtime.db.transact(lambda session: outbox.unclaim(session, [first], now=clock()))  # the retry
+    stored = {n.id: n for n in await rows(runtime)}[first.id]
+    assert (stored.status, stored.attempts, stored.next_attempt_at) == ("sending", 1, again.lease_end)

@@ -45,6 +45,7 @@ class Claimed:
     give_up_from: datetime  # created_at, or when operations requeued it
     whatsapp_content: dict[str, Any] | None = None  # the approved template, for WhatsApp
     window_open: bool = False  # WhatsApp: the consumer wrote within 24 hours (set after the claim)
+    lease_end: datetime | None = None  # the claim's; a give-back is fenced by it (see unclaim)
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,12 @@ def claim(session: Session, *, now: datetime, limit: int, lease: float) -> list[
     raw = sqlite_driver.connection(session)
     if raw is not None:  # the writer's turn on SQLite: a few steps, whatever the batch (outbox_sqlite.py)
         session.flush()  # rows the turn added (a webhook, a chain's next step) are due too, as Core's autoflush does
-        found = [Claimed(*row) for row in outbox_sqlite.claim(raw, now=now, lease_end=lease_end, limit=limit)]
+        found = [Claimed(*row, lease_end=lease_end)
+                 for row in outbox_sqlite.claim(raw, now=now, lease_end=lease_end, limit=limit)]
     else:
         stmt = _claim_statement(session.bind.dialect.name == "postgresql", limit)
-        found = [Claimed(*row) for row in session.execute(stmt, {"now": now, "lease_end": lease_end}).all()]
+        found = [Claimed(*row, lease_end=lease_end)
+                 for row in session.execute(stmt, {"now": now, "lease_end": lease_end}).all()]
     claimed = sorted(found, key=lambda c: c.id)
     phones = {c.recipient for c in claimed if c.channel == "whatsapp"}
     if not phones:
@@ -250,22 +253,29 @@ def renew(session: Session, claimed: list[Claimed], *, lease_end: datetime) -> N
 
 
 # A row claimed ahead and never handed to a transport goes back as it was before the claim:
-# due now, the attempt not counted; 'unknown' if a send of it may have left before.
+# due now, the attempt not counted; 'unknown' if a send of it may have left before. Not
+# counting it gives the row its attempts of before the claim, so the next claim's fence value
+# is this one's again: the claim's lease end tells them apart (a give-back retried after its
+# commit's answer was lost must not undo another worker's claim of the row).
 _UNCLAIM = (
     update(Notification.__table__)
-    .where(_n.id == bindparam("b_id"), _n.status == "sending", _n.attempts == bindparam("b_attempts"))
+    .where(_n.id == bindparam("b_id"), _n.status == "sending", _n.attempts == bindparam("b_attempts"),
+           _n.next_attempt_at == bindparam("b_lease_end", type_=UTCDateTime))
     .values(status=case((_n.duplicate_possible, "unknown"), else_="queued"), attempts=_n.attempts - 1,
             next_attempt_at=bindparam("b_now", type_=UTCDateTime))
 )
 
 
 def unclaim(session: Session, claimed: list[Claimed], *, now: datetime) -> None:
-    """Give back rows this worker claimed and did not send (fenced, as a record is)."""
+    """Give back rows this worker claimed and did not send (fenced, as a record is, and by the
+    claim's lease end: rows claimed ahead are never renewed)."""
     if not claimed:
         return
+    assert all(c.lease_end is not None for c in claimed), "a give-back needs the claim's lease end"
     raw = sqlite_driver.connection(session)
     if raw is not None:
-        outbox_sqlite.unclaim(raw, [(c.id, c.attempts) for c in claimed], now=now)
+        outbox_sqlite.unclaim(raw, [(c.id, c.attempts, c.lease_end) for c in claimed], now=now)
     else:
-        session.execute(_UNCLAIM, [{"b_id": c.id, "b_attempts": c.attempts, "b_now": now} for c in claimed])
+        session.execute(_UNCLAIM, [{"b_id": c.id, "b_attempts": c.attempts, "b_lease_end": c.lease_end, "b_now": now}
+                                   for c in claimed])
         notify(session)  # due now: another process may send them at once

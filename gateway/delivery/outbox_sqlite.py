@@ -55,7 +55,7 @@ _UNCLAIM = (
     "UPDATE notifications SET status = CASE WHEN duplicate_possible THEN 'unknown' ELSE 'queued' END, "
     "attempts = attempts - 1, next_attempt_at = ? "
     "FROM json_each(?) AS r WHERE notifications.id = r.value ->> 0 AND notifications.status = 'sending' "
-    "AND notifications.attempts = r.value ->> 1"
+    "AND notifications.attempts = r.value ->> 1 AND notifications.next_attempt_at = r.value ->> 2"
 )
 
 
@@ -84,6 +84,6 @@ def record(raw: Any, outcomes: list[dict[str, Any]], attempts: list[dict[str, An
     return owned
 
 
-def unclaim(raw: Any, rows: list[tuple[int, int]], *, now: datetime) -> None:
-    """Give back (id, attempts) claimed and never sent, as outbox.unclaim does."""
+def unclaim(raw: Any, rows: list[tuple[int, int, datetime]], *, now: datetime) -> None:
+    """Give back (id, attempts, lease end) claimed and never sent, as outbox.unclaim does."""
     sqlite_driver.execute(raw, _UNCLAIM, (sqlite_driver.datetime_text(now), _json(rows)))
