@@ -30,6 +30,7 @@ from gateway.store.models import (
     RateLimit,
 )
 from gateway.store.sweep_models import RetentionAudit
+from gateway.sweeps import retention as retention_sweeps
 from tests.helpers import admin_key
 from tests.sweep_helpers import (
     Clock,
@@ -485,3 +486,37 @@ def test_cli_hold_release_and_anonymize(tmp_path, capsys):
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+BATCHED_EXPIRY = EXPIRY + "[options]\nbatch_size = 2\nlist_limit = 3\n"
+
+
+async def test_a_backlog_over_many_batches_is_one_report_listing_the_soonest(db, db_url, tmp_path):
+    """Seven records expired, read two a batch: each address gets one email, counting all seven
+    and listing the three whose retention ended first, though they came in the last batches."""
+    folder = tmp_path / "schedules"
+    write_schedule(folder, "expiry", BATCHED_EXPIRY)
+    expired = await add(db, *(protocol_row(at(5, year=2024, month=1), resolved_at=at(16 - i, year=2024, month=1))
+                              for i in range(7)))  # the later added, the earlier it ended
+    runner = make_runner(db, tmp_path, db_url, folder)
+    result = await runner.run("expiry", at=at(20, month=1))
+    assert (result.notified, result.enqueued, result.batches) == (7, 2, 4)
+    (report,) = await notifications(db, recipient="ops@example.com")
+    assert "7 registro(s)" in report.subject and "e mais 4" in report.body_text
+    listed = [p.number for p in expired if p.number in report.body_text]
+    assert listed == [p.number for p in expired[-3:]]
+    assert (await runner.run("expiry", at=at(21, month=1))).notified == 0  # reported once
+
+
+async def test_a_backlog_larger_than_a_report_is_reported_in_parts_each_once(db, db_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(retention_sweeps, "REPORT_MAX", 3)
+    folder = tmp_path / "schedules"
+    write_schedule(folder, "expiry", EXPIRY + "[options]\nbatch_size = 2\n")
+    expired = await add(db, *(protocol_row(at(5, year=2024, month=1), resolved_at=at(10 + i, year=2024, month=1))
+                              for i in range(7)))
+    runner = make_runner(db, tmp_path, db_url, folder)
+    assert (await runner.run("expiry", at=at(20, month=1))).notified == 7
+    reports = await notifications(db, recipient="ops@example.com")
+    assert sorted(r.subject.split()[1] for r in reports) == ["3", "4"]  # 2 batches (4 records), then 3
+    assert all(sum(p.number in r.body_text for r in reports) == 1 for p in expired)  # each in one report
+    assert (await runner.run("expiry", at=at(21, month=1))).notified == 0
