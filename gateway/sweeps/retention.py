@@ -140,6 +140,7 @@ async def _report(ctx: SweepContext, slot: str, kind: str, lo: datetime | None, 
             continue
         ctx.result.batches += 1
         gathered += listed
+        ctx.report(f"{kind} {slot}, batch {ctx.result.batches}: {len(gathered)} for the next report")
         if len(gathered) >= REPORT_MAX:
             await _send_report(ctx, slot, kind, gathered, days)
             gathered = []
