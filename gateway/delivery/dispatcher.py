@@ -72,6 +72,7 @@ REFILL_AT = CLAIM_AHEAD // 4  # with this many claimed rows left to start, a tur
 # in flight or waiting: at most `workers` + RECORD_AFTER messages, each marked "duplicate possible".
 RECORD_AFTER = 32
 RENEW_AFTER = 1 / 3  # of the lease: a send in flight this long has its lease renewed at the next turn
+GIVE_BACK_AFTER = 1 / 2  # of the lease: a row claimed ahead and not started this long goes back unsent
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class Dispatcher:
         unclaim, self._unclaim = self._unclaim, []
         lease = self.settings.lease if hold is None else max(hold, self.settings.lease)
         renew = {task: row for task, (since, row) in self._sending.items()
-                 if hold is not None or (now - since).total_seconds() > self.settings.lease * RENEW_AFTER}
+                 if hold is not None or self._lease_past(since, now, RENEW_AFTER)}
         self._recording = len(results)
         room = 0
         if claim:
@@ -245,10 +246,13 @@ class Dispatcher:
         """Messages that may have left with nothing committed to say so: a crash sends them again."""
         return len(self._sending) + len(self._finished) + self._recording
 
+    def _lease_past(self, since: datetime, now: datetime, share: float) -> bool:
+        """Whether more than `share` of a lease taken (or renewed) at `since` is gone by `now`."""
+        return (now - since).total_seconds() > self.settings.lease * share
+
     def _give_back_stale(self, now: datetime) -> None:
         """Rows claimed ahead whose lease is half gone go back (at the turn, before its claim)."""
-        half = self.settings.lease / 2
-        while self._ready and (now - self._ready[0][0]).total_seconds() > half:
+        while self._ready and self._lease_past(self._ready[0][0], now, GIVE_BACK_AFTER):
             self._unclaim.append(self._ready.popleft()[1])
 
     def _start(self) -> None:
@@ -262,7 +266,7 @@ class Dispatcher:
         workers = self.settings.workers
         while self._ready and len(self._sending) < workers and self._unrecorded() < workers + RECORD_AFTER:
             claimed_at, row = self._ready.popleft()
-            if (now - claimed_at).total_seconds() > self.settings.lease / 2:
+            if self._lease_past(claimed_at, now, GIVE_BACK_AFTER):
                 self._unclaim.append(row)
                 continue
             task = asyncio.create_task(self._deliver(row), name=f"send-{row.id}")

@@ -278,4 +278,4 @@ def unclaim(session: Session, claimed: list[Claimed], *, now: datetime) -> None:
     else:
         session.execute(_UNCLAIM, [{"b_id": c.id, "b_attempts": c.attempts, "b_lease_end": c.lease_end, "b_now": now}
                                    for c in claimed])
-        notify(session)  # due now: another process may send them at once
+    notify(session)  # due now: another process may send them at once (as after a release)
