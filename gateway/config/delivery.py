@@ -209,6 +209,22 @@ class DispatchSettings(Section):
     # before /readyz asks again: a probe opens a connection to the provider.
     probe_interval: Duration = 60.0
 
+    # The dispatcher wakes at least every min(poll_interval, lease / 3) to renew its claims: a
+    # zero would spin a core, and a lease shorter than a second ends before a send does.
+    @field_validator("lease")
+    @classmethod
+    def _lease_outlives_a_send(cls, seconds: float) -> float:
+        if seconds < 1:
+            raise ValueError("expected a duration of at least 1s (a claim must outlive a send)")
+        return seconds
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _polls_some_time(cls, seconds: float) -> float:
+        if seconds <= 0:
+            raise ValueError("expected a duration longer than zero (a zero would poll without pause)")
+        return seconds
+
 
 class LimitsSettings(Section):
     """Against abuse. Resends and inbound texts are counted in the database, so they hold across
