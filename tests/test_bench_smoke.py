@@ -64,8 +64,9 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     # End to end: each accepted POST's email was matched at the sink, by its Message-ID.
     e2e = [r for r in run["rounds"] if r["scenario"] == "e2e"]
     assert all(r["count"] == 40 and r["errors"] == 0 and r["delivered"] == r["count"] for r in e2e)
-    # The collector's pauses in the gateway's process during the round (bench/serving.py), and in the table.
-    assert all(r["gc_pauses"] > 0 and 0 < r["gc_longest_ms"] <= r["gc_total_ms"] for r in e2e)
+    # The collector's pauses in the gateway's process during the round (bench/serving.py), and in the table:
+    # 40 events may pass without one, now that the daemon collects its young objects less often (heap.py).
+    assert all(r["gc_pauses"] >= 0 and 0 <= r["gc_longest_ms"] <= r["gc_total_ms"] for r in e2e)
     assert "| longest GC pause ms |" in text
     sms = [r for r in run["rounds"] if r["scenario"] in ("sms", "whatsapp")]
     assert len(sms) == 4 * len(databases)
@@ -86,3 +87,16 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
         assert f"Plot: `{plot.name}`" in text and plot.stat().st_size > 0
     else:
         assert not list(tmp_path.glob("*.png")) and "Plot: none (matplotlib is not installed" in text
+
+
+def test_gc_pauses_times_each_collection_and_stops_counting_when_closed() -> None:
+    import gc
+
+    from bench.serving import GCPauses
+
+    with GCPauses() as pauses:
+        gc.collect()
+        gc.collect(0)
+    gc.collect()  # after the block: not counted
+    figures = pauses.figures()
+    assert figures["gc_pauses"] == 2 and 0 < figures["gc_longest_ms"] <= figures["gc_total_ms"]
