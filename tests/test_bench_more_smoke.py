@@ -72,13 +72,14 @@ def test_peer_smoke_reports_gateway_and_apprise_and_passes_its_checks(tmp_path: 
     assert f"(target ≥ {TARGET:g}×): **" in text and "**FAILED**" not in text
 
 
-def test_render_smoke_reports_gateway_and_plain_jinja(tmp_path: Path) -> None:
+def test_render_smoke_reports_gateway_alone_in_batches_and_plain_jinja(tmp_path: Path) -> None:
     text, run = run_smoke("bench.render", tmp_path)
 
-    assert set(run["figures"]) == {"gateway", "baseline"}
-    for figures in run["figures"].values():  # one round of the smoke's 20 events, each rendered by both
+    assert set(run["figures"]) == {"gateway", "gateway_batch", "baseline"}
+    for figures in run["figures"].values():  # one round of the smoke's 20 events, each rendered by all three
         assert len(figures["rounds_us"]) == 1 and figures["median_us"] > 0
-    assert "| gateway: MessageBuilder.render_each, as the ingest |" in text
+    assert "| gateway: MessageBuilder.render_each, an event alone |" in text
+    assert "| gateway: the same in looks of 25 events, as a shared commit of the ingest |" in text
     assert "| plain Jinja2, same files and filters, context built once (baseline) |" in text
 
 

@@ -1,14 +1,17 @@
 """An event's messages are rendered from one look at the template files (Templates.one_look):
-each file is looked at once for all of them, and none comes from a newer file than another."""
+each file is looked at once for all of them, and none comes from a newer file than another;
+the events of one shared commit, likewise."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from datetime import datetime, timezone
 from typing import Any
 
 from gateway.app import Runtime
 from gateway.rendering import sandbox
+from gateway.store.group_commit import GroupCommit
 from gateway.store.models import Protocol
 
 AT = datetime(2026, 11, 22, 14, 43, tzinfo=timezone.utc)
@@ -47,3 +50,42 @@ async def test_an_events_messages_look_at_each_file_once(runtime: Runtime, monke
     assert len(looked) >= 5 and set(looked.values()) == {1}, looked
     opening(3)  # the next event looks again
     assert set(looked.values()) == {2}
+
+
+async def test_the_events_of_one_shared_commit_look_at_each_file_once(runtime: Runtime, monkeypatch: Any) -> None:
+    """The service's group commit runs a batch in one look (store/group_commit.py): six openings
+    queued at once share a transaction and look at each file once. A member that fails sends the
+    batch again with savepoints: a look of its own."""
+    messages = runtime.service.messages
+    looked: collections.Counter[str] = collections.Counter()
+    stamp = sandbox._stamp
+
+    def counted(path: str) -> Any:
+        looked[path] += 1
+        return stamp(path)
+
+    def opening(n: int, fails: bool = False) -> Any:
+        def member(_session: Any) -> int:
+            p = _protocol(n)
+            email, sms = messages.render_each(p, "protocol_opened", [("email", p.consumer_email),
+                                                                     ("sms", p.consumer_phone)], AT)
+            assert p.number in email.body_text.replace(" ", "") and sms.body_text  # each its own (grouped)
+            if fails:
+                raise ValueError("refused after rendering")
+            return n
+        return member
+
+    commits = GroupCommit(runtime.db, in_flight=1, shared=messages.templates.one_look)
+    await commits.run(opening(0))  # compiled
+    monkeypatch.setattr(sandbox, "_stamp", counted)
+    assert await asyncio.gather(*(commits.run(opening(n)) for n in range(1, 7))) == [1, 2, 3, 4, 5, 6]
+    assert commits.transactions == 2  # the warm-up, then the six together
+    assert len(looked) >= 5 and set(looked.values()) == {1}, looked
+
+    looked.clear()
+    results = await asyncio.gather(*(commits.run(opening(n, fails=n == 9)) for n in range(7, 13)),
+                                   return_exceptions=True)
+    assert isinstance(results[2], ValueError) and [r for r in results if not isinstance(r, Exception)] == [
+        7, 8, 10, 11, 12]
+    assert commits.transactions == 3
+    assert set(looked.values()) == {2}, looked  # the batch, then the batch again with savepoints

@@ -150,7 +150,8 @@ class ProtocolService:
         self.numbers = numbers
         self.settings = settings
         self.on_enqueued = on_enqueued
-        self.commits = GroupCommit(db)  # concurrent events share a commit (store/group_commit.py)
+        # Concurrent events share a commit, and a look at the templates' files (store/group_commit.py).
+        self.commits = GroupCommit(db, shared=messages.templates.one_look)
         self._handlers = {
             "protocol.opened": self._opened,
             "protocol.updated": self._updated,

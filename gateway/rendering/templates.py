@@ -6,7 +6,8 @@ Layout: `<folder>/<name>/template.toml` and `<folder>/<name>/<locale>/` holding
 include/extends/import are relative to `<folder>`.
 
 Files are reloaded when they change (an mtime and size check on each render, or once for all
-the renders of a `one_look()` block: the messages of one event). An edit that breaks
+the renders of a `one_look()` block: the messages of one event, or of the events sharing a
+commit). An edit that breaks
 a template is not served: the last version that rendered well for the same template,
 locale and channel keeps serving, with a `template_fallback` warning naming the file and
 line, until the file is fixed. `protocol-gateway templates check` reports the error.
@@ -354,6 +355,10 @@ class Templates:
         return [c for c, files in CHANNEL_FILES.items() if any((folder / f).is_file() for f in files)]
 
     def _compile(self, name: str, resolved: str, channel: str) -> _Version:
+        # Once a look: the files it sees do not change within it ("|" is in no file's name).
+        return self._in_look(f"{name}/{resolved}|{channel}", lambda: self._version(name, resolved, channel))
+
+    def _version(self, name: str, resolved: str, channel: str) -> _Version:
         files = [f"{name}/{resolved}/{file}" for file in CHANNEL_FILES[channel]]
         with self._reported(files[0]):
             roots = tuple(self._get(file) for file in files)
@@ -416,7 +421,8 @@ class Templates:
         """Renders in the block see each file (and each template's folder) as it was at their
         first look: one event's messages come from one version of every file they share, and
         pay one `stat` a file, not one a render (an opening by email and SMS looked ten or
-        more times, ~4 µs each). A block inside another is part of it."""
+        more times, ~4 µs each). A block inside another is part of it: the events of one
+        shared commit render in one (store/group_commit.py), a look for the whole batch."""
         if self._looked() is not None:
             yield
             return
