@@ -28,8 +28,8 @@ def _protocol(n: int) -> Protocol:
     )
 
 
-async def test_an_events_messages_look_at_each_file_once(runtime: Runtime, monkeypatch: Any) -> None:
-    messages = runtime.service.messages
+def counting_looks(monkeypatch: Any) -> collections.Counter[str]:
+    """From now on, how many times each file is looked at (what Jinja's up-to-date check calls)."""
     looked: collections.Counter[str] = collections.Counter()
     stamp = sandbox._stamp
 
@@ -37,12 +37,19 @@ async def test_an_events_messages_look_at_each_file_once(runtime: Runtime, monke
         looked[path] += 1
         return stamp(path)
 
+    monkeypatch.setattr(sandbox, "_stamp", counted)
+    return looked
+
+
+async def test_an_events_messages_look_at_each_file_once(runtime: Runtime, monkeypatch: Any) -> None:
+    messages = runtime.service.messages
+
     def opening(n: int) -> list[Any]:
         p = _protocol(n)
         return messages.render_each(p, "protocol_opened", [("email", p.consumer_email), ("sms", p.consumer_phone)], AT)
 
     opening(1)  # compiled
-    monkeypatch.setattr(sandbox, "_stamp", counted)  # what Jinja's up-to-date check calls, file by file
+    looked = counting_looks(monkeypatch)
     email, sms = opening(2)
     assert email.channel == "email" and sms.channel == "sms"
     # The opening's own files and the partials both channels pull in (the SMS's "ask" sentences).
@@ -57,12 +64,6 @@ async def test_the_events_of_one_shared_commit_look_at_each_file_once(runtime: R
     queued at once share a transaction and look at each file once. A member that fails sends the
     batch again with savepoints: a look of its own."""
     messages = runtime.service.messages
-    looked: collections.Counter[str] = collections.Counter()
-    stamp = sandbox._stamp
-
-    def counted(path: str) -> Any:
-        looked[path] += 1
-        return stamp(path)
 
     def opening(n: int, fails: bool = False) -> Any:
         def member(_session: Any) -> int:
@@ -77,7 +78,7 @@ async def test_the_events_of_one_shared_commit_look_at_each_file_once(runtime: R
 
     commits = GroupCommit(runtime.db, in_flight=1, shared=messages.templates.one_look)
     await commits.run(opening(0))  # compiled
-    monkeypatch.setattr(sandbox, "_stamp", counted)
+    looked = counting_looks(monkeypatch)
     assert await asyncio.gather(*(commits.run(opening(n)) for n in range(1, 7))) == [1, 2, 3, 4, 5, 6]
     assert commits.transactions == 2  # the warm-up, then the six together
     assert len(looked) >= 5 and set(looked.values()) == {1}, looked
