@@ -61,9 +61,10 @@ PARTIALS = "_partials"
 # The pages for people (the consumer's page), per locale, with their stylesheet: not a template.
 PAGES = "_page"
 _NAME = re.compile(r"[A-Za-z0-9_-]+")  # a template name is one directory, never a path
-# Inside `Templates.one_look()`: which Templates looks, and the files and template folders it
-# has already looked at in the block.
-_LOOK: contextvars.ContextVar[tuple[Templates, dict[str, Any]] | None] = contextvars.ContextVar("look", default=None)
+# Inside `Templates.one_look()`: which Templates looks, and what it has already looked at in the
+# block: files and template folders by name, compiled templates by (name, locale, channel).
+_Looked = dict[str | tuple[str, ...], Any]
+_LOOK: contextvars.ContextVar[tuple[Templates, _Looked] | None] = contextvars.ContextVar("look", default=None)
 _ONE_LINE = re.compile(r"[ \t\r\n]+")
 T = TypeVar("T")
 
@@ -355,8 +356,8 @@ class Templates:
         return [c for c, files in CHANNEL_FILES.items() if any((folder / f).is_file() for f in files)]
 
     def _compile(self, name: str, resolved: str, channel: str) -> _Version:
-        # Once a look: the files it sees do not change within it ("|" is in no file's name).
-        return self._in_look(f"{name}/{resolved}|{channel}", lambda: self._version(name, resolved, channel))
+        # Once a look: the files it sees do not change within it (a tuple: no file's name).
+        return self._in_look((name, resolved, channel), lambda: self._version(name, resolved, channel))
 
     def _version(self, name: str, resolved: str, channel: str) -> _Version:
         files = [f"{name}/{resolved}/{file}" for file in CHANNEL_FILES[channel]]
@@ -432,11 +433,11 @@ class Templates:
         finally:
             _LOOK.reset(token)
 
-    def _looked(self) -> dict[str, Any] | None:
+    def _looked(self) -> _Looked | None:
         look = _LOOK.get()
         return look[1] if look is not None and look[0] is self else None
 
-    def _in_look(self, key: str, look_at: Callable[[], T]) -> T:
+    def _in_look(self, key: str | tuple[str, ...], look_at: Callable[[], T]) -> T:
         """`look_at()`, once a key inside a `one_look()` block: its answer, or its error, holds
         for the rest of the block (a file broken at the look is broken for every message)."""
         looked = self._looked()
