@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import signal
 from datetime import datetime, timezone
@@ -198,6 +199,17 @@ async def test_every_acknowledged_event_survives_a_sigkill(tmp_path, db_url):
     assert not missing, f"{len(missing)} acknowledged events lost"
     assert all(stored[e] == n for e, n in acknowledged.items())
     assert queued == len(stored)  # each stored event has its notification: no half-written member
+
+
+async def test_a_leader_does_not_carry_its_first_callers_context_into_the_batches(runtime):
+    """A leader serves the batches after its first; what that caller had set (a look at the
+    templates, say) must not reach them. On PostgreSQL the members run in the leader's context."""
+    await prepare(runtime)
+    marker: contextvars.ContextVar[str | None] = contextvars.ContextVar("marker", default=None)
+    commits = GroupCommit(runtime.db, in_flight=1)
+    marker.set("the first caller's")
+    seen = await asyncio.gather(*(commits.run(lambda session: marker.get()) for _ in range(4)))
+    assert seen == [None] * 4
 
 
 async def test_waiting_members_are_cancelled_with_the_leader_not_left_hanging(runtime):

@@ -76,12 +76,18 @@ async def test_the_events_of_one_shared_commit_look_at_each_file_once(runtime: R
             return n
         return member
 
+    assert runtime.service.commits.shared == messages.templates.one_look  # what the service's commits share
     commits = GroupCommit(runtime.db, in_flight=1, shared=messages.templates.one_look)
     await commits.run(opening(0))  # compiled
     looked = counting_looks(monkeypatch)
+    compiled: list[tuple[str, ...]] = []
+    version = messages.templates._version
+    monkeypatch.setattr(messages.templates, "_version", lambda *key: compiled.append(key) or version(*key))
     assert await asyncio.gather(*(commits.run(opening(n)) for n in range(1, 7))) == [1, 2, 3, 4, 5, 6]
     assert commits.transactions == 2  # the warm-up, then the six together
     assert len(looked) >= 5 and set(looked.values()) == {1}, looked
+    # And each channel's template is put together once for the six (its files and their hash).
+    assert sorted(compiled) == [("protocol_opened", "pt-BR", "email"), ("protocol_opened", "pt-BR", "sms")]
 
     looked.clear()
     results = await asyncio.gather(*(commits.run(opening(n, fails=n == 9)) for n in range(7, 13)),

@@ -433,6 +433,27 @@ def test_one_look_keeps_a_file_broken_at_its_look_broken_for_the_whole_block(tmp
     assert templates.render("t", "sms", "pt-BR", {"x": 1}).text == "bom 1"
 
 
+def test_a_file_broken_at_the_look_raises_with_a_traceback_of_its_own_each_time(tmp_path: Path) -> None:
+    """A shared commit renders up to 64 events in one look: the error a broken file left there
+    must not gather every render's frames, nor be one object for all of them."""
+    def depth(exc: BaseException | None) -> int:
+        tb, n = exc.__traceback__ if exc is not None else None, 0
+        while tb is not None:
+            tb, n = tb.tb_next, n + 1
+        return n
+
+    templates = write(tmp_path, {"t/pt-BR/sms.j2": "quebrado {{ x }"})
+    errors, depths = [], []
+    with templates.one_look():
+        for _ in range(20):
+            with pytest.raises(TemplateError) as caught:
+                templates.render("t", "sms", "pt-BR", {"x": 1}, fallback=False)
+            errors.append(caught.value)
+            depths.append(depth(caught.value.__cause__))  # Jinja's error, kept by the look
+    assert len({id(e) for e in errors}) == 20
+    assert depths[0] > 0 and set(depths[1:]) == {depths[1]}, depths  # its frames do not pile up
+
+
 def test_one_look_sees_a_locale_added_meanwhile_only_after_the_block(tmp_path: Path) -> None:
     templates = write(tmp_path, {"t/pt-BR/sms.j2": "pt"})
     with templates.one_look():

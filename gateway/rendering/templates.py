@@ -356,8 +356,17 @@ class Templates:
         return [c for c, files in CHANNEL_FILES.items() if any((folder / f).is_file() for f in files)]
 
     def _compile(self, name: str, resolved: str, channel: str) -> _Version:
-        # Once a look: the files it sees do not change within it (a tuple: no file's name).
-        return self._in_look((name, resolved, channel), lambda: self._version(name, resolved, channel))
+        """Once a look, when it compiles: the files a look sees do not change within it. A failure
+        is not kept: each render raises its own error (one object re-raised by every event of a
+        batch would gather all their tracebacks), and the files' looks keep a broken file broken."""
+        looked = self._looked()
+        if looked is None:
+            return self._version(name, resolved, channel)
+        key = (name, resolved, channel)  # a tuple: no file's name
+        version = looked.get(key)
+        if version is None:
+            version = looked[key] = self._version(name, resolved, channel)
+        return version  # type: ignore[no-any-return]
 
     def _version(self, name: str, resolved: str, channel: str) -> _Version:
         files = [f"{name}/{resolved}/{file}" for file in CHANNEL_FILES[channel]]
@@ -437,7 +446,7 @@ class Templates:
         look = _LOOK.get()
         return look[1] if look is not None and look[0] is self else None
 
-    def _in_look(self, key: str | tuple[str, ...], look_at: Callable[[], T]) -> T:
+    def _in_look(self, key: str, look_at: Callable[[], T]) -> T:
         """`look_at()`, once a key inside a `one_look()` block: its answer, or its error, holds
         for the rest of the block (a file broken at the look is broken for every message)."""
         looked = self._looked()
@@ -450,7 +459,9 @@ class Templates:
                 looked[key] = exc
         found = looked[key]
         if isinstance(found, Exception):
-            raise found
+            # Raised afresh each time: a traceback grows with every raise of one object, and a
+            # shared commit's batch (64 events at most) would gather all of its members' frames.
+            raise found.with_traceback(None)
         return found  # type: ignore[no-any-return]
 
     def _template_dir(self, name: str) -> Path:

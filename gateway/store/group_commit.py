@@ -27,6 +27,7 @@ file once, not once an event (~8 system calls an opening: a twentieth of its CPU
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
@@ -58,7 +59,10 @@ class GroupCommit:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, future))
         if len(self._leaders) < self.in_flight:
-            self._leaders.add(asyncio.create_task(self._commit_pending(), name="group-commit"))
+            # A context of its own, not its first caller's: a leader serves every batch after, and
+            # must not carry into them what that caller had set (a look at the templates, say).
+            self._leaders.add(asyncio.create_task(self._commit_pending(), name="group-commit",
+                                                  context=contextvars.Context()))
         return await future
 
     async def _commit_pending(self) -> None:
