@@ -61,3 +61,28 @@ def test_emails_are_checked_and_line_breaks_refused() -> None:
         normalize_email("a@example.com\r\nBcc: b@example.com")
     with pytest.raises(ContactError):
         normalize_email("not an address")
+
+
+# Numbers of many kinds and places: valid and not, mobile, landline, toll-free, shared-cost,
+# NANPA numbers (several regions share +1), non-geographic ones (+800, +882), too short, too long.
+CORPUS = ["+5511987654321", "+551133334444", "+5511912345678", "+55119876543", "+551198765432100",
+          "+5500000000000", "+351912345678", "+351212345678", "+12025550123", "+16135550123", "+18005550123",
+          "+14165550123",
+          "+442079460000", "+447911123456", "+448081570000", "+34612345678", "+34912345678", "+5215512345678",
+          "+80012345678", "+882345678901", "+4930123456", "+491701234567", "+61412345678", "+1242359",
+          "+3906698", "+390669812345", "+35312345"]
+
+
+@pytest.mark.parametrize("raw", CORPUS)
+def test_a_number_is_valid_exactly_when_its_type_is_known(raw: str) -> None:
+    """normalize_phone asks a number's type once and takes UNKNOWN for "not valid": what
+    `is_valid_number` answers, asked apart (a newer phonenumbers that parted them fails here)."""
+    number = phonenumbers.parse(raw, None)
+    known = phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.UNKNOWN
+    assert phonenumbers.is_valid_number(number) == known
+    try:
+        normalize_phone(raw, None, for_sms=False, allowed_regions=[])
+    except ContactError as error:
+        assert not phonenumbers.is_valid_number(number) and str(error) == "not a valid phone number"
+    else:
+        assert phonenumbers.is_valid_number(number)
