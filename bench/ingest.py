@@ -43,7 +43,7 @@ from bench.databases import PostgresStore, SQLiteStore
 from bench.loadgen import opened_event
 from bench.progress import Ticker, say
 from bench.raw_server import PostgresServer, SQLiteServer, serve
-from bench.serving import HOST, served
+from bench.serving import HOST, GCPauses, served
 from bench.settings import bench_settings
 from bench.stats import latency_summary
 from gateway.api import keys
@@ -106,8 +106,10 @@ async def gateway_round(store: Store, template: str, folder: Path, *, clients: i
         async with served(runtime) as (_, port):
             key = await keys.create_key(runtime.db, "bench", ["events:write"], now=datetime.now(timezone.utc))
             # result["cpu_s"]: the CPU time of this process (the gateway; the load generator is a child),
-            # steadier than the rate on a shared machine and what bounds it once the process fills its core.
-            result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label=label)
+            # steadier than the rate on a shared machine and what bounds it once the process fills its core;
+            # the collector's share of it timed apart (gateway/daemon/heap.py sets how often it runs).
+            with GCPauses() as pauses:
+                result = await _load(f"http://{HOST}:{port}", key, clients=clients, events=events, label=label)
     finally:
         await store.drop(url)
     accepted = result["statuses"].get("202", 0)
@@ -116,7 +118,8 @@ async def gateway_round(store: Store, template: str, folder: Path, *, clients: i
     return figures(store.name, GATEWAY if group_commit else ONE_COMMIT, clients, events, result["elapsed"],
                    result["latencies"],
                    events - accepted, dispatcher=dispatcher, statuses=result["statuses"],
-                   cpu_us_per_event=result["cpu_s"] / accepted * 1e6 if accepted else float("nan"))
+                   cpu_us_per_event=result["cpu_s"] / accepted * 1e6 if accepted else float("nan"),
+                   gc_us_per_event=pauses.figures()["gc_total_ms"] * 1e3 / accepted if accepted else float("nan"))
 
 
 def _event_row(protocol_id: int, event_id: str, n: int, now: datetime) -> dict[str, Any]:

@@ -38,6 +38,7 @@ def summarize(rounds: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             entry.update({k: median([r[k] for r in rows]) for k in LATENCIES})
             entry["errors"] = sum(r["errors"] for r in rows)
             entry["cpu_us_per_event"] = median([r.get("cpu_us_per_event", float("nan")) for r in rows])
+            entry["gc_us_per_event"] = median([r.get("gc_us_per_event", float("nan")) for r in rows])
         elif scenario == "e2e":
             entry.update(_e2e_entry(rows))
         elif scenario == "processes":
@@ -103,8 +104,8 @@ def _cpu(value: float | None) -> str:
 def ingest_table(summary: list[dict[str, Any]]) -> list[str]:
     lines = ["| database | clients | what | events/s (median) | gateway ÷ raw server | gateway ÷ baseline "
              "| gateway ÷ one commit per event | p50 ms | p95 ms | p99 ms | errors | CPU µs/event "
-             "| events/s per round |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| of it GC µs/event | events/s per round |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     verdicts = []
     for e in summary:
         if e["scenario"] == "ingest":
@@ -112,7 +113,8 @@ def ingest_table(summary: list[dict[str, Any]]) -> list[str]:
                          f"| {_ratio(e.get('ratio_to_raw'))} | {_ratio(e['ratio'])} "
                          f"| {_ratio(e.get('ratio_to_reference'))} "
                          f"| {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | {e['p99_ms']:.1f} | {e['errors']} "
-                         f"| {_cpu(e.get('cpu_us_per_event'))} | {', '.join(f'{r:.0f}' for r in e['rates'])} |")
+                         f"| {_cpu(e.get('cpu_us_per_event'))} | {_cpu(e.get('gc_us_per_event'))} "
+                         f"| {', '.join(f'{r:.0f}' for r in e['rates'])} |")
             if e["role"] == "gateway" and e["ratio"] is not None:
                 met = "met" if e["ratio"] > 1 else "NOT met"
                 verdicts.append(f"- {e['database']}, {e['concurrency']} clients: gateway at {_ratio(e['ratio'])} of "

@@ -56,6 +56,10 @@ def test_smoke_run_writes_a_table_with_every_scenario_row(tmp_path: Path) -> Non
     raws = [r for r in run["rounds"] if r["scenario"] == "ingest" and r["role"] == "raw"]
     assert raws and all(r["errors"] == 0 and r["rows_written"] == r["count"] for r in raws)
     assert "gateway ÷ raw server" in text
+    # The gateway's rounds time the collector's share of their CPU (gateway/daemon/heap.py), in the table.
+    gateways = [r for r in run["rounds"] if r["scenario"] == "ingest" and r["role"] == "gateway"]
+    assert gateways and all(0 <= r["gc_us_per_event"] <= r["cpu_us_per_event"] for r in gateways)
+    assert "| of it GC µs/event |" in text
     # Every message the gateway was asked to send reached the sink and was recorded as sent.
     drains = [r for r in run["rounds"] if r["scenario"] == "drain"]
     assert all(r["sink_received"] == r["count"] for r in drains)
