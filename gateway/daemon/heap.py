@@ -19,9 +19,10 @@ never growing with time. Hence once, by the daemon, never by a process that buil
 runtimes one after the other (the tests; the benches thaw between rounds).
 
 The young generation is collected less often too: CPython's default walks it every 700
-allocations (net), about 7 times per 100 ingested events, 30 to 40 µs of each event's ~1.2 ms
-of CPU in all (`gc.callbacks`, 3,000 events at 50 clients on SQLite). Every 10,000 it is 4 to
-6 µs, each collection up to ~5 ms instead of ~1.5 (against a 100 ms end-to-end p99). What a
+allocations (net), about 7 times per 100 ingested events, 25 to 40 µs of each event's ~1.2 ms
+of CPU in all (`gc.callbacks`; the ingest bench's "GC µs/event", 50 clients on SQLite). Every
+10,000 it is 1 to 6 µs, each collection up to ~5 ms instead of ~1.5 (against a 100 ms
+end-to-end p99). What a
 young collection frees is reference cycles only; everything else goes at once by reference
 counting, so little more memory waits between two.
 """
