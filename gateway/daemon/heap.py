@@ -22,9 +22,8 @@ The young generation is collected less often too: CPython's default walks it eve
 allocations (net), about 7 times per 100 ingested events, 25 to 40 µs of each event's ~1.2 ms
 of CPU in all (`gc.callbacks`; the ingest bench's "GC µs/event", 50 clients on SQLite). Every
 10,000 it is 1 to 6 µs, each collection up to ~5 ms instead of ~1.5 (against a 100 ms
-end-to-end p99). What a
-young collection frees is reference cycles only; everything else goes at once by reference
-counting, so little more memory waits between two.
+end-to-end p99). What a young collection frees is reference cycles only; everything else goes
+at once by reference counting, so little more memory waits between two.
 """
 
 from __future__ import annotations

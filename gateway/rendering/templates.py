@@ -7,10 +7,9 @@ include/extends/import are relative to `<folder>`.
 
 Files are reloaded when they change (an mtime and size check on each render, or once for all
 the renders of a `one_look()` block: the messages of one event, or of the events sharing a
-commit). An edit that breaks
-a template is not served: the last version that rendered well for the same template,
-locale and channel keeps serving, with a `template_fallback` warning naming the file and
-line, until the file is fixed. `protocol-gateway templates check` reports the error.
+commit). An edit that breaks a template is not served: the last version that rendered well
+for the same template, locale and channel keeps serving, with a `template_fallback` warning
+naming the file and line, until the file is fixed. `protocol-gateway templates check` reports the error.
 """
 
 from __future__ import annotations
@@ -357,16 +356,9 @@ class Templates:
 
     def _compile(self, name: str, resolved: str, channel: str) -> _Version:
         """Once a look, when it compiles: the files a look sees do not change within it. A failure
-        is not kept: each render raises its own error (one object re-raised by every event of a
-        batch would gather all their tracebacks), and the files' looks keep a broken file broken."""
-        looked = self._looked()
-        if looked is None:
-            return self._version(name, resolved, channel)
-        key = (name, resolved, channel)  # a tuple: no file's name
-        version = looked.get(key)
-        if version is None:
-            version = looked[key] = self._version(name, resolved, channel)
-        return version  # type: ignore[no-any-return]
+        is not kept: the files' looks keep a broken file broken, and each render raises its own."""
+        return self._in_look((name, resolved, channel), lambda: self._version(name, resolved, channel),
+                             keep_errors=False)  # a tuple: no file's name
 
     def _version(self, name: str, resolved: str, channel: str) -> _Version:
         files = [f"{name}/{resolved}/{file}" for file in CHANNEL_FILES[channel]]
@@ -446,9 +438,10 @@ class Templates:
         look = _LOOK.get()
         return look[1] if look is not None and look[0] is self else None
 
-    def _in_look(self, key: str, look_at: Callable[[], T]) -> T:
+    def _in_look(self, key: str | tuple[str, ...], look_at: Callable[[], T], *, keep_errors: bool = True) -> T:
         """`look_at()`, once a key inside a `one_look()` block: its answer, or its error, holds
-        for the rest of the block (a file broken at the look is broken for every message)."""
+        for the rest of the block (a file broken at the look is broken for every message).
+        Without `keep_errors`, only an answer is kept, and a failure is asked again next time."""
         looked = self._looked()
         if looked is None:
             return look_at()
@@ -456,6 +449,8 @@ class Templates:
             try:
                 looked[key] = look_at()
             except Exception as exc:
+                if not keep_errors:
+                    raise
                 looked[key] = exc
         found = looked[key]
         if isinstance(found, Exception):
