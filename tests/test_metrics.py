@@ -147,3 +147,23 @@ def test_the_sweep_hook() -> None:
     assert samples[("gateway_sweep_seconds_sum", (("sweep", "retention"),))] == 2.5
     assert samples[("gateway_sweep_items_total", (("sweep", "deadline_reminders"),))] == 4
     assert samples[("gateway_sweep_last_success_timestamp_seconds", (("sweep", "retention"),))] == T0.timestamp()
+
+
+def test_a_remembered_child_is_the_metrics_own() -> None:
+    """Metrics.child hands out the child `labels()` would, once asked: counts through either add up,
+    and two metrics, or two sets of labels, never share one."""
+    metrics = Metrics()
+    sent = metrics.child(metrics.notifications, "sms", "protocol_opened", "sent")
+    assert sent is metrics.notifications.labels("sms", "protocol_opened", "sent")
+    assert metrics.child(metrics.notifications, "sms", "protocol_opened", "sent") is sent
+    sent.inc()
+    metrics.notifications.labels("sms", "protocol_opened", "sent").inc()
+    metrics.child(metrics.notifications, "sms", "protocol_opened", "failed").inc()
+    metrics.child(metrics.provider_sends, "sms", "protocol_opened", "sent").inc(5)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in metrics.registry.collect() for s in family.samples}
+    labels = (("channel", "sms"), ("status", "sent"), ("template", "protocol_opened"))
+    assert samples[("gateway_notifications_total", labels)] == 2
+    assert samples[("gateway_notifications_total", (*labels[:1], ("status", "failed"), labels[2]))] == 1
+    assert samples[("gateway_provider_sends_total",
+                    (("channel", "sms"), ("outcome", "sent"), ("provider", "protocol_opened")))] == 5

@@ -30,7 +30,7 @@ async def post_events(request: web.Request) -> web.Response:
             raise event
         assert isinstance(event, IncomingEvent)
         outcome = await service.handle(event, received_at=received_at)
-        metrics.events.labels(event.type, "duplicate" if outcome.duplicate else "accepted").inc()
+        metrics.child(metrics.events, event.type, "duplicate" if outcome.duplicate else "accepted").inc()
         return web.json_response(outcome.body, status=200 if outcome.duplicate else 202)
 
     results = [await _batch_entry(request, event, received_at) for event in events]
@@ -58,5 +58,5 @@ async def _batch_entry(request: web.Request, event: IncomingEvent | Exception, r
             return problem_body(503, "the database is unavailable; this event was not accepted, retry it")
         log.exception("unhandled error in a batch entry", extra={"action": "http_error", "path": request.path})
         return problem_body(500, "an unexpected error occurred with this event; it has been logged")
-    metrics.events.labels(event.type, "duplicate" if outcome.duplicate else "accepted").inc()
+    metrics.child(metrics.events, event.type, "duplicate" if outcome.duplicate else "accepted").inc()
     return outcome.body

@@ -347,12 +347,11 @@ class Dispatcher:
 
     def _observe(self, result: Result) -> None:
         row = result.claimed
-        self.metrics.notifications.labels(row.channel, row.template, result.status).inc()
-        self.metrics.send_seconds.labels(row.channel).observe((result.finished_at - result.started_at).total_seconds())
+        m = self.metrics
+        m.child(m.notifications, row.channel, row.template, result.status).inc()
+        m.child(m.send_seconds, row.channel).observe((result.finished_at - result.started_at).total_seconds())
         if result.status in ("sent", "delivered"):
-            self.metrics.event_to_send_seconds.labels(row.channel).observe(
-                (result.finished_at - row.created_at).total_seconds()
-            )
+            m.child(m.event_to_send_seconds, row.channel).observe((result.finished_at - row.created_at).total_seconds())
         action = {"sent": "outbox_sent", "delivered": "outbox_sent", "queued": "outbox_retry"}.get(
             result.status, f"outbox_{result.status}"
         )

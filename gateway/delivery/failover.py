@@ -76,7 +76,7 @@ class FailoverTransport:
                 provider.breaker.released()
                 raise
             self._succeeded(provider)
-            self.metrics.provider_sends.labels(self.channel, provider.name, "sent").inc()
+            self.metrics.child(self.metrics.provider_sends, self.channel, provider.name, "sent").inc()
             return dataclasses.replace(receipt, provider=provider.name, tried=tuple(tried))
         if last is None:
             names = ", ".join(p.name for p in self.providers)
