@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
@@ -13,6 +14,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from gateway.config import TwilioSettings
+from gateway.delivery.channels import twilio
 from gateway.delivery.channels.base import Message
 from gateway.delivery.channels.twilio import TwilioTransport
 from gateway.delivery.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
@@ -267,3 +269,37 @@ async def test_what_goes_on_the_wire_is_what_the_sdks_own_client_sends() -> None
     assert probe[0] == "GET" and probe[3] == b""
     assert listed[3].count(b"MediaUrl=") == 2
     assert "To=%2B55+11+98765-4305" in paged[1] and "PageSize=2" in paged[1]
+
+
+FORMS = [
+    {"To": "+5511987654321", "From": "+15005550006", "Body": "Olá, Conceição! Nº 2026 & 100%  às 14:32 ~ *"},
+    {"Body": "emoji 😀, 中文, עברית, CR\r\nLF, tab\t, =?&+/ and a quote \"", "StatusCallback": "http://h/s?n=1&x=ç"},
+    {"MediaUrl": ["https://x.example/a.png", "https://x.example/b ç.png?x=1&y=2"], "Body": ""},
+    {"MediaUrl": ("a b", "ç"), "To": "whatsapp:+5511987654321"},
+    {"ValidityPeriod": 600, "Body": "a number goes through urlencode itself"},
+    {"Flag": True, "Bytes": b"ol\xc3\xa1 +"},
+    {},
+]
+
+
+@pytest.mark.parametrize("form", FORMS, ids=range(len(FORMS)))
+def test_the_form_is_urlencodes_text(form: dict[str, object]) -> None:
+    """The transport's client escapes a form by table (twilio._form): byte for byte what
+    `urlencode(doseq=True)` writes, the SDK's and aiohttp's way, including what it falls back to."""
+    assert twilio._form(form) == urlencode(form, doseq=True).encode()
+
+
+def test_a_lone_surrogate_is_refused_as_urlencode_refuses_it() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        urlencode({"Body": "a \ud800 b"})
+    with pytest.raises(UnicodeEncodeError):
+        twilio._form({"Body": "a \ud800 b"})
+
+
+def test_the_escape_table_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = twilio._Escapes()
+    monkeypatch.setattr(twilio, "_ESCAPES", table)
+    text = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 5000))  # 5,000 characters never seen
+    assert twilio._form({"Body": text}) == urlencode({"Body": text}).encode()
+    assert len(table) == 4096  # full: the characters past it are escaped each time, and still right
+    assert twilio._form({"Body": text}) == urlencode({"Body": text}).encode()
