@@ -181,6 +181,15 @@ _FULFILLED = (
 )
 
 
+# The outcome of one send and its evidence rows, as positional values: SQLite's writer sends them
+# as JSON arrays (outbox_sqlite.py: half the encoding of objects, and SQLite reads an array's
+# item faster than an object's key), the Core statements take them as parameters by these names.
+_OUTCOME = ("b_id", "b_attempts", "b_status", "b_error", "b_code", "b_next", "b_sent", "b_delivered", "b_provider",
+            "b_provider_name")
+_ATTEMPT_COLUMNS = ("notification_id", "attempt", "started_at", "finished_at", "outcome", "error", "error_code",
+                    "provider_id", "provider")
+
+
 def record(session: Session, results: list[Result]) -> int:
     """Write outcomes and their evidence rows; returns how many rows this worker still owned.
 
@@ -190,36 +199,35 @@ def record(session: Session, results: list[Result]) -> int:
     """
     if not results:
         return 0
-    params = []
-    for r in results:
-        sent = r.status in ("sent", "delivered")
-        params.append({
-            "b_id": r.claimed.id, "b_attempts": r.claimed.attempts, "b_status": r.status,
-            "b_error": None if sent else r.error, "b_code": None if sent else r.error_code,
-            "b_next": r.next_attempt_at, "b_sent": r.finished_at if sent else None,
-            "b_delivered": r.finished_at if r.status == "delivered" else None, "b_provider": r.provider_id,
-            "b_provider_name": r.provider,
-        })
+    outcomes = [_outcome(r) for r in results]
     attempts = [row for r in results for row in _attempt_rows(r)]
     done = [r.claimed.id for r in results if r.status in ("sent", "delivered")]
     raw = sqlite_driver.connection(session)
     if raw is not None:
-        return outbox_sqlite.record(raw, params, attempts, done)
-    owned = session.execute(_FENCED, params).rowcount
-    session.execute(_ATTEMPT, attempts)
+        return outbox_sqlite.record(raw, outcomes, attempts, done)
+    owned = session.execute(_FENCED, [dict(zip(_OUTCOME, o)) for o in outcomes]).rowcount
+    session.execute(_ATTEMPT, [dict(zip(_ATTEMPT_COLUMNS, a)) for a in attempts])
     if done:
         session.execute(_FULFILLED, {"done": done})
     return owned
 
 
-def _attempt_rows(r: Result) -> list[dict[str, Any]]:
-    """The evidence of one send: a row per provider that failed over to the next, then the outcome."""
-    base = {"notification_id": r.claimed.id, "attempt": r.claimed.attempts, "started_at": r.started_at,
-            "finished_at": r.finished_at, "provider_id": None}
-    rows_ = [{**base, "outcome": "failed_over", "error": t.error, "error_code": t.error_code, "provider": t.provider}
+def _outcome(r: Result) -> tuple[Any, ...]:
+    """What the record sets on the notification's row, in _OUTCOME's order."""
+    sent = r.status in ("sent", "delivered")
+    return (r.claimed.id, r.claimed.attempts, r.status, None if sent else r.error, None if sent else r.error_code,
+            r.next_attempt_at, r.finished_at if sent else None, r.finished_at if r.status == "delivered" else None,
+            r.provider_id, r.provider)
+
+
+def _attempt_rows(r: Result) -> list[tuple[Any, ...]]:
+    """The evidence of one send, in _ATTEMPT_COLUMNS' order: a row per provider that failed over to
+    the next, then the outcome."""
+    c = r.claimed
+    rows_ = [(c.id, c.attempts, r.started_at, r.finished_at, "failed_over", t.error, t.error_code, None, t.provider)
              for t in r.tried]
-    rows_.append({**base, "outcome": r.status, "error": r.error, "error_code": r.error_code,
-                  "provider_id": r.provider_id, "provider": r.provider})
+    rows_.append((c.id, c.attempts, r.started_at, r.finished_at, r.status, r.error, r.error_code, r.provider_id,
+                  r.provider))
     return rows_
 
 

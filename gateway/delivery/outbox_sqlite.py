@@ -33,21 +33,19 @@ _TAKEN = ("SELECT json_group_array(json_array(id, protocol_id, channel, recipien
           "FROM notifications WHERE id IN (SELECT value FROM json_each(?))")
 
 # Fenced by status and attempts, as outbox._FENCED: a worker whose lease was taken over owns nothing.
-# The values are read by the Core statements' parameter names: outbox.record builds them once for both.
+# Each outcome is an array in outbox._OUTCOME's order (built once there for both paths).
 _RECORD = (
-    "UPDATE notifications SET status = r.value ->> 'b_status', last_error = r.value ->> 'b_error', "
-    "error_code = r.value ->> 'b_code', next_attempt_at = coalesce(r.value ->> 'b_next', next_attempt_at), "
-    "sent_at = coalesce(r.value ->> 'b_sent', sent_at), "
-    "delivered_at = coalesce(r.value ->> 'b_delivered', delivered_at), "
-    "provider_id = coalesce(r.value ->> 'b_provider', provider_id), "
-    "provider = coalesce(r.value ->> 'b_provider_name', provider) "
-    "FROM json_each(?) AS r WHERE notifications.id = r.value ->> 'b_id' AND notifications.status = 'sending' "
-    "AND notifications.attempts = r.value ->> 'b_attempts'"
+    "UPDATE notifications SET status = r.value ->> 2, last_error = r.value ->> 3, error_code = r.value ->> 4, "
+    "next_attempt_at = coalesce(r.value ->> 5, next_attempt_at), sent_at = coalesce(r.value ->> 6, sent_at), "
+    "delivered_at = coalesce(r.value ->> 7, delivered_at), provider_id = coalesce(r.value ->> 8, provider_id), "
+    "provider = coalesce(r.value ->> 9, provider) "
+    "FROM json_each(?) AS r WHERE notifications.id = r.value ->> 0 AND notifications.status = 'sending' "
+    "AND notifications.attempts = r.value ->> 1"
 )
-_ATTEMPT_COLUMNS = ("notification_id", "attempt", "started_at", "finished_at", "outcome", "error", "error_code",
-                    "provider_id", "provider")
-_ATTEMPTS = (f"INSERT INTO notification_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
-             f"SELECT {', '.join(f'value ->> {c!r}' for c in _ATTEMPT_COLUMNS)} FROM json_each(?)")
+# Each evidence row an array in outbox._ATTEMPT_COLUMNS' order.
+_ATTEMPTS = ("INSERT INTO notification_attempts (notification_id, attempt, started_at, finished_at, outcome, error, "
+             "error_code, provider_id, provider) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, "
+             "value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8 FROM json_each(?)")
 _FULFILLED = ("UPDATE consumer_requests SET fulfilled_at = (SELECT sent_at FROM notifications "
               "WHERE notifications.id = consumer_requests.notification_id) "
               "WHERE notification_id IN (SELECT value FROM json_each(?)) AND fulfilled_at IS NULL")
@@ -75,8 +73,8 @@ def claim(raw: Any, *, now: datetime, lease_end: datetime, limit: int) -> list[t
             for *head, created, duplicate, give_up, content in json.loads(taken)]
 
 
-def record(raw: Any, outcomes: list[dict[str, Any]], attempts: list[dict[str, Any]], done: list[int]) -> int:
-    """Write outcomes and their attempt rows (outbox.record's parameters); how many rows were still ours."""
+def record(raw: Any, outcomes: list[tuple[Any, ...]], attempts: list[tuple[Any, ...]], done: list[int]) -> int:
+    """Write outcomes and their attempt rows (outbox.record's values); how many rows were still ours."""
     owned = sqlite_driver.execute(raw, _RECORD, (_json(outcomes),))
     sqlite_driver.execute(raw, _ATTEMPTS, (_json(attempts),))
     if done:
