@@ -80,13 +80,13 @@ class Protocol(Base):
     extra: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONDoc)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # indexed while open (sweep_models.py)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The last event about this protocol: a protocol silent for long counts as abandoned for retention.
-    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # indexed while open (sweep_models.py)
     anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Years added to the record's retention by protocol.retention_extended (a regulator's complaint).
     retention_extension_years: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))

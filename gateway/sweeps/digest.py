@@ -18,7 +18,7 @@ from gateway.delivery import outbox
 from gateway.delivery.notifications import address_key, build_notification
 from gateway.store.database import dialect_insert
 from gateway.store.models import ConsumerRequest, Protocol
-from gateway.store.sweep_models import OPEN_STATUSES, SweepRun
+from gateway.store.sweep_models import SweepRun, is_open
 from gateway.sweeps.context import SweepContext
 
 
@@ -77,7 +77,7 @@ async def _digest(session: AsyncSession, ctx: SweepContext, fired: datetime) -> 
     start = datetime.combine(day, time(0), tzinfo=zone)
     end = start + timedelta(days=1)
     limit = ctx.schedule.options.list_limit
-    open_ = Protocol.status.in_(OPEN_STATUSES)
+    open_ = is_open()
     due_today = await _protocols(session, limit, open_, Protocol.deadline_at >= max(start, ctx.at),
                                  Protocol.deadline_at < end)
     overdue = await _protocols(session, limit, open_, Protocol.deadline_at < ctx.at)

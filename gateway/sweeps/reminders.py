@@ -28,7 +28,7 @@ from gateway.rendering.context import consumer_context, protocol_fields
 from gateway.rendering.page_link import render_consumer
 from gateway.store.keyset import after
 from gateway.store.models import Notification, OptOut, Protocol
-from gateway.store.sweep_models import OPEN_STATUSES, SweepMark
+from gateway.store.sweep_models import SweepMark, is_open
 from gateway.sweeps.context import SweepContext, claim_marks
 from gateway.sweeps.quiet_hours import next_allowed
 from gateway.sweeps.schedules import Offset
@@ -85,7 +85,7 @@ def due_protocols(schedule: str, slot: str, lo: datetime | None, hi: datetime,
         SweepMark.slot == slot, SweepMark.target_at == Protocol.deadline_at,
     )
     query = select(*PROTOCOL_COLUMNS).where(
-        Protocol.status.in_(OPEN_STATUSES), Protocol.deadline_at <= hi, ~marked,
+        is_open(), Protocol.deadline_at <= hi, ~marked,
         after((Protocol.deadline_at, Protocol.id), cursor),
     )
     if lo is not None:

@@ -33,7 +33,7 @@ from gateway.store.column_rows import column_rows
 from gateway.store.keyset import after
 from gateway.store.models import Notification, Protocol
 from gateway.store.page_cache import writer_cache_for
-from gateway.store.sweep_models import OPEN_STATUSES, RetentionAudit, SweepMark
+from gateway.store.sweep_models import RetentionAudit, SweepMark, is_open
 from gateway.store.vacuum import erase_sqlite
 from gateway.sweeps.context import SweepContext, claim_marks
 
@@ -68,7 +68,7 @@ def _sources(ctx: SweepContext, lo: datetime | None, hi: datetime, slot: str | N
         lower = _start_bound(profile, lo) - _MARGIN if lo is not None else None
         unretained = base.where(Protocol.status == "resolved", Protocol.retention_until.is_(None),
                                 Protocol.profile == profile.name, Protocol.resolved_at <= upper)
-        quiet = base.where(Protocol.status.in_(OPEN_STATUSES), Protocol.profile == profile.name,
+        quiet = base.where(is_open(), Protocol.profile == profile.name,
                            Protocol.last_event_at <= upper - abandoned)
         if lower is not None:
             unretained = unretained.where(Protocol.resolved_at > lower)
