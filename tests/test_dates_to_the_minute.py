@@ -39,3 +39,23 @@ def test_before_1973_a_zone_seconds_off_utc_still_shows_its_own_minute() -> None
     zone, locale = zoneinfo.ZoneInfo("Africa/Monrovia"), dates._locale("en")
     assert "11:16" in dates.datetime_text(datetime(1960, 6, 1, 12, 0, 40, tzinfo=timezone.utc), zone, locale)
     assert "11:59" in dates.time_text(datetime(1980, 6, 1, 11, 59, 59, tzinfo=timezone.utc), zone, locale)
+
+
+@settings(max_examples=300)
+@given(st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2100, 1, 1)),
+       st.lists(st.tuples(st.sampled_from(ZONES), st.sampled_from(LOCALES), st.sampled_from(["long", "short"])),
+                min_size=1, max_size=6),
+       st.sampled_from([timezone.utc, timezone(timedelta(hours=-3)), zoneinfo.ZoneInfo("America/Sao_Paulo")]))
+def test_the_filter_remembers_an_instant_per_zone_locale_and_length(naive: datetime, contexts, carried) -> None:
+    """The `datetime` filter remembers a UTC instant's text by the render's zone, locale and length
+    (dates._utc_datetime_text): each asked in turn, and again, reads as worked out afresh; a value in
+    another zone takes the way it always took."""
+    value = naive.replace(tzinfo=timezone.utc).astimezone(carried)
+    for zone_name, tag, length in contexts * 2:
+        context = {"timezone": zone_name, "locale": tag}
+        expected = dates.datetime_text(value, zoneinfo.ZoneInfo(zone_name), dates._locale(tag), short=length == "short")
+        assert dates.format_datetime(_Context(context), value, length) == expected
+
+
+class _Context(dict):  # what the filter reads of Jinja's context: get()
+    pass
