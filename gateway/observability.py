@@ -57,8 +57,16 @@ def mask(value: str | None) -> str | None:
 
 def scrub(text: str) -> str:
     """Mask anything in free text that looks like an email address or a phone number."""
+    if text.isascii() and "@" not in text and len(text) - len(text.translate(_NO_DIGITS)) < 8:
+        # Neither pattern can change it: an address needs its "@", a phone 8 digits at least. Most of
+        # a log line's texts ("notification sent", "sms", a masked phone): ~0.3 µs each, against
+        # 1.4-4 for the two patterns. ASCII only, as `\d` matches other scripts' digits too.
+        return text
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     return _PHONE.sub(_mask_phone_match, text)
+
+
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
 def _mask_phone_match(match: re.Match[str]) -> str:
