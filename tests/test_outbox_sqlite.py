@@ -5,14 +5,17 @@ Core statements do (the path PostgreSQL runs, and SQLite under an AsyncSession).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event, text
 
 from gateway.app import prepare
-from gateway.delivery import outbox
+from gateway.delivery import outbox, outbox_sqlite
 from gateway.delivery.errors import ProviderTry
-from gateway.store import rows
+from gateway.store import rows, sqlite_driver
 from gateway.store.models import ConsumerRequest, Notification, Protocol
 
 NOW = datetime(2026, 11, 22, 14, 43, 7, 123456, tzinfo=timezone.utc)
@@ -173,3 +176,13 @@ async def test_giving_back_an_unsent_claim_on_the_driver_is_what_the_core_does(r
     back = await runtime.db.query(read)
     # As before the claim, due now; 'unknown' where a send of it may have left before.
     assert [back[i] for i in ids] == [("queued", 0, LATER, False)] * 4 + [("unknown", 0, LATER, True)]
+
+
+@settings(max_examples=300)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+       st.sampled_from([timezone.utc, timezone(timedelta(hours=-3)), ZoneInfo("America/Sao_Paulo")]))
+def test_a_sends_time_is_written_as_sqlalchemy_writes_it(naive: datetime, zone) -> None:
+    """The turn's JSON writes a send's UTC times straight from their ISO text (outbox_sqlite._stored_text):
+    the very text of sqlite_driver.datetime_text, which stores what SQLAlchemy stores."""
+    value = naive.replace(tzinfo=timezone.utc).astimezone(zone)
+    assert outbox_sqlite._stored_text(value) == sqlite_driver.datetime_text(value)

@@ -15,7 +15,7 @@ SQLAlchemy stores them (`tests/test_outbox_sqlite.py` compares the two).
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from gateway.store import sqlite_driver
@@ -58,7 +58,16 @@ _UNCLAIM = (
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=sqlite_driver.datetime_text)
+    return json.dumps(value, separators=(",", ":"), default=_stored_text)
+
+
+def _stored_text(value: datetime) -> str | None:
+    """A datetime as SQLite's DATETIME stores it (sqlite_driver.datetime_text). A send's times are
+    UTC and each its own instant: written straight, the UTC text is the aware value's ISO text
+    without its "+00:00", where datetime_text's memo would only miss (~1 µs an SMS a time)."""
+    if type(value) is datetime and value.tzinfo is timezone.utc:
+        return value.isoformat(" ", "microseconds")[:-6]
+    return sqlite_driver.datetime_text(value)
 
 
 def claim(raw: Any, *, now: datetime, lease_end: datetime, limit: int) -> list[tuple[Any, ...]]:
