@@ -12,14 +12,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from gateway.config import Settings
 from gateway.protocols import reports, search
 from gateway.protocols.profiles import Profiles
 from gateway.store.database import Database
 from gateway.store.keyset import after
-from gateway.store.models import Protocol
+from gateway.store.models import Notification, Protocol
 from gateway.sweeps import digest, reminders, retention
 
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -125,7 +125,8 @@ async def test_the_deadline_reminders_walk_the_open_protocols_by_deadline(pg_no_
 async def test_the_digest_counts_and_lists_the_open_protocols_by_deadline(pg_no_seqscan: Database) -> None:
     executed = await plans(pg_no_seqscan, lambda s: digest._protocols(
         s, 20, digest.is_open(), Protocol.deadline_at >= AT, Protocol.deadline_at < AT.replace(day=23)))
-    executed += await plans(pg_no_seqscan, lambda s: digest._protocols(s, 20, digest.is_open(), Protocol.deadline_at < AT))
+    executed += await plans(pg_no_seqscan,
+                            lambda s: digest._protocols(s, 20, digest.is_open(), Protocol.deadline_at < AT))
     assert len(executed) == 4  # a count and a page, twice
     for statement, plan in executed:
         if "count(" in statement:  # counted from an index of the open ones alone (PostgreSQL may take either)
@@ -149,3 +150,10 @@ async def test_retention_finds_the_abandoned_protocols_by_their_last_event(pg_no
                     .order_by(Protocol.last_event_at, Protocol.id).limit(1000))
             [(statement, plan)] = await plans(pg_no_seqscan, lambda s, q=page: s.execute(q))
             _walks_the_open_index(pg_no_seqscan, statement, plan, "ix_protocols_open_last_event")
+
+
+async def test_a_receipt_finds_its_message_by_provider_id_through_the_partial_index(pg_no_seqscan: Database) -> None:
+    """The index holds the sent messages only (migration 0018); `provider_id = ?` still reads it."""
+    query = select(Notification.id).where(Notification.provider_id == "SM" + "0" * 32)
+    [(_statement, plan)] = await plans(pg_no_seqscan, lambda s: s.execute(query))
+    assert "ix_notifications_provider_id" in plan, plan

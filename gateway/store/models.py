@@ -177,7 +177,7 @@ class Notification(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(32))
-    provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    provider_id: Mapped[str | None] = mapped_column(String(200))  # indexed where set (sweep_models.py)
     provider: Mapped[str | None] = mapped_column(String(32))  # the named relay or account of the last try
     # When operations requeued it: give_up_after counts from here rather than from created_at,
     # so a requeue after a long outage gets the full retry window again.
