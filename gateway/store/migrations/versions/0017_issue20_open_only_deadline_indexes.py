@@ -12,7 +12,7 @@ values, which hid the twins from SQLite's planner, so the whole-column indexes s
 They now write the statuses into the SQL (`sweep_models.is_open`) and read the twins, which hold
 only the protocols still open; nothing else asks those columns by an index. Every protocol
 opened wrote an entry in each, and every event on a protocol moved its last-event entry: two
-index entries fewer per protocol opened (~15 µs of SQLite's CPU of the ~100 an opening's row
+index entries fewer per protocol opened (~20 µs of the ~96 of SQLite's CPU an opening's row
 costs, bench/README.md, "Fourteenth round"). Dropping an index is quick on both databases.
 """
 
