@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlencode
 
@@ -177,6 +178,47 @@ async def test_no_answer_within_the_timeout_is_an_unknown_outcome(fake: FakeTwil
         await make_transport(timeout=1.0).send(sms())
 
     assert len(fake.messages) == 1  # Twilio got it: the SMS may well go out
+
+
+async def test_an_answer_that_stops_halfway_is_an_unknown_outcome_within_the_timeout(make_transport) -> None:
+    """The timeout is aiohttp's total on the whole request, the answer's body included: Twilio's
+    headers and half its JSON, then silence, end at the timeout like no answer at all."""
+    stalled = asyncio.Event()
+
+    async def half_an_answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=201, headers={"Content-Type": "application/json"})
+        response.content_length = 200
+        await response.prepare(request)
+        await response.write(b'{"sid": "SM' + b"0" * 16)
+        stalled.set()
+        await asyncio.sleep(30)  # the rest never comes (cancelled when the client goes)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", half_an_answer)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    transport = make_transport(api_base_url=f"http://{host}:{port}", timeout=1.0)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(UnknownOutcomeError):
+            await asyncio.wait_for(transport.send(sms()), timeout=10)  # the guard: never 30 s
+        took = loop.time() - started
+    finally:
+        await transport.aclose()
+        await runner.cleanup()
+    assert stalled.is_set() and took < 5, took  # the timeout, not rounded up nor waiting for the body
+
+    # Not rounded up either: aiohttp would end a total of 5 s or more at the loop's next whole second.
+    exact = make_transport(timeout=15.0)
+    exact._client_in_loop()
+    assert exact._http is not None
+    total = exact._http._total(None)
+    assert (total.total, total.ceil_threshold) == (15.0, math.inf)
 
 
 async def test_twilio_edge_and_region_from_the_environment_are_ignored(

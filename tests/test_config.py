@@ -58,6 +58,8 @@ def test_gateway_config_names_the_file(tmp_path):
         ({"GATEWAY_DISPATCH__LEASE": "0s"}, "settings: dispatch.lease: expected a duration of at least 1s"),
         ({"GATEWAY_DISPATCH__LEASE": "500ms"}, "settings: dispatch.lease: expected a duration of at least 1s"),
         ({"GATEWAY_DISPATCH__POLL_INTERVAL": "0s"}, "settings: dispatch.poll_interval: expected a duration longer"),
+        ({"GATEWAY_SMS__TWILIO__TIMEOUT": "0s"}, "settings: sms.twilio.timeout: expected a duration longer"),
+        ({"GATEWAY_WHATSAPP__TWILIO__TIMEOUT": "0"}, "settings: whatsapp.twilio.timeout: expected a duration longer"),
         ({"GATEWAY_HTTP__MAX_BODY": "big"}, "settings: http.max_body: "),
         ({"GATEWAY_EMAIL__TRANSPORT": "smtp"}, "settings: email.from: required"),
         ({"GATEWAY_SMS__TRANSPORT": "twilio"}, "settings: sms.twilio.account_sid: required"),

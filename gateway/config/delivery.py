@@ -150,6 +150,18 @@ class TwilioSettings(Section):
     api_base_url: str = "https://api.twilio.com"
     timeout: Duration = 15.0
 
+    @field_validator("timeout")
+    @classmethod
+    def _waits_some_time(cls, seconds: float) -> float:
+        return answer_time(seconds)
+
+
+def answer_time(seconds: float) -> float:
+    """A provider's timeout: the SDK refuses a zero one at the first send, too late to say which key."""
+    if seconds <= 0:
+        raise ValueError("expected a duration longer than zero (the provider needs time to answer)")
+    return seconds
+
 
 class SMSSettings(Section):
     transport: Literal["twilio", "file"] = "file"

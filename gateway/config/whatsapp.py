@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Discriminator, Field, SecretStr, Tag
+from pydantic import AfterValidator, Discriminator, Field, SecretStr, Tag, field_validator
 
-from gateway.config.delivery import MANY, ONE, PROVIDER_NAME, TwilioSettings, _distinct_names, _one_or_many
+from gateway.config.delivery import MANY, ONE, PROVIDER_NAME, TwilioSettings, _distinct_names, _one_or_many, answer_time
 from gateway.config.sections import Section
 from gateway.config.units import Duration
 
@@ -33,6 +33,11 @@ class WhatsAppTwilioSettings(Section):
     messaging_service_sid: str | None = None
     api_base_url: str | None = None
     timeout: Duration | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _waits_some_time(cls, seconds: float | None) -> float | None:
+        return None if seconds is None else answer_time(seconds)
 
     def merged(self, sms: TwilioSettings) -> TwilioSettings:
         """The full account: what this section gives, else what the SMS account gives."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -95,7 +96,9 @@ class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):
         seconds = timeout if timeout is not None else self.timeout
         kept = self._timeouts
         if kept is None or kept[0] != seconds:
-            kept = self._timeouts = (seconds, aiohttp.ClientTimeout(total=seconds))
+            # ceil_threshold: aiohttp would round a total of 5 s or more up to the loop's next whole
+            # second, and the 15 s default could run to 16.
+            kept = self._timeouts = (seconds, aiohttp.ClientTimeout(total=seconds, ceil_threshold=math.inf))
         return kept[1]
 
     def _basic(self, auth: tuple[str, str]) -> str:
