@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, case, func, insert, select, text, type_coerce,
 from sqlalchemy.orm import Session
 
 from gateway.config.whatsapp import SESSION_WINDOW
-from gateway.delivery import outbox_sqlite
+from gateway.delivery import outbox_postgres, outbox_sqlite
 from gateway.delivery.errors import ProviderTry
 from gateway.store import drivers, rows, sqlite_driver
 from gateway.store.models import ACTIVE_CONDITION, Attempt, ConsumerRequest, InboundMessage, Notification
@@ -195,7 +195,9 @@ def record(session: Session, results: list[Result]) -> int:
 
     Three statements for the whole batch (the outcome and its evidence, each executed many, and
     the consumer's requests it fulfilled): the batch is the hot path. On SQLite's writer, the
-    same as one step each (outbox_sqlite.py).
+    same as one step each (outbox_sqlite.py); on PostgreSQL's driver, as one statement each of
+    arrays (outbox_postgres.py). The Core statements remain for what has neither (SQLite under an
+    AsyncSession), and a test runs them on PostgreSQL to compare.
     """
     if not results:
         return 0
@@ -205,6 +207,9 @@ def record(session: Session, results: list[Result]) -> int:
     raw = sqlite_driver.connection(session)
     if raw is not None:
         return outbox_sqlite.record(raw, outcomes, attempts, done)
+    driver = drivers.under(session)
+    if driver is not None:  # PostgreSQL's: a statement each, arrays for columns (outbox_postgres.py)
+        return outbox_postgres.record(driver, outcomes, attempts, done)
     owned = session.execute(_FENCED, [dict(zip(_OUTCOME, o)) for o in outcomes]).rowcount
     session.execute(_ATTEMPT, [dict(zip(_ATTEMPT_COLUMNS, a)) for a in attempts])
     if done:
