@@ -11,28 +11,15 @@ from sqlalchemy import event, text
 
 from gateway.app import prepare
 from gateway.delivery import outbox
-from gateway.store import drivers, rows
-from gateway.store.models import ConsumerRequest
-from tests.test_outbox_sqlite import LATER, NOW, _notifications, _protocol, _results
+from gateway.store import drivers
+from tests.test_outbox_sqlite import LATER, NOW, _results, one_protocol, stored_alike, two_paths
 
 
 @pytest.mark.parametrize("engine_name", ["postgresql"])
 async def test_the_drivers_record_stores_what_the_core_statements_do(runtime, monkeypatch: pytest.MonkeyPatch):
     await prepare(runtime)
 
-    def fill(session):
-        ids = {}
-        for path in ("driver", "core"):
-            protocol = _protocol("1000000000" + ("11" if path == "driver" else "12"))
-            rows.insert_one(session, protocol)
-            queued = _notifications(protocol.id)
-            rows.insert_many(session, queued)
-            session.add(ConsumerRequest(protocol_id=protocol.id, kind="history", channel="email", requested_at=NOW,
-                                        due_at=NOW, notification_id=queued[0].id))
-            ids[path] = [n.id for n in queued]
-        return ids
-
-    ids = await runtime.db.transact(fill)
+    ids = await runtime.db.transact(lambda session: two_paths(session, ("11", "12")))
     statements: list[str] = []
     event.listen(runtime.db.writer.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
 
@@ -62,23 +49,7 @@ async def test_the_drivers_record_stores_what_the_core_statements_do(runtime, mo
         owned, executed = await turn(ids["core"])
         assert executed > 0 and owned == -1
 
-    def stored(session):
-        def table(name: str, column: str, keys: list[int]) -> list[dict]:
-            found = session.execute(text(f"SELECT * FROM {name} WHERE {column} IN ({', '.join(map(str, keys))}) "
-                                         "ORDER BY id")).mappings().all()
-            return [{k: v for k, v in row.items() if k not in ("id", column, "protocol_id", "fallback_of")}
-                    for row in found]
-        return {path: (table("notifications", "id", ids[path]),
-                       table("notification_attempts", "notification_id", ids[path]),
-                       table("consumer_requests", "notification_id", ids[path]))
-                for path in ids}
-
-    found = await runtime.db.query(stored)
-    for a, b in zip(found["driver"], found["core"], strict=True):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            assert x == y, {k: (x[k], y[k]) for k in x if x[k] != y[k]}
-    notifications, attempts, requests = found["driver"]
+    notifications, attempts, requests = await runtime.db.query(lambda session: stored_alike(session, ids))
     assert [n["status"] for n in notifications] == ["sent", "delivered", "queued", "failed", "unknown"]
     assert notifications[0]["sent_at"] == LATER and notifications[0]["provider_id"] == "SM" + "0" * 32
     assert notifications[2]["next_attempt_at"] == LATER + timedelta(seconds=5) and notifications[2]["sent_at"] is None
@@ -92,14 +63,7 @@ async def test_a_record_taken_over_by_another_worker_writes_nothing(runtime):
     """Fenced as the Core's: a row whose attempts moved on (another worker claimed it) is not ours."""
     await prepare(runtime)
 
-    def fill(session):
-        protocol = _protocol("100000000013")
-        rows.insert_one(session, protocol)
-        queued = _notifications(protocol.id)
-        rows.insert_many(session, queued)
-        return [n.id for n in queued]
-
-    ids = await runtime.db.transact(fill)
+    ids = await runtime.db.transact(lambda session: one_protocol(session, "100000000013"))
     claimed = await runtime.db.transact(lambda session: outbox.claim(session, now=NOW, limit=len(ids), lease=60))
     async with runtime.db.write() as session:  # another worker's claim of the first two since
         await session.execute(text(f"UPDATE notifications SET attempts = attempts + 1 "

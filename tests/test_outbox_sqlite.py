@@ -61,23 +61,54 @@ def _results(claimed: list[outbox.Claimed]) -> list[outbox.Result]:
     ]
 
 
+def stored_alike(session, ids: dict[str, list[int]], columns=lambda session, name: "*") -> tuple[list[dict], ...]:
+    """The rows each path wrote (its messages, their attempts, the requests they fulfilled), the same
+    for both but for ids; the driver's."""
+    def table(name: str, column: str, keys: list[int]) -> list[dict]:
+        found = session.execute(text(f"SELECT {columns(session, name)} FROM {name} "
+                                     f"WHERE {column} IN ({', '.join(map(str, keys))}) ORDER BY id")).mappings().all()
+        return [{k: v for k, v in row.items() if k not in ("id", column, "protocol_id", "fallback_of")}
+                for row in found]
+    by_path = {path: (table("notifications", "id", ids[path]),
+                      table("notification_attempts", "notification_id", ids[path]),
+                      table("consumer_requests", "notification_id", ids[path]))
+               for path in ids}
+    for a, b in zip(by_path["driver"], by_path["core"], strict=True):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert x == y, {k: (x[k], y[k]) for k in x if x[k] != y[k]}
+    return by_path["driver"]
+
+
+def one_protocol(session, number: str) -> list[int]:
+    """A protocol with one message of each kind: their ids."""
+    protocol = _protocol(number)
+    rows.insert_one(session, protocol)
+    queued = _notifications(protocol.id)
+    rows.insert_many(session, queued)
+    return [n.id for n in queued]
+
+
+def two_paths(session, suffixes: tuple[str, str]) -> dict[str, list[int]]:
+    """A protocol with one message of each kind, and a request the first fulfils, for each path
+    ("driver", "core"): the ids of their messages."""
+    ids = {}
+    for path, suffix in zip(("driver", "core"), suffixes, strict=True):
+        protocol = _protocol("1000000000" + suffix)
+        rows.insert_one(session, protocol)
+        queued = _notifications(protocol.id)
+        rows.insert_many(session, queued)
+        session.add(ConsumerRequest(protocol_id=protocol.id, kind="history", channel="email", requested_at=NOW,
+                                    due_at=NOW, notification_id=queued[0].id))
+        ids[path] = [n.id for n in queued]
+    return ids
+
+
 @pytest.mark.parametrize("engine_name", ["sqlite"])
 async def test_the_drivers_turn_takes_and_stores_what_the_core_statements_do(runtime):
     await prepare(runtime)
 
-    def fill(session):
-        ids = {}
-        for path in ("driver", "core"):
-            protocol = _protocol("1000000000" + ("01" if path == "driver" else "02"))
-            rows.insert_one(session, protocol)
-            queued = _notifications(protocol.id)
-            rows.insert_many(session, queued)
-            session.add(ConsumerRequest(protocol_id=protocol.id, kind="history", channel="email", requested_at=NOW,
-                                        due_at=NOW, notification_id=queued[0].id))
-            ids[path] = [n.id for n in queued]
-        return ids
-
-    ids = await runtime.db.transact(fill)
+    ids = await runtime.db.transact(lambda session: two_paths(session, ("01", "02")))
     core_statements: list[str] = []
     event.listen(runtime.db.writer.sync_engine, "before_cursor_execute",
                  lambda *args: core_statements.append(args[2]))
@@ -125,24 +156,12 @@ async def test_the_drivers_turn_takes_and_stores_what_the_core_statements_do(run
     assert driver[4].duplicate_possible is True and driver[0].duplicate_possible is False
     assert driver[0].created_at == NOW and driver[0].attempts == 1
 
-    def stored(session):
-        def table(name: str, column: str, keys: list[int]) -> list[dict]:
-            names = [c[1] for c in session.execute(text(f"PRAGMA table_info({name})")).all()]
-            found = session.execute(text(
-                f"SELECT *, {', '.join(f'typeof({n}) AS t_{n}' for n in names)} FROM {name} "
-                f"WHERE {column} IN ({', '.join(map(str, keys))}) ORDER BY id")).mappings().all()
-            return [{k: v for k, v in row.items() if k not in ("id", column, "protocol_id", "fallback_of")}
-                    for row in found]
-        return {path: (table("notifications", "id", ids[path]),
-                       table("notification_attempts", "notification_id", ids[path]),
-                       table("consumer_requests", "notification_id", ids[path]))
-                for path in ids}
+    def with_types(session, name: str) -> str:  # and the type SQLite stored each value as
+        names = [c[1] for c in session.execute(text(f"PRAGMA table_info({name})")).all()]
+        return f"*, {', '.join(f'typeof({n}) AS t_{n}' for n in names)}"
 
-    found = await runtime.db.query(stored)
-    for a, b in zip(found["driver"], found["core"], strict=True):
-        for x, y in zip(a, b, strict=True):
-            assert x == y, {k: (x[k], y[k]) for k in x if x[k] != y[k]}
-    notifications, attempts, requests = found["driver"]
+    found = await runtime.db.query(lambda session: stored_alike(session, ids, with_types))
+    notifications, attempts, requests = found
     assert [n["status"] for n in notifications] == ["sent", "delivered", "queued", "failed", "unknown"]
     assert notifications[0]["sent_at"] == LATER.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy writes it
     assert [a["outcome"] for a in attempts] == ["failed_over", "sent", "delivered", "queued", "failed", "unknown"]
@@ -153,14 +172,7 @@ async def test_the_drivers_turn_takes_and_stores_what_the_core_statements_do(run
 async def test_giving_back_an_unsent_claim_on_the_driver_is_what_the_core_does(runtime):
     await prepare(runtime)
 
-    def fill(session):
-        protocol = _protocol("100000000003")
-        rows.insert_one(session, protocol)
-        queued = _notifications(protocol.id)
-        rows.insert_many(session, queued)
-        return [n.id for n in queued]
-
-    ids = await runtime.db.transact(fill)
+    ids = await runtime.db.transact(lambda session: one_protocol(session, "100000000003"))
 
     def claim_and_give_back(session):
         taken = outbox.claim(session, now=NOW, limit=10, lease=60)
