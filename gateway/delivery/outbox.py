@@ -204,11 +204,10 @@ def record(session: Session, results: list[Result]) -> int:
     outcomes = [_outcome(r) for r in results]
     attempts = [row for r in results for row in _attempt_rows(r)]
     done = [r.claimed.id for r in results if r.status in ("sent", "delivered")]
-    raw = sqlite_driver.connection(session)
-    if raw is not None:
-        return outbox_sqlite.record(raw, outcomes, attempts, done)
     driver = drivers.under(session)
-    if driver is not None:  # PostgreSQL's: a statement each, arrays for columns (outbox_postgres.py)
+    if isinstance(driver, sqlite_driver.SQLiteDriver):  # the writer's: a step each, JSON arrays
+        return outbox_sqlite.record(driver.raw, outcomes, attempts, done)
+    if driver is not None:  # PostgreSQL's: a statement each, an array a column
         return outbox_postgres.record(driver, outcomes, attempts, done)
     owned = session.execute(_FENCED, [dict(zip(_OUTCOME, o)) for o in outcomes]).rowcount
     session.execute(_ATTEMPT, [dict(zip(_ATTEMPT_COLUMNS, a)) for a in attempts])

@@ -38,13 +38,14 @@ _FULFILLED = ("UPDATE consumer_requests SET fulfilled_at = (SELECT sent_at FROM 
 
 def record(driver: Driver, outcomes: list[tuple[Any, ...]], attempts: list[tuple[Any, ...]], done: list[int]) -> int:
     """Write outcomes and their attempt rows (outbox.record's values); how many rows were still ours."""
-    owned = driver.execute(_RECORD, _columns(outcomes, 10))
-    driver.execute(_ATTEMPTS, _columns(attempts, 9))
+    owned = driver.execute(_RECORD, _columns(outcomes))
+    driver.execute(_ATTEMPTS, _columns(attempts))
     if done:
         driver.execute(_FULFILLED, (done,))
     return owned
 
 
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as one list per column (what `unnest` takes back apart)."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows (at least one: a turn records only what finished) as one list per column, what `unnest`
+    takes back apart."""
+    return [list(column) for column in zip(*rows, strict=True)]
