@@ -158,8 +158,12 @@ class TwilioSettings(Section):
 
 def answer_time(seconds: float) -> float:
     """A provider's timeout: the SDK refuses a zero one at the first send, too late to say which key."""
+    return longer_than_zero(seconds, "the provider needs time to answer")
+
+
+def longer_than_zero(seconds: float, why: str) -> float:
     if seconds <= 0:
-        raise ValueError("expected a duration longer than zero (the provider needs time to answer)")
+        raise ValueError(f"expected a duration longer than zero ({why})")
     return seconds
 
 
@@ -233,9 +237,7 @@ class DispatchSettings(Section):
     @field_validator("poll_interval")
     @classmethod
     def _polls_some_time(cls, seconds: float) -> float:
-        if seconds <= 0:
-            raise ValueError("expected a duration longer than zero (a zero would poll without pause)")
-        return seconds
+        return longer_than_zero(seconds, "a zero would poll without pause")
 
 
 class LimitsSettings(Section):
