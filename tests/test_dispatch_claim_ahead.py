@@ -1,5 +1,6 @@
 """With a backlog the dispatcher claims ahead of its free slots and records in batches, within
-its bounds: `workers` sends in flight, RECORD_AFTER outcomes waiting to be written; a row
+its bounds: `workers` sends in flight, RECORD_AFTER outcomes waiting to be written (a turn starts
+before them, and sends go on while it writes); a row
 claimed ahead and not sent in time, or when the dispatcher stops, goes back unsent.
 
 A transport of this process stands in for the provider (these tests are about the outbox:
@@ -75,15 +76,20 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-async def gw(tmp_path: Path, db_url: str, clock: Clock) -> AsyncIterator[tuple[Runtime, Recording]]:
+async def gateway_with_backlog(tmp_path: Path, db_url: str, clock: Clock, backlog: int) -> tuple[Runtime, Recording]:
     holder: list = []
     transport = Recording(holder, clock)
     settings = make_settings(tmp_path, db_url, dispatch={"workers": WORKERS, "lease": "60s"})
     runtime = build_runtime(settings, clock=clock, transports={"email": transport, "sms": transport})
     holder.append(runtime.dispatcher)
-    for i in range(BACKLOG // 2):  # an email and an SMS each
+    for i in range(backlog // 2):  # an email and an SMS each
         await open_protocol(runtime, f"e{i}")
+    return runtime, transport
+
+
+@pytest.fixture
+async def gw(tmp_path: Path, db_url: str, clock: Clock) -> AsyncIterator[tuple[Runtime, Recording]]:
+    runtime, transport = await gateway_with_backlog(tmp_path, db_url, clock, BACKLOG)
     yield runtime, transport
     await runtime.aclose()
 
@@ -114,6 +120,47 @@ async def test_a_backlog_is_claimed_ahead_and_recorded_in_batches_within_the_bou
     # Not a turn per send: the first claims the free slots, the next claims the rest ahead.
     assert turns <= BACKLOG // 4, turns
     assert CLAIM_AHEAD >= BACKLOG  # (what this test's sizes assume)
+
+
+async def test_sends_go_on_while_a_turn_writes_until_the_bound(tmp_path: Path, db_url: str, clock: Clock):
+    """A turn is wanted once RECORD_AT outcomes wait: while it writes them, the claimed rows go on
+    being sent until RECORD_AFTER wait besides the sends in flight, and not one more. (When the
+    turn came only at the bound, every turn found the sends stopped.)"""
+    runtime, transport = await gateway_with_backlog(tmp_path, db_url, clock, 2 * (WORKERS + RECORD_AFTER))
+    dispatcher = runtime.dispatcher
+    held, release = asyncio.Event(), asyncio.Event()
+    at_hold: dict[str, int] = {}
+    transact = runtime.db.transact
+
+    async def holding(fn):
+        if dispatcher._recording and not release.is_set() and dispatcher._ready:  # a turn with outcomes, rows left
+            at_hold.update(recording=dispatcher._recording, unrecorded=dispatcher._unrecorded())
+            held.set()
+            await release.wait()
+        return await transact(fn)
+
+    runtime.db.transact = holding
+    try:
+        task = asyncio.create_task(dispatcher.run_until_idle())
+        await asyncio.wait_for(held.wait(), timeout=30)
+        for _ in range(500):  # the sends the bound lets start while the turn is held, all finished
+            await asyncio.sleep(0.01)
+            if transport.in_flight == 0 and dispatcher._unrecorded() == WORKERS + RECORD_AFTER:
+                break
+        assert transport.in_flight == 0 and dispatcher._unrecorded() == WORKERS + RECORD_AFTER
+        # The turn came with room left under the bound, and the sends of the rows claimed took it:
+        # their outcomes wait for the next turn.
+        assert at_hold["recording"] < RECORD_AFTER and at_hold["unrecorded"] < WORKERS + RECORD_AFTER, at_hold
+        assert len(dispatcher._finished) == WORKERS + RECORD_AFTER - at_hold["recording"] > WORKERS
+        release.set()
+        await asyncio.wait_for(task, timeout=60)
+        stored = await rows(runtime)
+        assert set(transport.sent.values()) == {1} and len(transport.sent) == len(stored)  # each once
+        assert all(n.status == "sent" for n in stored)
+        assert transport.most_unrecorded <= WORKERS + RECORD_AFTER and transport.most_in_flight <= WORKERS
+    finally:
+        release.set()
+        await runtime.aclose()
 
 
 async def test_rows_claimed_ahead_go_back_unsent_when_the_dispatcher_stops(gw, clock):

@@ -67,10 +67,14 @@ from gateway.store.installation import installation_key
 TURN_GATHER = 0.01  # seconds: added latency at most, per turn, when there is no backlog
 CLAIM_AHEAD = 128  # rows claimed beyond the free slots when there is a backlog
 REFILL_AT = CLAIM_AHEAD // 4  # with this many claimed rows left to start, a turn claims more
-# Outcomes waiting to be written at most (besides the sends in flight): a turn is due once this
-# many wait, and no send starts beyond them. A SIGKILL can make the next claim send again what was
-# in flight or waiting: at most `workers` + RECORD_AFTER messages, each marked "duplicate possible".
-RECORD_AFTER = 32
+# A turn is wanted once RECORD_AT outcomes wait to be written; sends go on starting meanwhile, until
+# RECORD_AFTER wait (besides the sends in flight). With the two equal, as before, every turn found the
+# sends stopped: they waited for its commit, ~3.5 ms on SQLite's writer and ~6-8 ms on PostgreSQL
+# (round trips each waiting for a busy loop), a third to two fifths of an SMS drain's time (bench/
+# README.md, fifteenth round). A SIGKILL can make the next claim send again what was in flight or
+# waiting: at most `workers` + RECORD_AFTER messages, each marked "duplicate possible".
+RECORD_AFTER = 64
+RECORD_AT = RECORD_AFTER // 2
 RENEW_AFTER = 1 / 3  # of the lease: a send in flight this long has its lease renewed at the next turn
 GIVE_BACK_AFTER = 1 / 2  # of the lease: a row claimed ahead and not started this long goes back unsent
 
@@ -258,8 +262,8 @@ class Dispatcher:
     def _start(self) -> None:
         """Start claimed rows in the free slots; one whose lease is half gone goes back unsent.
 
-        At most `workers` in flight, and at most twice that sent or in flight without a record:
-        what a SIGKILL can make the next claim send twice."""
+        At most `workers` in flight, and at most `workers` + RECORD_AFTER sent or in flight without
+        a record: what a SIGKILL can make the next claim send twice."""
         if not self._ready or self._stop.is_set():  # stopping: what is claimed and not started goes back
             return
         now = self.clock()
@@ -281,9 +285,10 @@ class Dispatcher:
             self._wakeup.set()
             return
         self._start()
-        # A turn records what finished and claims more: wanted once `workers` outcomes wait (they
-        # hold the slots of the sends that could follow), or the claimed rows run low.
-        if len(self._finished) >= RECORD_AFTER or len(self._ready) <= REFILL_AT:
+        # A turn records what finished and claims more: wanted once RECORD_AT outcomes wait, before
+        # RECORD_AFTER of them would hold the slots of the sends that could follow, or the claimed
+        # rows run low.
+        if len(self._finished) >= RECORD_AT or len(self._ready) <= REFILL_AT:
             self._wakeup.set()
 
     async def _check_fallbacks(self) -> None:
