@@ -1,10 +1,10 @@
-"""On PostgreSQL the dispatcher's record goes straight to the driver, a statement each for the
-outcomes, their attempt rows and the requests they fulfil (delivery/outbox_postgres.py): it stores
-exactly what the Core statements store, on a real server."""
+"""On PostgreSQL the dispatcher's claim and record go straight to the driver, a statement each for
+the claim, the outcomes, their attempt rows and the requests they fulfil (delivery/outbox_postgres.py):
+they take and store exactly what the Core statements do, on a real server."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from sqlalchemy import event, text
@@ -16,7 +16,8 @@ from tests.test_outbox_sqlite import LATER, NOW, _results, one_protocol, stored_
 
 
 @pytest.mark.parametrize("engine_name", ["postgresql"])
-async def test_the_drivers_record_stores_what_the_core_statements_do(runtime, monkeypatch: pytest.MonkeyPatch):
+async def test_the_drivers_claim_and_record_take_and_store_what_the_core_statements_do(
+        runtime, monkeypatch: pytest.MonkeyPatch):
     await prepare(runtime)
 
     ids = await runtime.db.transact(lambda session: two_paths(session, ("11", "12")))
@@ -28,26 +29,39 @@ async def test_the_drivers_record_stores_what_the_core_statements_do(runtime, mo
             await session.execute(text(f"UPDATE notifications SET next_attempt_at = :at "
                                        f"WHERE id IN ({', '.join(map(str, path_ids))})"), {"at": at})
 
-    async def turn(only: list[int]) -> tuple[int, int]:
+    async def turn(only: list[int]) -> tuple[list[outbox.Claimed], list[str], int, int]:
         def claim(session):
             taken = outbox.claim(session, now=NOW, limit=len(only), lease=60)
             assert [c.id for c in taken] == only
             return taken
+        statements.clear()
         claimed = await runtime.db.transact(claim)
+        claiming = [s for s in statements if "inbound_messages" not in s]  # (WhatsApp's window: the Core's read)
         results = _results(claimed)
         statements.clear()
         owned = await runtime.db.transact(lambda session: outbox.record(session, results))
-        return owned, len(statements)
+        return claimed, claiming, owned, len(statements)
 
     await park(ids["core"], NOW + timedelta(days=1))
-    # The driver's three statements, none of SQLAlchemy's; and the rows still ours counted, which
-    # the Core's executemany cannot tell on asyncpg (-1 below).
-    assert await turn(ids["driver"]) == (5, 0)
+    # The driver's statements, none of SQLAlchemy's; and the rows still ours counted, which the
+    # Core's executemany cannot tell on asyncpg (-1 below).
+    driver, claiming, owned, executed = await turn(ids["driver"])
+    assert (claiming, owned, executed) == ([], 5, 0)
     await park(ids["core"], NOW - timedelta(seconds=1))
     with monkeypatch.context() as m:
         m.setattr(drivers, "under", lambda session: None)  # the Core statements, as before
-        owned, executed = await turn(ids["core"])
-        assert executed > 0 and owned == -1
+        core, claiming, owned, executed = await turn(ids["core"])
+        assert claiming and executed > 0 and owned == -1
+
+    def fields(c: outbox.Claimed) -> dict:
+        return {k: v for k, v in vars(c).items() if k not in ("id", "protocol_id")}
+
+    assert [fields(c) for c in driver] == [fields(c) for c in core]
+    assert driver[2].whatsapp_content == {"content_sid": "HX" + "a" * 32, "variables": {"1": "Ana"}}
+    assert driver[3].give_up_from == NOW + timedelta(hours=1) and driver[0].give_up_from == NOW
+    assert driver[4].duplicate_possible is True and driver[0].duplicate_possible is False
+    assert driver[0].created_at == NOW and driver[0].created_at.tzinfo is timezone.utc
+    assert driver[0].attempts == 1 and driver[0].lease_end == NOW + timedelta(seconds=60)
 
     notifications, attempts, requests = await runtime.db.query(lambda session: stored_alike(session, ids))
     assert [n["status"] for n in notifications] == ["sent", "delivered", "queued", "failed", "unknown"]

@@ -128,11 +128,13 @@ def _claim_statement(postgresql: bool, limit: int) -> Any:
 def claim(session: Session, *, now: datetime, limit: int, lease: float) -> list[Claimed]:
     """Take up to `limit` due rows for `lease` seconds. Disjoint across processes on PostgreSQL."""
     lease_end = now + timedelta(seconds=lease)
-    raw = sqlite_driver.connection(session)
-    if raw is not None:  # the writer's turn on SQLite: a few steps, whatever the batch (outbox_sqlite.py)
+    driver = drivers.under(session)
+    if driver is not None:  # one statement on PostgreSQL's driver, a few steps on SQLite's writer
         session.flush()  # rows the turn added (a webhook, a chain's next step) are due too, as Core's autoflush does
-        found = [Claimed(*row, lease_end=lease_end)
-                 for row in outbox_sqlite.claim(raw, now=now, lease_end=lease_end, limit=limit)]
+        taken = (outbox_sqlite.claim(driver.raw, now=now, lease_end=lease_end, limit=limit)
+                 if isinstance(driver, sqlite_driver.SQLiteDriver)
+                 else outbox_postgres.claim(driver, now=now, lease_end=lease_end, limit=limit))
+        found = [Claimed(*row, lease_end=lease_end) for row in taken]
     else:
         stmt = _claim_statement(session.bind.dialect.name == "postgresql", limit)
         found = [Claimed(*row, lease_end=lease_end)

@@ -97,6 +97,10 @@ class PostgresDriver:
     def query_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         return self._run(_numbered(sql), params).fetchone()  # type: ignore[no-any-return]
 
+    def query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Every row a statement returns (asyncpg's records: indexed and unpacked as tuples)."""
+        return self._run(_numbered(sql), params).fetchall()  # type: ignore[no-any-return]
+
     def execute(self, sql: str, params: Sequence[Any]) -> int:
         """A statement that returns no rows; how many rows it changed."""
         return self._run(_numbered(sql), params).rowcount  # type: ignore[no-any-return]
