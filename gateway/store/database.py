@@ -33,6 +33,7 @@ from sqlalchemy.pool import NullPool
 
 from gateway.store.outage import DatabaseUnavailable  # noqa: F401 (the API imports it from here)
 from gateway.store.pg_tls import PostgresTarget, postgres_target
+from gateway.store.pool_ping import ping_when_idle
 
 T = TypeVar("T")
 
@@ -173,10 +174,12 @@ class Database:
             self._sync_reader = _lending_engine(begin="BEGIN")
         else:
             self.postgres = postgres_target(url, connect_timeout=connect_timeout)
-            # pool_pre_ping: a connection the server dropped (a restart, pg_terminate_backend)
-            # is found dead at checkout and replaced, so the pool recovers by itself.
+            # A connection the server dropped (a restart, pg_terminate_backend) is found dead at
+            # checkout and replaced, so the pool recovers by itself: checked when it sat idle
+            # (store/pool_ping.py), as pool_pre_ping checked it at every checkout.
             self.writer = create_async_engine(self.postgres.url, connect_args=self.postgres.connect_args,
-                                              pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+                                              pool_size=pool_size, max_overflow=pool_size)
+            ping_when_idle(self.writer)
             self.reader = self.writer
         self._write = async_sessionmaker(self.writer, expire_on_commit=False)
         self._read = async_sessionmaker(self.reader, expire_on_commit=False)
