@@ -18,13 +18,21 @@ Twilio (bench/twilio_fake.py, a child process):
 Where the drain is bound by this process's CPU (one core: the event loop and the SQLite writer
 share the GIL) and the gateway's part and the SDK's only add up, its rate can reach at most
 SDK ÷ (SDK + gateway's part) of the raw SDK's: the report gives that bound beside the ratio of
-the CPU measured with Twilio. Tables to stdout and to bench/results/dispatch-cost-<date>-<time>.md,
-every round in the .json beside it.
+the CPU measured with Twilio.
+
+A second table splits each variant's CPU by thread: the event loop's (the main thread) and the
+other threads' (SQLite's writer and readers, each its own aiosqlite thread), with the threads'
+voluntary context switches an SMS. They do not add up across variants: the writer's turns cost
+more CPU while the loop is busy beside them, as each step of a statement lets go of the GIL and
+waits to take it back (bench/README.md, fifteenth round), and the switches count those waits.
+Tables to stdout and to bench/results/dispatch-cost-<date>-<time>.md, every round in the .json.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -49,23 +57,68 @@ VARIANTS = {
 }
 
 
+def _threads() -> dict[int, tuple[bool, float, int]]:
+    """Each live thread of this process: whether it is the main one (the event loop's), its CPU
+    seconds so far, and its voluntary context switches so far (0 where /proc does not say)."""
+    found = {}
+    for thread in threading.enumerate():
+        if thread.ident is None or thread.native_id is None:
+            continue
+        try:
+            cpu = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except OSError:  # it ended meanwhile
+            continue
+        found[thread.native_id] = (thread is threading.main_thread(), cpu, _switches(thread.native_id))
+    return found
+
+
+def _switches(native_id: int) -> int:
+    try:
+        with open(f"/proc/self/task/{native_id}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _split(before: dict[int, tuple[bool, float, int]], after: dict[int, tuple[bool, float, int]],
+           messages: int) -> tuple[float, float, float]:
+    """Between two `_threads()`: CPU µs an SMS of the loop and of the other threads (a thread started
+    meanwhile counts from zero), and their voluntary context switches an SMS."""
+    loop = others = switches = 0.0
+    for tid, (main, cpu, count) in after.items():
+        _, cpu0, count0 = before.get(tid, (main, 0.0, 0))
+        if main:
+            loop += cpu - cpu0
+        else:
+            others += cpu - cpu0
+        switches += count - count0
+    return loop / messages * 1e6, others / messages * 1e6, switches / messages
+
+
 async def _gateway(store: SQLiteStore, template: str, folder: Path, fake: TwilioFakeProcess, *, workers: int,
-                   null: bool) -> tuple[float, int]:
-    """CPU seconds of one drain (only `run_until_idle`, not building the runtime) and the rows sent."""
+                   null: bool) -> tuple[float, int, dict[int, tuple[bool, float, int]],
+                                        dict[int, tuple[bool, float, int]]]:
+    """CPU seconds of one drain (only `run_until_idle`, not building the runtime), the rows sent, and
+    the threads before and after it (`_threads`: read before the runtime's threads end)."""
     url = await store.clone(template)
     sms = {"transport": "twilio", "twilio": {"account_sid": fake.account_sid, "auth_token": fake.auth_token,
                                              "from": FROM, "api_base_url": fake.base_url}}
     runtime = build_runtime(bench_settings(folder, url, sms=sms, dispatch={"workers": workers}),
                             transports={c: NullTransport() for c in ("email", "sms", "whatsapp")} if null else None)
     try:
+        threads = _threads()
         started = time.process_time()
         await runtime.dispatcher.run_until_idle()
         cpu = time.process_time() - started
+        threads_after = _threads()
         sent = await runtime.db.query(_sent)
     finally:
         await runtime.aclose()
         await store.drop(url)
-    return cpu, sent
+    return cpu, sent, threads, threads_after
 
 
 def _sent(session: Any) -> int:
@@ -79,6 +132,7 @@ async def measure(messages: int, rounds: int, folder: Path) -> dict[str, Any]:
     workers = DispatchSettings().workers
     store = SQLiteStore(folder)
     figures: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    split: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}
     try:
         async with TwilioFakeProcess() as fake:
             say(f"filling an outbox with {messages} SMS (not timed)")
@@ -87,19 +141,28 @@ async def measure(messages: int, rounds: int, folder: Path) -> dict[str, Any]:
             for r in range(1, rounds + 1):
                 for name in standalone.in_turn(VARIANTS, r):
                     if name == "raw":
+                        threads = _threads()
                         started = time.process_time()
                         row = await raw_round(fake, outbox, workers=workers, database=store.name)
                         cpu, sent = time.process_time() - started, row["fake_received"]
+                        threads_after = _threads()
                     else:
-                        cpu, sent = await _gateway(store, template, folder, fake, workers=workers, null=name == "null")
+                        cpu, sent, threads, threads_after = await _gateway(store, template, folder, fake,
+                                                                           workers=workers, null=name == "null")
                     if sent != messages:
                         raise SystemExit(f"{VARIANTS[name]}: {sent} of {messages} SMS sent")
                     figures[name].append(cpu / messages * 1e6)
+                    split[name].append(_split(threads, threads_after, messages))
                 say(f"round {r}/{rounds}: " + ", ".join(f"{n} {figures[n][-1]:.0f} µs" for n in VARIANTS))
     finally:
         await store.close()
     out: dict[str, Any] = standalone.cpu_summary(figures)
     out["workers"] = workers
+    out["threads"] = {name: {"rounds": [[round(v, 2) for v in r] for r in rounds_],
+                             "median_loop_us": round(statistics.median(r[0] for r in rounds_), 1),
+                             "median_others_us": round(statistics.median(r[1] for r in rounds_), 1),
+                             "median_switches": round(statistics.median(r[2] for r in rounds_), 3)}
+                      for name, rounds_ in split.items()}
     return out
 
 
@@ -115,6 +178,12 @@ def markdown(run: dict[str, Any]) -> str:
               f"- if the drain is bound by this process's CPU and the parts add up, the best its rate can "
               f"reach while the gateway's part costs {null:.0f} µs: SDK ÷ (SDK + gateway's part) = "
               f"{raw / (raw + null):.0%} of the raw SDK's", ""]
+    lines += ["## The same by thread (medians)", "",
+              "| what | event loop, CPU µs an SMS | other threads (SQLite's), CPU µs an SMS | "
+              "voluntary context switches an SMS |", "|---|---:|---:|---:|"]
+    lines += [f"| {label} | {t['median_loop_us']:.0f} | {t['median_others_us']:.0f} | {t['median_switches']:.2f} |"
+              for name, label in VARIANTS.items() for t in [f["threads"][name]]]
+    lines += [""]
     return "\n".join(lines)
 
 

@@ -92,6 +92,11 @@ def test_dispatch_cost_smoke_reports_the_sdk_and_the_gateways_part(tmp_path: Pat
                   "| gateway: dispatcher + a provider that accepts at once |"):
         assert label in text
     assert "SDK ÷ (SDK + gateway's part) = " in text
+    # The split by thread: the raw SDK runs on the loop alone, the gateway's turns on SQLite's writer too.
+    threads = run["figures"]["threads"]
+    assert threads["raw"]["median_loop_us"] > 0 and all(len(threads[n]["rounds"]) == 1 for n in threads)
+    assert threads["null"]["median_others_us"] > 0 and threads["twilio"]["median_others_us"] > 0
+    assert "| voluntary context switches an SMS |" in text
 
 
 def test_transactions_smoke_reports_the_gateways_transactions_and_aiosqlites(tmp_path: Path) -> None:
