@@ -70,10 +70,10 @@ REFILL_AT = CLAIM_AHEAD // 4  # with this many claimed rows left to start, a tur
 # A turn is wanted once RECORD_AT outcomes wait to be written; sends go on starting meanwhile, until
 # RECORD_AFTER wait (besides the sends in flight). With the two equal, as before, every turn found the
 # sends stopped: they waited for its commit, ~3.5 ms on SQLite's writer and ~6-8 ms on PostgreSQL
-# (round trips each waiting for a busy loop), a third to two fifths of an SMS drain's time. And a
-# turn costs SQLite's writer ~1.6-2.2 ms of CPU whatever its size, a fifth of it writing the WAL's
-# pages at commit: 64 outcomes a turn rather than 32 took ~9 % off an SMS's CPU on SQLite (bench/
-# README.md, fifteenth round). A SIGKILL can make the next claim send again what was in flight or
+# (round trips each waiting for a busy loop), a third to two fifths of an SMS drain's time. And
+# most of a turn's CPU on SQLite's writer does not grow with its outcomes (2.1-2.3 ms at ~34 of
+# them, 2.7-2.9 at ~60, a fifth of it writing the WAL's pages at commit): 64 a turn rather than
+# 32 took ~8 µs off an SMS's CPU on SQLite (bench/README.md, fifteenth round). A SIGKILL can make the next claim send again what was in flight or
 # waiting: at most `workers` + RECORD_AFTER messages, each marked "duplicate possible".
 RECORD_AFTER = 128
 RECORD_AT = RECORD_AFTER // 2
