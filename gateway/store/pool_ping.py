@@ -10,12 +10,19 @@ pool's connections older than it and is replaced, before anything runs on it.
 
 What the window gives up: a connection the server dropped less than BYPASS seconds after its last
 use fails the transaction that gets it, as one dropped mid-transaction always did. The request
-gets a 503 problem and the dispatcher tries its turn again (store/outage.py), and the failure
-invalidates the pool, so the next transaction gets a new connection.
+gets a 503 problem and the dispatcher tries its turn again (store/outage.py). Once any connection
+was found dead (the Core's statements invalidate the whole pool then, the driver's statements
+only their own connection: store/postgres_driver.py), every connection returned before that
+moment is checked at its next checkout, window or not: a restart ends them all, and only the
+first transaction after it fails, whichever path it took.
+
+A connection is "returned" when its transaction ends, whether or not a statement reached the
+server (asyncpg's adapter begins lazily): a checkout that ran nothing restarts its window too.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,10 +37,16 @@ _RETURNED = "gateway.returned_at"  # in the connection record's info: when it la
 
 def ping_when_idle(engine: AsyncEngine, *, bypass: float = BYPASS,
                    clock: Callable[[], float] = time.monotonic) -> None:
-    """Check each connection at checkout unless it was connected or returned within `bypass` seconds
-    (in place of `pool_pre_ping`, which the engine must not also have)."""
+    """Check each connection at checkout unless it was connected or returned within `bypass` seconds,
+    and after the last time one was found dead (in place of `pool_pre_ping`, which the engine must
+    not also have)."""
     sync = engine.sync_engine
     dialect = sync.dialect
+    last_lost = [-math.inf]  # when a connection of this pool was last invalidated (found dead, most often)
+
+    @event.listens_for(sync, "invalidate")
+    def _lost(dbapi_connection: Any, record: Any, exception: BaseException | None) -> None:
+        last_lost[0] = clock()
 
     @event.listens_for(sync, "connect")
     def _connected(dbapi_connection: Any, record: Any) -> None:
@@ -47,7 +60,7 @@ def ping_when_idle(engine: AsyncEngine, *, bypass: float = BYPASS,
     @event.listens_for(sync, "checkout")
     def _check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         returned = record.info.get(_RETURNED)
-        if returned is not None and clock() - returned < bypass:
+        if returned is not None and returned >= last_lost[0] and clock() - returned < bypass:
             return
         try:
             dialect.do_ping(dbapi_connection)
