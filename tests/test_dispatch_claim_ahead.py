@@ -20,7 +20,7 @@ from sqlalchemy import select
 from gateway.app import Runtime, build_runtime
 from gateway.delivery import outbox
 from gateway.delivery.channels.base import Message, Receipt
-from gateway.delivery.dispatcher import CLAIM_AHEAD, RECORD_AFTER
+from gateway.delivery.dispatcher import CLAIM_AHEAD, RECORD_AFTER, RECORD_AT, REFILL_AT
 from gateway.store.models import Notification
 from tests.helpers import make_settings
 from tests.test_dispatch import Clock, open_protocol
@@ -134,7 +134,8 @@ async def test_sends_go_on_while_a_turn_writes_until_the_bound(tmp_path: Path, d
 
     async def holding(fn):
         if dispatcher._recording and not release.is_set() and dispatcher._ready:  # a turn with outcomes, rows left
-            at_hold.update(recording=dispatcher._recording, unrecorded=dispatcher._unrecorded())
+            at_hold.update(recording=dispatcher._recording, unrecorded=dispatcher._unrecorded(),
+                           ready=len(dispatcher._ready))
             held.set()
             await release.wait()
         return await transact(fn)
@@ -143,14 +144,17 @@ async def test_sends_go_on_while_a_turn_writes_until_the_bound(tmp_path: Path, d
     try:
         task = asyncio.create_task(dispatcher.run_until_idle())
         await asyncio.wait_for(held.wait(), timeout=30)
-        for _ in range(500):  # the sends the bound lets start while the turn is held, all finished
-            await asyncio.sleep(0.01)
-            if transport.in_flight == 0 and dispatcher._unrecorded() == WORKERS + RECORD_AFTER:
+        for _ in range(10_000):  # the sends the bound lets start while the turn is held, all finished
+            await asyncio.sleep(0)  # (they never leave the loop: turns of it, not time)
+            if not dispatcher._sending and dispatcher._unrecorded() == WORKERS + RECORD_AFTER:
                 break
-        assert transport.in_flight == 0 and dispatcher._unrecorded() == WORKERS + RECORD_AFTER
-        # The turn came with room left under the bound, and the sends of the rows claimed took it:
-        # their outcomes wait for the next turn.
-        assert at_hold["recording"] < RECORD_AFTER and at_hold["unrecorded"] < WORKERS + RECORD_AFTER, at_hold
+        assert transport.in_flight == 0 and not dispatcher._sending  # (each send's end seen by the dispatcher)
+        assert dispatcher._unrecorded() == WORKERS + RECORD_AFTER
+        # The turn came for RECORD_AT outcomes (not for the claimed rows running low, nor at the
+        # bound), with room left under the bound; the sends of the rows claimed took it: their
+        # outcomes wait for the next turn.
+        assert RECORD_AT <= at_hold["recording"] <= RECORD_AT + WORKERS and at_hold["ready"] > REFILL_AT, at_hold
+        assert at_hold["unrecorded"] < WORKERS + RECORD_AFTER, at_hold
         assert len(dispatcher._finished) == WORKERS + RECORD_AFTER - at_hold["recording"] > WORKERS
         release.set()
         await asyncio.wait_for(task, timeout=60)
