@@ -57,9 +57,13 @@ VARIANTS = {
 }
 
 
-def _threads() -> dict[int, tuple[bool, float, int]]:
-    """Each live thread of this process: whether it is the main one (the event loop's), its CPU
-    seconds so far, and its voluntary context switches so far (0 where /proc does not say)."""
+Threads = dict[tuple[int, int], tuple[bool, float, int | None]]
+
+
+def _threads() -> Threads:
+    """Each live thread of this process, by its ids (the kernel's and Python's: either alone can be
+    reused once a thread ends): whether it is the main one (the event loop's), its CPU seconds so
+    far, and its voluntary context switches so far (None where /proc does not say)."""
     found = {}
     for thread in threading.enumerate():
         if thread.ident is None or thread.native_id is None:
@@ -68,11 +72,11 @@ def _threads() -> dict[int, tuple[bool, float, int]]:
             cpu = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
         except OSError:  # it ended meanwhile
             continue
-        found[thread.native_id] = (thread is threading.main_thread(), cpu, _switches(thread.native_id))
+        found[thread.native_id, thread.ident] = (thread is threading.main_thread(), cpu, _switches(thread.native_id))
     return found
 
 
-def _switches(native_id: int) -> int:
+def _switches(native_id: int) -> int | None:
     try:
         with open(f"/proc/self/task/{native_id}/status", encoding="ascii") as status:
             for line in status:
@@ -80,27 +84,27 @@ def _switches(native_id: int) -> int:
                     return int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return None
 
 
-def _split(before: dict[int, tuple[bool, float, int]], after: dict[int, tuple[bool, float, int]],
-           messages: int) -> tuple[float, float, float]:
-    """Between two `_threads()`: CPU µs an SMS of the loop and of the other threads (a thread started
-    meanwhile counts from zero), and their voluntary context switches an SMS."""
+def _split(before: Threads, after: Threads, messages: int) -> tuple[float, float, float]:
+    """Between two `_threads()`: CPU µs an SMS of the loop and of the other threads alive at the end
+    (one started meanwhile counts from zero; one that ended meanwhile is not counted, and none of
+    the gateway's does before `after` is read), and their voluntary context switches an SMS."""
     loop = others = switches = 0.0
-    for tid, (main, cpu, count) in after.items():
-        _, cpu0, count0 = before.get(tid, (main, 0.0, 0))
+    for key, (main, cpu, count) in after.items():
+        _, cpu0, count0 = before.get(key, (main, 0.0, 0))
         if main:
             loop += cpu - cpu0
         else:
             others += cpu - cpu0
-        switches += count - count0
+        if count is not None and count0 is not None:
+            switches += count - count0
     return loop / messages * 1e6, others / messages * 1e6, switches / messages
 
 
 async def _gateway(store: SQLiteStore, template: str, folder: Path, fake: TwilioFakeProcess, *, workers: int,
-                   null: bool) -> tuple[float, int, dict[int, tuple[bool, float, int]],
-                                        dict[int, tuple[bool, float, int]]]:
+                   null: bool) -> tuple[float, int, Threads, Threads]:
     """CPU seconds of one drain (only `run_until_idle`, not building the runtime), the rows sent, and
     the threads before and after it (`_threads`: read before the runtime's threads end)."""
     url = await store.clone(template)
