@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.app import Runtime, build_runtime
 from gateway.delivery import outbox
@@ -216,6 +216,30 @@ async def test_claims_of_two_sessions_are_disjoint(gw, clock, engine_name):
             assert len(b) == 5
             assert not {c.id for c in a} & {c.id for c in b}
     assert len(a) == 15
+
+
+async def test_a_claim_takes_the_earliest_due_rows_first_and_none_not_yet_due(gw, clock):
+    """The claim's order and limit, as each database's driver runs them (the turn's path): the
+    earliest `next_attempt_at` first, ties by id; a row due later is left."""
+    for i in range(6):
+        await open_protocol(gw, f"o{i}", notify=["email"])
+    async with gw.db.read() as session:
+        ids = sorted((await session.scalars(select(Notification.id))).all())
+    assert len(ids) == 6
+    now = clock()
+    due = {ids[0]: -1, ids[1]: -30, ids[2]: 60, ids[3]: -30, ids[4]: -5, ids[5]: -10}  # seconds from now
+    async with gw.db.write() as session:
+        for notification_id, seconds in due.items():
+            await session.execute(update(Notification).where(Notification.id == notification_id)
+                                  .values(next_attempt_at=now + timedelta(seconds=seconds)))
+
+    async def claim(limit: int) -> set[int]:
+        return {c.id for c in await gw.db.transact(lambda s: outbox.claim(s, now=now, limit=limit, lease=60))}
+
+    assert await claim(1) == {ids[1]}  # -30 s, the lower id of the two
+    assert await claim(2) == {ids[3], ids[5]}  # the other -30 s, then -10 s
+    assert await claim(3) == {ids[4], ids[0]}  # all that is left due
+    assert await claim(3) == set()  # ids[2] is due in a minute
 
 
 async def test_a_requeue_restarts_the_give_up_clock(gw, sink, clock):
