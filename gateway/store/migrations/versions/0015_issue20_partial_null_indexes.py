@@ -15,37 +15,21 @@ the rows with a value, its statistics say so, and `column = ?` or `column IN (..
 it (an equality implies the column is not NULL). Smaller, too. Building each reads the table once.
 """
 
-import logging
-
-import sqlalchemy as sa
-from alembic import op
+from gateway.store.migrations.where_set import rebuild_where_set, rebuild_whole
 
 revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
 
-log = logging.getLogger("gateway.migrate")
 INDEXES = [("ix_protocols_consumer_whatsapp", "protocols", "consumer_whatsapp"),
            ("ix_protocols_parent_id", "protocols", "parent_id"),
            ("ix_notifications_fallback_of", "notifications", "fallback_of")]
 
 
 def upgrade() -> None:
-    conn = op.get_bind()
-    analyzed = conn.dialect.name == "sqlite" and conn.execute(sa.text(
-        "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'")).scalar()
-    for name, table, column in INDEXES:
-        rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
-        log.info("building index", extra={"action": "db_index_building", "index": name, "table": table, "rows": rows})
-        op.drop_index(name, table_name=table)
-        where = sa.text(f"{column} IS NOT NULL")
-        op.create_index(name, table, [column], unique=False, sqlite_where=where, postgresql_where=where)
-        if analyzed:  # the old index's statistics went with it; the new one gets its own (see 0012)
-            op.execute(f"ANALYZE {name}")
+    rebuild_where_set(INDEXES)
 
 
 def downgrade() -> None:
-    for name, table, column in INDEXES:
-        op.drop_index(name, table_name=table)
-        op.create_index(name, table, [column], unique=False)
+    rebuild_whole(INDEXES)

@@ -13,33 +13,19 @@ made and one fewer to take out when it is sent. A receipt's lookup by provider i
 the table once.
 """
 
-import logging
-
-import sqlalchemy as sa
-from alembic import op
+from gateway.store.migrations.where_set import rebuild_where_set, rebuild_whole
 
 revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None
 
-log = logging.getLogger("gateway.migrate")
-NAME, TABLE, COLUMN = "ix_notifications_provider_id", "notifications", "provider_id"
+INDEXES = [("ix_notifications_provider_id", "notifications", "provider_id")]
 
 
 def upgrade() -> None:
-    conn = op.get_bind()
-    analyzed = conn.dialect.name == "sqlite" and conn.execute(sa.text(
-        "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'")).scalar()
-    rows = conn.execute(sa.text(f"SELECT count(*) FROM {TABLE}")).scalar()
-    log.info("building index", extra={"action": "db_index_building", "index": NAME, "table": TABLE, "rows": rows})
-    op.drop_index(NAME, table_name=TABLE)
-    where = sa.text(f"{COLUMN} IS NOT NULL")
-    op.create_index(NAME, TABLE, [COLUMN], unique=False, sqlite_where=where, postgresql_where=where)
-    if analyzed:  # the old index's statistics went with it; the new one gets its own (see 0012)
-        op.execute(f"ANALYZE {NAME}")
+    rebuild_where_set(INDEXES)
 
 
 def downgrade() -> None:
-    op.drop_index(NAME, table_name=TABLE)
-    op.create_index(NAME, TABLE, [COLUMN], unique=False)
+    rebuild_whole(INDEXES)
