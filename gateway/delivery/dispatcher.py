@@ -73,8 +73,9 @@ REFILL_AT = CLAIM_AHEAD // 4  # with this many claimed rows left to start, a tur
 # (round trips each waiting for a busy loop), a third to two fifths of an SMS drain's time. And
 # most of a turn's CPU on SQLite's writer does not grow with its outcomes (2.1-2.3 ms at ~34 of
 # them, 2.7-2.9 at ~60, a fifth of it writing the WAL's pages at commit): 64 a turn rather than
-# 32 took ~8 µs off an SMS's CPU on SQLite (bench/README.md, fifteenth round). A SIGKILL can make the next claim send again what was in flight or
-# waiting: at most `workers` + RECORD_AFTER messages, each marked "duplicate possible".
+# 32 took ~8 µs off an SMS's CPU on SQLite (bench/README.md, fifteenth round). A SIGKILL can make
+# the next claim send again what was in flight or waiting: at most `workers` + RECORD_AFTER
+# messages, each marked "duplicate possible".
 RECORD_AFTER = 128
 RECORD_AT = RECORD_AFTER // 2
 RENEW_AFTER = 1 / 3  # of the lease: a send in flight this long has its lease renewed at the next turn
